@@ -1,0 +1,1 @@
+"""The Heartbeat API: devices send beats, anyone reads presence statistics."""

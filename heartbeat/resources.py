@@ -1,0 +1,238 @@
+"""Falcon resources of the Heartbeat API, and :func:`mount` to add them to an app."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from heartbeat import pages
+from heartbeat.service import HeartbeatService, StatsBroadcaster
+from schemas.heartbeat import DeviceCreateSchema, DeviceSchema, StatsSchema
+from screenaware.validation import load_body
+
+LOG = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+_device_schema = DeviceSchema()
+_stats_schema = StatsSchema()
+
+
+def _credential(req: falcon.asgi.Request) -> str:
+    """The raw ``Authorization`` value (the Heartbeat API uses no scheme prefix)."""
+    value = req.get_header("Authorization")
+    if not value:
+        raise falcon.HTTPUnauthorized(description="Missing Authorization header")
+    return value.strip()
+
+
+class SecretKeyAuth:
+    """Checks that the Authorization header equals the secret key, in constant time."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = secret_key.encode()
+
+    def __repr__(self) -> str:
+        return "SecretKeyAuth(secret_key='***')"
+
+    def check(self, req: falcon.asgi.Request) -> None:
+        """Raise 401 unless the request carries the secret key."""
+        if not hmac.compare_digest(_credential(req).encode(), self._key):
+            raise falcon.HTTPUnauthorized(description="Invalid Authorization header")
+
+
+async def require_secret_key(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, params: Any
+) -> None:
+    """``falcon.before`` hook: runs before the body is read, so 401 wins over 400."""
+    resource.auth.check(req)
+
+
+class DevicesResource:
+    """``POST /api/devices``."""
+
+    def __init__(self, service: HeartbeatService, auth: SecretKeyAuth) -> None:
+        self._service = service
+        self.auth = auth
+
+    @falcon.before(require_secret_key)
+    @load_body(DeviceCreateSchema())
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        name = req.context.body["name"]
+        device_id, token = await self._service.store.add_device(name, self._service.now())
+        LOG.info("device %d registered", device_id)
+        resp.media = _device_schema.dump({"id": device_id, "name": name, "token": token})
+
+
+class DeviceTokenResource:
+    """``POST /api/devices/{id}/token/generate``."""
+
+    def __init__(self, service: HeartbeatService, auth: SecretKeyAuth) -> None:
+        self._service = service
+        self.auth = auth
+
+    @falcon.before(require_secret_key)
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, device_id: int
+    ) -> None:
+        found = await self._service.store.regenerate_token(device_id)
+        if found is None:
+            raise falcon.HTTPNotFound(description=f"Device {device_id} does not exist")
+        name, token = found
+        LOG.info("device %d got a new token", device_id)
+        resp.media = _device_schema.dump({"id": device_id, "name": name, "token": token})
+
+
+class BeatResource:
+    """``POST /api/beat``: answers the acknowledgement time as plain text."""
+
+    def __init__(self, service: HeartbeatService) -> None:
+        self._service = service
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        device_id = await self._service.store.device_for_token(_credential(req))
+        if device_id is None:
+            raise falcon.HTTPUnauthorized(description="Invalid Authorization header")
+        acknowledged = await self._service.beat(device_id)
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = str(acknowledged)
+
+
+class StatsResource:
+    """``GET /api/stats``."""
+
+    def __init__(self, service: HeartbeatService) -> None:
+        self._service = service
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = _stats_schema.dump(await self._service.stats())
+
+
+class StatsSocketResource:
+    """``GET /api/stats/ws``: the stats at once, then every second."""
+
+    def __init__(self, service: HeartbeatService, broadcaster: StatsBroadcaster) -> None:
+        self._service = service
+        self._broadcaster = broadcaster
+
+    async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
+        try:
+            first = _stats_schema.dump(await self._service.stats())
+        except Exception as exc:
+            LOG.warning("stats socket refused: %s", type(exc).__name__)
+            await ws.close(1011)
+            return
+        await ws.accept()
+        queue = self._broadcaster.subscribe()
+        try:
+            await ws.send_media(first)
+            while True:
+                await ws.send_text(await queue.get())
+        except falcon.WebSocketDisconnected:
+            pass
+        finally:
+            self._broadcaster.unsubscribe(queue)
+
+
+class _Page:
+    """Base of the HTML pages: security headers and visit counting."""
+
+    page = ""
+
+    def __init__(self, service: HeartbeatService, server_name: str) -> None:
+        self._service = service
+        self._server_name = server_name
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await self._service.visit(self.page)
+        resp.set_headers(pages.SECURITY_HEADERS)
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = self.render(await self._service.stats())
+
+    def render(self, stats: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+class IndexPage(_Page):
+    """``/``: who was last seen when."""
+
+    page = "index"
+
+    def render(self, stats: dict[str, Any]) -> str:
+        return pages.render_index(self._server_name, stats)
+
+
+class StatsPage(_Page):
+    """``/stats``: every statistic and the device table."""
+
+    page = "stats"
+
+    def render(self, stats: dict[str, Any]) -> str:
+        return pages.render_stats(self._server_name, stats)
+
+
+class PrivacyPage:
+    """``/privacy``: not counted as a visit (DESIGN.md counts /, /stats, badges)."""
+
+    def __init__(self, server_name: str) -> None:
+        self._html = pages.render_privacy(server_name)
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.set_headers(pages.SECURITY_HEADERS)
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = self._html
+
+
+class BadgeResource:
+    """``/badge/last-seen`` and ``/badge/total-beats``."""
+
+    _renderers = {
+        "last-seen": pages.last_seen_badge,
+        "total-beats": pages.total_beats_badge,
+    }
+
+    def __init__(self, service: HeartbeatService) -> None:
+        self._service = service
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str) -> None:
+        renderer = self._renderers.get(name)
+        if renderer is None:
+            raise falcon.HTTPNotFound(description=f"No badge named {name!r}")
+        await self._service.visit(f"badge/{name}")
+        resp.set_headers(pages.SECURITY_HEADERS)
+        resp.content_type = "image/svg+xml; charset=utf-8"
+        resp.text = renderer(await self._service.stats())
+
+
+def mount(
+    app: falcon.asgi.App,
+    service: HeartbeatService,
+    broadcaster: StatsBroadcaster,
+    *,
+    secret_key: str,
+    server_name: str,
+) -> None:
+    """Add every Heartbeat route to ``app``.
+
+    The device routes exist only when a secret key is configured (else 404).
+    """
+    if secret_key:
+        auth = SecretKeyAuth(secret_key)
+        app.add_route("/api/devices", DevicesResource(service, auth))
+        app.add_route(
+            "/api/devices/{device_id:int(min=0)}/token/generate",
+            DeviceTokenResource(service, auth),
+        )
+    app.add_route("/api/beat", BeatResource(service))
+    app.add_route("/api/stats", StatsResource(service))
+    app.add_route("/api/stats/ws", StatsSocketResource(service, broadcaster))
+    app.add_route("/", IndexPage(service, server_name))
+    app.add_route("/stats", StatsPage(service, server_name))
+    app.add_route("/privacy", PrivacyPage(server_name))
+    app.add_route("/badge/{name}", BadgeResource(service))
+    app.add_static_route("/static", str(STATIC_DIR))

@@ -1,0 +1,133 @@
+"""What the Heartbeat resources do, as plain async functions over the stores.
+
+Order of a beat: the device's token is checked in Redis, the ``beat`` point is
+made durable in InfluxDB (the source of truth), and only then the Redis counters
+move. A Redis counter is therefore never ahead of InfluxDB, and
+``screenaware rebuild-stats`` can always recompute them from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from heartbeat.stats import build_stats
+from heartbeat.store import HeartbeatStore
+from screenaware.errors import StorageUnavailable
+from screenaware.influx import GroupCommitWriter, Point, UniqueClock
+
+LOG = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class HeartbeatService:
+    """Beats, visits and statistics.
+
+    Args:
+        store: the Redis store.
+        writer: the InfluxDB group-commit writer.
+        clock: returns the current Unix time in seconds (injected for tests).
+    """
+
+    def __init__(self, store: HeartbeatStore, writer: GroupCommitWriter, clock: Clock) -> None:
+        self.store = store
+        self._writer = writer
+        self._clock = clock
+        # Nanosecond point times derived from the same clock, never repeating.
+        self._point_time = UniqueClock(lambda: int(clock() * 1_000_000_000))
+
+    def now(self) -> int:
+        """The current Unix time in whole seconds."""
+        return int(self._clock())
+
+    async def beat(self, device_id: int) -> int:
+        """Record one beat; returns its acknowledgement time in Unix seconds."""
+        stamp = self._point_time()
+        point = Point("beat").tag("device", str(device_id)).field("n", 1).time(stamp)
+        await self._writer.write([point])
+        acknowledged = stamp // 1_000_000_000
+        await self.store.record_beat(device_id, acknowledged)
+        return acknowledged
+
+    async def visit(self, page: str) -> None:
+        """Count a page view.
+
+        A page must still render when InfluxDB is down, so a failed visit is
+        logged and dropped; the Redis counter only moves after the point is stored.
+        """
+        point = Point("visit").tag("page", page).field("n", 1).time(self._point_time())
+        try:
+            await self._writer.write([point])
+            await self.store.record_visit()
+        except (StorageUnavailable, OSError) as exc:
+            LOG.warning("visit to %s not counted: %s", page, type(exc).__name__)
+
+    async def stats(self) -> dict[str, Any]:
+        """The current statistics object."""
+        now = self.now()
+        return build_stats(await self.store.read(now), now)
+
+
+class StatsBroadcaster:
+    """One ticker per worker: computes the stats once a second for all sockets.
+
+    Each subscriber gets a one-slot queue; a slow socket only ever misses
+    intermediate messages and never delays the others.
+
+    Args:
+        stats: coroutine function producing the stats object.
+        interval: seconds between messages.
+    """
+
+    def __init__(self, stats: Callable[[], Awaitable[dict[str, Any]]], interval: float = 1.0):
+        self._stats = stats
+        self._interval = interval
+        self._queues: set[asyncio.Queue[str]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscribers(self) -> int:
+        """How many sockets listen now."""
+        return len(self._queues)
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        """Register a socket; returns the queue its messages arrive in."""
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+        self._queues.add(queue)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="stats-ticker")
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
+        """Forget a socket; the ticker stops when none is left."""
+        self._queues.discard(queue)
+
+    async def stop(self) -> None:
+        """Stop the ticker (worker shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self._interval
+        while self._queues:
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            next_tick += self._interval
+            try:
+                payload = json.dumps(await self._stats())
+            except Exception as exc:
+                LOG.warning("stats tick skipped: %s", type(exc).__name__)
+                continue
+            for queue in list(self._queues):
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(payload)

@@ -1,0 +1,237 @@
+"""Redis storage of the Heartbeat API: devices, token index and the live counters.
+
+All keys share the hash tag ``{hb}`` so that the Lua scripts touch one slot and
+run unchanged on a clustered Redis. Every multi-key change is one Lua script, so
+several workers (or machines) never see half an update.
+
+Keys:
+    ``{hb}:meta`` (hash): first_setup, next_device_id, total_beats, last_seen,
+        longest_absence, visits.
+    ``{hb}:device:<id>`` (hash): name, token (SHA-256 hex), num_beats, last_beat.
+    ``{hb}:device_ids`` (sorted set): the ids, scored by id.
+    ``{hb}:token:<sha256>`` (string): the device id owning that token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+META = "{hb}:meta"
+DEVICE_IDS = "{hb}:device_ids"
+
+_ADD_DEVICE = """
+local id = redis.call('HINCRBY', KEYS[1], 'next_device_id', 1) - 1
+redis.call('HSETNX', KEYS[1], 'first_setup', ARGV[3])
+redis.call('HSET', '{hb}:device:' .. id, 'name', ARGV[1], 'token', ARGV[2], 'num_beats', 0)
+redis.call('SET', '{hb}:token:' .. ARGV[2], id)
+redis.call('ZADD', KEYS[2], id, id)
+return id
+"""
+
+_REGENERATE = """
+local key = '{hb}:device:' .. ARGV[1]
+local name = redis.call('HGET', key, 'name')
+if not name then return false end
+local old = redis.call('HGET', key, 'token')
+if old and old ~= '' then redis.call('DEL', '{hb}:token:' .. old) end
+redis.call('SET', '{hb}:token:' .. ARGV[2], ARGV[1])
+redis.call('HSET', key, 'token', ARGV[2])
+return name
+"""
+
+# A beat moves the counters in one step. The gap to the previous beat of any
+# device is an absence; only a later beat moves last_seen, so beats handled out
+# of order by different workers never move it backwards.
+_RECORD_BEAT = """
+local meta = KEYS[1]
+local dev = '{hb}:device:' .. ARGV[1]
+local now = tonumber(ARGV[2])
+redis.call('HSETNX', meta, 'first_setup', now)
+local last = tonumber(redis.call('HGET', meta, 'last_seen'))
+if last then
+  local longest = tonumber(redis.call('HGET', meta, 'longest_absence') or '0')
+  if now - last > longest then redis.call('HSET', meta, 'longest_absence', now - last) end
+end
+if not last or now > last then redis.call('HSET', meta, 'last_seen', now) end
+redis.call('HINCRBY', meta, 'total_beats', 1)
+redis.call('HINCRBY', dev, 'num_beats', 1)
+local lb = tonumber(redis.call('HGET', dev, 'last_beat'))
+if not lb or now > lb then redis.call('HSET', dev, 'last_beat', now) end
+return 1
+"""
+
+_READ_STATS = """
+redis.call('HSETNX', KEYS[1], 'first_setup', ARGV[1])
+local out = {redis.call('HMGET', KEYS[1], 'first_setup', 'last_seen', 'longest_absence',
+                        'total_beats', 'visits')}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local d = redis.call('HMGET', '{hb}:device:' .. id, 'name', 'num_beats', 'last_beat')
+  out[#out + 1] = {id, d[1], d[2], d[3]}
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device as stored (without its token)."""
+
+    id: int
+    name: str
+    num_beats: int
+    last_beat: int | None
+
+
+@dataclass(frozen=True)
+class RawStats:
+    """The counters as stored; :func:`heartbeat.stats.build_stats` derives the rest."""
+
+    first_setup: int
+    last_seen: int | None
+    longest_absence: int
+    total_beats: int
+    visits: int
+    devices: tuple[DeviceRecord, ...]
+
+
+def new_token() -> str:
+    """A fresh device token: 32 random bytes, URL-safe base64."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class HeartbeatStore:
+    """Devices and counters of the Heartbeat API in Redis.
+
+    Args:
+        redis: a zero-argument callable returning the open Redis client.
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self._redis_factory = redis
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        client: aioredis.Redis = self._redis_factory()
+        return client
+
+    async def mark_first_setup(self, now: int) -> None:
+        """Record when the server was first set up (kept if already recorded)."""
+        await self._redis.hsetnx(META, "first_setup", str(now))
+
+    async def add_device(self, name: str, now: int) -> tuple[int, str]:
+        """Register a device; returns its id and its (only ever shown) token."""
+        token = new_token()
+        device_id = await self._redis.eval(
+            _ADD_DEVICE, 2, META, DEVICE_IDS, name, hash_token(token), str(now)
+        )
+        return int(device_id), token
+
+    async def regenerate_token(self, device_id: int) -> tuple[str, str] | None:
+        """Give a device a new token, invalidating the old one at once.
+
+        Returns:
+            ``(name, token)``, or None when no such device exists.
+        """
+        token = new_token()
+        name = await self._redis.eval(_REGENERATE, 0, str(device_id), hash_token(token))
+        if name is None:
+            return None
+        return str(name), token
+
+    async def device_for_token(self, token: str) -> int | None:
+        """The id of the device owning ``token``, or None.
+
+        Looking up the token's SHA-256 means no comparison of the secret itself
+        happens here, so its timing reveals nothing about the token.
+        """
+        found = await self._redis.get(f"{{hb}}:token:{hash_token(token)}")
+        return None if found is None else int(found)
+
+    async def record_beat(self, device_id: int, now: int) -> None:
+        """Count one beat of ``device_id`` acknowledged at Unix second ``now``."""
+        await self._redis.eval(_RECORD_BEAT, 1, META, str(device_id), str(now))
+
+    async def record_visit(self) -> None:
+        """Count one page view."""
+        await self._redis.hincrby(META, "visits", 1)
+
+    async def read(self, now: int) -> RawStats:
+        """Read every counter in one round trip."""
+        reply = await self._redis.eval(_READ_STATS, 2, META, DEVICE_IDS, str(now))
+        meta = reply[0]
+        devices = tuple(
+            DeviceRecord(
+                id=int(d[0]),
+                name=d[1] or "",
+                num_beats=_int(d[2]),
+                last_beat=None if d[3] is None else int(d[3]),
+            )
+            for d in reply[1:]
+        )
+        return RawStats(
+            first_setup=_int(meta[0], now),
+            last_seen=None if meta[1] is None else int(meta[1]),
+            longest_absence=_int(meta[2]),
+            total_beats=_int(meta[3]),
+            visits=_int(meta[4]),
+            devices=devices,
+        )
+
+    async def device_names(self) -> dict[int, str]:
+        """Every registered device's name by id."""
+        ids = await self._redis.zrange(DEVICE_IDS, 0, -1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for device_id in ids:
+                pipe.hget(f"{{hb}}:device:{device_id}", "name")
+            names = await pipe.execute()
+        return {int(i): n or "" for i, n in zip(ids, names, strict=True)}
+
+    async def replace_counters(self, raw: RawStats, next_device_id: int) -> None:
+        """Overwrite every counter at once (used by ``rebuild-stats``).
+
+        Devices unknown to Redis (lost with it) come back under their id with the
+        name they are given in ``raw`` and no token: a new one must be generated.
+        """
+        async with self._redis.pipeline(transaction=True) as pipe:
+            mapping: dict[str, Any] = {
+                "first_setup": raw.first_setup,
+                "longest_absence": raw.longest_absence,
+                "total_beats": raw.total_beats,
+                "visits": raw.visits,
+            }
+            if raw.last_seen is not None:
+                mapping["last_seen"] = raw.last_seen
+            else:
+                pipe.hdel(META, "last_seen")
+            pipe.hset(META, mapping=mapping)
+            pipe.hset(META, "next_device_id", next_device_id)
+            for d in raw.devices:
+                key = f"{{hb}}:device:{d.id}"
+                pipe.hsetnx(key, "name", d.name)
+                pipe.hsetnx(key, "token", "")
+                pipe.hset(key, "num_beats", d.num_beats)
+                if d.last_beat is None:
+                    pipe.hdel(key, "last_beat")
+                else:
+                    pipe.hset(key, "last_beat", d.last_beat)
+                pipe.zadd(DEVICE_IDS, {str(d.id): d.id})
+            await pipe.execute()
+
+    async def next_device_id(self) -> int:
+        """The id the next registered device will get."""
+        value = await self._redis.hget(META, "next_device_id")
+        return _int(value)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return default if value is None or value == "" else int(value)

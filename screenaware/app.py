@@ -1,0 +1,105 @@
+"""The application factory: one Falcon ASGI app serving both APIs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from heartbeat.resources import mount as mount_heartbeat
+from heartbeat.service import HeartbeatService, StatsBroadcaster
+from heartbeat.store import HeartbeatStore
+from screenaware import errors
+from screenaware.backends import Backends, Lifespan
+from screenaware.config import Config
+from screenaware.health import HealthResource
+
+LOG = logging.getLogger(__name__)
+
+
+class App(falcon.asgi.App):
+    """Falcon's ASGI app with a request body limit enforced as the body streams in.
+
+    Falcon reads bodies through ``receive``; counting there stops a chunked upload
+    with no Content-Length as soon as it passes the limit, before it is buffered.
+    """
+
+    def __init__(self, *args: Any, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
+        if scope["type"] == "http":
+            receive = _limited_receive(receive, self.max_body_bytes)
+        await super().__call__(scope, receive, send)
+
+
+def _limited_receive(receive: Any, limit: int) -> Any:
+    received = 0
+
+    async def wrapped() -> Any:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise errors.BodyTooLarge(limit)
+        return message
+
+    return wrapped
+
+
+class ContentLengthLimit:
+    """Middleware: refuse a declared Content-Length over the limit before reading."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if req.content_length is not None and req.content_length > self._limit:
+            raise errors.BodyTooLarge(self._limit)
+
+
+def create_app(
+    config: Config | None = None, *, clock: Callable[[], float] = time.time
+) -> falcon.asgi.App:
+    """Build the service.
+
+    Args:
+        config: the configuration; read from the environment when None.
+        clock: returns the current Unix time in seconds (tests pass a fake one).
+
+    Returns:
+        The ASGI application; its clients open in the lifespan startup event.
+    """
+    config = config or Config.load()
+    backends = Backends(config)
+    store = HeartbeatStore(lambda: backends.redis)
+    service = HeartbeatService(store, backends.writer, clock)
+    broadcaster = StatsBroadcaster(service.stats)
+
+    async def mark_first_setup() -> None:
+        await store.mark_first_setup(service.now())
+
+    app = App(
+        max_body_bytes=config.max_body_bytes,
+        middleware=[
+            Lifespan(backends, startup=[mark_first_setup], shutdown=[broadcaster.stop]),
+            ContentLengthLimit(config.max_body_bytes),
+        ],
+    )
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.register(app, config.retry_after)
+    mount_heartbeat(
+        app,
+        service,
+        broadcaster,
+        secret_key=config.secret_key,
+        server_name=config.server_name,
+    )
+    app.add_route("/.well-known/health", HealthResource(backends))
+    return app

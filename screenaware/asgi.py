@@ -1,0 +1,3 @@
+from screenaware.app import create_app
+
+app = create_app()

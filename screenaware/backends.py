@@ -1,0 +1,109 @@
+"""The clients of the two backing stores, opened and closed with the app's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from screenaware.config import Config
+from screenaware.errors import StorageUnavailable
+from screenaware.influx import GroupCommitWriter, InfluxClient
+
+LOG = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class Backends:
+    """InfluxDB client, its group-commit writer, and the Redis client.
+
+    Created with the app; the network clients exist only between :meth:`open`
+    and :meth:`close`, which run in the worker's event loop.
+
+    Args:
+        config: the service configuration.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.influx = InfluxClient(config)
+        self.writer = GroupCommitWriter(
+            self.influx,
+            max_batch_lines=config.write_batch_max,
+            max_pending_lines=config.write_queue_max,
+        )
+        self._redis: aioredis.Redis | None = None
+
+    def __repr__(self) -> str:
+        return f"Backends(influx={self.influx!r})"
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The Redis client (only while open)."""
+        if self._redis is None:
+            raise RuntimeError("Backends.open() was not called")
+        return self._redis
+
+    async def open(self) -> None:
+        """Create the clients and make sure the InfluxDB database exists.
+
+        A database that is down now is not fatal: requests answer 503 until it is
+        back, and the writer creates the database on its first successful write.
+        """
+        await self.influx.open()
+        self._redis = aioredis.Redis.from_url(
+            self.config.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=3,
+            socket_timeout=5,
+        )
+        await self.writer.start()
+        try:
+            await self.influx.ensure_database()
+        except StorageUnavailable as exc:
+            LOG.warning("InfluxDB not reachable at start (%s); will retry on use", exc)
+
+    async def close(self) -> None:
+        """Flush pending writes and close the clients."""
+        await self.writer.stop()
+        await self.influx.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+class Lifespan:
+    """Falcon middleware opening the backends at startup and closing them at shutdown.
+
+    Args:
+        backends: what to open and close.
+        startup: coroutines run after opening (e.g. recording the first set-up time);
+            a hook that finds a store down logs it and the worker starts anyway.
+        shutdown: coroutines run before closing (e.g. stopping tickers).
+    """
+
+    def __init__(
+        self, backends: Backends, startup: Sequence[Hook] = (), shutdown: Sequence[Hook] = ()
+    ) -> None:
+        self._backends = backends
+        self._startup = list(startup)
+        self._shutdown = list(shutdown)
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        await self._backends.open()
+        await _run_hooks(self._startup)
+
+    async def process_shutdown(self, scope: Any, event: Any) -> None:
+        await _run_hooks(self._shutdown)
+        await self._backends.close()
+
+
+async def _run_hooks(hooks: Sequence[Hook]) -> None:
+    for hook in hooks:
+        try:
+            await hook()
+        except Exception as exc:
+            LOG.warning("lifespan hook %s failed: %s", hook.__qualname__, type(exc).__name__)

@@ -1,0 +1,194 @@
+"""The ``screenaware`` command: local services, keys, devices and maintenance."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from screenaware import localservers
+from redis.exceptions import RedisError
+
+from screenaware.config import Config, ConfigError
+from screenaware.errors import StorageUnavailable
+
+LOG = logging.getLogger(__name__)
+
+
+def _progress_bar(stream: Any) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} days")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+async def _with_backends(config: Config, work: Callable[[Any], Awaitable[int]]) -> int:
+    from screenaware.backends import Backends
+
+    backends = Backends(config)
+    await backends.open()
+    try:
+        return await work(backends)
+    finally:
+        await backends.close()
+
+
+def cmd_gen_key(args: argparse.Namespace, config: Config) -> int:
+    """Print a new random secret key."""
+    print(secrets.token_urlsafe(32))
+    return 0
+
+
+def cmd_add_device(args: argparse.Namespace, config: Config) -> int:
+    """Register a device and print its id, name and token as JSON."""
+    from heartbeat.store import HeartbeatStore
+
+    name = args.name.strip()
+    if not 1 <= len(args.name) <= 128 or not name:
+        print("error: the name must be 1 to 128 characters, not blank", file=sys.stderr)
+        return 2
+
+    async def work(backends: Any) -> int:
+        store = HeartbeatStore(lambda: backends.redis)
+        device_id, token = await store.add_device(args.name, int(time.time()))
+        print(json.dumps({"id": device_id, "name": args.name, "token": token}))
+        return 0
+
+    return asyncio.run(_with_backends(config, work))
+
+
+def cmd_rebuild_stats(args: argparse.Namespace, config: Config) -> int:
+    """Recompute the Heartbeat counters in Redis from InfluxDB."""
+    from heartbeat.rebuild import rebuild_stats
+    from heartbeat.store import HeartbeatStore
+
+    async def work(backends: Any) -> int:
+        store = HeartbeatStore(lambda: backends.redis)
+        progress = None if args.quiet else _progress_bar(sys.stderr)
+        raw = await rebuild_stats(backends.influx, store, int(time.time()), progress)
+        print(
+            json.dumps(
+                {
+                    "total_beats": raw.total_beats,
+                    "devices": len(raw.devices),
+                    "longest_absence": raw.longest_absence,
+                    "num_visits": raw.visits,
+                }
+            )
+        )
+        return 0
+
+    return asyncio.run(_with_backends(config, work))
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    """Validate the configuration (loading it already did) and print it, secrets hidden."""
+    print(repr(config))
+    return 0
+
+
+def _pidfile(config: Config, name: str) -> Path:
+    return config.data_path / "run" / f"{name}.pid"
+
+
+def cmd_services(args: argparse.Namespace, config: Config) -> int:
+    """Start, stop or report the local influxd and redis-server."""
+    influx_host, influx_port = localservers.host_port(config.influx_url, 8086)
+    redis_host, redis_port = localservers.host_port(config.redis_url, 6379)
+    checks = {
+        "influxd": lambda: localservers.influx_answers(config.influx_url),
+        "redis-server": lambda: localservers.redis_answers(redis_host, redis_port),
+    }
+    if args.action == "status":
+        down = [name for name, check in checks.items() if not check()]
+        for name, check in checks.items():
+            print(f"{name}: {'up' if check() else 'down'}")
+        return 1 if down else 0
+    if args.action == "stop":
+        for name in checks:
+            pidfile = _pidfile(config, name)
+            if pidfile.exists():
+                localservers.stop_pid(int(pidfile.read_text()))
+                pidfile.unlink(missing_ok=True)
+                print(f"{name}: stopped")
+            else:
+                print(f"{name}: not started by us, left alone")
+        return 0
+    starters = {
+        "influxd": lambda: localservers.start_influxd(
+            config.data_path / "influxdb", influx_port, influx_host, detach=True
+        ),
+        "redis-server": lambda: localservers.start_redis(
+            config.data_path / "redis", redis_port, redis_host, detach=True
+        ),
+    }
+    for name, check in checks.items():
+        if check():
+            print(f"{name}: already answering, left alone")
+            continue
+        server = starters[name]()
+        pidfile = _pidfile(config, name)
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.write_text(str(server.proc.pid))
+        print(f"{name}: started (pid {server.proc.pid})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``screenaware`` command."""
+    parser = argparse.ArgumentParser(prog="screenaware", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("gen-key", help="print a new secret key").set_defaults(func=cmd_gen_key)
+    add = sub.add_parser("add-device", help="register a Heartbeat device")
+    add.add_argument("name")
+    add.set_defaults(func=cmd_add_device)
+    rebuild = sub.add_parser("rebuild-stats", help="recompute Redis counters from InfluxDB")
+    rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
+    rebuild.set_defaults(func=cmd_rebuild_stats)
+    check = sub.add_parser("check-config", help="validate and print the configuration")
+    check.set_defaults(func=cmd_check_config)
+    services = sub.add_parser("services", help="local influxd and redis-server")
+    services.add_argument("action", choices=["start", "stop", "status"])
+    services.set_defaults(func=cmd_services)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``screenaware`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = Config.load()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result: int = args.func(args, config)
+    except localservers.ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError, StorageUnavailable, RedisError) as exc:
+        LOG.debug("command failed", exc_info=True)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

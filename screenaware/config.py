@@ -1,0 +1,207 @@
+"""Configuration: defaults < optional TOML file (``SCREENAWARE_CONFIG``) < env vars.
+
+Every setting has a lower-case key (used in the TOML file) and an environment
+variable ``SCREENAWARE_<KEY>``. Values are validated once, when the config is
+loaded, so a bad value stops the service at start with a message naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import urllib.parse
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SCREENAWARE_"
+
+# Shown as '***' in repr so that a logged config never leaks them.
+SECRET_KEYS = frozenset(
+    {"influx_password", "influx_token", "secret_key", "jwt_secret", "admin_password"}
+)
+# URLs may carry credentials in their user-info part.
+URL_KEYS = frozenset({"influx_url", "redis_url"})
+
+
+class ConfigError(ValueError):
+    """Raised when a configuration value is missing or invalid."""
+
+
+@dataclass(frozen=True, repr=False)
+class Config:
+    """All settings of the service. Build it with :meth:`load`."""
+
+    bind: str = "127.0.0.1:8080"
+    workers: int = 2
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "screenaware"
+    influx_username: str = ""
+    influx_password: str = ""
+    influx_token: str = ""
+    influx_timeout: float = 10.0
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = ""
+    server_name: str = "ScreenAware"
+    jwt_secret: str = ""
+    jwt_ttl: int = 86400
+    admin_email: str = ""
+    admin_password: str = ""
+    timezone: str = "UTC"
+    data_dir: str = "./var"
+    config: str = ""
+    max_body_bytes: int = 1024 * 1024
+    write_batch_max: int = 5000
+    write_queue_max: int = 100_000
+    retry_after: int = 5
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Config:
+        """Build the config from defaults, the TOML file and the environment.
+
+        Args:
+            environ: the environment to read (``os.environ`` when None).
+            **overrides: values that win over everything (used by tests and the CLI).
+
+        Raises:
+            ConfigError: a value has the wrong type or is out of range.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_path = overrides.get("config") or environ.get(ENV_PREFIX + "CONFIG", "")
+        if config_path:
+            values.update(_read_toml(config_path))
+            values["config"] = config_path
+        for name in _field_names():
+            env_value = environ.get(ENV_PREFIX + name.upper())
+            if env_value is not None:
+                values[name] = env_value
+        values.update(overrides)
+        return cls._from_values(values)
+
+    @classmethod
+    def _from_values(cls, values: Mapping[str, Any]) -> Config:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
+        converted: dict[str, Any] = {}
+        for name, value in values.items():
+            converted[name] = _convert(name, known[name].type, value)
+        config = cls(**converted)
+        config._validate()
+        return config
+
+    def _validate(self) -> None:
+        _require(self.workers >= 1, "workers", "must be at least 1")
+        _require(self.jwt_ttl >= 1, "jwt_ttl", "must be at least 1 second")
+        _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
+        _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
+        _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
+        _require(self.influx_timeout > 0, "influx_timeout", "must be positive")
+        _require(self.retry_after >= 1, "retry_after", "must be at least 1")
+        _require(bool(self.influx_db.strip()), "influx_db", "must not be empty")
+        host, _, port = self.bind.rpartition(":")
+        _require(
+            bool(host) and port.isdigit() and 0 < int(port) < 65536,
+            "bind",
+            f"must be HOST:PORT, got {self.bind!r}",
+        )
+        influx = urllib.parse.urlsplit(self.influx_url)
+        _require(
+            influx.scheme in ("http", "https") and bool(influx.hostname),
+            "influx_url",
+            "must be an http:// or https:// URL",
+        )
+        redis_url = urllib.parse.urlsplit(self.redis_url)
+        _require(
+            redis_url.scheme in ("redis", "rediss", "unix"),
+            "redis_url",
+            "must be a redis://, rediss:// or unix:// URL",
+        )
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{ENV_PREFIX}TIMEZONE: unknown IANA time zone {self.timezone!r}"
+            ) from None
+        _require(
+            self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+            "log_level",
+            "must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
+        )
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return Path(self.data_dir).resolve()
+
+    def replace(self, **changes: Any) -> Config:
+        """Return a validated copy with some values changed."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values.update(changes)
+        return type(self)._from_values(values)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_KEYS:
+                shown = "'***'" if value else "''"
+            elif f.name in URL_KEYS:
+                shown = repr(redact_url(value))
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Config({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL's user-info part."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config) if f.name != "config"]
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {message}")
+
+
+def _convert(name: str, type_name: Any, value: Any) -> Any:
+    env_name = ENV_PREFIX + name.upper()
+    target = {"int": int, "float": float, "str": str}.get(str(type_name))
+    if target is None:
+        return value
+    if isinstance(value, bool) or (target is str and not isinstance(value, str)):
+        raise ConfigError(f"{env_name}: expected {target.__name__}, got {value!r}")
+    try:
+        return target(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{env_name}: expected {target.__name__}, got {value!r}") from None
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: {path} is not valid TOML: {exc}") from None
+    return {key.lower(): value for key, value in data.items()}

@@ -1,0 +1,103 @@
+"""Domain exceptions raised at the storage boundaries, and their HTTP mapping.
+
+Stores raise these; :func:`register` maps them to HTTP once, so responders never
+need try/except of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import falcon.asgi
+import redis.exceptions
+
+LOG = logging.getLogger(__name__)
+
+
+class StorageUnavailable(Exception):
+    """A backing store (InfluxDB or Redis) cannot be reached or refused to work."""
+
+
+class WriteQueueFull(StorageUnavailable):
+    """Too many points wait for InfluxDB; new writes are refused rather than queued."""
+
+
+class WriteRejected(Exception):
+    """InfluxDB refused the data itself (HTTP 400): retrying it will not help."""
+
+
+class QueryFailed(Exception):
+    """InfluxDB answered a query with an error (a bug in our InfluxQL)."""
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the configured limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes")
+        self.limit = limit
+
+
+class ValidationFailed(falcon.HTTPBadRequest):
+    """400 whose body lists the errors per field."""
+
+    def __init__(self, errors: Any, message: str = "Invalid request") -> None:
+        super().__init__(description=message)
+        self.errors = errors
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    """Render every HTTP error as JSON ``{"message": ...}`` (plus ``errors`` on 400)."""
+    body: dict[str, Any] = {"message": exc.description or exc.title}
+    errors = getattr(exc, "errors", None)
+    if errors:
+        body["errors"] = errors
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = body
+
+
+def register(app: falcon.asgi.App, retry_after: int) -> None:
+    """Install the error handlers and the JSON error serializer on ``app``.
+
+    Args:
+        app: the application.
+        retry_after: seconds a client should wait after a 503.
+    """
+
+    async def unavailable(
+        req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+    ) -> None:
+        # The class name only: messages of client libraries can carry URLs with secrets.
+        LOG.warning("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
+        message = (
+            "Too many writes are waiting for the database; try again shortly"
+            if isinstance(exc, WriteQueueFull)
+            else "A backing database is unavailable; try again shortly"
+        )
+        raise falcon.HTTPServiceUnavailable(description=message, retry_after=retry_after)
+
+    async def too_large(
+        req: falcon.Request, resp: falcon.Response, exc: BodyTooLarge, params: Any
+    ) -> None:
+        raise falcon.HTTPContentTooLarge(
+            description=f"Request body is larger than {exc.limit} bytes"
+        )
+
+    async def internal(
+        req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+    ) -> None:
+        if isinstance(exc, falcon.HTTPError):
+            raise exc
+        LOG.exception("unhandled error on %s %s", req.method, req.path)
+        raise falcon.HTTPInternalServerError(description="Internal server error")
+
+    app.set_error_serializer(serialize_error)
+    # Falcon picks the most specific handler, so order of registration is free.
+    app.add_error_handler(Exception, internal)
+    app.add_error_handler(BodyTooLarge, too_large)
+    app.add_error_handler(StorageUnavailable, unavailable)
+    app.add_error_handler(redis.exceptions.ConnectionError, unavailable)
+    app.add_error_handler(redis.exceptions.TimeoutError, unavailable)
+    app.add_error_handler(redis.exceptions.BusyLoadingError, unavailable)

@@ -1,0 +1,43 @@
+"""``GET /.well-known/health``: are InfluxDB and Redis answering?"""
+
+from __future__ import annotations
+
+import asyncio
+
+import falcon
+import falcon.asgi
+
+from schemas.heartbeat import HealthSchema
+from screenaware.backends import Backends
+
+_schema = HealthSchema()
+
+
+class HealthResource:
+    """200 when both stores answer, else 503 naming the one that does not."""
+
+    def __init__(self, backends: Backends) -> None:
+        self._backends = backends
+
+    async def _check_influx(self) -> str:
+        try:
+            await self._backends.influx.ping()
+        except Exception:
+            return "unavailable"
+        return "ok"
+
+    async def _check_redis(self) -> str:
+        try:
+            await self._backends.redis.ping()
+        except Exception:
+            return "unavailable"
+        return "ok"
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        influx, redis = await asyncio.gather(self._check_influx(), self._check_redis())
+        healthy = influx == "ok" and redis == "ok"
+        resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
+        resp.set_header("Cache-Control", "no-store")
+        resp.media = _schema.dump(
+            {"status": "ok" if healthy else "unavailable", "influxdb": influx, "redis": redis}
+        )

@@ -1,0 +1,146 @@
+"""Session fixtures: a real influxd and redis-server on free ports in a temp dir."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from falcon import testing
+
+from screenaware.app import create_app
+from screenaware.config import Config
+from screenaware.localservers import Server, free_port, start_influxd, start_redis
+
+SECRET_KEY = "test-secret-key-0123456789"
+
+
+@dataclass
+class Servers:
+    influx_url: str
+    redis_url: str
+    influxd: Server
+    redis_server: Server
+    base: Path
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    base = tmp_path_factory.mktemp("servers")
+    influx_port, redis_port = free_port(), free_port()
+    influxd = start_influxd(base / "influxdb", influx_port)
+    try:
+        redis_server = start_redis(base / "redis", redis_port)
+    except Exception:
+        influxd.stop()
+        raise
+    yield Servers(
+        influx_url=f"http://127.0.0.1:{influx_port}",
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        influxd=influxd,
+        redis_server=redis_server,
+        base=base,
+    )
+    redis_server.stop()
+    influxd.stop()
+
+
+class InfluxHelper:
+    """Synchronous access to the test InfluxDB, for assertions."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.url = url
+        self.database = database
+
+    def query(self, q: str, params: dict[str, object] | None = None) -> list[dict[str, object]]:
+        import json
+
+        query = {"db": self.database, "q": q, "epoch": "ns"}
+        if params:
+            query["params"] = json.dumps(params)
+        resp = httpx.get(f"{self.url}/query", params=query, timeout=10)
+        resp.raise_for_status()
+        result = resp.json()["results"][0]
+        assert "error" not in result, result
+        rows = []
+        for series in result.get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values, strict=True))
+                row.update(series.get("tags") or {})
+                rows.append(row)
+        return rows
+
+    def count(self, measurement: str) -> int:
+        rows = self.query(f'SELECT count(*) FROM "{measurement}"')
+        if not rows:
+            return 0
+        return max(int(v) for k, v in rows[0].items() if k.startswith("count"))
+
+    def drop(self) -> None:
+        httpx.post(
+            f"{self.url}/query", data={"q": f'DROP DATABASE "{self.database}"'}, timeout=10
+        )
+
+
+@pytest.fixture
+def influx_db(servers: Servers) -> Iterator[InfluxHelper]:
+    helper = InfluxHelper(servers.influx_url, "test_" + uuid.uuid4().hex[:12])
+    yield helper
+    helper.drop()
+
+
+@pytest.fixture
+def redis_client(servers: Servers) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def config(
+    servers: Servers, influx_db: InfluxHelper, redis_client: redis.Redis, tmp_path: Path
+) -> Config:
+    return Config.load(
+        environ={},
+        influx_url=servers.influx_url,
+        influx_db=influx_db.database,
+        redis_url=servers.redis_url,
+        secret_key=SECRET_KEY,
+        server_name="Test <Server>",
+        data_dir=str(tmp_path / "var"),
+    )
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def client(config: Config, clock: FakeClock) -> AsyncIterator[testing.ASGIConductor]:
+    async with testing.ASGIConductor(create_app(config, clock=clock)) as conductor:
+        yield conductor
+
+
+def dead_url(scheme: str) -> str:
+    """A URL at which nothing listens."""
+    return f"{scheme}://127.0.0.1:{free_port()}"
