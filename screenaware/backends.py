@@ -54,12 +54,17 @@ class Backends:
         back, and the writer creates the database on its first successful write.
         """
         await self.influx.open()
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: under a burst, requests wait briefly for a connection
+        # instead of failing once the pool is exhausted.
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.config.redis_url,
+            max_connections=self.config.redis_max_connections,
+            timeout=5,
             decode_responses=True,
             socket_connect_timeout=3,
             socket_timeout=5,
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         await self.writer.start()
         try:
             await self.influx.ensure_database()

@@ -44,6 +44,7 @@ class Config:
     influx_token: str = ""
     influx_timeout: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = 64
     secret_key: str = ""
     server_name: str = "ScreenAware"
     jwt_secret: str = ""
@@ -100,6 +101,7 @@ class Config:
 
     def _validate(self) -> None:
         _require(self.workers >= 1, "workers", "must be at least 1")
+        _require(self.redis_max_connections >= 1, "redis_max_connections", "must be at least 1")
         _require(self.jwt_ttl >= 1, "jwt_ttl", "must be at least 1 second")
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
@@ -147,6 +149,14 @@ class Config:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values.update(changes)
         return type(self)._from_values(values)
+
+    def as_environ(self) -> dict[str, str]:
+        """The settings as ``SCREENAWARE_*`` variables (for a child process)."""
+        return {
+            ENV_PREFIX + f.name.upper(): str(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "config"
+        }
 
     def __repr__(self) -> str:
         parts = []

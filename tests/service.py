@@ -1,0 +1,78 @@
+"""Run the real service (gunicorn + uvicorn workers) as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from screenaware.config import Config
+from screenaware.localservers import free_port
+
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+@dataclass
+class Service:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(p) for p in children.read_text().split()]
+
+
+@contextmanager
+def run_service(config: Config, log_dir: Path, workers: int = 2) -> Iterator[Service]:
+    """Start gunicorn serving ``config``; stop it gracefully afterwards."""
+    port = free_port()
+    env = {**os.environ, **config.as_environ(), "SCREENAWARE_WORKERS": str(workers)}
+    log = log_dir / f"gunicorn-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                GUNICORN,
+                "screenaware.asgi:app",
+                "--worker-class", "uvicorn_worker.UvicornWorker",
+                "--workers", str(workers),
+                "--bind", f"127.0.0.1:{port}",
+                "--graceful-timeout", "10",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    service = Service(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(service.url + "/.well-known/health", timeout=2).status_code == 200:
+                    # Every worker must be up, not just the first.
+                    if len(service.worker_pids()) == workers:
+                        break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield service
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,134 @@
+"""End to end: the real gunicorn with two uvicorn workers, real InfluxDB and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from screenaware.config import Config
+from tests.conftest import SECRET_KEY, InfluxHelper
+from tests.service import Service, run_service
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def service(config: Config, tmp_path: Path) -> Iterator[Service]:
+    with run_service(config, tmp_path, workers=2) as svc:
+        yield svc
+
+
+@pytest.fixture
+async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        yield client
+
+
+async def register(http: httpx.AsyncClient, name: str) -> str:
+    resp = await http.post("/api/devices", json={"name": name}, headers={"Authorization": SECRET_KEY})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["token"])
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+async def test_200_concurrent_beats_over_two_workers(
+    service: Service, http: httpx.AsyncClient, influx_db: InfluxHelper
+) -> None:
+    tokens = [await register(http, "Laptop"), await register(http, "Phone")]
+    workers = service.worker_pids()
+    assert len(workers) == 2
+    before = {pid: cpu_ticks(pid) for pid in workers}
+
+    async def one(i: int) -> int:
+        # A fresh connection per beat, so the kernel spreads them over both workers.
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            resp = await client.post("/api/beat", headers={"Authorization": tokens[i % 2]})
+            assert resp.status_code == 200, resp.text
+            return int(resp.text)
+
+    started = int(time.time())
+    acks = await asyncio.gather(*(one(i) for i in range(200)))
+    assert all(started - 1 <= ack <= time.time() + 1 for ack in acks)
+
+    stats = (await http.get("/api/stats")).json()
+    assert stats["total_beats"] == 200
+    assert [(d["id"], d["num_beats"]) for d in stats["devices"]] == [(0, 100), (1, 100)]
+    assert stats["last_seen"] == max(acks)
+    assert influx_db.count("beat") == 200
+    # Both workers did work.
+    assert all(cpu_ticks(pid) > before[pid] for pid in workers), "one worker served nothing"
+
+
+async def test_websocket_sends_at_once_then_every_second(
+    service: Service, http: httpx.AsyncClient
+) -> None:
+    token = await register(http, "Laptop")
+    ws_url = service.url.replace("http://", "ws://") + "/api/stats/ws"
+    async with websockets.connect(ws_url) as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), timeout=1.0))
+        assert first["total_beats"] == 0
+        assert (await http.post("/api/beat", headers={"Authorization": token})).status_code == 200
+        second = json.loads(await asyncio.wait_for(ws.recv(), timeout=1.5))
+        third = json.loads(await asyncio.wait_for(ws.recv(), timeout=1.5))
+        assert second["total_beats"] == 1 or third["total_beats"] == 1
+        assert list(third) == list(first)
+
+
+async def test_chunked_body_over_limit_is_refused_while_streaming(
+    http: httpx.AsyncClient, config: Config
+) -> None:
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"name": "'
+        for _ in range(4096):
+            sent += 1024
+            yield b"x" * 1024
+        yield b'"}'
+
+    resp = await http.post(
+        "/api/devices", content=body(), headers={"Authorization": SECRET_KEY}
+    )
+    assert resp.status_code == 413
+    assert str(config.max_body_bytes) in resp.json()["message"]
+    assert (await http.get("/api/stats")).json()["devices"] == []
+
+
+async def test_graceful_stop_keeps_every_acknowledged_beat(
+    service: Service, http: httpx.AsyncClient, influx_db: InfluxHelper
+) -> None:
+    token = await register(http, "Laptop")
+    acknowledged = 0
+
+    async def keep_beating() -> None:
+        nonlocal acknowledged
+        async with httpx.AsyncClient(base_url=service.url, timeout=5) as client:
+            while True:
+                try:
+                    resp = await client.post("/api/beat", headers={"Authorization": token})
+                except httpx.HTTPError:
+                    return
+                if resp.status_code != 200:
+                    return
+                acknowledged += 1
+
+    tasks = [asyncio.create_task(keep_beating()) for _ in range(8)]
+    await asyncio.sleep(1.0)
+    service.proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    assert await asyncio.to_thread(service.proc.wait, 30) == 0
+    assert acknowledged > 0
+    assert influx_db.count("beat") >= acknowledged
