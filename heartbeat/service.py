@@ -31,14 +31,20 @@ class HeartbeatService:
         store: the Redis store.
         writer: the InfluxDB group-commit writer.
         clock: returns the current Unix time in seconds (injected for tests).
+        point_time: stamps points with times no other process repeats.
     """
 
-    def __init__(self, store: HeartbeatStore, writer: GroupCommitWriter, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: HeartbeatStore,
+        writer: GroupCommitWriter,
+        clock: Clock,
+        point_time: UniqueClock,
+    ) -> None:
         self.store = store
         self._writer = writer
         self._clock = clock
-        # Nanosecond point times derived from the same clock, never repeating.
-        self._point_time = UniqueClock(lambda: int(clock() * 1_000_000_000))
+        self._point_time = point_time
 
     def now(self) -> int:
         """The current Unix time in whole seconds."""

@@ -21,6 +21,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from screenaware.batching import Coalescer
+from screenaware.redisutil import Script
+
 META = "{hb}:meta"
 DEVICE_IDS = "{hb}:device_ids"
 
@@ -44,24 +47,26 @@ redis.call('HSET', key, 'token', ARGV[2])
 return name
 """
 
-# A beat moves the counters in one step. The gap to the previous beat of any
-# device is an absence; only a later beat moves last_seen, so beats handled out
-# of order by different workers never move it backwards.
-_RECORD_BEAT = """
+# Beats move the counters in one step: ARGV holds (device id, Unix second) pairs
+# in time order, as many as were acknowledged together. The gap to the previous
+# beat of any device is an absence; only a later beat moves last_seen, so beats
+# handled out of order by different workers never move it backwards.
+_RECORD_BEATS = """
 local meta = KEYS[1]
-local dev = '{hb}:device:' .. ARGV[1]
-local now = tonumber(ARGV[2])
-redis.call('HSETNX', meta, 'first_setup', now)
+redis.call('HSETNX', meta, 'first_setup', ARGV[2])
 local last = tonumber(redis.call('HGET', meta, 'last_seen'))
-if last then
-  local longest = tonumber(redis.call('HGET', meta, 'longest_absence') or '0')
-  if now - last > longest then redis.call('HSET', meta, 'longest_absence', now - last) end
+local longest = tonumber(redis.call('HGET', meta, 'longest_absence') or '0')
+for i = 1, #ARGV, 2 do
+  local dev = '{hb}:device:' .. ARGV[i]
+  local now = tonumber(ARGV[i + 1])
+  if last and now - last > longest then longest = now - last end
+  if not last or now > last then last = now end
+  redis.call('HINCRBY', dev, 'num_beats', 1)
+  local lb = tonumber(redis.call('HGET', dev, 'last_beat'))
+  if not lb or now > lb then redis.call('HSET', dev, 'last_beat', now) end
 end
-if not last or now > last then redis.call('HSET', meta, 'last_seen', now) end
-redis.call('HINCRBY', meta, 'total_beats', 1)
-redis.call('HINCRBY', dev, 'num_beats', 1)
-local lb = tonumber(redis.call('HGET', dev, 'last_beat'))
-if not lb or now > lb then redis.call('HSET', dev, 'last_beat', now) end
+redis.call('HSET', meta, 'last_seen', last, 'longest_absence', longest)
+redis.call('HINCRBY', meta, 'total_beats', #ARGV / 2)
 return 1
 """
 
@@ -118,6 +123,24 @@ class HeartbeatStore:
 
     def __init__(self, redis: Any) -> None:
         self._redis_factory = redis
+        # EVALSHA with the script's digest; the body is sent only if Redis lacks it.
+        self._add_device = Script(_ADD_DEVICE)
+        self._regenerate = Script(_REGENERATE)
+        self._record_beats = Script(_RECORD_BEATS)
+        self._read_stats = Script(_READ_STATS)
+        # Beats are the hot path: concurrent requests share one MGET for their
+        # tokens and one script call for their counters.
+        self._token_lookups: Coalescer[str, int | None] = Coalescer(
+            self._lookup_tokens, name="hb-token-lookups"
+        )
+        self._beat_counts: Coalescer[tuple[int, int], None] = Coalescer(
+            self._count_beats, name="hb-beat-counters"
+        )
+
+    async def close(self) -> None:
+        """Finish the queued look-ups and counter updates."""
+        await self._token_lookups.stop()
+        await self._beat_counts.stop()
 
     @property
     def _redis(self) -> aioredis.Redis:
@@ -131,8 +154,8 @@ class HeartbeatStore:
     async def add_device(self, name: str, now: int) -> tuple[int, str]:
         """Register a device; returns its id and its (only ever shown) token."""
         token = new_token()
-        device_id = await self._redis.eval(
-            _ADD_DEVICE, 2, META, DEVICE_IDS, name, hash_token(token), str(now)
+        device_id = await self._add_device(
+            self._redis, [META, DEVICE_IDS], [name, hash_token(token), now]
         )
         return int(device_id), token
 
@@ -143,7 +166,7 @@ class HeartbeatStore:
             ``(name, token)``, or None when no such device exists.
         """
         token = new_token()
-        name = await self._redis.eval(_REGENERATE, 0, str(device_id), hash_token(token))
+        name = await self._regenerate(self._redis, [], [device_id, hash_token(token)])
         if name is None:
             return None
         return str(name), token
@@ -154,12 +177,20 @@ class HeartbeatStore:
         Looking up the token's SHA-256 means no comparison of the secret itself
         happens here, so its timing reveals nothing about the token.
         """
-        found = await self._redis.get(f"{{hb}}:token:{hash_token(token)}")
-        return None if found is None else int(found)
+        return await self._token_lookups.submit(hash_token(token))
+
+    async def _lookup_tokens(self, digests: list[str]) -> list[int | None]:
+        found = await self._redis.mget([f"{{hb}}:token:{d}" for d in digests])
+        return [None if f is None else int(f) for f in found]
 
     async def record_beat(self, device_id: int, now: int) -> None:
         """Count one beat of ``device_id`` acknowledged at Unix second ``now``."""
-        await self._redis.eval(_RECORD_BEAT, 1, META, str(device_id), str(now))
+        await self._beat_counts.submit((device_id, now))
+
+    async def _count_beats(self, beats: list[tuple[int, int]]) -> list[None]:
+        args = [value for beat in sorted(beats, key=lambda b: b[1]) for value in beat]
+        await self._record_beats(self._redis, [META], args)
+        return [None] * len(beats)
 
     async def record_visit(self) -> None:
         """Count one page view."""
@@ -167,7 +198,7 @@ class HeartbeatStore:
 
     async def read(self, now: int) -> RawStats:
         """Read every counter in one round trip."""
-        reply = await self._redis.eval(_READ_STATS, 2, META, DEVICE_IDS, str(now))
+        reply = await self._read_stats(self._redis, [META, DEVICE_IDS], [now])
         meta = reply[0]
         devices = tuple(
             DeviceRecord(

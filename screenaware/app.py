@@ -17,6 +17,7 @@ from screenaware import errors
 from screenaware.backends import Backends, Lifespan
 from screenaware.config import Config
 from screenaware.health import HealthResource
+from screenaware.influx import UniqueClock
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +65,17 @@ class ContentLengthLimit:
             raise errors.BodyTooLarge(self._limit)
 
 
+def _configure_logging(level: str) -> None:
+    # Under gunicorn nothing configures the root logger; under pytest or an
+    # embedding program it already has handlers, and those are left alone.
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=level.upper(),
+            format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+        )
+
+
 def create_app(
     config: Config | None = None, *, clock: Callable[[], float] = time.time
 ) -> falcon.asgi.App:
@@ -77,9 +89,10 @@ def create_app(
         The ASGI application; its clients open in the lifespan startup event.
     """
     config = config or Config.load()
-    backends = Backends(config)
+    _configure_logging(config.log_level)
+    backends = Backends(config, UniqueClock(lambda: int(clock() * 1_000_000_000)))
     store = HeartbeatStore(lambda: backends.redis)
-    service = HeartbeatService(store, backends.writer, clock)
+    service = HeartbeatService(store, backends.writer, clock, backends.point_clock)
     broadcaster = StatsBroadcaster(service.stats)
 
     async def mark_first_setup() -> None:
@@ -88,7 +101,7 @@ def create_app(
     app = App(
         max_body_bytes=config.max_body_bytes,
         middleware=[
-            Lifespan(backends, startup=[mark_first_setup], shutdown=[broadcaster.stop]),
+            Lifespan(backends, startup=[mark_first_setup], shutdown=[broadcaster.stop, store.close]),
             ContentLengthLimit(config.max_body_bytes),
         ],
     )

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from screenaware.config import Config
 from screenaware.errors import StorageUnavailable
-from screenaware.influx import GroupCommitWriter, InfluxClient
+from screenaware.influx import GroupCommitWriter, InfluxClient, UniqueClock
 
 LOG = logging.getLogger(__name__)
+
+# Each process takes the next slot; 1000 processes later a slot comes round again,
+# by then long free.
+SLOT_COUNTER = "{sa}:point_clock_slots"
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -25,10 +31,12 @@ class Backends:
 
     Args:
         config: the service configuration.
+        point_clock: the clock stamping points; it gets this process's slot at open.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, point_clock: UniqueClock | None = None) -> None:
         self.config = config
+        self.point_clock = point_clock or UniqueClock()
         self.influx = InfluxClient(config)
         self.writer = GroupCommitWriter(
             self.influx,
@@ -65,11 +73,21 @@ class Backends:
             socket_timeout=5,
         )
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
-        await self.writer.start()
+        await self._lease_slot()
         try:
             await self.influx.ensure_database()
         except StorageUnavailable as exc:
             LOG.warning("InfluxDB not reachable at start (%s); will retry on use", exc)
+
+    async def _lease_slot(self) -> None:
+        try:
+            counter = await self.redis.incr(SLOT_COUNTER)
+        except RedisError as exc:
+            # Still distinct from any other process with probability 999/1000.
+            self.point_clock.slot = secrets.randbelow(UniqueClock.SLOTS)
+            LOG.warning("Redis down at start (%s); random point slot", type(exc).__name__)
+            return
+        self.point_clock.slot = (counter - 1) % UniqueClock.SLOTS
 
     async def close(self) -> None:
         """Flush pending writes and close the clients."""

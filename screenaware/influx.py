@@ -12,17 +12,19 @@ Two pieces:
 from __future__ import annotations
 
 import asyncio
-import collections
+import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from influxdb_client import Point
 
+from screenaware.batching import Coalescer
 from screenaware.config import Config
 from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
 
@@ -60,6 +62,10 @@ class InfluxClient:
         self._password = config.influx_password
         self._token = config.influx_token
         self._http: httpx.AsyncClient | None = None
+        # Built once: merging query parameters per request is measurable on the hot path.
+        self._write_path = "/write?" + urllib.parse.urlencode(
+            {"db": self.database, "precision": "ns"}
+        )
 
     def __repr__(self) -> str:
         return f"InfluxClient(database={self.database!r})"
@@ -116,12 +122,11 @@ class InfluxClient:
             StorageUnavailable: the server is down, slow, or misconfigured.
             WriteRejected: the server refused the data (HTTP 4xx).
         """
-        params = {"db": self.database, "precision": "ns"}
-        resp = await self._request("POST", "/write", params=params, content=body)
+        resp = await self._request("POST", self._write_path, content=body)
         if resp.status_code == 404 and "database not found" in resp.text:
             LOG.warning("database %r missing, creating it", self.database)
             await self.ensure_database()
-            resp = await self._request("POST", "/write", params=params, content=body)
+            resp = await self._request("POST", self._write_path, content=body)
         if resp.status_code >= 400:
             raise WriteRejected(_error_text(resp))
 
@@ -179,34 +184,39 @@ def _error_text(resp: httpx.Response) -> str:
 
 
 class UniqueClock:
-    """Nanosecond timestamps that never repeat within this process.
+    """Nanosecond point times that no other process of the service repeats.
 
-    InfluxDB replaces a point with the same series and timestamp, so two beats of
-    one device in the same clock tick must still get distinct times.
+    InfluxDB replaces a point with the same series and time, so two beats of one
+    device acknowledged in the same instant by two workers (or machines) must
+    still get distinct times. Times have microsecond resolution; the three
+    sub-microsecond digits hold this process's ``slot`` (leased from Redis at
+    start, distinct across live processes), and within a process every value
+    is at least a microsecond after the previous one.
+
+    Args:
+        time_ns: the wall clock in nanoseconds.
+        slot: 0-999; set again once the slot is leased.
     """
 
-    def __init__(self, time_ns: Any = time.time_ns) -> None:
+    SLOTS = 1000
+
+    def __init__(self, time_ns: Callable[[], int] = time.time_ns, slot: int = 0) -> None:
         self._time_ns = time_ns
-        self._last = 0
+        self.slot = slot
+        self._last_us = 0
 
     def __call__(self) -> int:
-        now = self._time_ns()
-        self._last = now if now > self._last else self._last + 1
-        return self._last
-
-
-@dataclass
-class _Pending:
-    lines: list[str]
-    future: asyncio.Future[None]
+        now_us = self._time_ns() // 1000
+        self._last_us = now_us if now_us > self._last_us else self._last_us + 1
+        return self._last_us * 1000 + self.slot
 
 
 class GroupCommitWriter:
     """Batches the points of concurrent requests into one ``/write``.
 
-    While one write is in flight, new points queue; when it returns, everything
-    queued goes out together. No timer delays a lone request, yet under load each
-    ``/write`` carries many requests' points.
+    Built on :class:`~screenaware.batching.Coalescer`: while one write is in
+    flight new points queue, and the next write carries all of them. An awaited
+    :meth:`write` that returns means InfluxDB acknowledged those points.
 
     Args:
         influx: the client to write through.
@@ -219,31 +229,23 @@ class GroupCommitWriter:
         self, influx: InfluxClient, *, max_batch_lines: int = 5000, max_pending_lines: int = 100_000
     ) -> None:
         self._influx = influx
-        self._max_batch = max_batch_lines
-        self._max_pending = max_pending_lines
-        self._queue: collections.deque[_Pending] = collections.deque()
-        self._queued_lines = 0
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.batches_written = 0
+        self._coalescer: Coalescer[list[str], None] = Coalescer(
+            self._write_batch,
+            name="influx-group-commit",
+            max_batch=max_batch_lines,
+            max_pending=max_pending_lines,
+            weight=len,
+            full_error=lambda: WriteQueueFull("too many points queued"),
+        )
 
-    async def start(self) -> None:
-        """Start the flusher task (call from the running event loop)."""
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="influx-group-commit")
+    @property
+    def batches_written(self) -> int:
+        """How many ``/write`` calls succeeded."""
+        return self._coalescer.calls
 
     async def stop(self) -> None:
-        """Flush what is queued, then stop the flusher."""
-        if self._task is None:
-            return
-        while self._queue:
-            await self._flush(self._take_batch())
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
+        """Write what is queued, then stop."""
+        await self._coalescer.stop()
 
     async def write(self, points: Iterable[Point | str]) -> None:
         """Store points; returns once InfluxDB has acknowledged them.
@@ -254,70 +256,21 @@ class GroupCommitWriter:
             WriteRejected: InfluxDB refused these points.
         """
         lines = [p if isinstance(p, str) else p.to_line_protocol() for p in points]
-        if not lines:
-            return
-        if self._task is None or self._wakeup is None:
-            raise RuntimeError("GroupCommitWriter.start() was not called")
-        if self._queued_lines + len(lines) > self._max_pending:
-            raise WriteQueueFull(f"{self._queued_lines} points already queued")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # The request may be cancelled (client gone) while its batch is in flight;
-        # reading the outcome here keeps asyncio from logging it as never retrieved.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._queue.append(_Pending(lines, future))
-        self._queued_lines += len(lines)
-        self._wakeup.set()
-        await asyncio.shield(future)
+        if lines:
+            await self._coalescer.submit(lines)
 
-    def _take_batch(self) -> list[_Pending]:
-        batch: list[_Pending] = []
-        count = 0
-        while self._queue and (not batch or count + len(self._queue[0].lines) <= self._max_batch):
-            item = self._queue.popleft()
-            batch.append(item)
-            count += len(item.lines)
-        self._queued_lines -= count
-        return batch
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                await self._flush(self._take_batch())
-
-    async def _flush(self, batch: Sequence[_Pending]) -> None:
-        body = "\n".join(line for item in batch for line in item.lines).encode()
+    async def _write_batch(self, batch: list[list[str]]) -> list[None | BaseException]:
         try:
-            await self._influx.write_lines(body)
+            await self._influx.write_lines("\n".join(itertools.chain(*batch)).encode())
         except WriteRejected:
             if len(batch) == 1:
-                _settle(batch[0], WriteRejected("InfluxDB rejected the points"))
-                return
+                raise
             # One request's bad points must not fail its neighbours: retry each alone.
-            # Points that did get stored are simply written again (same series and
-            # time, so InfluxDB keeps one copy).
-            await asyncio.gather(*(self._flush([item]) for item in batch))
-            return
-        except StorageUnavailable as exc:
-            for item in batch:
-                _settle(item, type(exc)(str(exc)))
-            return
-        except Exception:
-            LOG.exception("group commit of %d requests failed", len(batch))
-            for item in batch:
-                _settle(item, RuntimeError("write failed"))
-            return
-        self.batches_written += 1
-        for item in batch:
-            _settle(item, None)
-
-
-def _settle(item: _Pending, exc: BaseException | None) -> None:
-    if item.future.done():
-        return
-    if exc is None:
-        item.future.set_result(None)
-    else:
-        item.future.set_exception(exc)
+            # Points that did get stored are written again with the same series and
+            # time, so InfluxDB keeps one copy.
+            outcomes = await asyncio.gather(
+                *(self._influx.write_lines("\n".join(lines).encode()) for lines in batch),
+                return_exceptions=True,
+            )
+            return [o if isinstance(o, BaseException) else None for o in outcomes]
+        return [None] * len(batch)

@@ -132,3 +132,25 @@ async def test_graceful_stop_keeps_every_acknowledged_beat(
     assert await asyncio.to_thread(service.proc.wait, 30) == 0
     assert acknowledged > 0
     assert influx_db.count("beat") >= acknowledged
+
+
+async def test_one_device_beating_fast_on_both_workers_loses_no_point(
+    service: Service, http: httpx.AsyncClient, influx_db: InfluxHelper
+) -> None:
+    # Same device, same instants, two processes: every acknowledged beat must be
+    # its own point (InfluxDB would replace one with the same series and time).
+    token = await register(http, "Busy")
+    acknowledged = 0
+
+    async def client_loop() -> None:
+        nonlocal acknowledged
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            for _ in range(150):
+                resp = await client.post("/api/beat", headers={"Authorization": token})
+                assert resp.status_code == 200
+                acknowledged += 1
+
+    await asyncio.gather(*(client_loop() for _ in range(16)))
+    assert acknowledged == 2400
+    assert influx_db.count("beat") == 2400
+    assert (await http.get("/api/stats")).json()["total_beats"] == 2400

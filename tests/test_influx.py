@@ -28,7 +28,6 @@ async def influx(config: Config) -> AsyncIterator[InfluxClient]:
 @pytest.fixture
 async def writer(influx: InfluxClient) -> AsyncIterator[GroupCommitWriter]:
     w = GroupCommitWriter(influx, max_batch_lines=1000, max_pending_lines=10_000)
-    await w.start()
     yield w
     await w.stop()
 
@@ -51,7 +50,6 @@ async def test_concurrent_writes_share_batches_and_all_land(
 
 async def test_a_batch_respects_the_line_limit(influx: InfluxClient, influx_db: InfluxHelper) -> None:
     writer = GroupCommitWriter(influx, max_batch_lines=10, max_pending_lines=10_000)
-    await writer.start()
     stamp = UniqueClock()
     try:
         await asyncio.gather(
@@ -80,7 +78,6 @@ async def test_dead_server_fails_every_waiting_request(config: Config) -> None:
     client = InfluxClient(config.replace(influx_url=dead_url("http")))
     await client.open()
     writer = GroupCommitWriter(client)
-    await writer.start()
     try:
         results = await asyncio.gather(
             *(writer.write([Point("m").field("v", i)]) for i in range(10)), return_exceptions=True
@@ -93,7 +90,6 @@ async def test_dead_server_fails_every_waiting_request(config: Config) -> None:
 
 async def test_a_full_queue_refuses_instead_of_piling_up(influx: InfluxClient) -> None:
     writer = GroupCommitWriter(influx, max_batch_lines=5, max_pending_lines=5)
-    await writer.start()
     stamp = UniqueClock()
     try:
         results = await asyncio.gather(
@@ -124,9 +120,20 @@ async def test_bind_parameters_carry_hostile_strings_as_data(
 
 
 def test_unique_clock_never_repeats_or_goes_back() -> None:
-    ticks = iter([10, 10, 10, 5, 20])
-    clock = UniqueClock(lambda: next(ticks))
-    assert [clock() for _ in range(5)] == [10, 11, 12, 13, 20]
+    ticks = iter([10_000, 10_400, 10_999, 5_000, 20_000])
+    clock = UniqueClock(lambda: next(ticks), slot=7)
+    assert [clock() for _ in range(5)] == [10_007, 11_007, 12_007, 13_007, 20_007]
+
+
+def test_unique_clocks_of_two_processes_never_collide() -> None:
+    # Two workers reading the very same wall clock still stamp different times.
+    a, b = UniqueClock(lambda: 1_700_000_000_000_000_000, 0), UniqueClock(
+        lambda: 1_700_000_000_000_000_000, 1
+    )
+    stamps_a = {a() for _ in range(1000)}
+    stamps_b = {b() for _ in range(1000)}
+    assert len(stamps_a) == len(stamps_b) == 1000
+    assert not stamps_a & stamps_b
 
 
 # Text as sensors send it: window titles with quotes, commas, spaces, backslashes,
@@ -163,3 +170,16 @@ async def test_strings_round_trip_exactly(
     row = series[0].rows()[0]
     assert row["title"] == title
     assert row["user"] == tag
+
+
+async def test_each_process_leases_its_own_clock_slot(config: Config) -> None:
+    from screenaware.backends import Backends
+
+    first, second = Backends(config), Backends(config)
+    await first.open()
+    await second.open()
+    try:
+        assert first.point_clock.slot != second.point_clock.slot
+    finally:
+        await first.close()
+        await second.close()

@@ -1,0 +1,157 @@
+"""Group commit as a reusable mechanism: coalesce concurrent calls into one.
+
+While one call to the backend is in flight, new submissions queue; when it
+returns, everything queued goes out in the next call. A lone request is never
+delayed by a timer, and under load one round trip serves many requests. The
+InfluxDB writer, the token look-ups and the beat counters all use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# One outcome per item: its result, or the exception that item must raise.
+BatchRunner = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
+
+
+class QueueFull(Exception):
+    """More work is waiting than the coalescer accepts."""
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    item: T
+    weight: int
+    future: asyncio.Future[R]
+
+
+class Coalescer(Generic[T, R]):
+    """Runs ``run`` on the items submitted while its previous call was in flight.
+
+    Args:
+        run: takes a batch, returns one outcome per item (a result or an
+            exception instance). If it raises, every item of the batch gets
+            a fresh copy of that exception.
+        name: for logs and the task name.
+        max_batch: weight per call at most (a heavier single item still goes alone).
+        max_pending: weight that may wait; past it :meth:`submit` raises
+            ``full_error()`` at once instead of queueing without bound.
+        weight: the weight of an item (default 1).
+        full_error: builds the exception for a full queue.
+        linger_yields: event-loop turns to wait before taking a batch, so that
+            requests already runnable join it.
+    """
+
+    def __init__(
+        self,
+        run: BatchRunner[T, R],
+        *,
+        name: str,
+        max_batch: int = 1000,
+        max_pending: int = 100_000,
+        weight: Callable[[T], int] = lambda item: 1,
+        full_error: Callable[[], Exception] = lambda: QueueFull("queue full"),
+        linger_yields: int = 2,
+    ) -> None:
+        self._run_batch = run
+        self.name = name
+        self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._weight = weight
+        self._full_error = full_error
+        self._linger_yields = linger_yields
+        self._queue: collections.deque[_Pending[T, R]] = collections.deque()
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.calls = 0
+        self.items = 0
+
+    async def submit(self, item: T) -> R:
+        """Queue ``item`` and wait for its outcome."""
+        weight = self._weight(item)
+        if self._queued + weight > self._max_pending:
+            raise self._full_error()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        # The submitter may be cancelled (client gone) while its batch runs;
+        # reading the outcome keeps asyncio from logging it as never retrieved.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.append(_Pending(item, weight, future))
+        self._queued += weight
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name=self.name)
+        self._wakeup.set()
+        return await asyncio.shield(future)
+
+    async def stop(self) -> None:
+        """Run what is queued, then stop the background task."""
+        while self._queue:
+            await self._run(self._take())
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self.calls:
+            LOG.info("%s: %d items in %d calls", self.name, self.items, self.calls)
+
+    def _take(self) -> list[_Pending[T, R]]:
+        batch: list[_Pending[T, R]] = []
+        weight = 0
+        while self._queue and (not batch or weight + self._queue[0].weight <= self._max_batch):
+            pending = self._queue.popleft()
+            batch.append(pending)
+            weight += pending.weight
+        self._queued -= weight
+        return batch
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            for _ in range(self._linger_yields):
+                await asyncio.sleep(0)
+            while self._queue:
+                await self._run(self._take())
+
+    async def _run(self, batch: list[_Pending[T, R]]) -> None:
+        try:
+            outcomes = await self._run_batch([p.item for p in batch])
+        except Exception as exc:
+            LOG.debug("%s: batch of %d failed: %s", self.name, len(batch), type(exc).__name__)
+            for pending in batch:
+                _settle(pending.future, _copy(exc))
+            return
+        self.calls += 1
+        self.items += len(batch)
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            _settle(pending.future, outcome)
+
+
+def _copy(exc: Exception) -> BaseException:
+    # Each waiter raises its own instance, so tracebacks do not pile up on one object.
+    try:
+        return type(exc)(*exc.args)
+    except Exception:
+        return exc
+
+
+def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
