@@ -85,9 +85,7 @@ no IP addresses are stored, and nothing is loaded from third parties.</p>""")
 
 
 def _layout(server_name: str, title: str, content: str) -> str:
-    return _LAYOUT.substitute(
-        title=escape(title), server_name=escape(server_name), content=content
-    )
+    return _LAYOUT.substitute(title=escape(title), server_name=escape(server_name), content=content)
 
 
 def _common(stats: dict[str, Any]) -> dict[str, str]:
@@ -95,7 +93,7 @@ def _common(stats: dict[str, Any]) -> dict[str, str]:
         "last_seen": escape(format_timestamp(stats["last_seen"])),
         "since": escape(format_duration(stats["last_seen_relative"]))
         if stats["last_seen"] is not None
-        else "–",
+        else "\u2013",
         "longest": escape(format_duration(stats["longest_absence"])),
         "total": f"{stats['total_beats']:,}",
     }
@@ -120,13 +118,13 @@ def render_stats(server_name: str, stats: dict[str, Any]) -> str:
         uptime=escape(format_duration(stats["uptime"])),
         rows=rows,
     )
-    return _layout(server_name, f"Statistics – {server_name}", content)
+    return _layout(server_name, f"Statistics \u2013 {server_name}", content)
 
 
 def render_privacy(server_name: str) -> str:
     """The privacy page ``/privacy``."""
     content = _PRIVACY.substitute(server_name=escape(server_name))
-    return _layout(server_name, f"Privacy – {server_name}", content)
+    return _layout(server_name, f"Privacy \u2013 {server_name}", content)
 
 
 def _text_width(text: str) -> int:

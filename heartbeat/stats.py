@@ -35,10 +35,10 @@ def format_duration(seconds: int) -> str:
     """A short human duration: ``45 seconds``, ``3 minutes``, ``2 days 4 hours``."""
     seconds = max(0, int(seconds))
     units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
-    for i, (name, size) in enumerate(units):
+    for i, (_, size) in enumerate(units):
         if seconds >= size or size == 1:
             # The largest unit and the one below it: precise enough for presence.
-            parts = []
+            parts: list[str] = []
             for unit, unit_size in units[i : i + 2]:
                 count = seconds // unit_size
                 seconds -= count * unit_size

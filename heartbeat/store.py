@@ -220,7 +220,7 @@ class HeartbeatStore:
 
     async def device_names(self) -> dict[int, str]:
         """Every registered device's name by id."""
-        ids = await self._redis.zrange(DEVICE_IDS, 0, -1)
+        ids = [str(i) for i in await self._redis.zrange(DEVICE_IDS, 0, -1)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for device_id in ids:
                 pipe.hget(f"{{hb}}:device:{device_id}", "name")
@@ -234,18 +234,19 @@ class HeartbeatStore:
         name they are given in ``raw`` and no token: a new one must be generated.
         """
         async with self._redis.pipeline(transaction=True) as pipe:
-            mapping: dict[str, Any] = {
+            counters = {
                 "first_setup": raw.first_setup,
                 "longest_absence": raw.longest_absence,
                 "total_beats": raw.total_beats,
                 "visits": raw.visits,
+                "next_device_id": next_device_id,
             }
+            for name, value in counters.items():
+                pipe.hset(META, name, value)
             if raw.last_seen is not None:
-                mapping["last_seen"] = raw.last_seen
+                pipe.hset(META, "last_seen", raw.last_seen)
             else:
                 pipe.hdel(META, "last_seen")
-            pipe.hset(META, mapping=mapping)
-            pipe.hset(META, "next_device_id", next_device_id)
             for d in raw.devices:
                 key = f"{{hb}}:device:{d.id}"
                 pipe.hsetnx(key, "name", d.name)

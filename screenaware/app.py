@@ -74,6 +74,8 @@ def _configure_logging(level: str) -> None:
             level=level.upper(),
             format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
         )
+        # One line per InfluxDB request would swamp the log and cost CPU on the hot path.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def create_app(
@@ -101,7 +103,9 @@ def create_app(
     app = App(
         max_body_bytes=config.max_body_bytes,
         middleware=[
-            Lifespan(backends, startup=[mark_first_setup], shutdown=[broadcaster.stop, store.close]),
+            Lifespan(
+                backends, startup=[mark_first_setup], shutdown=[broadcaster.stop, store.close]
+            ),
             ContentLengthLimit(config.max_body_bytes),
         ],
     )

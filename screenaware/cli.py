@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from screenaware import localservers
 from redis.exceptions import RedisError
 
+from screenaware import localservers
 from screenaware.config import Config, ConfigError
 from screenaware.errors import StorageUnavailable
 

@@ -61,9 +61,7 @@ class Config:
     log_level: str = "INFO"
 
     @classmethod
-    def load(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Config:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build the config from defaults, the TOML file and the environment.
 
         Args:

@@ -259,7 +259,7 @@ class GroupCommitWriter:
         if lines:
             await self._coalescer.submit(lines)
 
-    async def _write_batch(self, batch: list[list[str]]) -> list[None | BaseException]:
+    async def _write_batch(self, batch: list[list[str]]) -> list[BaseException | None]:
         try:
             await self._influx.write_lines("\n".join(itertools.chain(*batch)).encode())
         except WriteRejected:

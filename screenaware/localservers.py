@@ -147,7 +147,7 @@ def start_influxd(
         port=port,
         rpc_port=free_port(),
     )
-    log = open(data_dir / "influxd.log", "ab")  # noqa: SIM115 - the child owns it
+    log = open(data_dir / "influxd.log", "ab")
     proc = subprocess.Popen(
         [_binary("influxd"), "-config", str(conf)],
         stdout=log,

@@ -28,12 +28,28 @@ from screenaware.localservers import free_port, start_influxd, start_redis  # no
 BIN = Path(sys.executable).parent
 
 
-def start_gunicorn(app: str, env: dict[str, str], workers: int, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    app: str, env: dict[str, str], workers: int, port: int, log: Path
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), app, "--worker-class", "uvicorn_worker.UvicornWorker",
-         "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--chdir", str(ROOT / "scripts"),
-         "--log-level", "warning"],
-        env={**env, "PYTHONPATH": str(ROOT)}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            str(BIN / "gunicorn"),
+            app,
+            "--worker-class",
+            "uvicorn_worker.UvicornWorker",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(ROOT / "scripts"),
+            "--no-control-socket",
+            "--log-level",
+            "warning",
+        ],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -59,12 +75,17 @@ def wrk(url: str, token: str, connections: int, seconds: int, tmp: Path) -> dict
     script.write_text(f'wrk.method = "POST"\nwrk.headers["Authorization"] = "{token}"\n')
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
     ).stdout
+
     def latency(label: str) -> float:
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         assert m, out
         return float(m[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m[2]]
+
     total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
@@ -86,53 +107,86 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         redis = start_redis(tmp / "redis", redis_port)
         try:
             config = Config.load(
-                environ={}, influx_url=f"http://127.0.0.1:{influx_port}",
-                redis_url=f"redis://127.0.0.1:{redis_port}/0", secret_key="bench-secret",
-                workers=args.workers, data_dir=str(tmp / "var"),
+                environ={},
+                influx_url=f"http://127.0.0.1:{influx_port}",
+                redis_url=f"redis://127.0.0.1:{redis_port}/0",
+                secret_key="bench-secret",  # noqa: S106 - a throwaway local instance
+                workers=args.workers,
+                data_dir=str(tmp / "var"),
             )
             env = {**os.environ, **config.as_environ()}
             port = free_port()
-            service = start_gunicorn("screenaware.asgi:app", env, args.workers, port, tmp / "service.log")
+            service = start_gunicorn(
+                "screenaware.asgi:app", env, args.workers, port, tmp / "service.log"
+            )
             try:
                 base = f"http://127.0.0.1:{port}"
-                token = httpx.post(f"{base}/api/devices", json={"name": "bench"},
-                                   headers={"Authorization": "bench-secret"}).json()["token"]
+                token = httpx.post(
+                    f"{base}/api/devices",
+                    json={"name": "bench"},
+                    headers={"Authorization": "bench-secret"},
+                ).json()["token"]
                 wrk(f"{base}/api/beat", token, args.connections, 2, tmp)  # warm-up
                 warm = httpx.get(f"{base}/api/stats").json()["total_beats"]
                 beats = wrk(f"{base}/api/beat", token, args.connections, args.seconds, tmp)
                 time.sleep(0.5)
-                stored = int(httpx.get(
-                    f"http://127.0.0.1:{influx_port}/query",
-                    params={"db": config.influx_db, "q": "SELECT count(n) FROM beat"},
-                ).json()["results"][0]["series"][0]["values"][0][1]) - warm
+                stored = (
+                    int(
+                        httpx.get(
+                            f"http://127.0.0.1:{influx_port}/query",
+                            params={"db": config.influx_db, "q": "SELECT count(n) FROM beat"},
+                        ).json()["results"][0]["series"][0]["values"][0][1]
+                    )
+                    - warm
+                )
                 counted = httpx.get(f"{base}/api/stats").json()["total_beats"] - warm
             finally:
                 stop(service)
-            batches = [tuple(map(int, m)) for m in re.findall(
-                r"group commit: (\d+) points in (\d+) writes", (tmp / "service.log").read_text())]
+            batches = [
+                tuple(map(int, m))
+                for m in re.findall(
+                    r"influx-group-commit: (\d+) items in (\d+) calls",
+                    (tmp / "service.log").read_text(),
+                )
+            ]
             port = free_port()
-            trivial = start_gunicorn("bench_trivial:app", env, args.workers, port, tmp / "trivial.log")
+            trivial = start_gunicorn(
+                "bench_trivial:app", env, args.workers, port, tmp / "trivial.log"
+            )
             try:
                 wrk(f"http://127.0.0.1:{port}/api/beat", "x", args.connections, 2, tmp)
-                base_line = wrk(f"http://127.0.0.1:{port}/api/beat", "x", args.connections, args.seconds, tmp)
+                base_line = wrk(
+                    f"http://127.0.0.1:{port}/api/beat", "x", args.connections, args.seconds, tmp
+                )
             finally:
                 stop(trivial)
         finally:
             redis.stop()
             influxd.stop()
 
-    print(f"\nPOST /api/beat, {args.connections} connections, {args.seconds} s, "
-          f"{args.workers} workers, wrk -t2, all on this machine ({os.cpu_count()} cores)\n")
+    print(
+        f"\nPOST /api/beat, {args.connections} connections, {args.seconds} s, "
+        f"{args.workers} workers, wrk -t2, all on this machine ({os.cpu_count()} cores)\n"
+    )
     print("| target | req/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---:|---:|---:|---:|")
-    for name, r in (("durable beats (InfluxDB + Redis)", beats), ("trivial Falcon responder", base_line)):
-        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['non2xx'])} |")
+    for name, r in (
+        ("durable beats (InfluxDB + Redis)", beats),
+        ("trivial Falcon responder", base_line),
+    ):
+        print(
+            f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['non2xx'])} |"
+        )
     print(f"\nratio beats / trivial: {beats['rps'] / base_line['rps']:.0%}")
     points, writes = (sum(b[i] for b in batches) for i in (0, 1))
-    print(f"group commit: {points} requests in {writes} InfluxDB writes "
-          f"({points / max(writes, 1):.1f} requests per write)")
-    print(f"beats answered by wrk: {int(beats['requests'])}, stored in InfluxDB: {stored}, "
-          f"counted in Redis: {counted}")
+    print(
+        f"group commit: {points} requests in {writes} InfluxDB writes "
+        f"({points / max(writes, 1):.1f} requests per write)"
+    )
+    print(
+        f"beats answered by wrk: {int(beats['requests'])}, stored in InfluxDB: {stored}, "
+        f"counted in Redis: {counted}"
+    )
 
 
 def main() -> None:

@@ -75,8 +75,14 @@ async def open_page(url: str, profile: Path) -> AsyncIterator[Page]:
     binary = chromium_binary()
     assert binary, "chromium is not installed (scripts/test installs it)"
     proc = subprocess.Popen(
-        [binary, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
-         "--window-size=1000,700", url],
+        [
+            binary,
+            *FLAGS,
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--window-size=1000,700",
+            url,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -81,9 +81,7 @@ class InfluxHelper:
         return max(int(v) for k, v in rows[0].items() if k.startswith("count"))
 
     def drop(self) -> None:
-        httpx.post(
-            f"{self.url}/query", data={"q": f'DROP DATABASE "{self.database}"'}, timeout=10
-        )
+        httpx.post(f"{self.url}/query", data={"q": f'DROP DATABASE "{self.database}"'}, timeout=10)
 
 
 @pytest.fixture

@@ -41,13 +41,9 @@ async def test_last_seen_changes_after_a_beat_without_reload(
                 )
                 await page.wait_for(f"{last_seen} === {expected!r}", timeout=5)
                 assert await page.evaluate("window.__marker") == "same document"
-                total = await page.evaluate(
-                    "document.getElementById('total-beats').textContent"
-                )
+                total = await page.evaluate("document.getElementById('total-beats').textContent")
                 assert total == "1"
-                since = await page.evaluate(
-                    "document.getElementById('time-since').textContent"
-                )
+                since = await page.evaluate("document.getElementById('time-since').textContent")
                 assert since.endswith(("second", "seconds"))
                 await page.screenshot(tmp_path / "index.png")
                 assert (tmp_path / "index.png").stat().st_size > 1000

@@ -48,9 +48,7 @@ async def test_add_device_registers_a_working_device(config: Config, clock: Fake
     device = json.loads(run(config, "add-device", "Workstation").stdout)
     assert device["id"] == 0 and device["name"] == "Workstation"
     async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
-        result = await client.simulate_post(
-            "/api/beat", headers={"Authorization": device["token"]}
-        )
+        result = await client.simulate_post("/api/beat", headers={"Authorization": device["token"]})
         assert result.status_code == 200
         assert (await client.simulate_get("/api/stats")).json["devices"][0]["num_beats"] == 1
 
@@ -151,7 +149,11 @@ def test_services_start_status_stop(tmp_path: Path, servers: Servers) -> None:
     assert not influx_answers(config.influx_url)
     assert not redis_answers("127.0.0.1", redis_port)
     # Servers it did not start (the test session's own) are never stopped.
-    other = Config.load(environ={}, influx_url=servers.influx_url, redis_url=servers.redis_url,
-                        data_dir=str(tmp_path / "other"))
+    other = Config.load(
+        environ={},
+        influx_url=servers.influx_url,
+        redis_url=servers.redis_url,
+        data_dir=str(tmp_path / "other"),
+    )
     assert "left alone" in run(other, "services", "stop").stdout
     assert influx_answers(servers.influx_url)

@@ -26,9 +26,7 @@ def test_defaults_match_the_design() -> None:
 def test_toml_file_overrides_defaults_and_env_overrides_file(tmp_path: Path) -> None:
     path = tmp_path / "screenaware.toml"
     path.write_text('server_name = "From file"\nworkers = 4\nINFLUX_DB = "filedb"\n')
-    config = Config.load(
-        environ={"SCREENAWARE_CONFIG": str(path), "SCREENAWARE_WORKERS": "8"}
-    )
+    config = Config.load(environ={"SCREENAWARE_CONFIG": str(path), "SCREENAWARE_WORKERS": "8"})
     assert config.server_name == "From file"
     assert config.influx_db == "filedb"
     assert config.workers == 8
@@ -76,8 +74,15 @@ def test_secrets_never_appear_in_repr() -> None:
         }
     )
     text = repr(config) + str(config)
-    for secret in ("s3cret-key", "influx-pw", "influx-token", "jwt-secret", "admin-pw",
-                   "redis-pw", "url-pw"):
+    for secret in (
+        "s3cret-key",
+        "influx-pw",
+        "influx-token",
+        "jwt-secret",
+        "admin-pw",
+        "redis-pw",
+        "url-pw",
+    ):
         assert secret not in text
     assert "secret_key='***'" in text
     assert config.secret_key == "s3cret-key"

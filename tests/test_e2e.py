@@ -33,7 +33,9 @@ async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def register(http: httpx.AsyncClient, name: str) -> str:
-    resp = await http.post("/api/devices", json={"name": name}, headers={"Authorization": SECRET_KEY})
+    resp = await http.post(
+        "/api/devices", json={"name": name}, headers={"Authorization": SECRET_KEY}
+    )
     assert resp.status_code == 200, resp.text
     return str(resp.json()["token"])
 
@@ -99,9 +101,7 @@ async def test_chunked_body_over_limit_is_refused_while_streaming(
             yield b"x" * 1024
         yield b'"}'
 
-    resp = await http.post(
-        "/api/devices", content=body(), headers={"Authorization": SECRET_KEY}
-    )
+    resp = await http.post("/api/devices", content=body(), headers={"Authorization": SECRET_KEY})
     assert resp.status_code == 413
     assert str(config.max_body_bytes) in resp.json()["message"]
     assert (await http.get("/api/stats")).json()["devices"] == []

@@ -125,7 +125,9 @@ async def test_device_routes_do_not_exist_without_secret_key(
     app = create_app(config.replace(secret_key=""), clock=clock)
     async with testing.ASGIConductor(app) as client:
         for path in ("/api/devices", "/api/devices/0/token/generate"):
-            result = await client.simulate_post(path, json={"name": "x"}, headers={"Authorization": ""})
+            result = await client.simulate_post(
+                path, json={"name": "x"}, headers={"Authorization": ""}
+            )
             assert result.status_code == 404, path
             assert result.json["message"]
         # The rest of the API stays.
@@ -149,9 +151,15 @@ async def test_regenerate_invalidates_the_old_token_at_once(client: testing.ASGI
 
 async def test_regenerate_errors(client: testing.ASGIConductor) -> None:
     await register(client)
-    assert (await client.simulate_post("/api/devices/7/token/generate", headers=AUTH)).status_code == 404
-    assert (await client.simulate_post("/api/devices/x/token/generate", headers=AUTH)).status_code == 404
-    assert (await client.simulate_post("/api/devices/-1/token/generate", headers=AUTH)).status_code == 404
+    assert (
+        await client.simulate_post("/api/devices/7/token/generate", headers=AUTH)
+    ).status_code == 404
+    assert (
+        await client.simulate_post("/api/devices/x/token/generate", headers=AUTH)
+    ).status_code == 404
+    assert (
+        await client.simulate_post("/api/devices/-1/token/generate", headers=AUTH)
+    ).status_code == 404
     result = await client.simulate_post("/api/devices/0/token/generate")
     assert result.status_code == 401
     result = await client.simulate_post(
@@ -301,7 +309,7 @@ async def test_index_page_shows_presence(client: testing.ASGIConductor, clock: F
     page = await client.simulate_get("/")
     assert "2023-11-14 22:13:56 UTC" in page.text
     assert "1 minute 15 seconds" in page.text
-    assert '/static/heartbeat.js' in page.text
+    assert "/static/heartbeat.js" in page.text
     assert "<script>" not in page.text  # no inline script: the CSP forbids it
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
@@ -351,7 +359,7 @@ async def test_stats_websocket_sends_stats_at_once(client: testing.ASGIConductor
     async with client.simulate_ws("/api/stats/ws") as ws:
         first = json.loads(await ws.receive_text())
         assert first["total_beats"] == 1
-        assert list(first)[0] == "last_seen"
+        assert next(iter(first)) == "last_seen"
         await beat(client, device["token"])
         second = json.loads(await ws.receive_text())
         assert second["total_beats"] == 2
@@ -421,3 +429,28 @@ async def test_dead_redis_gives_503(config: Config, clock: FakeClock) -> None:
         health = await client.simulate_get("/.well-known/health")
         assert health.status_code == 503
         assert health.json["redis"] == "unavailable"
+
+
+async def test_register_accepts_a_form_encoded_body(client: testing.ASGIConductor) -> None:
+    result = await client.simulate_post(
+        "/api/devices",
+        body="name=Phone",
+        headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert result.status_code == 200
+    assert result.json["name"] == "Phone"
+
+
+async def test_internal_errors_never_echo_details(config: Config, clock: FakeClock) -> None:
+    app = create_app(config, clock=clock)
+
+    class Broken:
+        async def on_get(self, req: object, resp: object) -> None:
+            raise RuntimeError(f"boom with {config.secret_key}")
+
+    app.add_route("/broken", Broken())
+    async with testing.ASGIConductor(app) as client:
+        result = await client.simulate_get("/broken")
+    assert result.status_code == 500
+    assert result.json == {"message": "Internal server error"}
+    assert SECRET_KEY not in result.text

@@ -48,7 +48,9 @@ async def test_concurrent_writes_share_batches_and_all_land(
     assert values == list(range(500))
 
 
-async def test_a_batch_respects_the_line_limit(influx: InfluxClient, influx_db: InfluxHelper) -> None:
+async def test_a_batch_respects_the_line_limit(
+    influx: InfluxClient, influx_db: InfluxHelper
+) -> None:
     writer = GroupCommitWriter(influx, max_batch_lines=10, max_pending_lines=10_000)
     stamp = UniqueClock()
     try:
@@ -103,7 +105,9 @@ async def test_a_full_queue_refuses_instead_of_piling_up(influx: InfluxClient) -
     assert all(r is None or isinstance(r, WriteQueueFull) for r in results)
 
 
-async def test_missing_database_is_created_on_write(influx: InfluxClient, influx_db: InfluxHelper) -> None:
+async def test_missing_database_is_created_on_write(
+    influx: InfluxClient, influx_db: InfluxHelper
+) -> None:
     influx_db.drop()
     await influx.write_lines(b"m v=1i 1")
     assert influx_db.count("m") == 1
@@ -127,8 +131,9 @@ def test_unique_clock_never_repeats_or_goes_back() -> None:
 
 def test_unique_clocks_of_two_processes_never_collide() -> None:
     # Two workers reading the very same wall clock still stamp different times.
-    a, b = UniqueClock(lambda: 1_700_000_000_000_000_000, 0), UniqueClock(
-        lambda: 1_700_000_000_000_000_000, 1
+    a, b = (
+        UniqueClock(lambda: 1_700_000_000_000_000_000, 0),
+        UniqueClock(lambda: 1_700_000_000_000_000_000, 1),
     )
     stamps_a = {a() for _ in range(1000)}
     stamps_b = {b() for _ in range(1000)}
@@ -141,7 +146,9 @@ def test_unique_clocks_of_two_processes_never_collide() -> None:
 titles = st.text(
     alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
     max_size=200,
-) | st.sampled_from(['"quoted"', "a,b c=d", "back\\slash\\", "line\nbreak\r\n", "😀 🚀 émoji", "\\"])
+) | st.sampled_from(
+    ['"quoted"', "a,b c=d", "back\\slash\\", "line\nbreak\r\n", "😀 🚀 émoji", "\\"]
+)
 
 
 # Tag values are identifiers (uuids, ids, names). Line protocol cannot carry a tag
@@ -150,7 +157,7 @@ tag_values = st.text(
     alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00\t\r\n"),
     min_size=1,
     max_size=50,
-).filter(lambda t: not t.endswith("\\")) | st.sampled_from(['a,b c=d', '"q"', "ü😀", "a\\b"])
+).filter(lambda t: not t.endswith("\\")) | st.sampled_from(["a,b c=d", '"q"', "ü😀", "a\\b"])
 
 
 @settings(
@@ -163,9 +170,7 @@ async def test_strings_round_trip_exactly(
     marker = json.dumps([title, tag])
     point = Point("window").tag("user", tag).field("title", title).field("marker", marker)
     await writer.write([point.time(UniqueClock()())])
-    series = await influx.query(
-        "SELECT title, \"user\" FROM window WHERE marker = $m", {"m": marker}
-    )
+    series = await influx.query('SELECT title, "user" FROM window WHERE marker = $m', {"m": marker})
     assert len(series) == 1
     row = series[0].rows()[0]
     assert row["title"] == title

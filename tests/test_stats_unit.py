@@ -26,8 +26,13 @@ def raw(**changes: object) -> RawStats:
 def test_build_stats_orders_fields_and_devices() -> None:
     stats = build_stats(raw(), now=2000)
     assert list(stats) == [
-        "last_seen", "last_seen_relative", "longest_absence", "num_visits",
-        "total_beats", "devices", "uptime",
+        "last_seen",
+        "last_seen_relative",
+        "longest_absence",
+        "num_visits",
+        "total_beats",
+        "devices",
+        "uptime",
     ]
     assert stats["last_seen_relative"] == 100
     assert stats["longest_absence"] == 300
