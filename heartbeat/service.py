@@ -16,6 +16,7 @@ from typing import Any
 
 from heartbeat.stats import build_stats
 from heartbeat.store import HeartbeatStore
+from screenaware.batching import cancel_task
 from screenaware.errors import StorageUnavailable
 from screenaware.influx import GroupCommitWriter, Point, UniqueClock
 
@@ -114,13 +115,8 @@ class StatsBroadcaster:
 
     async def stop(self) -> None:
         """Stop the ticker (worker shutdown)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

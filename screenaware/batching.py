@@ -97,13 +97,8 @@ class Coalescer(Generic[T, R]):
         """Run what is queued, then stop the background task."""
         while self._queue:
             await self._run(self._take())
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         if self.calls:
             LOG.info("%s: %d items in %d calls", self.name, self.items, self.calls)
 
@@ -138,6 +133,17 @@ class Coalescer(Generic[T, R]):
         self.items += len(batch)
         for pending, outcome in zip(batch, outcomes, strict=True):
             _settle(pending.future, outcome)
+
+
+async def cancel_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task and wait until it has ended."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
 
 
 def _copy(exc: Exception) -> BaseException:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -146,6 +147,19 @@ def cmd_services(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    """Replace this process with gunicorn serving the app (what scripts/run does)."""
+    control = config.data_path / "run" / "gunicorn.ctl"
+    control.parent.mkdir(parents=True, exist_ok=True)
+    argv = localservers.gunicorn_argv(
+        "screenaware.asgi:app",
+        workers=config.workers,
+        bind=config.bind,
+        control_socket=str(control),
+    )
+    os.execv(argv[0], [*argv, *args.gunicorn_args])  # noqa: S606 - our own gunicorn
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``screenaware`` command."""
     parser = argparse.ArgumentParser(prog="screenaware", description=__doc__)
@@ -162,12 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     services = sub.add_parser("services", help="local influxd and redis-server")
     services.add_argument("action", choices=["start", "stop", "status"])
     services.set_defaults(func=cmd_services)
+    serve = sub.add_parser("serve", help="serve with gunicorn (extra arguments go to it)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``screenaware`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is not cmd_serve:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.gunicorn_args = extra
     try:
         config = Config.load()
     except ConfigError as exc:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -22,6 +23,38 @@ from string import Template
 LOG = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).parent / "conf"
+
+
+def gunicorn_argv(
+    app: str, *, workers: int, bind: str, control_socket: str | None = None
+) -> list[str]:
+    """The gunicorn command line of the service (also used for the bench baseline).
+
+    Args:
+        app: the ASGI app as ``module:attribute``.
+        workers: worker processes.
+        bind: ``HOST:PORT``.
+        control_socket: path of gunicorn's control socket; None disables it, which
+            lets several instances run at once (tests beside a running service).
+    """
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
+    argv = [
+        gunicorn,
+        app,
+        "--worker-class",
+        "uvicorn_worker.UvicornWorker",
+        "--workers",
+        str(workers),
+        "--bind",
+        bind,
+        "--graceful-timeout",
+        "10",
+    ]
+    if control_socket is None:
+        argv.append("--no-control-socket")
+    else:
+        argv += ["--control-socket", control_socket]
+    return argv
 
 
 class ServiceError(RuntimeError):

@@ -23,30 +23,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from screenaware.config import Config  # noqa: E402
-from screenaware.localservers import free_port, start_influxd, start_redis  # noqa: E402
-
-BIN = Path(sys.executable).parent
+from screenaware.localservers import (  # noqa: E402
+    free_port,
+    gunicorn_argv,
+    start_influxd,
+    start_redis,
+)
 
 
 def start_gunicorn(
     app: str, env: dict[str, str], workers: int, port: int, log: Path
 ) -> subprocess.Popen[bytes]:
+    argv = gunicorn_argv(app, workers=workers, bind=f"127.0.0.1:{port}")
     proc = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            app,
-            "--worker-class",
-            "uvicorn_worker.UvicornWorker",
-            "--workers",
-            str(workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--chdir",
-            str(ROOT / "scripts"),
-            "--no-control-socket",
-            "--log-level",
-            "warning",
-        ],
+        [*argv, "--chdir", str(ROOT / "scripts"), "--log-level", "warning"],
         env={**env, "PYTHONPATH": str(ROOT)},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,9 +14,7 @@ from pathlib import Path
 import httpx
 
 from screenaware.config import Config
-from screenaware.localservers import free_port
-
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+from screenaware.localservers import free_port, gunicorn_argv
 
 
 @dataclass
@@ -39,20 +36,7 @@ def run_service(config: Config, log_dir: Path, workers: int = 2) -> Iterator[Ser
     log = log_dir / f"gunicorn-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [
-                GUNICORN,
-                "screenaware.asgi:app",
-                "--worker-class",
-                "uvicorn_worker.UvicornWorker",
-                "--workers",
-                str(workers),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "10",
-                # Several instances run at once (tests beside a running service).
-                "--no-control-socket",
-            ],
+            gunicorn_argv("screenaware.asgi:app", workers=workers, bind=f"127.0.0.1:{port}"),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
