@@ -15,7 +15,7 @@ class DeviceCreateSchema(Schema):
         required=True,
         validate=[
             validate.Length(min=1, max=128),
-            validate.Regexp(r"\S", error="Name must not be blank."),
+            validate.Regexp(r"(?s).*\S", error="Name must not be blank."),
         ],
     )
 

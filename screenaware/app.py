@@ -14,10 +14,14 @@ from heartbeat.resources import mount as mount_heartbeat
 from heartbeat.service import HeartbeatService, StatsBroadcaster
 from heartbeat.store import HeartbeatStore
 from screenaware import errors
+from screenaware.auth import AuthMiddleware
 from screenaware.backends import Backends, Lifespan
 from screenaware.config import Config
 from screenaware.health import HealthResource
+from screenaware.identity import mount as mount_identity
 from screenaware.influx import UniqueClock
+from screenaware.projects import ProjectStore
+from screenaware.users import make_accounts
 
 LOG = logging.getLogger(__name__)
 
@@ -97,16 +101,24 @@ def create_app(
     service = HeartbeatService(store, backends.writer, clock, backends.point_clock)
     broadcaster = StatsBroadcaster(service.stats)
 
+    accounts = make_accounts(config, lambda: backends.redis, clock)
+
     async def mark_first_setup() -> None:
         await store.mark_first_setup(service.now())
+
+    async def bootstrap_admin() -> None:
+        await accounts.bootstrap_admin(config.admin_email, config.admin_password)
 
     app = App(
         max_body_bytes=config.max_body_bytes,
         middleware=[
             Lifespan(
-                backends, startup=[mark_first_setup], shutdown=[broadcaster.stop, store.close]
+                backends,
+                startup=[mark_first_setup, bootstrap_admin],
+                shutdown=[broadcaster.stop, store.close],
             ),
             ContentLengthLimit(config.max_body_bytes),
+            AuthMiddleware(accounts.tokens, accounts.principal),
         ],
     )
     app.req_options.strip_url_path_trailing_slash = True
@@ -118,5 +130,6 @@ def create_app(
         secret_key=config.secret_key,
         server_name=config.server_name,
     )
+    mount_identity(app, accounts, ProjectStore(lambda: backends.redis))
     app.add_route("/.well-known/health", HealthResource(backends))
     return app

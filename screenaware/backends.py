@@ -8,7 +8,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from screenaware.config import Config
 from screenaware.errors import StorageUnavailable
@@ -71,6 +75,10 @@ class Backends:
             decode_responses=True,
             socket_connect_timeout=3,
             socket_timeout=5,
+            # After a Redis restart, pooled connections are dead: a command that
+            # finds one reconnects and runs again instead of failing the request.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         await self._lease_slot()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -65,6 +66,49 @@ def cmd_add_device(args: argparse.Namespace, config: Config) -> int:
         store = HeartbeatStore(lambda: backends.redis)
         device_id, token = await store.add_device(args.name, int(time.time()))
         print(json.dumps({"id": device_id, "name": args.name, "token": token}))
+        return 0
+
+    return asyncio.run(_with_backends(config, work))
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat: ") != first:
+            raise ValueError("the passwords differ")
+        return first
+    # Scripted use: the password is the first line of standard input.
+    return sys.stdin.readline().rstrip("\n")
+
+
+def cmd_create_user(args: argparse.Namespace, config: Config) -> int:
+    """Create a user, asking for the password; prints the user as JSON."""
+    from screenaware.auth import MIN_PASSWORD_LENGTH
+    from screenaware.errors import Conflict
+    from screenaware.users import make_accounts
+
+    try:
+        password = _read_password(f"Password for {args.email}: ")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len(password) < MIN_PASSWORD_LENGTH:
+        print(f"error: the password needs {MIN_PASSWORD_LENGTH} characters", file=sys.stderr)
+        return 2
+    if "@" not in args.email:
+        print("error: not an email address", file=sys.stderr)
+        return 2
+
+    async def work(backends: Any) -> int:
+        accounts = make_accounts(config, lambda: backends.redis)
+        try:
+            user = await accounts.create(
+                args.email, password, role="admin" if args.admin else "user"
+            )
+        except Conflict as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(user.public()))
         return 0
 
     return asyncio.run(_with_backends(config, work))
@@ -171,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser("rebuild-stats", help="recompute Redis counters from InfluxDB")
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     rebuild.set_defaults(func=cmd_rebuild_stats)
+    create = sub.add_parser("create-user", help="create a ScreenAware user (asks the password)")
+    create.add_argument("email")
+    create.add_argument("--admin", action="store_true", help="with the admin role")
+    create.set_defaults(func=cmd_create_user)
     check = sub.add_parser("check-config", help="validate and print the configuration")
     check.set_defaults(func=cmd_check_config)
     services = sub.add_parser("services", help="local influxd and redis-server")

@@ -49,6 +49,9 @@ class Config:
     server_name: str = "ScreenAware"
     jwt_secret: str = ""
     jwt_ttl: int = 86400
+    login_max_failures: int = 10
+    login_max_failures_per_address: int = 50
+    login_window: int = 300
     admin_email: str = ""
     admin_password: str = ""
     timezone: str = "UTC"
@@ -101,6 +104,13 @@ class Config:
         _require(self.workers >= 1, "workers", "must be at least 1")
         _require(self.redis_max_connections >= 1, "redis_max_connections", "must be at least 1")
         _require(self.jwt_ttl >= 1, "jwt_ttl", "must be at least 1 second")
+        _require(self.login_max_failures >= 1, "login_max_failures", "must be at least 1")
+        _require(
+            self.login_max_failures_per_address >= 1,
+            "login_max_failures_per_address",
+            "must be at least 1",
+        )
+        _require(self.login_window >= 1, "login_window", "must be at least 1 second")
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")

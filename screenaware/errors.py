@@ -40,6 +40,43 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class AuthFailed(Exception):
+    """Missing or invalid credentials (401)."""
+
+
+class Forbidden(Exception):
+    """The caller's role does not allow this (403)."""
+
+
+class NotFound(Exception):
+    """No such entity, or not the caller's (404: foreign entities do not exist)."""
+
+
+class Conflict(Exception):
+    """The entity exists already (409)."""
+
+
+class Invalid(Exception):
+    """The request is well-formed but its content is not acceptable (400).
+
+    Args:
+        message: what is wrong.
+        errors: messages per field, as schema validation gives them.
+    """
+
+    def __init__(self, message: str, errors: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+class RateLimited(Exception):
+    """Too many attempts (429)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many attempts; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
 class ValidationFailed(falcon.HTTPBadRequest):
     """400 whose body lists the errors per field."""
 
@@ -93,7 +130,36 @@ def register(app: falcon.asgi.App, retry_after: int) -> None:
         LOG.exception("unhandled error on %s %s", req.method, req.path)
         raise falcon.HTTPInternalServerError(description="Internal server error")
 
+    def simple(status: str) -> Any:
+        async def handler(
+            req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+        ) -> None:
+            raise falcon.HTTPError(status, description=str(exc))
+
+        return handler
+
+    async def unauthorized(
+        req: falcon.Request, resp: falcon.Response, exc: AuthFailed, params: Any
+    ) -> None:
+        raise falcon.HTTPUnauthorized(description=str(exc), challenges=["Bearer"])
+
+    async def invalid(
+        req: falcon.Request, resp: falcon.Response, exc: Invalid, params: Any
+    ) -> None:
+        raise ValidationFailed(exc.errors, str(exc))
+
+    async def limited(
+        req: falcon.Request, resp: falcon.Response, exc: RateLimited, params: Any
+    ) -> None:
+        raise falcon.HTTPTooManyRequests(description=str(exc), retry_after=exc.retry_after)
+
     app.set_error_serializer(serialize_error)
+    app.add_error_handler(AuthFailed, unauthorized)
+    app.add_error_handler(Forbidden, simple(falcon.HTTP_403))
+    app.add_error_handler(NotFound, simple(falcon.HTTP_404))
+    app.add_error_handler(Conflict, simple(falcon.HTTP_409))
+    app.add_error_handler(Invalid, invalid)
+    app.add_error_handler(RateLimited, limited)
     # Falcon picks the most specific handler, so order of registration is free.
     app.add_error_handler(Exception, internal)
     app.add_error_handler(BodyTooLarge, too_large)

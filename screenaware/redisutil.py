@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, WatchError
+
+from screenaware.errors import StorageUnavailable
 
 
 class Script:
@@ -29,3 +31,35 @@ class Script:
         except NoScriptError:
             # Redis restarted or was flushed of scripts: load it and go on.
             return await client.eval(self.source, len(keys), *keys, *args)
+
+
+T = TypeVar("T")
+
+
+async def optimistic(
+    client: aioredis.Redis,
+    keys: Sequence[str],
+    body: Callable[[Any], Awaitable[T]],
+    attempts: int = 100,
+) -> T:
+    """Run ``body`` as an optimistic transaction over ``keys`` (WATCH/MULTI/EXEC).
+
+    ``body(pipe)`` reads through ``pipe`` (immediate mode while watching), then
+    calls ``pipe.multi()`` and queues its writes; it is run again if any watched
+    key changed before EXEC. An exception from ``body`` aborts without writing.
+
+    Raises:
+        StorageUnavailable: still conflicting after ``attempts`` tries.
+    """
+    async with client.pipeline(transaction=True) as pipe:
+        for _ in range(attempts):
+            try:
+                await pipe.watch(*keys)
+                result = await body(pipe)
+                await pipe.execute()
+                return result
+            except WatchError:
+                continue
+            finally:
+                await pipe.reset()
+    raise StorageUnavailable("too much contention on " + ", ".join(keys))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +142,17 @@ async def client(config: Config, clock: FakeClock) -> AsyncIterator[testing.ASGI
 def dead_url(scheme: str) -> str:
     """A URL at which nothing listens."""
     return f"{scheme}://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def restart_redis(servers: Servers) -> Callable[[], None]:
+    """Kill the session's redis-server with SIGKILL and start it again on its data."""
+
+    def restart() -> None:
+        proc = servers.redis_server.proc
+        proc.kill()
+        proc.wait()
+        port = int(servers.redis_url.rsplit(":", 1)[1].split("/")[0])
+        servers.redis_server = start_redis(servers.base / "redis", port)
+
+    return restart

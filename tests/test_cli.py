@@ -157,3 +157,36 @@ def test_services_start_status_stop(tmp_path: Path, servers: Servers) -> None:
     )
     assert "left alone" in run(other, "services", "stop").stdout
     assert influx_answers(servers.influx_url)
+
+
+async def test_create_user_reads_the_password_and_makes_an_admin(
+    config: Config, clock: FakeClock
+) -> None:
+    def create(*args: str, password: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **config.as_environ()}
+        return subprocess.run(
+            [BIN, "create-user", *args],
+            input=password + "\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    made = create("boss@example.org", "--admin", password="boss-password")
+    assert made.returncode == 0, made.stderr
+    user = json.loads(made.stdout)
+    assert user["role"] == {"bitMask": 4, "title": "admin"}
+    assert "password" not in made.stdout and "boss-password" not in made.stdout
+    assert create("BOSS@example.org", password="another-one").returncode == 1
+    assert create("short@example.org", password="1234").returncode == 2
+    async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+        login = await client.simulate_post(
+            "/api/auth/local", json={"email": "boss@example.org", "password": "boss-password"}
+        )
+        assert login.status_code == 200
+        users = await client.simulate_get(
+            "/api/users", headers={"Authorization": f"Bearer {login.json['token']}"}
+        )
+        assert [u["email"] for u in users.json] == ["boss@example.org"]

@@ -154,3 +154,26 @@ async def test_one_device_beating_fast_on_both_workers_loses_no_point(
     assert acknowledged == 2400
     assert influx_db.count("beat") == 2400
     assert (await http.get("/api/stats")).json()["total_beats"] == 2400
+
+
+async def test_identity_is_shared_by_both_workers(config: Config, tmp_path: Path) -> None:
+    # Two workers bootstrap the same admin at once and sign with one generated key.
+    cfg = config.replace(admin_email="root@example.org", admin_password="root-password")
+    with run_service(cfg, tmp_path, workers=2) as svc:
+
+        async def login_and_use() -> int:
+            async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
+                token = (
+                    await client.post(
+                        "/api/auth/local",
+                        json={"email": "root@example.org", "password": "root-password"},
+                    )
+                ).json()["token"]
+            # A fresh connection, so possibly the other worker, checks the token.
+            async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
+                resp = await client.get("/api/users", headers={"Authorization": f"Bearer {token}"})
+                assert resp.status_code == 200
+                return len(resp.json())
+
+        counts = await asyncio.gather(*(login_and_use() for _ in range(20)))
+        assert counts == [1] * 20

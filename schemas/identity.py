@@ -1,0 +1,195 @@
+"""Schemas of the ScreenAware identity routes: auth, users, projects, tasks."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+
+from screenaware.auth import MIN_PASSWORD_LENGTH, ROLES
+
+_not_blank = validate.Regexp(r"(?s).*\S", error="Must not be blank.")
+
+
+def _timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("Unknown IANA time zone.") from None
+
+
+def _password() -> fields.String:
+    return fields.String(required=True, validate=validate.Length(min=MIN_PASSWORD_LENGTH, max=1024))
+
+
+def _name() -> fields.String:
+    return fields.String(validate=validate.Length(max=100))
+
+
+def _dedupe(values: list[str], *, fold: bool) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for value in values:
+        key = value.casefold() if fold else value
+        if key not in seen:
+            seen.add(key)
+            out.append(value)
+    return out
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class LoginSchema(_Lenient):
+    """``POST /api/auth/local`` (JSON or form-encoded)."""
+
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class TokenSchema(Schema):
+    token = fields.String(required=True)
+
+
+class OkSchema(Schema):
+    ok = fields.Boolean(required=True)
+
+
+class UserCreateSchema(_Lenient):
+    """``POST /api/users``."""
+
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    password = _password()
+    nameFirst = _name()
+    nameLast = _name()
+    timezone = fields.String(allow_none=True, validate=_timezone)
+    role = fields.String(validate=validate.OneOf(list(ROLES)))
+
+
+class UserUpdateSchema(_Lenient):
+    """``PUT /api/users`` (admin): the user is found by ``email``."""
+
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = fields.String(validate=validate.Length(min=MIN_PASSWORD_LENGTH, max=1024))
+    nameFirst = _name()
+    nameLast = _name()
+    timezone = fields.String(allow_none=True, validate=_timezone)
+
+
+class OwnProfileSchema(_Lenient):
+    """``PUT /api/users/me``: names and time zone."""
+
+    nameFirst = _name()
+    nameLast = _name()
+    timezone = fields.String(allow_none=True, validate=_timezone)
+
+
+class PasswordSchema(_Lenient):
+    """``PUT /api/users/:id/password`` (admin)."""
+
+    password = _password()
+
+
+class OwnPasswordSchema(_Lenient):
+    """``PUT /api/users/me/password``: proves the old password."""
+
+    oldPassword = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    password = _password()
+
+
+class RoleSchema(Schema):
+    bitMask = fields.Integer(required=True)
+    title = fields.String(required=True)
+
+
+class UserSchema(Schema):
+    """A user as answered (never with a password)."""
+
+    _id = fields.String(required=True)
+    uuid = fields.String(required=True)
+    email = fields.String(required=True)
+    nameFirst = fields.String()
+    nameLast = fields.String()
+    role = fields.Nested(RoleSchema, required=True)
+    timezone = fields.String(allow_none=True)
+    integrations = fields.Dict()
+
+
+class ProjectInSchema(_Lenient):
+    """Body of ``POST /api/projects`` and (partial) ``PUT /api/projects/:id``."""
+
+    uuid = fields.UUID()
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _not_blank])
+    parentProject = fields.UUID(allow_none=True)
+    localPaths = fields.List(
+        fields.String(validate=[validate.Length(min=1, max=1024), _not_blank]),
+        validate=validate.Length(max=200),
+    )
+    contactEmails = fields.List(
+        fields.Email(validate=validate.Length(max=320)), validate=validate.Length(max=200)
+    )
+    keywords = fields.List(
+        fields.String(validate=[validate.Length(min=1, max=200), _not_blank]),
+        validate=validate.Length(max=500),
+    )
+
+    @post_load
+    def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        for key in ("uuid", "parentProject"):
+            if data.get(key) is not None:
+                data[key] = str(data[key])
+        if "localPaths" in data:
+            data["localPaths"] = _dedupe([p.strip() for p in data["localPaths"]], fold=False)
+        if "contactEmails" in data:
+            data["contactEmails"] = _dedupe([e.strip() for e in data["contactEmails"]], fold=True)
+        if "keywords" in data:
+            data["keywords"] = _dedupe([k.strip() for k in data["keywords"]], fold=True)
+        return data
+
+
+class ProjectSchema(Schema):
+    """A project as answered."""
+
+    uuid = fields.String(required=True)
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    userUuid = fields.String(required=True)
+    parentProject = fields.String(allow_none=True)
+    localPaths = fields.List(fields.String())
+    contactEmails = fields.List(fields.String())
+    keywords = fields.List(fields.String())
+
+
+class TaskInSchema(_Lenient):
+    """Body of ``POST /api/tasks`` and (partial) ``PUT /api/tasks/:id``."""
+
+    uuid = fields.UUID()
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=500), _not_blank])
+    projectUuid = fields.UUID(required=True)
+
+    @post_load
+    def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        for key in ("uuid", "projectUuid"):
+            if data.get(key) is not None:
+                data[key] = str(data[key])
+        return data
+
+
+class TaskSchema(Schema):
+    """A task as answered."""
+
+    uuid = fields.String(required=True)
+    title = fields.String(required=True)
+    projectUuid = fields.String(required=True)
+    userUuid = fields.String(required=True)
+
+
+class IntegrationSchema(Schema):
+    key = fields.String(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    status = fields.String(required=True)
+    connected = fields.Boolean(required=True)

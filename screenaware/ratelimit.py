@@ -1,0 +1,57 @@
+"""Fixed-window failure counters in Redis, shared by every worker and machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import redis.asyncio as aioredis
+
+from screenaware.errors import RateLimited
+
+
+class RateLimiter:
+    """Refuses once a key has ``limit`` failures within ``window`` seconds.
+
+    Args:
+        redis: zero-argument callable returning the open Redis client.
+        prefix: key prefix, e.g. ``login``.
+        limits: the allowed failures per key kind (the part before the first ``:``
+            of a key, e.g. ``email`` or ``addr``).
+        window: seconds a failure counts.
+    """
+
+    def __init__(
+        self,
+        redis: Callable[[], aioredis.Redis],
+        prefix: str,
+        limits: dict[str, int],
+        window: int,
+    ) -> None:
+        self._redis_factory = redis
+        self._prefix = prefix
+        self._limits = limits
+        self._window = window
+
+    def _key(self, key: str) -> str:
+        return f"{{sa}}:rl:{self._prefix}:{key}"
+
+    async def check(self, keys: Sequence[str]) -> None:
+        """Raise :class:`RateLimited` if any key is over its limit."""
+        redis = self._redis_factory()
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(self._key(key))
+                pipe.ttl(self._key(key))
+            replies = await pipe.execute()
+        for key, count, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
+            if count is not None and int(count) >= self._limits[key.split(":", 1)[0]]:
+                raise RateLimited(max(int(ttl), 1))
+
+    async def fail(self, keys: Sequence[str]) -> None:
+        """Count one failure for each key (the window starts at the first)."""
+        redis = self._redis_factory()
+        async with redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.incr(self._key(key))
+                pipe.expire(self._key(key), self._window, nx=True)
+            await pipe.execute()

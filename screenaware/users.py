@@ -1,0 +1,311 @@
+"""Users in Redis, and what accounts do: create, log in, change password.
+
+Keys (hash tag ``{sa}``, so the scripts touch one slot on a clustered Redis):
+    ``{sa}:user:<uuid>`` (hash): uuid, email, nameFirst, nameLast, role, timezone,
+        password (scrypt), version (bumped by every password change), created.
+    ``{sa}:email:<lower-case email>`` (string): the uuid using that email.
+    ``{sa}:users`` (sorted set): uuids by creation time.
+Every change is one Lua script: a crash never leaves a user without its email
+index, or an index pointing at nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from screenaware.auth import (
+    Principal,
+    TokenIssuer,
+    hash_password,
+    role_object,
+    verify_password,
+)
+from screenaware.config import Config
+from screenaware.errors import AuthFailed, Conflict, Forbidden, NotFound
+from screenaware.ratelimit import RateLimiter
+from screenaware.redisutil import Script
+
+LOG = logging.getLogger(__name__)
+
+USERS = "{sa}:users"
+JWT_SECRET_KEY = "{sa}:jwt_secret"  # noqa: S105 - a key name, not a secret
+
+
+def user_key(user_uuid: str) -> str:
+    return f"{{sa}}:user:{user_uuid}"
+
+
+def email_key(email: str) -> str:
+    return f"{{sa}}:email:{normalize_email(email)}"
+
+
+def normalize_email(email: str) -> str:
+    """Emails are unique regardless of case and surrounding white space."""
+    return email.strip().lower()
+
+
+_CREATE = Script("""
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1
+""")
+
+# KEYS: user hash, users set. The user's projects and tasks go with it.
+_DELETE = Script("""
+local email = redis.call('HGET', KEYS[1], 'email')
+if not email then return 0 end
+redis.call('DEL', KEYS[1], '{sa}:email:' .. string.lower(email),
+           '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+""")
+
+# Update fields of an existing user only (never resurrect a deleted one);
+# ARGV[1] = '1' bumps the version, which invalidates every token issued before.
+_UPDATE = Script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'version', 1) end
+return 1
+""")
+
+
+@dataclass(frozen=True)
+class User:
+    """A stored user (the password hash never leaves this module's callers)."""
+
+    uuid: str
+    email: str
+    name_first: str
+    name_last: str
+    role: str
+    timezone: str | None
+    password: str
+    version: int
+    created: int
+
+    def public(self) -> dict[str, Any]:
+        """The user object of the API (``_id`` is the uuid)."""
+        return {
+            "_id": self.uuid,
+            "uuid": self.uuid,
+            "email": self.email,
+            "nameFirst": self.name_first,
+            "nameLast": self.name_last,
+            "role": role_object(self.role),
+            "timezone": self.timezone,
+            "integrations": {"googleCalendar": {"calendars": []}, "redmine": {"projects": []}},
+        }
+
+    def principal(self) -> Principal:
+        return Principal(uuid=self.uuid, role=self.role, email=self.email)
+
+
+def _from_hash(data: dict[Any, Any]) -> User:
+    return User(
+        uuid=data["uuid"],
+        email=data["email"],
+        name_first=data.get("nameFirst", ""),
+        name_last=data.get("nameLast", ""),
+        role=data.get("role", "user"),
+        timezone=data.get("timezone") or None,
+        password=data.get("password", ""),
+        version=int(data.get("version", 0)),
+        created=int(data.get("created", 0)),
+    )
+
+
+class UserStore:
+    """Users in Redis.
+
+    Args:
+        redis: zero-argument callable returning the open Redis client.
+    """
+
+    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
+        self._redis_factory = redis
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        return self._redis_factory()
+
+    async def get(self, user_uuid: str) -> User | None:
+        data = await self._redis.hgetall(user_key(user_uuid))
+        return _from_hash(data) if data else None
+
+    async def require(self, user_uuid: str) -> User:
+        user = await self.get(user_uuid)
+        if user is None:
+            raise NotFound("User not found")
+        return user
+
+    async def by_email(self, email: str) -> User | None:
+        found = await self._redis.get(email_key(email))
+        return None if found is None else await self.get(str(found))
+
+    async def all(self) -> list[User]:
+        ids = await self._redis.zrange(USERS, 0, -1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_uuid in ids:
+                pipe.hgetall(user_key(str(user_uuid)))
+            rows = await pipe.execute()
+        return [_from_hash(row) for row in rows if row]
+
+    async def create(self, user: User) -> None:
+        """Store a new user; :class:`Conflict` if the email is taken."""
+        fields: list[Any] = [
+            "uuid", user.uuid, "email", user.email, "nameFirst", user.name_first,
+            "nameLast", user.name_last, "role", user.role, "timezone", user.timezone or "",
+            "password", user.password, "version", user.version, "created", user.created,
+        ]  # fmt: skip
+        created = await _CREATE(
+            self._redis,
+            [user_key(user.uuid), email_key(user.email), USERS],
+            [user.uuid, user.created, *fields],
+        )
+        if not created:
+            raise Conflict("A user with this email exists already")
+
+    async def update(self, user_uuid: str, fields: dict[str, Any], *, bump: bool = False) -> None:
+        """Change fields of an existing user; ``bump`` invalidates its tokens."""
+        flat = [str(v) for item in fields.items() for v in item]
+        if not await _UPDATE(self._redis, [user_key(user_uuid)], ["1" if bump else "0", *flat]):
+            raise NotFound("User not found")
+
+    async def delete(self, user_uuid: str) -> User:
+        """Delete a user with its projects and tasks; returns it as it was."""
+        user = await self.require(user_uuid)
+        if not await _DELETE(self._redis, [user_key(user_uuid), USERS], [user_uuid]):
+            raise NotFound("User not found")
+        return user
+
+    async def jwt_secret(self) -> str:
+        """The shared signing key: generated by whichever process asks first."""
+        await self._redis.set(JWT_SECRET_KEY, secrets.token_urlsafe(64), nx=True)
+        return str(await self._redis.get(JWT_SECRET_KEY))
+
+
+class Accounts:
+    """Account operations over the store: creation, login, passwords.
+
+    Args:
+        store: the user store.
+        tokens: issues bearer tokens.
+        limiter: counts failed logins.
+        clock: the current Unix time.
+    """
+
+    def __init__(
+        self,
+        store: UserStore,
+        tokens: TokenIssuer,
+        limiter: RateLimiter,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self._limiter = limiter
+        self._clock = clock
+
+    async def create(
+        self,
+        email: str,
+        password: str,
+        *,
+        name_first: str = "",
+        name_last: str = "",
+        role: str = "user",
+        timezone: str | None = None,
+    ) -> User:
+        user = User(
+            uuid=str(uuidlib.uuid4()),
+            email=email.strip(),
+            name_first=name_first,
+            name_last=name_last,
+            role=role,
+            timezone=timezone,
+            password=await hash_password(password),
+            version=0,
+            created=int(self._clock() * 1000),
+        )
+        await self.store.create(user)
+        LOG.info("user %s created with role %s", user.uuid, role)
+        return user
+
+    async def token_for(self, user: User) -> str:
+        """A bearer token for ``user``."""
+        return await self.tokens.issue(user.uuid, user.version)
+
+    async def login(self, email: str, password: str, address: str) -> str:
+        """A bearer token for valid credentials.
+
+        Unknown email and wrong password fail alike, with the same message and the
+        same scrypt work; failures count against the email and the address.
+
+        Raises:
+            RateLimited: too many failures lately.
+            AuthFailed: wrong email or password.
+        """
+        keys = [f"email:{normalize_email(email)}", f"addr:{address}"]
+        await self._limiter.check(keys)
+        user = await self.store.by_email(email)
+        ok = await verify_password(password, user.password if user else None)
+        if user is None or not ok:
+            await self._limiter.fail(keys)
+            raise AuthFailed("Wrong email or password")
+        return await self.token_for(user)
+
+    async def set_password(self, user_uuid: str, password: str) -> None:
+        """Replace a password; every token issued before stops working."""
+        await self.store.update(user_uuid, {"password": await hash_password(password)}, bump=True)
+
+    async def change_own_password(self, user_uuid: str, old: str, new: str) -> None:
+        """Change one's own password, proving the old one first."""
+        user = await self.store.require(user_uuid)
+        if not await verify_password(old, user.password):
+            raise Forbidden("The old password is wrong")
+        await self.set_password(user_uuid, new)
+
+    async def principal(self, user_uuid: str, version: int) -> Principal | None:
+        """The caller a token names, if the user exists and the token is current."""
+        user = await self.store.get(user_uuid)
+        if user is None or user.version != version:
+            return None
+        return user.principal()
+
+    async def bootstrap_admin(self, email: str, password: str) -> None:
+        """Create the configured admin unless that user exists (any worker may win)."""
+        if not email or not password or await self.store.by_email(email):
+            return
+        try:
+            await self.create(email, password, role="admin")
+        except Conflict:
+            return
+
+
+def make_accounts(
+    config: Config, redis: Callable[[], aioredis.Redis], clock: Callable[[], float] = time.time
+) -> Accounts:
+    """Wire :class:`Accounts` from the configuration (for the app and the CLI)."""
+    store = UserStore(redis)
+
+    async def jwt_secret() -> str:
+        return config.jwt_secret or await store.jwt_secret()
+
+    limiter = RateLimiter(
+        redis,
+        "login",
+        {"email": config.login_max_failures, "addr": config.login_max_failures_per_address},
+        config.login_window,
+    )
+    return Accounts(store, TokenIssuer(jwt_secret, config.jwt_ttl, clock), limiter, clock)
