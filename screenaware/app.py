@@ -14,6 +14,8 @@ from heartbeat.resources import mount as mount_heartbeat
 from heartbeat.service import HeartbeatService, StatsBroadcaster
 from heartbeat.store import HeartbeatStore
 from screenaware import errors
+from screenaware.activity import ActivityStore
+from screenaware.activity_api import mount as mount_activity
 from screenaware.auth import AuthMiddleware
 from screenaware.backends import Backends, Lifespan
 from screenaware.config import Config
@@ -21,6 +23,8 @@ from screenaware.health import HealthResource
 from screenaware.identity import mount as mount_identity
 from screenaware.influx import UniqueClock
 from screenaware.projects import ProjectStore
+from screenaware.snapshots import SnapshotService
+from screenaware.times import TimesService
 from screenaware.users import make_accounts
 
 LOG = logging.getLogger(__name__)
@@ -131,5 +135,14 @@ def create_app(
         server_name=config.server_name,
     )
     mount_identity(app, accounts, ProjectStore(lambda: backends.redis))
+    activity = ActivityStore(lambda: backends.redis)
+    mount_activity(
+        app,
+        SnapshotService(backends.writer, activity, clock),
+        TimesService(backends.influx, activity, clock),
+        activity,
+        batch_max=config.snapshot_batch_max,
+        default_zone=config.timezone,
+    )
     app.add_route("/.well-known/health", HealthResource(backends))
     return app

@@ -106,6 +106,7 @@ class Principal:
     uuid: str
     role: str
     email: str
+    timezone: str | None = None
 
 
 class TokenIssuer:

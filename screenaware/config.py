@@ -57,7 +57,8 @@ class Config:
     timezone: str = "UTC"
     data_dir: str = "./var"
     config: str = ""
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+    snapshot_batch_max: int = 1000
     write_batch_max: int = 5000
     write_queue_max: int = 100_000
     retry_after: int = 5
@@ -112,6 +113,7 @@ class Config:
         )
         _require(self.login_window >= 1, "login_window", "must be at least 1 second")
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
+        _require(self.snapshot_batch_max >= 1, "snapshot_batch_max", "must be at least 1")
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")

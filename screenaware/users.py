@@ -65,7 +65,8 @@ _DELETE = Script("""
 local email = redis.call('HGET', KEYS[1], 'email')
 if not email then return 0 end
 redis.call('DEL', KEYS[1], '{sa}:email:' .. string.lower(email),
-           '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1])
+           '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1], '{sa}:apps:' .. ARGV[1],
+           '{sa}:categories:' .. ARGV[1], '{sa}:tgen:' .. ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """)
@@ -108,7 +109,7 @@ class User:
         }
 
     def principal(self) -> Principal:
-        return Principal(uuid=self.uuid, role=self.role, email=self.email)
+        return Principal(uuid=self.uuid, role=self.role, email=self.email, timezone=self.timezone)
 
 
 def _from_hash(data: dict[Any, Any]) -> User:

@@ -14,12 +14,20 @@ from screenaware.errors import ValidationFailed
 Responder = TypeVar("Responder", bound=Callable[..., Awaitable[None]])
 
 
-def load_body(schema: marshmallow.Schema) -> Callable[[Responder], Responder]:
+def load_body(
+    schema: marshmallow.Schema, *, batch: int | str | None = None
+) -> Callable[[Responder], Responder]:
     """Decorate a responder: parse the body with ``schema`` into ``req.context.body``.
 
     Invalid JSON gives Falcon's 400; a body the schema rejects gives a 400 whose
     ``errors`` lists the messages per field. Apply it below any auth hook, so that
     credentials are checked before the body is read.
+
+    Args:
+        schema: the schema of one item.
+        batch: accept one object or an array of at most this many (or as many as
+            the resource's attribute of that name says, for a configured limit);
+            the body is then always a list (errors of an array are keyed by index).
     """
 
     def decorator(responder: Responder) -> Responder:
@@ -28,10 +36,52 @@ def load_body(schema: marshmallow.Schema) -> Callable[[Responder], Responder]:
             self: Any, req: falcon.asgi.Request, resp: falcon.asgi.Response, *args: Any, **kw: Any
         ) -> None:
             media = await req.get_media()
+            limit = getattr(self, batch) if isinstance(batch, str) else batch
             try:
-                req.context.body = schema.load(media)
+                if limit is None:
+                    req.context.body = schema.load(media)
+                elif isinstance(media, list):
+                    if len(media) > limit:
+                        raise ValidationFailed(
+                            {"_schema": [f"At most {limit} items per request."]},
+                            f"At most {limit} items per request",
+                        )
+                    req.context.body = schema.load(media, many=True)
+                else:
+                    req.context.body = [schema.load(media)]
             except marshmallow.ValidationError as exc:
                 raise ValidationFailed(exc.messages, "Invalid request body") from None
+            await responder(self, req, resp, *args, **kw)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def load_query(schema: marshmallow.Schema) -> Callable[[Responder], Responder]:
+    """Like :func:`load_body` for GET parameters, into ``req.context.query``.
+
+    Parameters come from the query string or, as the API examples show, from a
+    JSON body; the query string wins.
+    """
+
+    def decorator(responder: Responder) -> Responder:
+        @functools.wraps(responder)
+        async def wrapper(
+            self: Any, req: falcon.asgi.Request, resp: falcon.asgi.Response, *args: Any, **kw: Any
+        ) -> None:
+            params: dict[str, Any] = {}
+            if req.content_length:
+                media = await req.get_media(default_when_empty=None)
+                if media is not None and not isinstance(media, dict):
+                    raise ValidationFailed({"_schema": ["Expected an object."]})
+                params.update(media or {})
+            for key, value in req.params.items():
+                params[key] = value[-1] if isinstance(value, list) else value
+            try:
+                req.context.query = schema.load(params)
+            except marshmallow.ValidationError as exc:
+                raise ValidationFailed(exc.messages, "Invalid query parameters") from None
             await responder(self, req, resp, *args, **kw)
 
         return wrapper  # type: ignore[return-value]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import jwt
 import pytest
@@ -15,60 +13,7 @@ from falcon import testing
 
 from screenaware.app import create_app
 from screenaware.config import Config
-from tests.conftest import FakeClock
-
-ADMIN_EMAIL, ADMIN_PASSWORD = "Admin@Example.org", "admin-password-1"
-
-
-@dataclass
-class Api:
-    client: testing.ASGIConductor
-    admin: dict[str, str]
-
-    async def login(self, email: str, password: str) -> testing.Result:
-        return await self.client.simulate_post(
-            "/api/auth/local", json={"email": email, "password": password}
-        )
-
-    async def new_user(
-        self, email: str, password: str = "user-password-1", **extra: str
-    ) -> dict[str, str]:
-        result = await self.client.simulate_post(
-            "/api/users",
-            json={"email": email, "password": password, **extra},
-            headers=self.admin,
-        )
-        assert result.status_code == 201, result.text
-        return bearer(result.json["token"])
-
-    async def me(self, headers: dict[str, str]) -> testing.Result:
-        return await self.client.simulate_get("/api/users/me", headers=headers)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def identity_config(config: Config) -> Config:
-    return config.replace(
-        admin_email=ADMIN_EMAIL,
-        admin_password=ADMIN_PASSWORD,
-        login_max_failures=3,
-        login_max_failures_per_address=5,
-        jwt_ttl=3600,
-    )
-
-
-@pytest.fixture
-async def api(identity_config: Config, clock: FakeClock) -> AsyncIterator[Api]:
-    async with testing.ASGIConductor(create_app(identity_config, clock=clock)) as client:
-        result = await client.simulate_post(
-            "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        assert result.status_code == 200, result.text
-        yield Api(client, bearer(result.json["token"]))
-
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, bearer
 
 # --- authentication ------------------------------------------------------
 

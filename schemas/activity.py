@@ -1,0 +1,116 @@
+"""Schemas of snapshots, /times, applications and categories."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
+
+from schemas.identity import _Lenient, _timezone
+
+GROUP_BY = ("projectUuid", "categoryUuid", "applicationUuid")
+RESOLUTIONS = ("hour", "day", "week", "month")
+
+
+def _time() -> fields.AwareDateTime:
+    return fields.AwareDateTime(default_timezone=dt.UTC)
+
+
+def _share() -> fields.Float:
+    # Shares of the screen, 0..1, as in the documented example.
+    return fields.Float(allow_none=True, validate=validate.Range(min=0.0, max=1.0))
+
+
+class DocumentSchema(_Lenient):
+    path = fields.String(required=True, validate=validate.Length(max=4096))
+    title = fields.String(allow_none=True, validate=validate.Length(max=4096))
+
+
+class WindowSchema(_Lenient):
+    title = fields.String(allow_none=True, validate=validate.Length(max=4096))
+    isFocused = fields.Boolean(load_default=False)
+    processName = fields.String(allow_none=True, validate=validate.Length(max=512))
+    screenPercentage = _share()
+    visiblePercentage = _share()
+    tags = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=256)),
+        values=fields.Float(),
+        validate=validate.Length(max=200),
+    )
+    documents = fields.List(fields.Nested(DocumentSchema), validate=validate.Length(max=100))
+
+
+class SnapshotSchema(_Lenient):
+    """One snapshot of ``POST /api/snapshots`` (unknown fields such as ``created`` ignored)."""
+
+    time = _time()
+    timeTaken = _time()
+    durationMs = fields.Integer(
+        load_default=10000, strict=True, validate=validate.Range(min=1, max=10000)
+    )
+    windows = fields.List(
+        fields.Nested(WindowSchema), load_default=list, validate=validate.Length(max=200)
+    )
+
+
+class TimesQuerySchema(_Lenient):
+    """Parameters of ``GET /api/times`` (query string, or a JSON body)."""
+
+    start = _time()
+    end = _time()
+    groupBy = fields.String(validate=validate.OneOf(GROUP_BY))
+    resolution = fields.String(validate=validate.OneOf(RESOLUTIONS))
+    nestTimeBucketsInsideGroups = fields.Boolean(load_default=False)
+    tz = fields.String(validate=_timezone)
+
+
+class TimeBucketSchema(Schema):
+    """A node of the /times answer (nested up to twice; documented in the README)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    start = fields.String(required=True)
+    end = fields.String(required=True)
+    sum = fields.Integer(required=True)
+    groupType = fields.String()
+    grouped = fields.Dict()
+    projectUuid = fields.String(allow_none=True)
+    categoryUuid = fields.String(allow_none=True)
+    applicationUuid = fields.String(allow_none=True)
+
+
+class ApplicationSchema(Schema):
+    uuid = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+def _names(max_items: int) -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.Length(min=1, max=256)),
+        validate=validate.Length(max=max_items),
+    )
+
+
+class CategoryInSchema(_Lenient):
+    """Body of ``POST /api/categories`` and (partial) ``PUT /api/categories/:id``."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    applications = _names(500)
+    domains = _names(500)
+
+    @post_load
+    def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        for key in ("applications", "domains"):
+            if key in data:
+                data[key] = sorted({v.strip().lower() for v in data[key] if v.strip()})
+        return data
+
+
+class CategorySchema(Schema):
+    uuid = fields.String(required=True)
+    name = fields.String(required=True)
+    builtin = fields.Boolean(required=True)
+    applications = fields.List(fields.String())
+    domains = fields.List(fields.String())

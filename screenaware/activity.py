@@ -1,0 +1,156 @@
+"""Redis side of the activity data: rules for attribution, applications seen,
+user categories, and the /times cache with its per-day invalidation.
+
+Keys (hash tag ``{sa}``):
+    ``{sa}:apps:<user>`` (hash): application uuid -> name, for ``/api/applications``.
+    ``{sa}:categories:<user>`` (hash): category uuid -> JSON, the user's own rules.
+    ``{sa}:tgen:<user>`` (hash): UTC day number -> write counter. Every write to a
+        day bumps it; a cached /times answer is keyed by the counters of the days
+        its range touches, so a write invalidates exactly the ranges it falls in.
+    ``{sa}:tcache:<user>:<digest>`` (string, expiring): a cached /times answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from screenaware.attribution import CategoryRule
+from screenaware.catalogue import BUILTIN_CATEGORIES
+from screenaware.errors import Conflict, NotFound
+from screenaware.projects import projects_key
+
+DAY_MS = 86_400_000
+CACHE_TTL = 86_400
+
+
+def apps_key(user: str) -> str:
+    return f"{{sa}}:apps:{user}"
+
+
+def categories_key(user: str) -> str:
+    return f"{{sa}}:categories:{user}"
+
+
+def generations_key(user: str) -> str:
+    return f"{{sa}}:tgen:{user}"
+
+
+def _rule(data: Mapping[str, Any]) -> CategoryRule:
+    return CategoryRule(
+        uuid=data["uuid"],
+        name=data["name"],
+        applications=frozenset(data.get("applications", [])),
+        domains=tuple(data.get("domains", [])),
+    )
+
+
+def public_category(rule: CategoryRule, builtin: bool) -> dict[str, Any]:
+    return {
+        "uuid": rule.uuid,
+        "name": rule.name,
+        "builtin": builtin,
+        "applications": sorted(rule.applications),
+        "domains": list(rule.domains),
+    }
+
+
+class ActivityStore:
+    """Per-user activity state in Redis.
+
+    Args:
+        redis: zero-argument callable returning the open Redis client.
+    """
+
+    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
+        self._redis_factory = redis
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        return self._redis_factory()
+
+    async def rules(self, user: str) -> tuple[dict[str, Any], list[CategoryRule]]:
+        """The user's projects and category rules (own first), in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(projects_key(user))
+            pipe.hgetall(categories_key(user))
+            projects, categories = await pipe.execute()
+        own = sorted((json.loads(v) for v in categories.values()), key=lambda c: c["name"])
+        return (
+            {k: json.loads(v) for k, v in projects.items()},
+            [*(_rule(c) for c in own), *BUILTIN_CATEGORIES],
+        )
+
+    async def after_ingest(self, user: str, apps: Mapping[str, str], days: Iterable[int]) -> None:
+        """Record the applications seen and bump the written days' counters."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if apps:
+                for app_uuid, name in apps.items():
+                    pipe.hset(apps_key(user), app_uuid, name)
+            for day in set(days):
+                pipe.hincrby(generations_key(user), str(day), 1)
+            await pipe.execute()
+
+    async def applications(self, user: str) -> dict[str, str]:
+        raw = await self._redis.hgetall(apps_key(user))
+        return {str(k): str(v) for k, v in raw.items()}
+
+    # --- categories -------------------------------------------------------
+
+    async def categories(self, user: str) -> list[dict[str, Any]]:
+        """The user's own categories, then the built-in ones."""
+        _, rules = await self.rules(user)
+        builtin = {r.uuid for r in BUILTIN_CATEGORIES}
+        return [public_category(r, r.uuid in builtin) for r in rules]
+
+    async def save_category(
+        self, user: str, data: dict[str, Any], category_uuid: str | None = None
+    ) -> dict[str, Any]:
+        """Create (``category_uuid`` None) or change one of the user's categories."""
+        key = categories_key(user)
+        if category_uuid is None:
+            category = {
+                "uuid": str(uuidlib.uuid4()),
+                "applications": [],
+                "domains": [],
+                **data,
+            }
+            if any(c.name.lower() == category["name"].lower() for c in BUILTIN_CATEGORIES):
+                raise Conflict("A built-in category has this name")
+        else:
+            raw = await self._redis.hget(key, category_uuid)
+            if raw is None:
+                raise NotFound("Category not found (built-in categories cannot be changed)")
+            category = {**json.loads(raw), **data, "uuid": category_uuid}
+        await self._redis.hset(key, category["uuid"], json.dumps(category))
+        return public_category(_rule(category), False)
+
+    async def delete_category(self, user: str, category_uuid: str) -> dict[str, Any]:
+        raw = await self._redis.hget(categories_key(user), category_uuid)
+        if raw is None or not await self._redis.hdel(categories_key(user), category_uuid):
+            raise NotFound("Category not found (built-in categories cannot be deleted)")
+        return public_category(_rule(json.loads(raw)), False)
+
+    # --- /times cache -----------------------------------------------------
+
+    async def cache_key(self, user: str, start_ms: int, end_ms: int, params: Any) -> str:
+        """The cache key of an answer: the parameters and the counters of every UTC
+        day the range touches."""
+        days = [str(d) for d in range(start_ms // DAY_MS, end_ms // DAY_MS + 1)]
+        counters = await self._redis.hmget(generations_key(user), days)
+        digest = hashlib.sha256(
+            json.dumps([params, counters], sort_keys=True, default=str).encode()
+        ).hexdigest()[:32]
+        return f"{{sa}}:tcache:{user}:{digest}"
+
+    async def cached(self, key: str) -> Any | None:
+        raw = await self._redis.get(key)
+        return None if raw is None else json.loads(raw)
+
+    async def cache(self, key: str, value: Any) -> None:
+        await self._redis.set(key, json.dumps(value), ex=CACHE_TTL)

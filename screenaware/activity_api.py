@@ -1,0 +1,127 @@
+"""Resources of snapshots, /times, applications and categories under ``/api``."""
+
+from __future__ import annotations
+
+import falcon
+import falcon.asgi
+
+from schemas.activity import (
+    ApplicationSchema,
+    CategoryInSchema,
+    CategorySchema,
+    SnapshotSchema,
+    TimesQuerySchema,
+)
+from screenaware.activity import ActivityStore
+from screenaware.snapshots import SnapshotService
+from screenaware.times import TimesService
+from screenaware.validation import load_body, load_query
+
+_applications = ApplicationSchema(many=True)
+_category = CategorySchema()
+_categories = CategorySchema(many=True)
+
+
+def _user(req: falcon.asgi.Request) -> str:
+    return str(req.context.principal.uuid)
+
+
+class SnapshotsResource:
+    """``POST /api/snapshots``: one snapshot or an array."""
+
+    auth_roles = {"POST": "user"}
+
+    def __init__(self, service: SnapshotService, batch_max: int) -> None:
+        self._service = service
+        self.batch_max = batch_max
+
+    @load_body(SnapshotSchema(), batch="batch_max")
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await self._service.ingest(_user(req), req.context.body)
+        resp.media = {"ok": True}
+
+
+class TimesResource:
+    """``GET /api/times``."""
+
+    auth_roles = {"GET": "user"}
+
+    def __init__(self, service: TimesService, default_zone: str) -> None:
+        self._service = service
+        self._default_zone = default_zone
+
+    @load_query(TimesQuerySchema())
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        params = req.context.query
+        zone = params.get("tz") or req.context.principal.timezone or self._default_zone
+        resp.media = await self._service.times(_user(req), params, zone)
+
+
+class ApplicationsResource:
+    """``GET /api/applications``: the applications the caller's snapshots named."""
+
+    auth_roles = {"GET": "user"}
+
+    def __init__(self, store: ActivityStore) -> None:
+        self._store = store
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        apps = await self._store.applications(_user(req))
+        ordered = sorted(apps.items(), key=lambda item: (item[1], item[0]))
+        resp.media = _applications.dump([{"uuid": u, "name": n} for u, n in ordered])
+
+
+class CategoriesResource:
+    """``GET/POST /api/categories``."""
+
+    auth_roles = {"GET": "user", "POST": "user"}
+
+    def __init__(self, store: ActivityStore) -> None:
+        self._store = store
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = _categories.dump(await self._store.categories(_user(req)))
+
+    @load_body(CategoryInSchema())
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        category = await self._store.save_category(_user(req), req.context.body)
+        resp.status = falcon.HTTP_201
+        resp.media = _category.dump(category)
+
+
+class CategoryResource:
+    """``PUT/DELETE /api/categories/{id}`` (the caller's own categories)."""
+
+    auth_roles = {"PUT": "user", "DELETE": "user"}
+
+    def __init__(self, store: ActivityStore) -> None:
+        self._store = store
+
+    @load_body(CategoryInSchema(partial=True))
+    async def on_put(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, category_id: str
+    ) -> None:
+        category = await self._store.save_category(_user(req), req.context.body, category_id)
+        resp.media = _category.dump(category)
+
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, category_id: str
+    ) -> None:
+        resp.media = _category.dump(await self._store.delete_category(_user(req), category_id))
+
+
+def mount(
+    app: falcon.asgi.App,
+    snapshots: SnapshotService,
+    times: TimesService,
+    store: ActivityStore,
+    *,
+    batch_max: int,
+    default_zone: str,
+) -> None:
+    """Add the activity routes to ``app``."""
+    app.add_route("/api/snapshots", SnapshotsResource(snapshots, batch_max))
+    app.add_route("/api/times", TimesResource(times, default_zone))
+    app.add_route("/api/applications", ApplicationsResource(store))
+    app.add_route("/api/categories", CategoriesResource(store))
+    app.add_route("/api/categories/{category_id}", CategoryResource(store))
