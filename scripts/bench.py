@@ -1,23 +1,31 @@
-"""Benchmarks, run by hand: ``scripts/bench heartbeat``.
+"""Benchmarks, run by hand: ``scripts/bench heartbeat|snapshots|times``.
 
-Starts its own influxd and redis-server on free ports in a temp dir, serves the
-app with gunicorn (uvicorn workers) and drives it with wrk on 127.0.0.1 only,
-for a bounded time. Prints a table; never part of the test suite.
+Each starts its own influxd and redis-server on free ports in a temp dir, serves
+the app with gunicorn (uvicorn workers) and drives it on 127.0.0.1 only, for a
+bounded time. Prints a table; never part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import datetime as dt
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +37,8 @@ from screenaware.localservers import (  # noqa: E402
     start_influxd,
     start_redis,
 )
+
+ADMIN = ("bench@example.org", "bench-password")
 
 
 def start_gunicorn(
@@ -60,11 +70,89 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def wrk(url: str, token: str, connections: int, seconds: int, tmp: Path) -> dict[str, float]:
-    script = tmp / "beat.lua"
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["Authorization"] = "{token}"\n')
+@dataclass
+class Stack:
+    """A running service with its own databases."""
+
+    url: str
+    config: Config
+    env: dict[str, str]
+    tmp: Path
+    influx_url: str
+    redis_url: str
+    service: subprocess.Popen[bytes]
+
+    def influx_count(self, measurement: str) -> int:
+        resp = httpx.get(
+            f"{self.influx_url}/query",
+            params={"db": self.config.influx_db, "q": f'SELECT count(*) FROM "{measurement}"'},
+        ).json()["results"][0]
+        if "series" not in resp:
+            return 0
+        return max(int(v) for v in resp["series"][0]["values"][0][1:])
+
+    def stop_service(self) -> list[tuple[int, int]]:
+        """Stop gunicorn; returns (requests, writes) of each worker's group commit."""
+        stop(self.service)
+        return [
+            (int(a), int(b))
+            for a, b in re.findall(
+                r"influx-group-commit: (\d+) items in (\d+) calls",
+                (self.tmp / "service.log").read_text(),
+            )
+        ]
+
+
+@contextlib.contextmanager
+def stack(workers: int) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="screenaware-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        influx_port, redis_port = free_port(), free_port()
+        influxd = start_influxd(tmp / "influxdb", influx_port)
+        redis_server = start_redis(tmp / "redis", redis_port)
+        try:
+            config = Config.load(
+                environ={},
+                influx_url=f"http://127.0.0.1:{influx_port}",
+                redis_url=f"redis://127.0.0.1:{redis_port}/0",
+                secret_key="bench-secret",  # noqa: S106 - a throwaway local instance
+                admin_email=ADMIN[0],
+                admin_password=ADMIN[1],
+                workers=workers,
+                data_dir=str(tmp / "var"),
+            )
+            env = {**os.environ, **config.as_environ()}
+            port = free_port()
+            service = start_gunicorn(
+                "screenaware.asgi:app", env, workers, port, tmp / "service.log"
+            )
+            s = Stack(
+                f"http://127.0.0.1:{port}",
+                config,
+                env,
+                tmp,
+                config.influx_url,
+                config.redis_url,
+                service,
+            )
+            try:
+                yield s
+            finally:
+                if service.poll() is None:
+                    stop(service)
+        finally:
+            redis_server.stop()
+            influxd.stop()
+
+
+def wrk(
+    url: str, headers: dict[str, str], connections: int, seconds: int, script: str, tmp: Path
+) -> dict[str, Any]:
+    lua = tmp / "bench.lua"
+    lines = [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lua.write_text("\n".join([*lines, script]))
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), url],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -78,97 +166,62 @@ def wrk(url: str, token: str, connections: int, seconds: int, tmp: Path) -> dict
 
     total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
         "p50": latency("50"),
         "p99": latency("99"),
         "requests": total,
         "non2xx": int(errors[1]) if errors else 0,
-        "socket_errors": socket_errors[1] if socket_errors else "none",
     }
 
 
+def table(rows: list[tuple[str, dict[str, Any], str]]) -> None:
+    print("| target | req/s | items/s | p50 ms | p99 ms | non-2xx |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r, items in rows:
+        print(
+            f"| {name} | {r['rps']:,.0f} | {items} | {r['p50']:.2f} | {r['p99']:.2f} "
+            f"| {int(r['non2xx'])} |"
+        )
+
+
 def bench_heartbeat(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="screenaware-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        influx_port, redis_port = free_port(), free_port()
-        influxd = start_influxd(tmp / "influxdb", influx_port)
-        redis = start_redis(tmp / "redis", redis_port)
+    beat = 'wrk.method = "POST"\n'
+    with stack(args.workers) as s:
+        token = httpx.post(
+            f"{s.url}/api/devices",
+            json={"name": "bench"},
+            headers={"Authorization": "bench-secret"},
+        ).json()["token"]
+        auth = {"Authorization": token}
+        wrk(f"{s.url}/api/beat", auth, args.connections, 2, beat, s.tmp)  # warm-up
+        warm = httpx.get(f"{s.url}/api/stats").json()["total_beats"]
+        beats = wrk(f"{s.url}/api/beat", auth, args.connections, args.seconds, beat, s.tmp)
+        time.sleep(2)
+        counted = httpx.get(f"{s.url}/api/stats").json()["total_beats"] - warm
+        stored = s.influx_count("beat") - warm
+        batches = s.stop_service()
+        port = free_port()
+        trivial = start_gunicorn("bench_trivial:app", s.env, args.workers, port, s.tmp / "t.log")
         try:
-            config = Config.load(
-                environ={},
-                influx_url=f"http://127.0.0.1:{influx_port}",
-                redis_url=f"redis://127.0.0.1:{redis_port}/0",
-                secret_key="bench-secret",  # noqa: S106 - a throwaway local instance
-                workers=args.workers,
-                data_dir=str(tmp / "var"),
-            )
-            env = {**os.environ, **config.as_environ()}
-            port = free_port()
-            service = start_gunicorn(
-                "screenaware.asgi:app", env, args.workers, port, tmp / "service.log"
-            )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                token = httpx.post(
-                    f"{base}/api/devices",
-                    json={"name": "bench"},
-                    headers={"Authorization": "bench-secret"},
-                ).json()["token"]
-                wrk(f"{base}/api/beat", token, args.connections, 2, tmp)  # warm-up
-                warm = httpx.get(f"{base}/api/stats").json()["total_beats"]
-                beats = wrk(f"{base}/api/beat", token, args.connections, args.seconds, tmp)
-                time.sleep(0.5)
-                stored = (
-                    int(
-                        httpx.get(
-                            f"http://127.0.0.1:{influx_port}/query",
-                            params={"db": config.influx_db, "q": "SELECT count(n) FROM beat"},
-                        ).json()["results"][0]["series"][0]["values"][0][1]
-                    )
-                    - warm
-                )
-                counted = httpx.get(f"{base}/api/stats").json()["total_beats"] - warm
-            finally:
-                stop(service)
-            batches = [
-                tuple(map(int, m))
-                for m in re.findall(
-                    r"influx-group-commit: (\d+) items in (\d+) calls",
-                    (tmp / "service.log").read_text(),
-                )
-            ]
-            port = free_port()
-            trivial = start_gunicorn(
-                "bench_trivial:app", env, args.workers, port, tmp / "trivial.log"
-            )
-            try:
-                wrk(f"http://127.0.0.1:{port}/api/beat", "x", args.connections, 2, tmp)
-                base_line = wrk(
-                    f"http://127.0.0.1:{port}/api/beat", "x", args.connections, args.seconds, tmp
-                )
-            finally:
-                stop(trivial)
+            url = f"http://127.0.0.1:{port}/api/beat"
+            wrk(url, {}, args.connections, 2, beat, s.tmp)
+            base_line = wrk(url, {}, args.connections, args.seconds, beat, s.tmp)
         finally:
-            redis.stop()
-            influxd.stop()
+            stop(trivial)
 
     print(
         f"\nPOST /api/beat, {args.connections} connections, {args.seconds} s, "
         f"{args.workers} workers, wrk -t2, all on this machine ({os.cpu_count()} cores)\n"
     )
-    print("| target | req/s | p50 ms | p99 ms | non-2xx |")
-    print("|---|---:|---:|---:|---:|")
-    for name, r in (
-        ("durable beats (InfluxDB + Redis)", beats),
-        ("trivial Falcon responder", base_line),
-    ):
-        print(
-            f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['non2xx'])} |"
-        )
-    print(f"\nratio beats / trivial: {beats['rps'] / base_line['rps']:.0%}")
+    table(
+        [
+            ("durable beats (InfluxDB + Redis)", beats, f"{beats['rps']:,.0f}"),
+            ("trivial Falcon responder", base_line, "-"),
+        ]
+    )
     points, writes = (sum(b[i] for b in batches) for i in (0, 1))
+    print(f"\nratio beats / trivial: {beats['rps'] / base_line['rps']:.0%}")
     print(
         f"group commit: {points} requests in {writes} InfluxDB writes "
         f"({points / max(writes, 1):.1f} requests per write)"
@@ -179,14 +232,184 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
     )
 
 
+def login(url: str) -> dict[str, str]:
+    token = httpx.post(
+        f"{url}/api/auth/local", json={"email": ADMIN[0], "password": ADMIN[1]}
+    ).json()["token"]
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+# A snapshot of 5 windows, as a Lua string builder: every snapshot gets its own
+# millisecond (thread id + counter), so none replaces another in InfluxDB.
+SNAPSHOT_LUA = r"""
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+local function snapshot()
+  counter = counter + 1
+  local ms = (counter * 2 + id) * 10
+  local secs = BASE + math.floor(ms / 1000)
+  local stamp = os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", ms % 1000)
+  return '{"timeTaken":"' .. stamp .. '","durationMs":10,"windows":[' ..
+    '{"processName":"code.exe","title":"influxdb tuning - main.py - Visual Studio Code",' ..
+    '"isFocused":true,"screenPercentage":0.5,"visiblePercentage":1.0,' ..
+    '"tags":{"influxdb":3,"python":1},' ..
+    '"documents":[{"path":"C:\\\\work\\\\screenaware\\\\main.py","title":"main.py"}]},' ..
+    '{"processName":"chrome.exe","title":"InfluxQL reference - Google Chrome",' ..
+    '"screenPercentage":0.5,"visiblePercentage":0.6,' ..
+    '"documents":[{"path":"https://docs.influxdata.com/influxdb/v1/query_language/",' ..
+    '"title":"InfluxQL reference"}]},' ..
+    '{"processName":"slack.exe","title":"Slack - general","screenPercentage":0.3,' ..
+    '"visiblePercentage":0.1},' ..
+    '{"processName":"outlook.exe","title":"Inbox - ann@example.org - Outlook",' ..
+    '"screenPercentage":0.4,"visiblePercentage":0.0},' ..
+    '{"processName":"explorer.exe","title":"Downloads","screenPercentage":0.2,' ..
+    '"visiblePercentage":0.05}]}'
+end
+wrk.method = "POST"
+request = function()
+  local parts = {}
+  for i = 1, BATCH do parts[i] = snapshot() end
+  local body = BATCH == 1 and parts[1] or ("[" .. table.concat(parts, ",") .. "]")
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def bench_snapshots(args: argparse.Namespace) -> None:
+    results = []
+    with stack(args.workers) as s:
+        headers = login(s.url)
+        httpx.post(
+            f"{s.url}/api/projects",
+            json={"name": "ScreenAware", "keywords": ["influxdb"], "localPaths": ["C:\\work"]},
+            headers=headers,
+        )
+        for run, (batch, connections) in enumerate(((100, 8), (1, 32))):
+            # Each run (and its warm-up) gets its own past day, so no snapshot of
+            # one lands on the time of another.
+            base = int(time.time()) - (20 - 3 * run) * 86400
+            script = f"BATCH = {batch}\nBASE = {base}\n" + SNAPSHOT_LUA
+            url = f"{s.url}/api/snapshots"
+            warm = script.replace(f"BASE = {base}", f"BASE = {base + 86400}")
+            wrk(url, headers, connections, 2, warm, s.tmp)
+            before = s.influx_count("activity")
+            r = wrk(url, headers, connections, args.seconds, script, s.tmp)
+            time.sleep(2)
+            stored = s.influx_count("activity") - before
+            results.append((f"arrays of {batch}, {connections} connections", r, batch, stored))
+        batches = s.stop_service()
+    print(
+        f"\nPOST /api/snapshots (5 windows each), {args.seconds} s per row, "
+        f"{args.workers} workers, wrk -t2, all on this machine ({os.cpu_count()} cores)\n"
+    )
+    table([(name, r, f"{r['rps'] * batch:,.0f}") for name, r, batch, _ in results])
+    print()
+    for name, r, batch, stored in results:
+        print(f"{name}: {int(r['requests']) * batch} snapshots answered, {stored} activities stored")
+    points, writes = (sum(b[i] for b in batches) for i in (0, 1))
+    print(f"group commit: {points} requests in {writes} InfluxDB writes")
+
+
+def bench_times(args: argparse.Namespace) -> None:
+    days, per_day = 30, 8 * 360  # 8 hours of 10-second snapshots a day
+    apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
+    with stack(args.workers) as s:
+        headers = login(s.url)
+        first_day = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+        first_day -= dt.timedelta(days=days)
+
+        def batches() -> Iterator[list[dict[str, Any]]]:
+            batch: list[dict[str, Any]] = []
+            for day in range(days):
+                for i in range(per_day):
+                    end = first_day + dt.timedelta(days=day, seconds=10 * (i + 1))
+                    app = apps[(i // 30) % len(apps)]
+                    batch.append(
+                        {
+                            "timeTaken": end.isoformat().replace("+00:00", "Z"),
+                            "windows": [
+                                {"processName": f"{app}.exe", "title": f"{app} work",
+                                 "isFocused": True}  # fmt: skip
+                            ],
+                        }
+                    )
+                    if len(batch) == 1000:
+                        yield batch
+                        batch = []
+            if batch:
+                yield batch
+
+        async def load() -> float:
+            started = time.perf_counter()
+            queue = list(batches())
+            async with httpx.AsyncClient(base_url=s.url, headers=headers, timeout=60) as client:
+
+                async def worker() -> None:
+                    while queue:
+                        resp = await client.post("/api/snapshots", json=queue.pop())
+                        resp.raise_for_status()
+
+                await asyncio.gather(*(worker() for _ in range(4)))
+            return time.perf_counter() - started
+
+        elapsed = asyncio.run(load())
+        total = days * per_day
+        stored = s.influx_count("activity")
+        params = {
+            "groupBy": "applicationUuid",
+            "resolution": "day",
+            "start": first_day.replace(hour=0).isoformat().replace("+00:00", "Z"),
+            "end": (first_day + dt.timedelta(days=days)).isoformat().replace("+00:00", "Z"),
+            "tz": "UTC",
+        }
+        client = redis.Redis.from_url(s.redis_url)
+        # One keep-alive connection, as a dashboard has: time the server, not connecting.
+        http = httpx.Client(base_url=s.url, headers=headers)
+        http.get("/api/times", params={"tz": "UTC"}).raise_for_status()
+
+        def timed() -> float:
+            started = time.perf_counter()
+            resp = http.get("/api/times", params=params)
+            resp.raise_for_status()
+            assert resp.json()["sum"] == total * 10000, resp.json()["sum"]
+            return (time.perf_counter() - started) * 1000
+
+        cold = []
+        for _ in range(5):
+            for key in client.scan_iter("{sa}:tcache:*"):
+                client.delete(key)
+            cold.append(timed())
+        cached = [timed() for _ in range(5)]
+        s.stop_service()
+    print(f"\n/times over {days} days x 8 h of 10 s snapshots ({total:,} snapshots, one user)\n")
+    print("| what | value |")
+    print("|---|---:|")
+    print(f"| ingest through the API (arrays of 1000, 4 clients) | {total / elapsed:,.0f} snapshots/s |")
+    print(f"| GET /api/times groupBy=applicationUuid resolution=day, cold (p50 of 5) | "
+          f"{statistics.median(cold):.1f} ms |")  # fmt: skip
+    print(f"| same, cached (p50 of 5) | {statistics.median(cached):.1f} ms |")
+    print(f"\nactivities stored: {stored:,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("SCREENAWARE_WORKERS", "2"))
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     hb = sub.add_parser("heartbeat", help="POST /api/beat against a trivial responder")
     hb.add_argument("--seconds", type=int, default=10)
     hb.add_argument("--connections", type=int, default=32)
-    hb.add_argument("--workers", type=int, default=int(os.environ.get("SCREENAWARE_WORKERS", "2")))
     hb.set_defaults(func=bench_heartbeat)
+    snaps = sub.add_parser("snapshots", help="POST /api/snapshots, arrays of 100 and single")
+    snaps.add_argument("--seconds", type=int, default=10)
+    snaps.set_defaults(func=bench_snapshots)
+    tm = sub.add_parser("times", help="load 30 days, then time GET /api/times cold and cached")
+    tm.set_defaults(func=bench_times)
     args = parser.parse_args()
     args.func(args)
 
