@@ -22,12 +22,27 @@ from screenaware.config import Config
 from screenaware.health import HealthResource
 from screenaware.identity import mount as mount_identity
 from screenaware.influx import UniqueClock
+from screenaware.logs import LogService
+from screenaware.logs_api import LogLimits
+from screenaware.logs_api import mount as mount_logs
 from screenaware.projects import ProjectStore
+from screenaware.ratelimit import Quota
 from screenaware.snapshots import SnapshotService
 from screenaware.times import TimesService
 from screenaware.users import make_accounts
 
 LOG = logging.getLogger(__name__)
+
+
+class BodyLimits:
+    """The request body limit of each path: a default, and exceptions by path."""
+
+    def __init__(self, default: int, by_path: dict[str, int] | None = None) -> None:
+        self.default = default
+        self.by_path = dict(by_path or {})
+
+    def __call__(self, path: str) -> int:
+        return self.by_path.get(path.rstrip("/") or "/", self.default)
 
 
 class App(falcon.asgi.App):
@@ -37,13 +52,13 @@ class App(falcon.asgi.App):
     with no Content-Length as soon as it passes the limit, before it is buffered.
     """
 
-    def __init__(self, *args: Any, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, body_limits: BodyLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_body_bytes = max_body_bytes
+        self.body_limits = body_limits
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
         if scope["type"] == "http":
-            receive = _limited_receive(receive, self.max_body_bytes)
+            receive = _limited_receive(receive, self.body_limits(scope["path"]))
         await super().__call__(scope, receive, send)
 
 
@@ -65,12 +80,13 @@ def _limited_receive(receive: Any, limit: int) -> Any:
 class ContentLengthLimit:
     """Middleware: refuse a declared Content-Length over the limit before reading."""
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
+    def __init__(self, limits: BodyLimits) -> None:
+        self._limits = limits
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if req.content_length is not None and req.content_length > self._limit:
-            raise errors.BodyTooLarge(self._limit)
+        limit = self._limits(req.path)
+        if req.content_length is not None and req.content_length > limit:
+            raise errors.BodyTooLarge(limit)
 
 
 def _configure_logging(level: str) -> None:
@@ -101,11 +117,11 @@ def create_app(
     config = config or Config.load()
     _configure_logging(config.log_level)
     backends = Backends(config, UniqueClock(lambda: int(clock() * 1_000_000_000)))
-    store = HeartbeatStore(lambda: backends.redis)
+    store = HeartbeatStore(backends.get_redis)
     service = HeartbeatService(store, backends.writer, clock, backends.point_clock)
     broadcaster = StatsBroadcaster(service.stats)
 
-    accounts = make_accounts(config, lambda: backends.redis, clock)
+    accounts = make_accounts(config, backends.get_redis, clock)
 
     async def mark_first_setup() -> None:
         await store.mark_first_setup(service.now())
@@ -113,15 +129,21 @@ def create_app(
     async def bootstrap_admin() -> None:
         await accounts.bootstrap_admin(config.admin_email, config.admin_password)
 
+    # A crash upload may carry a dump of crash_max_bytes plus its form fields; the
+    # dump's own limit is checked as it streams to disk.
+    limits = BodyLimits(
+        config.max_body_bytes,
+        {"/api/logs/crash/sensor": config.crash_max_bytes + 1024 * 1024},
+    )
     app = App(
-        max_body_bytes=config.max_body_bytes,
+        body_limits=limits,
         middleware=[
             Lifespan(
                 backends,
                 startup=[mark_first_setup, bootstrap_admin],
                 shutdown=[broadcaster.stop, store.close],
             ),
-            ContentLengthLimit(config.max_body_bytes),
+            ContentLengthLimit(limits),
             AuthMiddleware(accounts.tokens, accounts.principal),
         ],
     )
@@ -134,8 +156,8 @@ def create_app(
         secret_key=config.secret_key,
         server_name=config.server_name,
     )
-    mount_identity(app, accounts, ProjectStore(lambda: backends.redis))
-    activity = ActivityStore(lambda: backends.redis)
+    mount_identity(app, accounts, ProjectStore(backends.get_redis))
+    activity = ActivityStore(backends.get_redis)
     mount_activity(
         app,
         SnapshotService(backends.writer, activity, clock),
@@ -143,6 +165,20 @@ def create_app(
         activity,
         batch_max=config.snapshot_batch_max,
         default_zone=config.timezone,
+    )
+    redis = backends.get_redis
+    mount_logs(
+        app,
+        LogService(
+            backends.influx,
+            backends.writer,
+            redis,
+            clock,
+            config.data_path / "crashes",
+            config.crash_max_bytes,
+        ),
+        LogLimits(Quota(redis, "logs", 60), config.log_rate_anonymous, config.log_rate_user),
+        config.log_batch_max,
     )
     app.add_route("/.well-known/health", HealthResource(backends))
     return app

@@ -59,6 +59,10 @@ class Backends:
             raise RuntimeError("Backends.open() was not called")
         return self._redis
 
+    def get_redis(self) -> aioredis.Redis:
+        """The Redis client; stores take this method and call it when they need it."""
+        return self.redis
+
     async def open(self) -> None:
         """Create the clients and make sure the InfluxDB database exists.
 

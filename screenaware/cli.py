@@ -63,7 +63,7 @@ def cmd_add_device(args: argparse.Namespace, config: Config) -> int:
         return 2
 
     async def work(backends: Any) -> int:
-        store = HeartbeatStore(lambda: backends.redis)
+        store = HeartbeatStore(backends.get_redis)
         device_id, token = await store.add_device(args.name, int(time.time()))
         print(json.dumps({"id": device_id, "name": args.name, "token": token}))
         return 0
@@ -100,7 +100,7 @@ def cmd_create_user(args: argparse.Namespace, config: Config) -> int:
         return 2
 
     async def work(backends: Any) -> int:
-        accounts = make_accounts(config, lambda: backends.redis)
+        accounts = make_accounts(config, backends.get_redis)
         try:
             user = await accounts.create(
                 args.email, password, role="admin" if args.admin else "user"
@@ -120,7 +120,7 @@ def cmd_rebuild_stats(args: argparse.Namespace, config: Config) -> int:
     from heartbeat.store import HeartbeatStore
 
     async def work(backends: Any) -> int:
-        store = HeartbeatStore(lambda: backends.redis)
+        store = HeartbeatStore(backends.get_redis)
         progress = None if args.quiet else _progress_bar(sys.stderr)
         raw = await rebuild_stats(backends.influx, store, int(time.time()), progress)
         print(

@@ -59,6 +59,10 @@ class Config:
     config: str = ""
     max_body_bytes: int = 8 * 1024 * 1024
     snapshot_batch_max: int = 1000
+    log_batch_max: int = 1000
+    log_rate_anonymous: int = 6000
+    log_rate_user: int = 3_000_000
+    crash_max_bytes: int = 10 * 1024 * 1024
     write_batch_max: int = 5000
     write_queue_max: int = 100_000
     retry_after: int = 5
@@ -114,6 +118,10 @@ class Config:
         _require(self.login_window >= 1, "login_window", "must be at least 1 second")
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
         _require(self.snapshot_batch_max >= 1, "snapshot_batch_max", "must be at least 1")
+        _require(self.log_batch_max >= 1, "log_batch_max", "must be at least 1")
+        _require(self.log_rate_anonymous >= 1, "log_rate_anonymous", "must be at least 1")
+        _require(self.log_rate_user >= 1, "log_rate_user", "must be at least 1")
+        _require(self.crash_max_bytes >= 1, "crash_max_bytes", "must be at least 1")
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")

@@ -55,3 +55,29 @@ class RateLimiter:
                 pipe.incr(self._key(key))
                 pipe.expire(self._key(key), self._window, nx=True)
             await pipe.execute()
+
+
+class Quota:
+    """At most ``limit`` units per key in each fixed window of ``window`` seconds.
+
+    Args:
+        redis: zero-argument callable returning the open Redis client.
+        prefix: key prefix, e.g. ``logs``.
+        window: the window in seconds.
+    """
+
+    def __init__(self, redis: Callable[[], aioredis.Redis], prefix: str, window: int) -> None:
+        self._redis_factory = redis
+        self._prefix = prefix
+        self._window = window
+
+    async def take(self, key: str, amount: int, limit: int) -> None:
+        """Use ``amount`` units of ``key``; :class:`RateLimited` if that passes ``limit``."""
+        full_key = f"{{sa}}:quota:{self._prefix}:{key}"
+        async with self._redis_factory().pipeline(transaction=True) as pipe:
+            pipe.incrby(full_key, amount)
+            pipe.expire(full_key, self._window, nx=True)
+            pipe.ttl(full_key)
+            used, _, ttl = await pipe.execute()
+        if int(used) > limit:
+            raise RateLimited(max(int(ttl), 1))

@@ -402,6 +402,70 @@ def bench_times(args: argparse.Namespace) -> None:
     print(f"\nactivities stored: {stored:,}")
 
 
+LOG_LUA = r"""
+wrk.method = "POST"
+local point = '{"type":"sensor_scheduler_snapshotSend","level":"info","data":' ..
+  '{"origin":"sensor-win","originId":"3f2a","version":"0.4.17","message":"ok",' ..
+  '"details":"snapshot sent in 120 ms"}}'
+local parts = {}
+for i = 1, 100 do parts[i] = point end
+wrk.body = "[" .. table.concat(parts, ",") .. "]"
+"""
+
+
+def bench_logs(args: argparse.Namespace) -> None:
+    with stack(args.workers) as s:
+        headers = login(s.url)
+        url = f"{s.url}/api/logs"
+        wrk(url, headers, 8, 2, LOG_LUA, s.tmp)  # warm-up
+        before = s.influx_count("log")
+        ingest = wrk(url, headers, 8, args.seconds, LOG_LUA, s.tmp)
+        time.sleep(2)
+        stored = s.influx_count("log") - before
+
+        # A million points over two days of one type, written straight to InfluxDB
+        # (the API's ingest rate is measured above).
+        end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        start = end - dt.timedelta(days=2)
+        step_ns = int((end - start).total_seconds() * 1e9) // 1_000_000
+        first_ns = int(start.timestamp() * 1e9)
+        with httpx.Client(base_url=s.influx_url, timeout=120) as influx:
+            for chunk in range(0, 1_000_000, 50_000):
+                lines = "\n".join(
+                    f'log,type=bench_grouped,level=info,origin=sensor-win uuid="u{i}",'
+                    f'message="ok",version="0.4.17",deleted=false {first_ns + i * step_ns}'
+                    for i in range(chunk, chunk + 50_000)
+                )
+                influx.post(
+                    "/write", params={"db": s.config.influx_db, "precision": "ns"}, content=lines
+                ).raise_for_status()
+        params = {
+            "structure": "grouped",
+            "start": start.isoformat().replace("+00:00", "Z"),
+            "end": end.isoformat().replace("+00:00", "Z"),
+        }
+        http = httpx.Client(base_url=s.url, headers=headers, timeout=60)
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            resp = http.get("/api/logs/bench_grouped", params=params)
+            timings.append((time.perf_counter() - started) * 1000)
+            resp.raise_for_status()
+        buckets = resp.json()
+        s.stop_service()
+    print(
+        f"\nPOST /api/logs in arrays of 100, 8 connections, {args.seconds} s, "
+        f"{args.workers} workers, wrk -t2 ({os.cpu_count()} cores)\n"
+    )
+    table([("log points, arrays of 100", ingest, f"{ingest['rps'] * 100:,.0f}")])
+    print(f"\npoints answered: {int(ingest['requests']) * 100}, stored: {stored}")
+    print(
+        f"GET /api/logs/:type?structure=grouped over 2 days, 1,000,000 points: "
+        f"p50 of 5 = {statistics.median(timings):.0f} ms "
+        f"({len(buckets)} buckets, {sum(b['count'] for b in buckets):,} counted)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -417,6 +481,9 @@ def main() -> None:
     snaps.set_defaults(func=bench_snapshots)
     tm = sub.add_parser("times", help="load 30 days, then time GET /api/times cold and cached")
     tm.set_defaults(func=bench_times)
+    lg = sub.add_parser("logs", help="POST /api/logs in arrays of 100; grouped query on 1M")
+    lg.add_argument("--seconds", type=int, default=10)
+    lg.set_defaults(func=bench_logs)
     args = parser.parse_args()
     args.func(args)
 

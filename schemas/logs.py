@@ -1,0 +1,95 @@
+"""Schemas of log points and their review queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from marshmallow import Schema, fields, validate
+
+from schemas.identity import _Lenient
+
+LEVELS = ("nothing", "error", "warn", "info", "debug", "trace")
+
+# semver.org's official pattern.
+SEMVER = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+TYPE = r"^[A-Za-z0-9_]{1,128}$"
+# A tag value: no tab, CR or LF, and no trailing backslash (line protocol cannot carry them).
+TAG_SAFE = r"^[^\t\r\n]*[^\t\r\n\\]$"
+
+
+class LogDataSchema(_Lenient):
+    time = fields.Integer(strict=True, validate=validate.Range(min=0, max=2**53))
+    origin = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=128), validate.Regexp(TAG_SAFE)],
+    )
+    originId = fields.String(validate=validate.Length(max=256))
+    version = fields.String(
+        required=True, validate=[validate.Length(max=256), validate.Regexp(SEMVER)]
+    )
+    userUuid = fields.UUID()
+    message = fields.String(required=True, validate=validate.Length(max=4096))
+    messageNumeric = fields.Float(allow_nan=False)
+    messageBool = fields.Boolean()
+    details = fields.String(load_default="", validate=validate.Length(max=65536))
+
+
+class LogPointInSchema(_Lenient):
+    """One point of ``POST /api/logs``."""
+
+    type = fields.String(required=True, validate=validate.Regexp(TYPE))
+    level = fields.String(required=True, validate=validate.OneOf(LEVELS))
+    data = fields.Nested(LogDataSchema, required=True)
+
+
+class LogPointSchema(Schema):
+    """A stored point as answered."""
+
+    type = fields.String(required=True)
+    level = fields.String(required=True)
+    uuid = fields.String(required=True)
+    time = fields.String(required=True)
+    deleted = fields.Boolean(required=True)
+    message = fields.String()
+    details = fields.String()
+    userUuid = fields.String(allow_none=True)
+    origin = fields.String()
+    originId = fields.String(allow_none=True)
+    version = fields.String()
+    messageNumeric = fields.Float()
+    messageBool = fields.Boolean()
+
+
+def _time() -> fields.AwareDateTime:
+    return fields.AwareDateTime(default_timezone=dt.UTC)
+
+
+class LogRangeSchema(_Lenient):
+    """``GET /api/logs``: the series in a range."""
+
+    start = _time()
+    end = _time()
+
+
+class LogQuerySchema(LogRangeSchema):
+    """``GET /api/logs/:type``."""
+
+    userUuid = fields.UUID()
+    structure = fields.String(validate=validate.OneOf(["grouped"]))
+    metaonly = fields.Boolean(load_default=False)
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
+
+
+class LogSeriesSchema(Schema):
+    type = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class LogBucketSchema(Schema):
+    time = fields.String(required=True)
+    count = fields.Integer(required=True)

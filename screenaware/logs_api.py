@@ -1,0 +1,196 @@
+"""Resources of ``/api/logs``: ingest (anyone), crash uploads, and the admin review."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from schemas.logs import (
+    LogBucketSchema,
+    LogPointInSchema,
+    LogPointSchema,
+    LogQuerySchema,
+    LogRangeSchema,
+    LogSeriesSchema,
+)
+from screenaware.errors import Invalid, NotFound
+from screenaware.logs import LogService
+from screenaware.ratelimit import Quota
+from screenaware.timeutil import to_ms
+from screenaware.validation import load_body, load_query
+
+_point = LogPointSchema()
+_points = LogPointSchema(many=True)
+_series = LogSeriesSchema(many=True)
+_buckets = LogBucketSchema(many=True)
+
+DEFAULT_SPAN = dt.timedelta(days=2)
+_CHUNK = 64 * 1024
+
+
+class LogLimits:
+    """Points per minute for anonymous senders (per address) and for users."""
+
+    def __init__(self, quota: Quota, anonymous: int, user: int) -> None:
+        self.quota = quota
+        self.anonymous = anonymous
+        self.user = user
+
+    async def take(self, req: falcon.asgi.Request, amount: int) -> str | None:
+        """Charge the sender; returns the caller's uuid when a valid token came along."""
+        principal = req.context.principal
+        if principal is not None:
+            await self.quota.take(f"user:{principal.uuid}", amount, self.user)
+            return str(principal.uuid)
+        await self.quota.take(f"addr:{req.remote_addr}", amount, self.anonymous)
+        return None
+
+
+def _range(service: LogService, params: dict[str, Any]) -> tuple[int, int]:
+    end = to_ms(params["end"]) if params.get("end") else service.now_ms()
+    start = (
+        to_ms(params["start"])
+        if params.get("start")
+        else end - int(DEFAULT_SPAN.total_seconds() * 1000)
+    )
+    if start > end:
+        raise Invalid("start is after end", {"start": ["Must not be after end."]})
+    return start, end
+
+
+class LogsResource:
+    """``POST /api/logs`` (anyone) and ``GET /api/logs`` (admin: the series)."""
+
+    auth_roles = {"POST": "all", "GET": "admin"}
+
+    def __init__(self, service: LogService, limits: LogLimits, batch_max: int) -> None:
+        self._service = service
+        self._limits = limits
+        self.batch_max = batch_max
+
+    @load_body(LogPointInSchema(), batch="batch_max")
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        user = await self._limits.take(req, len(req.context.body))
+        await self._service.ingest(req.context.body, user)
+        resp.media = {"ok": True}
+
+    @load_query(LogRangeSchema())
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        start, end = _range(self._service, req.context.query)
+        resp.media = _series.dump(await self._service.series(start, end))
+
+
+class LogTypeResource:
+    """``GET /api/logs/{type}``: points, 5-minute counts, or just the count."""
+
+    auth_roles = {"GET": "admin"}
+
+    def __init__(self, service: LogService) -> None:
+        self._service = service
+
+    @load_query(LogQuerySchema())
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, log_type: str
+    ) -> None:
+        params = req.context.query
+        start, end = _range(self._service, params)
+        user = str(params["userUuid"]) if params.get("userUuid") else None
+        if params["metaonly"]:
+            resp.media = {"count": await self._service.count(log_type, start, end, user)}
+        elif params.get("structure") == "grouped":
+            resp.media = _buckets.dump(await self._service.grouped(log_type, start, end, user))
+        else:
+            found = await self._service.points(
+                log_type, start, end, user, params["limit"], params["offset"]
+            )
+            resp.media = _points.dump(found)
+
+
+class LogPointResource:
+    """``GET /api/logs/point/{uuid}``."""
+
+    auth_roles = {"GET": "admin"}
+
+    def __init__(self, service: LogService) -> None:
+        self._service = service
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
+    ) -> None:
+        resp.media = _point.dump(await self._service.point(point_uuid))
+
+
+async def _raw_chunks(req: falcon.asgi.Request) -> AsyncIterator[bytes]:
+    while chunk := await req.stream.read(_CHUNK):
+        yield chunk
+
+
+class CrashUploadResource:
+    """``POST /api/logs/crash/sensor``: a Breakpad upload (multipart or raw body)."""
+
+    auth_roles = {"POST": "all"}
+
+    def __init__(self, service: LogService, limits: LogLimits) -> None:
+        self._service = service
+        self._limits = limits
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        user = await self._limits.take(req, 1)
+        fields = {k: v if isinstance(v, str) else v[-1] for k, v in req.params.items()}
+        if (req.content_type or "").startswith("multipart/form-data"):
+            point_uuid = await self._multipart(req, fields, user)
+        else:
+            point_uuid = await self._service.store_crash(fields, _raw_chunks(req), user)
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = point_uuid
+
+    async def _multipart(
+        self, req: falcon.asgi.Request, fields: dict[str, str], user: str | None
+    ) -> str:
+        form = await req.get_media()
+        async for part in form:
+            if part.filename is not None or part.name == "upload_file_minidump":
+
+                async def chunks(part: Any = part) -> AsyncIterator[bytes]:
+                    while chunk := await part.stream.read(_CHUNK):
+                        yield chunk
+
+                # Breakpad sends its fields before the file; later parts are ignored.
+                return await self._service.store_crash(fields, chunks(), user)
+            fields[part.name] = (await part.get_text()) or ""
+        raise falcon.HTTPBadRequest(description="No upload_file_minidump part in the upload")
+
+
+class CrashDumpResource:
+    """``GET /api/logs/crash/{uuid}`` (admin): the dump itself."""
+
+    auth_roles = {"GET": "admin"}
+
+    def __init__(self, service: LogService) -> None:
+        self._service = service
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
+    ) -> None:
+        try:
+            path = self._service.dump_path(point_uuid)
+        except ValueError:
+            raise NotFound("No such crash dump") from None
+        if not path.is_file():
+            raise NotFound("No such crash dump")
+        resp.content_type = "application/octet-stream"
+        resp.downloadable_as = path.name
+        resp.data = path.read_bytes()
+
+
+def mount(app: falcon.asgi.App, service: LogService, limits: LogLimits, batch_max: int) -> None:
+    """Add the log routes to ``app``."""
+    app.add_route("/api/logs", LogsResource(service, limits, batch_max))
+    app.add_route("/api/logs/point/{point_uuid}", LogPointResource(service))
+    app.add_route("/api/logs/crash/sensor", CrashUploadResource(service, limits))
+    app.add_route("/api/logs/crash/{point_uuid}", CrashDumpResource(service))
+    app.add_route("/api/logs/{log_type}", LogTypeResource(service))
