@@ -114,3 +114,66 @@ class CategorySchema(Schema):
     builtin = fields.Boolean(required=True)
     applications = fields.List(fields.String())
     domains = fields.List(fields.String())
+
+
+class _RangeQuery(_Lenient):
+    start = _time()
+    end = _time()
+    minDuration = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    sort = fields.String(
+        load_default="time ASC", validate=validate.OneOf(["time ASC", "time DESC"])
+    )
+    tz = fields.String(validate=_timezone)
+
+
+class StreamsQuerySchema(_RangeQuery):
+    """Parameters of ``GET /api/streams``."""
+
+    projectUuid = fields.String(
+        validate=validate.Regexp(r"^(none|[0-9a-fA-F-]{36})$", error="Not a project uuid.")
+    )
+    expanded = fields.Boolean(load_default=False)
+    showGaps = fields.Boolean(load_default=False)
+    groupByDay = fields.Boolean(load_default=False)
+
+
+class SubstreamsQuerySchema(_RangeQuery):
+    """Parameters of ``GET /api/substreams``."""
+
+
+class StreamProjectSchema(_Lenient):
+    """Body of ``PUT /api/stream/:uuid/project``: a project of the caller's, or null."""
+
+    projectUuid = fields.UUID(required=True, allow_none=True)
+
+
+class StreamSchema(Schema):
+    """A stream (or gap stream) as answered."""
+
+    uuid = fields.String(required=True)
+    time = fields.String(required=True)
+    durationMs = fields.Integer(required=True)
+    projectUuid = fields.String(allow_none=True)
+    isGap = fields.Boolean()
+    applications = fields.List(fields.Dict())
+    baseDocuments = fields.List(fields.Dict())
+    titles = fields.List(fields.Dict())
+
+
+class SubstreamSchema(Schema):
+    uuid = fields.String(required=True)
+    time = fields.String(required=True)
+    durationMs = fields.Integer(required=True)
+    projectUuid = fields.String(allow_none=True)
+    categoryUuid = fields.String(allow_none=True)
+    applicationUuid = fields.String(allow_none=True)
+    baseDocumentPath = fields.String(allow_none=True)
+    projectRelationReason = fields.String(allow_none=True)
+
+
+class AssociationSchema(Schema):
+    kind = fields.String(required=True)
+    value = fields.String(required=True)
+    count = fields.Integer(required=True)

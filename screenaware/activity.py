@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from screenaware.attribution import CategoryRule
 from screenaware.catalogue import BUILTIN_CATEGORIES
 from screenaware.errors import Conflict, NotFound
+from screenaware.learning import Association, decode, learn_key
 from screenaware.projects import projects_key
 
 DAY_MS = 86_400_000
@@ -74,16 +75,21 @@ class ActivityStore:
     def _redis(self) -> aioredis.Redis:
         return self._redis_factory()
 
-    async def rules(self, user: str) -> tuple[dict[str, Any], list[CategoryRule]]:
-        """The user's projects and category rules (own first), in one round trip."""
+    async def rules(
+        self, user: str
+    ) -> tuple[dict[str, Any], list[CategoryRule], dict[str, Association]]:
+        """The user's projects, category rules (own first) and learned associations,
+        in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(projects_key(user))
             pipe.hgetall(categories_key(user))
-            projects, categories = await pipe.execute()
+            pipe.hgetall(learn_key(user))
+            projects, categories, learned = await pipe.execute()
         own = sorted((json.loads(v) for v in categories.values()), key=lambda c: c["name"])
         return (
             {k: json.loads(v) for k, v in projects.items()},
             [*(_rule(c) for c in own), *BUILTIN_CATEGORIES],
+            decode(learned),
         )
 
     async def after_ingest(self, user: str, apps: Mapping[str, str], days: Iterable[int]) -> None:
@@ -104,7 +110,7 @@ class ActivityStore:
 
     async def categories(self, user: str) -> list[dict[str, Any]]:
         """The user's own categories, then the built-in ones."""
-        _, rules = await self.rules(user)
+        _, rules, _ = await self.rules(user)
         builtin = {r.uuid for r in BUILTIN_CATEGORIES}
         return [public_category(r, r.uuid in builtin) for r in rules]
 
@@ -135,6 +141,13 @@ class ActivityStore:
         if raw is None or not await self._redis.hdel(categories_key(user), category_uuid):
             raise NotFound("Category not found (built-in categories cannot be deleted)")
         return public_category(_rule(json.loads(raw)), False)
+
+    async def counters(self, user: str, days: list[int]) -> list[str | None]:
+        """The write counters of UTC days (None: never written)."""
+        if not days:
+            return []
+        values = await self._redis.hmget(generations_key(user), [str(d) for d in days])
+        return [None if v is None else str(v) for v in values]
 
     # --- /times cache -----------------------------------------------------
 

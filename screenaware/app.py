@@ -22,12 +22,16 @@ from screenaware.config import Config
 from screenaware.health import HealthResource
 from screenaware.identity import mount as mount_identity
 from screenaware.influx import UniqueClock
+from screenaware.learning import LearningStore
 from screenaware.logs import LogService
 from screenaware.logs_api import LogLimits
 from screenaware.logs_api import mount as mount_logs
 from screenaware.projects import ProjectStore
 from screenaware.ratelimit import Quota
+from screenaware.sessions import Thresholds
 from screenaware.snapshots import SnapshotService
+from screenaware.streams import StreamService
+from screenaware.streams_api import mount as mount_streams
 from screenaware.times import TimesService
 from screenaware.users import make_accounts
 
@@ -156,16 +160,33 @@ def create_app(
         secret_key=config.secret_key,
         server_name=config.server_name,
     )
-    mount_identity(app, accounts, ProjectStore(backends.get_redis))
+    projects = ProjectStore(backends.get_redis)
+    mount_identity(app, accounts, projects)
     activity = ActivityStore(backends.get_redis)
+    learning = LearningStore(backends.get_redis)
     mount_activity(
         app,
-        SnapshotService(backends.writer, activity, clock),
+        SnapshotService(backends.writer, activity, clock, config.learn_min_score),
         TimesService(backends.influx, activity, clock),
         activity,
         batch_max=config.snapshot_batch_max,
         default_zone=config.timezone,
     )
+    thresholds = Thresholds(
+        join_gap=config.substream_join_gap * 1000,
+        interruption=config.stream_interruption * 1000,
+        idle_gap=config.stream_idle_gap * 1000,
+    )
+    streams = StreamService(
+        backends.influx,
+        backends.writer,
+        activity,
+        learning,
+        backends.get_redis,
+        clock,
+        thresholds,
+    )
+    mount_streams(app, streams, learning, projects, config.timezone)
     redis = backends.get_redis
     mount_logs(
         app,

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from screenaware.learning import Association, features, suggest
+
 # Fixed namespace: application and category ids are the same on every machine.
 NAMESPACE = uuidlib.UUID("6f1c7d2e-3b7a-5e55-9a0e-5c2ee7a3a1de")
 
@@ -263,13 +265,22 @@ class Attributor:
     Args:
         projects: the user's projects as stored (uuid -> project).
         categories: the category rules in priority order (user rules first).
+        learned: associations learned from the user's corrections.
+        min_score: how sure the associations must be to attribute.
     """
 
     def __init__(
-        self, projects: Mapping[str, Mapping[str, Any]], categories: Sequence[CategoryRule]
+        self,
+        projects: Mapping[str, Mapping[str, Any]],
+        categories: Sequence[CategoryRule],
+        learned: Mapping[str, Association] | None = None,
+        min_score: int = 3,
     ) -> None:
+        self._project_map = projects
         self._projects = prepare_projects(projects)
         self._categories = categories
+        self._learned = learned or {}
+        self._min_score = min_score
 
     def attribute(self, window: Mapping[str, Any]) -> Attribution:
         """Attribute the activity window of a snapshot."""
@@ -277,12 +288,17 @@ class Attributor:
         documents = window.get("documents") or []
         first_path = next((d.get("path") for d in documents if d.get("path")), None)
         project, reason = attribute_project(self._projects, Texts.of(window))
-        # Room for the associations learned from corrections: they apply only when
-        # no explicit project rule claimed the snapshot.
+        base_document = base_document_path(first_path)
+        if project is None and self._learned:
+            # What corrections taught applies only where no explicit rule claims it.
+            keys = features([base_document], [app], [window.get("title") or ""])
+            suggested = suggest(self._learned, keys, self._project_map, self._min_score)
+            if suggested:
+                project, reason = suggested
         return Attribution(
             application=app,
             application_uuid=application_uuid(app) if app else None,
-            base_document=base_document_path(first_path),
+            base_document=base_document,
             category_uuid=categorize(app, host_of(first_path), self._categories),
             project_uuid=project,
             reason=reason,

@@ -59,6 +59,10 @@ class Config:
     config: str = ""
     max_body_bytes: int = 8 * 1024 * 1024
     snapshot_batch_max: int = 1000
+    substream_join_gap: int = 60
+    stream_interruption: int = 120
+    stream_idle_gap: int = 300
+    learn_min_score: int = 3
     log_batch_max: int = 1000
     log_rate_anonymous: int = 6000
     log_rate_user: int = 3_000_000
@@ -119,6 +123,9 @@ class Config:
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
         _require(self.snapshot_batch_max >= 1, "snapshot_batch_max", "must be at least 1")
         _require(self.log_batch_max >= 1, "log_batch_max", "must be at least 1")
+        for name in ("substream_join_gap", "stream_interruption", "stream_idle_gap"):
+            _require(getattr(self, name) >= 0, name, "must not be negative (seconds)")
+        _require(self.learn_min_score >= 1, "learn_min_score", "must be at least 1")
         _require(self.log_rate_anonymous >= 1, "log_rate_anonymous", "must be at least 1")
         _require(self.log_rate_user >= 1, "log_rate_user", "must be at least 1")
         _require(self.crash_max_bytes >= 1, "crash_max_bytes", "must be at least 1")

@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import redis.asyncio as aioredis
 
 from schemas.logs import SEMVER, TAG_SAFE
 from screenaware.errors import BodyTooLarge, NotFound
+from screenaware.ids import uuid7, uuid7_ms
 from screenaware.influx import GroupCommitWriter, InfluxClient, Point, Series
 from screenaware.timeutil import from_ms, iso
 
@@ -34,27 +34,6 @@ LOG = logging.getLogger(__name__)
 SEQUENCE = "{sa}:log_seq"
 _NS_PER_MS = 1_000_000
 _FIELDS = ("uuid", "message", "details", "userUuid", "originId", "version", "deleted")
-
-
-def uuid7(ms: int) -> str:
-    """A UUID with version 7 layout whose first 48 bits are ``ms``."""
-    value = (ms & (2**48 - 1)) << 80
-    value |= 0x7 << 76
-    value |= secrets.randbits(12) << 64
-    value |= 0b10 << 62
-    value |= secrets.randbits(62)
-    return str(uuidlib.UUID(int=value))
-
-
-def uuid7_ms(value: str) -> int | None:
-    """The millisecond inside a version 7 uuid, or None if it is not one."""
-    try:
-        parsed = uuidlib.UUID(value)
-    except ValueError:
-        return None
-    if parsed.version != 7:
-        return None
-    return parsed.int >> 80
 
 
 def parse_message(message: str) -> tuple[float | None, bool | None]:

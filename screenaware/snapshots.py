@@ -53,14 +53,20 @@ class SnapshotService:
         writer: the InfluxDB group-commit writer.
         store: the Redis activity store (rules, applications, cache counters).
         clock: the current Unix time in seconds.
+        min_score: how sure learned associations must be to attribute.
     """
 
     def __init__(
-        self, writer: GroupCommitWriter, store: ActivityStore, clock: Callable[[], float]
+        self,
+        writer: GroupCommitWriter,
+        store: ActivityStore,
+        clock: Callable[[], float],
+        min_score: int = 3,
     ) -> None:
         self._writer = writer
         self._store = store
         self._clock = clock
+        self._min_score = min_score
 
     def _starts(self, snapshots: Sequence[dict[str, Any]]) -> list[int]:
         now_ms = int(self._clock() * 1000)
@@ -84,8 +90,8 @@ class SnapshotService:
         starts = self._starts(snapshots)
         # The same start twice in one batch is the same snapshot: the last one wins.
         by_start = dict(zip(starts, snapshots, strict=True))
-        projects, categories = await self._store.rules(user)
-        attributor = Attributor(projects, categories)
+        projects, categories, learned = await self._store.rules(user)
+        attributor = Attributor(projects, categories, learned, self._min_score)
         points: list[Point] = []
         apps: dict[str, str] = {}
         for start_ms, snapshot in sorted(by_start.items()):

@@ -66,7 +66,8 @@ local email = redis.call('HGET', KEYS[1], 'email')
 if not email then return 0 end
 redis.call('DEL', KEYS[1], '{sa}:email:' .. string.lower(email),
            '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1], '{sa}:apps:' .. ARGV[1],
-           '{sa}:categories:' .. ARGV[1], '{sa}:tgen:' .. ARGV[1])
+           '{sa}:categories:' .. ARGV[1], '{sa}:tgen:' .. ARGV[1], '{sa}:learn:' .. ARGV[1],
+           '{sa}:rev:' .. ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """)

@@ -14,7 +14,8 @@ import pytest
 from falcon import testing
 
 from screenaware.config import Config
-from screenaware.logs import parse_message, uuid7, uuid7_ms
+from screenaware.ids import uuid7, uuid7_ms
+from screenaware.logs import parse_message
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
 from tests.service import run_service
 

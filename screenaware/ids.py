@@ -1,0 +1,39 @@
+"""Time-ordered ids (UUIDv7 layout): the first 48 bits are a time in Unix ms."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid as uuidlib
+
+
+def _layout(ms: int, rand_a: int, rand_b: int) -> str:
+    value = (ms & (2**48 - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand_a & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand_b & (2**62 - 1)
+    return str(uuidlib.UUID(int=value))
+
+
+def uuid7(ms: int) -> str:
+    """A random UUIDv7 for the millisecond ``ms``."""
+    return _layout(ms, secrets.randbits(12), secrets.randbits(62))
+
+
+def stable_id(user: str, kind: str, start_ms: int) -> str:
+    """A UUIDv7-layout id derived from the user, a kind and a start: the same span
+    gets the same id on every call."""
+    digest = int.from_bytes(hashlib.sha256(f"{user}:{kind}:{start_ms}".encode()).digest()[:10])
+    return _layout(start_ms, digest >> 62, digest)
+
+
+def uuid7_ms(value: str) -> int | None:
+    """The millisecond inside a version 7 uuid, or None if the text is not one."""
+    try:
+        parsed = uuidlib.UUID(value)
+    except ValueError:
+        return None
+    if parsed.version != 7:
+        return None
+    return parsed.int >> 80

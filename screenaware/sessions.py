@@ -1,0 +1,290 @@
+"""Sessionisation: activity -> substreams and streams. Plain functions, no I/O.
+
+* A **substream** is consecutive activity with the same application and base
+  document; gaps up to ``join_gap`` are joined. Its ``durationMs`` is the activity
+  time in it.
+* A **stream** is consecutive activity of one project. A stretch of other projects
+  shorter than ``interruption`` between two stretches of the same project stays
+  inside the stream; an idle gap longer than ``idle_gap`` always ends it. Its
+  ``durationMs`` is its span, idle gaps up to ``idle_gap`` and absorbed
+  interruptions included; its project is the one with the most time in it.
+* **Gap streams** fill the holes between streams. Streams and gap streams tile the
+  time from the first stream's start to the last one's end.
+
+Every id is stable and time-ordered: the first 48 bits are the start in Unix ms,
+the rest a hash of the user, the kind and the start.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from screenaware.ids import stable_id
+
+CORRECTED = "corrected by user"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One snapshot's activity, with corrections applied."""
+
+    start: int  # Unix ms
+    duration: int  # ms
+    project: str | None
+    category: str | None = None
+    application: str | None = None
+    document: str | None = None
+    title: str = ""
+    reason: str | None = None
+    process: str = ""
+
+    @property
+    def end(self) -> int:
+        return self.start + self.duration
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Sessionisation thresholds, in ms."""
+
+    join_gap: int = 60_000
+    interruption: int = 120_000
+    idle_gap: int = 300_000
+
+
+def _most_time(pairs: Iterable[tuple[str | None, int]]) -> str | None:
+    totals: dict[str | None, int] = defaultdict(int)
+    for key, duration in pairs:
+        totals[key] += duration
+    if not totals:
+        return None
+    # Most time wins; ties go to the key seen first.
+    return max(totals, key=lambda k: totals[k])
+
+
+@dataclass
+class Substream:
+    uuid: str
+    start: int
+    end: int
+    duration: int
+    project: str | None
+    category: str | None
+    application: str | None
+    document: str | None
+    reason: str | None
+    titles: dict[str, int] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "time": self.start,
+            "durationMs": self.duration,
+            "projectUuid": self.project,
+            "categoryUuid": self.category,
+            "applicationUuid": self.application,
+            "baseDocumentPath": self.document,
+            "projectRelationReason": self.reason,
+        }
+
+
+@dataclass
+class Stream:
+    uuid: str
+    start: int
+    end: int
+    project: str | None
+    activities: list[Activity]
+    substreams: list[Substream]
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start
+
+
+def make_substreams(user: str, activities: Sequence[Activity], join_gap: int) -> list[Substream]:
+    """Split time-ordered activity into substreams."""
+    groups: list[list[Activity]] = []
+    for act in activities:
+        last = groups[-1][-1] if groups else None
+        if (
+            last is not None
+            and (act.application, act.document) == (last.application, last.document)
+            and act.start - last.end <= join_gap
+        ):
+            groups[-1].append(act)
+        else:
+            groups.append([act])
+    out = []
+    for group in groups:
+        project = _most_time((a.project, a.duration) for a in group)
+        reason = next((a.reason for a in group if a.project == project), None)
+        titles: Counter[str] = Counter()
+        for a in group:
+            if a.title:
+                titles[a.title] += a.duration
+        out.append(
+            Substream(
+                uuid=stable_id(user, "substream", group[0].start),
+                start=group[0].start,
+                end=max(a.end for a in group),
+                duration=sum(a.duration for a in group),
+                project=project,
+                category=_most_time((a.category, a.duration) for a in group),
+                application=group[0].application,
+                document=group[0].document,
+                reason=reason,
+                titles=dict(titles.most_common(5)),
+            )
+        )
+    return out
+
+
+def _runs(activities: Sequence[Activity], idle_gap: int) -> list[list[Activity]]:
+    """Maximal runs of one project without an idle gap inside."""
+    runs: list[list[Activity]] = []
+    for act in activities:
+        last = runs[-1][-1] if runs else None
+        if last is not None and act.project == last.project and act.start - last.end <= idle_gap:
+            runs[-1].append(act)
+        else:
+            runs.append([act])
+    return runs
+
+
+def make_streams(
+    user: str, activities: Iterable[Activity], thresholds: Thresholds = Thresholds()
+) -> list[Stream]:
+    """Sessionise activity (any order) into streams with their substreams."""
+    ordered = sorted(activities, key=lambda a: (a.start, a.end, a.project or ""))
+    runs = _runs(ordered, thresholds.idle_gap)
+    groups: list[list[Activity]] = []
+    i = 0
+    while i < len(runs):
+        current = list(runs[i])
+        project = runs[i][0].project
+        j = i + 1
+        while j < len(runs):
+            if runs[j][0].start - current[-1].end > thresholds.idle_gap:
+                break
+            if runs[j][0].project == project:
+                current.extend(runs[j])
+                j += 1
+                continue
+            # Another project: absorbed if the same project resumes soon enough,
+            # with no idle gap on the way.
+            k, last_end = j, current[-1].end
+            resumed = None
+            while k < len(runs) and runs[k][0].start - last_end <= thresholds.idle_gap:
+                if runs[k][0].project == project:
+                    resumed = k
+                    break
+                last_end = runs[k][-1].end
+                k += 1
+            if resumed is not None and runs[resumed][0].start - current[-1].end < (
+                thresholds.interruption
+            ):
+                for run in runs[j : resumed + 1]:
+                    current.extend(run)
+                j = resumed + 1
+                continue
+            break
+        groups.append(current)
+        i = j
+    streams = []
+    for group in groups:
+        start = group[0].start
+        streams.append(
+            Stream(
+                uuid=stable_id(user, "stream", start),
+                start=start,
+                end=max(a.end for a in group),
+                project=_most_time((a.project, a.duration) for a in group),
+                activities=group,
+                substreams=make_substreams(user, group, thresholds.join_gap),
+            )
+        )
+    return streams
+
+
+def gap_streams(user: str, streams: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The gap streams between consecutive (time-ordered) streams."""
+    gaps = []
+    for before, after in itertools.pairwise(streams):
+        end = before["time"] + before["durationMs"]
+        if after["time"] > end:
+            gaps.append(
+                {
+                    "uuid": stable_id(user, "gap", end),
+                    "time": end,
+                    "durationMs": after["time"] - end,
+                    "isGap": True,
+                }
+            )
+    return gaps
+
+
+def summarize(stream: Stream) -> dict[str, Any]:
+    """A stream as cached: the public fields plus what ``expanded`` adds."""
+    apps: Counter[str] = Counter()
+    docs: Counter[str] = Counter()
+    titles: Counter[str] = Counter()
+    for sub in stream.substreams:
+        if sub.application:
+            apps[sub.application] += sub.duration
+        if sub.document:
+            docs[sub.document] += sub.duration
+        for title, duration in sub.titles.items():
+            titles[title] += duration
+    return {
+        "uuid": stream.uuid,
+        "time": stream.start,
+        "durationMs": stream.duration,
+        "projectUuid": stream.project,
+        "applications": [{"applicationUuid": a, "durationMs": d} for a, d in apps.most_common()],
+        "baseDocuments": [{"baseDocumentPath": p, "durationMs": d} for p, d in docs.most_common()],
+        "titles": [{"title": t, "durationMs": d} for t, d in titles.most_common(20)],
+    }
+
+
+def resolve(rows: Iterable[Mapping[str, Any]]) -> list[Activity]:
+    """Activity from raw ``activity`` rows, corrections applied.
+
+    At one instant there is the original entry (no ``rev``) and, per correction,
+    a reversing and a new entry tagged with that correction's ``rev``. The entry
+    with a positive duration and the newest ``rev`` names the project now.
+    """
+    by_time: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_time[int(row["time"])].append(row)
+    out = []
+    for time_ns, entries in sorted(by_time.items()):
+        originals = [e for e in entries if not e.get("rev")]
+        if not originals:
+            continue
+        base = originals[0]
+        corrections = [e for e in entries if e.get("rev") and (e.get("duration_ms") or 0) > 0]
+        latest = max(corrections, key=lambda e: str(e["rev"])) if corrections else None
+        project = (latest or base).get("project")
+        out.append(
+            Activity(
+                start=time_ns // 1_000_000,
+                duration=int(base.get("duration_ms") or 0),
+                project=None if project in (None, "", "none") else str(project),
+                category=_tag(base.get("category")),
+                application=_tag(base.get("application")),
+                document=base.get("document") or None,
+                title=base.get("title") or "",
+                reason=CORRECTED if latest else (base.get("reason") or None),
+                process=base.get("process") or "",
+            )
+        )
+    return out
+
+
+def _tag(value: Any) -> str | None:
+    return None if value in (None, "", "none") else str(value)

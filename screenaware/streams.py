@@ -1,0 +1,274 @@
+"""Streams and substreams over days in the user's zone, and corrections.
+
+A day is sessionised from one InfluxDB query and cached in Redis under the write
+counters of the UTC days it overlaps (the same counters /times uses), so a write
+or a correction touching a day recomputes that day only. Missing days of one
+call are fetched together in one query.
+
+A correction (``PUT /api/stream/{uuid}/project``) appends to ``activity``, for
+every snapshot of the stream, a reversing entry (negative ``duration_ms``, old
+project) and a new entry (new project), both tagged with a fresh ``rev``; nothing
+is ever deleted, and /times stays one ``sum()``. It then teaches the stream's
+features to the learning store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+
+from screenaware.activity import DAY_MS, ActivityStore
+from screenaware.attribution import NONE, application_name
+from screenaware.errors import Invalid, NotFound
+from screenaware.ids import uuid7_ms
+from screenaware.influx import GroupCommitWriter, InfluxClient, Point
+from screenaware.learning import LearningStore, features
+from screenaware.sessions import (
+    CORRECTED,
+    Activity,
+    Thresholds,
+    gap_streams,
+    make_streams,
+    resolve,
+    summarize,
+)
+from screenaware.timeutil import day_bounds, from_ms, iso, to_ms
+
+LOG = logging.getLogger(__name__)
+
+DAY_CACHE_TTL = 7 * 86_400
+MAX_DAYS = 400
+
+DayData = dict[str, Any]
+
+
+def local_days(start: dt.datetime, end: dt.datetime, zone: ZoneInfo) -> list[dt.date]:
+    first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def day_span_ms(day: dt.date, zone: ZoneInfo) -> tuple[int, int]:
+    """``[start, end)`` of a local day in Unix ms (23 or 25 hours on DST days)."""
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    return to_ms(start), to_ms(end)
+
+
+class StreamService:
+    """Streams, substreams and corrections for one user at a time.
+
+    Args:
+        influx: the InfluxDB client.
+        writer: the group-commit writer (corrections).
+        activity: the activity store (write counters, projects).
+        learning: the learned associations.
+        redis: zero-argument callable returning the open Redis client (day cache).
+        clock: the current Unix time in seconds.
+        thresholds: the sessionisation thresholds.
+    """
+
+    def __init__(
+        self,
+        influx: InfluxClient,
+        writer: GroupCommitWriter,
+        activity: ActivityStore,
+        learning: LearningStore,
+        redis: Callable[[], aioredis.Redis],
+        clock: Callable[[], float],
+        thresholds: Thresholds,
+    ) -> None:
+        self._influx = influx
+        self._writer = writer
+        self._activity = activity
+        self._learning = learning
+        self._redis = redis
+        self._clock = clock
+        self.thresholds = thresholds
+
+    def range(self, params: Mapping[str, Any], zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+        """The requested range: by default the current day in ``zone``."""
+        now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
+        start, end = params.get("start"), params.get("end")
+        if start is None:
+            start = day_bounds(end if end is not None else now, zone)[0]
+        if end is None:
+            end = day_bounds(start if params.get("start") is not None else now, zone)[1]
+        if start > end:
+            raise Invalid("start is after end", {"start": ["Must not be after end."]})
+        if (end - start).days > MAX_DAYS:
+            raise Invalid(f"The range is longer than {MAX_DAYS} days", {"end": ["Too long."]})
+        return start, end
+
+    # --- days ---------------------------------------------------------------
+
+    async def _activities(self, user: str, spans: Sequence[tuple[int, int]]) -> list[Activity]:
+        first, last = min(s for s, _ in spans), max(e for _, e in spans)
+        series = await self._influx.query(
+            'SELECT "duration_ms", "document", "title", "reason", "process", "project", '
+            '"category", "application", "rev" FROM "activity" '
+            'WHERE "user" = $user AND time >= $start AND time < $end',
+            {"user": user, "start": first * 1_000_000, "end": last * 1_000_000},
+        )
+        return resolve(row for s in series for row in s.rows())
+
+    def _sessionise(self, user: str, activities: Sequence[Activity]) -> DayData:
+        streams = make_streams(user, activities, self.thresholds)
+        return {
+            "streams": [summarize(s) for s in streams],
+            "substreams": [sub.public() for s in streams for sub in s.substreams],
+        }
+
+    async def days(self, user: str, days: Sequence[dt.date], zone: ZoneInfo) -> list[DayData]:
+        """The sessionised days, from the cache where no write touched them since."""
+        spans = [day_span_ms(day, zone) for day in days]
+        utc_days = sorted({d for s, e in spans for d in range(s // DAY_MS, (e - 1) // DAY_MS + 1)})
+        counters = dict(zip(utc_days, await self._activity.counters(user, utc_days), strict=True))
+        settings = [
+            self.thresholds.join_gap,
+            self.thresholds.interruption,
+            self.thresholds.idle_gap,
+        ]
+        keys = []
+        for (start, end), day in zip(spans, days, strict=True):
+            stamp = [counters[d] for d in range(start // DAY_MS, (end - 1) // DAY_MS + 1)]
+            digest = hashlib.sha256(json.dumps([settings, stamp]).encode()).hexdigest()[:24]
+            keys.append(f"{{sa}}:sess:{user}:{zone.key}:{day.isoformat()}:{digest}")
+        cached = await self._redis().mget(keys)
+        out: list[DayData | None] = [None if c is None else json.loads(c) for c in cached]
+        missing = [i for i, c in enumerate(out) if c is None]
+        if missing:
+            # One query for every missing day of this call.
+            activities = await self._activities(user, [spans[i] for i in missing])
+            by_day: dict[int, list[Activity]] = defaultdict(list)
+            for act in activities:
+                for i in missing:
+                    if spans[i][0] <= act.start < spans[i][1]:
+                        by_day[i].append(act)
+                        break
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for i in missing:
+                    out[i] = self._sessionise(user, by_day[i])
+                    pipe.set(keys[i], json.dumps(out[i]), ex=DAY_CACHE_TTL)
+                await pipe.execute()
+        return [d for d in out if d is not None]
+
+    # --- reading ------------------------------------------------------------
+
+    async def streams(
+        self, user: str, params: Mapping[str, Any], zone: ZoneInfo
+    ) -> list[dict[str, Any]] | dict[str, list[dict[str, Any]]]:
+        start, end = self.range(params, zone)
+        start_ms, end_ms = to_ms(start), to_ms(end)
+        found = [
+            s
+            for day in await self.days(user, local_days(start, end, zone), zone)
+            for s in day["streams"]
+            if start_ms <= s["time"] <= end_ms
+        ]
+        if params.get("projectUuid"):
+            wanted = None if params["projectUuid"] == NONE else str(params["projectUuid"])
+            found = [s for s in found if s["projectUuid"] == wanted]
+        found = [s for s in found if s["durationMs"] >= params.get("minDuration", 0)]
+        found.sort(key=lambda s: s["time"])
+        if params.get("showGaps"):
+            found = sorted(found + gap_streams(user, found), key=lambda s: s["time"])
+        if params.get("sort") == "time DESC":
+            found.reverse()
+        page = found[params.get("offset", 0) :][: params.get("limit", 1000)]
+        expanded = bool(params.get("expanded"))
+        shaped = [self._shape(s, expanded) for s in page]
+        if not params.get("groupByDay"):
+            return shaped
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for raw, stream in zip(page, shaped, strict=True):
+            key = from_ms(raw["time"]).astimezone(zone).date().isoformat()
+            grouped.setdefault(key, []).append(stream)
+        return grouped
+
+    @staticmethod
+    def _shape(stream: Mapping[str, Any], expanded: bool) -> dict[str, Any]:
+        out = {"uuid": stream["uuid"], "time": iso(from_ms(stream["time"])),
+               "durationMs": stream["durationMs"]}  # fmt: skip
+        if stream.get("isGap"):
+            out["isGap"] = True
+            return out
+        out["projectUuid"] = stream["projectUuid"]
+        if expanded:
+            for key in ("applications", "baseDocuments", "titles"):
+                out[key] = stream[key]
+        return out
+
+    async def substreams(
+        self, user: str, params: Mapping[str, Any], zone: ZoneInfo
+    ) -> list[dict[str, Any]]:
+        start, end = self.range(params, zone)
+        start_ms, end_ms = to_ms(start), to_ms(end)
+        found = [
+            s
+            for day in await self.days(user, local_days(start, end, zone), zone)
+            for s in day["substreams"]
+            if start_ms <= s["time"] <= end_ms and s["durationMs"] >= params.get("minDuration", 0)
+        ]
+        found.sort(key=lambda s: s["time"], reverse=params.get("sort") == "time DESC")
+        page = found[params.get("offset", 0) :][: params.get("limit", 1000)]
+        return [{**s, "time": iso(from_ms(s["time"]))} for s in page]
+
+    # --- corrections --------------------------------------------------------
+
+    async def correct(
+        self, user: str, stream_uuid: str, project: str | None, zone: ZoneInfo
+    ) -> int:
+        """Re-attribute every snapshot of a stream; returns how many changed."""
+        start_ms = uuid7_ms(stream_uuid)
+        if start_ms is None:
+            raise NotFound("Stream not found")
+        day = from_ms(start_ms).astimezone(zone).date()
+        span = day_span_ms(day, zone)
+        streams = make_streams(user, await self._activities(user, [span]), self.thresholds)
+        stream = next((s for s in streams if s.uuid == stream_uuid), None)
+        if stream is None:
+            raise NotFound("Stream not found")
+        projects, _, _ = await self._activity.rules(user)
+        if project is not None and project not in projects:
+            raise Invalid(
+                "projectUuid must be one of your projects", {"projectUuid": ["Unknown project."]}
+            )
+        # Revisions must sort in the order they were made, across workers and
+        # within a millisecond: a per-user counter, zero-padded.
+        rev = f"{await self._redis().incr(f'{{sa}}:rev:{user}'):012d}"
+        points = []
+        changed = [a for a in stream.activities if a.project != project]
+        for act in changed:
+            for owner, sign in ((act.project, -1), (project, 1)):
+                points.append(
+                    Point("activity")
+                    .tag("user", user)
+                    .tag("project", owner or NONE)
+                    .tag("category", act.category or NONE)
+                    .tag("application", act.application or NONE)
+                    .tag("rev", rev)
+                    .field("duration_ms", sign * act.duration)
+                    .field("document", act.document or "")
+                    .field("title", act.title)
+                    .field("process", act.process)
+                    .field("reason", CORRECTED if sign > 0 else "reversed by correction")
+                    .time(act.start * 1_000_000)
+                )
+        await self._writer.write(points)
+        await self._activity.after_ingest(user, {}, {a.start // DAY_MS for a in changed})
+        keys = features(
+            [a.document for a in stream.activities],
+            [application_name(a.process) for a in stream.activities],
+            [a.title for a in stream.activities],
+        )
+        await self._learning.learn(user, keys, project)
+        LOG.info("stream %s corrected: %d snapshots", stream_uuid, len(changed))
+        return len(changed)

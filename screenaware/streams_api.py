@@ -1,0 +1,127 @@
+"""Resources of streams, substreams, corrections and learned associations."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import falcon
+import falcon.asgi
+
+from schemas.activity import (
+    AssociationSchema,
+    StreamProjectSchema,
+    StreamSchema,
+    StreamsQuerySchema,
+    SubstreamSchema,
+    SubstreamsQuerySchema,
+)
+from screenaware.learning import LearningStore
+from screenaware.projects import ProjectStore
+from screenaware.streams import StreamService
+from screenaware.validation import load_body, load_query
+
+_streams = StreamSchema(many=True)
+_substreams = SubstreamSchema(many=True)
+_associations = AssociationSchema(many=True)
+
+
+def _user(req: falcon.asgi.Request) -> str:
+    return str(req.context.principal.uuid)
+
+
+class _Zoned:
+    """Resolves the zone: ``tz``, else the user's, else the configured default."""
+
+    def __init__(self, service: StreamService, default_zone: str) -> None:
+        self._service = service
+        self._default_zone = default_zone
+
+    def zone(self, req: falcon.asgi.Request, tz: str | None) -> ZoneInfo:
+        return ZoneInfo(tz or req.context.principal.timezone or self._default_zone)
+
+
+class StreamsResource(_Zoned):
+    """``GET /api/streams``."""
+
+    auth_roles = {"GET": "user"}
+
+    @load_query(StreamsQuerySchema())
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        params = req.context.query
+        found = await self._service.streams(_user(req), params, self.zone(req, params.get("tz")))
+        if isinstance(found, dict):
+            resp.media = {day: _streams.dump(items) for day, items in found.items()}
+        else:
+            resp.media = _streams.dump(found)
+
+
+class SubstreamsResource(_Zoned):
+    """``GET /api/substreams``."""
+
+    auth_roles = {"GET": "user"}
+
+    @load_query(SubstreamsQuerySchema())
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        params = req.context.query
+        zone = self.zone(req, params.get("tz"))
+        resp.media = _substreams.dump(await self._service.substreams(_user(req), params, zone))
+
+
+class StreamProjectResource(_Zoned):
+    """``PUT /api/stream/{uuid}/project`` (and ``/api/streams/{uuid}/project``)."""
+
+    auth_roles = {"PUT": "user"}
+
+    @load_body(StreamProjectSchema())
+    async def on_put(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, stream_uuid: str
+    ) -> None:
+        project = req.context.body["projectUuid"]
+        await self._service.correct(
+            _user(req),
+            stream_uuid,
+            None if project is None else str(project),
+            self.zone(req, req.get_param("tz")),
+        )
+        resp.media = {"ok": True}
+
+
+class AssociationsResource:
+    """``GET/DELETE /api/projects/{id}/associations``: what corrections taught."""
+
+    auth_roles = {"GET": "user", "DELETE": "user"}
+
+    def __init__(self, learning: LearningStore, projects: ProjectStore) -> None:
+        self._learning = learning
+        self._projects = projects
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
+    ) -> None:
+        await self._projects.project(_user(req), project_id)  # 404 unless the caller's
+        resp.media = _associations.dump(await self._learning.for_project(_user(req), project_id))
+
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
+    ) -> None:
+        await self._projects.project(_user(req), project_id)
+        forgotten = await self._learning.forget_project(_user(req), project_id)
+        resp.media = {"ok": True, "forgotten": forgotten}
+
+
+def mount(
+    app: falcon.asgi.App,
+    service: StreamService,
+    learning: LearningStore,
+    projects: ProjectStore,
+    default_zone: str,
+) -> None:
+    """Add the stream routes to ``app``."""
+    app.add_route("/api/streams", StreamsResource(service, default_zone))
+    app.add_route("/api/substreams", SubstreamsResource(service, default_zone))
+    correction = StreamProjectResource(service, default_zone)
+    app.add_route("/api/stream/{stream_uuid}/project", correction)
+    app.add_route("/api/streams/{stream_uuid}/project", correction)
+    app.add_route(
+        "/api/projects/{project_id}/associations", AssociationsResource(learning, projects)
+    )
