@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 from influxdb_client import Point
 
 from screenaware.batching import Coalescer
@@ -157,7 +158,7 @@ class InfluxClient:
             resp = await self._request("POST", "/query", data=query)
         if resp.status_code >= 400:
             raise QueryFailed(_error_text(resp))
-        result = resp.json()["results"][0]
+        result = orjson.loads(resp.content)["results"][0]
         if "error" in result:
             raise QueryFailed(result["error"])
         return [

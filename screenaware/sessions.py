@@ -21,16 +21,16 @@ import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from screenaware.ids import stable_id
 
 CORRECTED = "corrected by user"
 
 
-@dataclass(frozen=True)
-class Activity:
-    """One snapshot's activity, with corrections applied."""
+class Activity(NamedTuple):
+    """One snapshot's activity, with corrections applied (a tuple: a month of them
+    is built per cold query, and tuples are the cheapest to build)."""
 
     start: int  # Unix ms
     duration: int  # ms
@@ -108,39 +108,53 @@ class Stream:
 
 def make_substreams(user: str, activities: Sequence[Activity], join_gap: int) -> list[Substream]:
     """Split time-ordered activity into substreams."""
-    groups: list[list[Activity]] = []
-    for act in activities:
-        last = groups[-1][-1] if groups else None
-        if (
-            last is not None
-            and (act.application, act.document) == (last.application, last.document)
-            and act.start - last.end <= join_gap
-        ):
-            groups[-1].append(act)
-        else:
-            groups.append([act])
-    out = []
-    for group in groups:
-        project = _most_time((a.project, a.duration) for a in group)
-        reason = next((a.reason for a in group if a.project == project), None)
-        titles: Counter[str] = Counter()
+    out: list[Substream] = []
+    group: list[Activity] = []
+
+    def close() -> None:
+        projects: dict[str | None, int] = {}
+        categories: dict[str | None, int] = {}
+        titles: dict[str, int] = {}
+        end = 0
         for a in group:
+            projects[a.project] = projects.get(a.project, 0) + a.duration
+            categories[a.category] = categories.get(a.category, 0) + a.duration
             if a.title:
-                titles[a.title] += a.duration
+                titles[a.title] = titles.get(a.title, 0) + a.duration
+            end = max(end, a.start + a.duration)
+        # Most time wins; ties go to the one seen first (dicts keep that order).
+        project = max(projects, key=projects.__getitem__)
+        first = group[0]
         out.append(
             Substream(
-                uuid=stable_id(user, "substream", group[0].start),
-                start=group[0].start,
-                end=max(a.end for a in group),
-                duration=sum(a.duration for a in group),
+                uuid=stable_id(user, "substream", first.start),
+                start=first.start,
+                end=end,
+                duration=sum(projects.values()),
                 project=project,
-                category=_most_time((a.category, a.duration) for a in group),
-                application=group[0].application,
-                document=group[0].document,
-                reason=reason,
-                titles=dict(titles.most_common(5)),
+                category=max(categories, key=categories.__getitem__),
+                application=first.application,
+                document=first.document,
+                reason=next(a.reason for a in group if a.project == project),
+                titles=dict(Counter(titles).most_common(5)),
             )
         )
+
+    last: Activity | None = None
+    for act in activities:
+        if (
+            last is None
+            or act.application != last.application
+            or act.document != last.document
+            or act.start - (last.start + last.duration) > join_gap
+        ):
+            if group:
+                close()
+            group = []
+        group.append(act)
+        last = act
+    if group:
+        close()
     return out
 
 
@@ -252,35 +266,68 @@ def summarize(stream: Stream) -> dict[str, Any]:
 
 
 def resolve(rows: Iterable[Mapping[str, Any]]) -> list[Activity]:
-    """Activity from raw ``activity`` rows, corrections applied.
+    """Activity from raw ``activity`` rows (dicts), corrections applied.
+
+    See :func:`resolve_values`; this form is for rows already turned into dicts.
+    """
+    columns = list(ROW_COLUMNS)
+    values = [[row.get(c) for c in columns] for row in rows]
+    values.sort(key=lambda v: int(v[0] or 0))
+    return resolve_values(columns, values)
+
+
+ROW_COLUMNS = (
+    "time", "duration_ms", "document", "title", "reason", "process",
+    "project", "category", "application", "rev",
+)  # fmt: skip
+
+
+def resolve_values(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> list[Activity]:
+    """Activity from an InfluxDB answer's time-ordered values, corrections applied.
 
     At one instant there is the original entry (no ``rev``) and, per correction,
     a reversing and a new entry tagged with that correction's ``rev``. The entry
-    with a positive duration and the newest ``rev`` names the project now.
+    with a positive duration and the newest ``rev`` names the project now. Rows
+    come sorted by time, so one pass suffices (a month is ~100k rows).
     """
-    by_time: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_time[int(row["time"])].append(row)
-    out = []
-    for time_ns, entries in sorted(by_time.items()):
-        originals = [e for e in entries if not e.get("rev")]
-        if not originals:
-            continue
-        base = originals[0]
-        corrections = [e for e in entries if e.get("rev") and (e.get("duration_ms") or 0) > 0]
-        latest = max(corrections, key=lambda e: str(e["rev"])) if corrections else None
-        project = (latest or base).get("project")
+    ix = {name: index for index, name in enumerate(columns)}
+    t, dur, rev, proj = ix["time"], ix["duration_ms"], ix["rev"], ix["project"]
+    cat, app, doc = ix.get("category"), ix.get("application"), ix.get("document")
+    title_i, reason_i, process_i = ix.get("title"), ix.get("reason"), ix.get("process")
+
+    out: list[Activity] = []
+    n, i = len(values), 0
+    while i < n:
+        base = values[i]
+        time_ns = base[t]
+        j = i + 1
+        if j < n and values[j][t] == time_ns or base[rev]:
+            # Several entries at this instant: an original and corrections.
+            while j < n and values[j][t] == time_ns:
+                j += 1
+            group = values[i:j]
+            originals = [row for row in group if not row[rev]]
+            corrections = [row for row in group if row[rev] and (row[dur] or 0) > 0]
+            i = j
+            if not originals:
+                continue
+            base = originals[0]
+            latest = max(corrections, key=lambda row: str(row[rev])) if corrections else None
+        else:
+            latest = None
+            i = j
+        project = (latest or base)[proj]
         out.append(
             Activity(
-                start=time_ns // 1_000_000,
-                duration=int(base.get("duration_ms") or 0),
-                project=None if project in (None, "", "none") else str(project),
-                category=_tag(base.get("category")),
-                application=_tag(base.get("application")),
-                document=base.get("document") or None,
-                title=base.get("title") or "",
-                reason=CORRECTED if latest else (base.get("reason") or None),
-                process=base.get("process") or "",
+                int(time_ns) // 1_000_000,
+                int(base[dur] or 0),
+                None if project in (None, "", "none") else project,
+                _tag(base[cat]) if cat is not None else None,
+                _tag(base[app]) if app is not None else None,
+                (base[doc] or None) if doc is not None else None,
+                (base[title_i] or "") if title_i is not None else "",
+                CORRECTED if latest else ((base[reason_i] or None) if reason_i is not None else None),
+                (base[process_i] or "") if process_i is not None else "",
             )
         )
     return out

@@ -2,8 +2,10 @@
 
 A day is sessionised from one InfluxDB query and cached in Redis under the write
 counters of the UTC days it overlaps (the same counters /times uses), so a write
-or a correction touching a day recomputes that day only. Missing days of one
-call are fetched together in one query.
+or a correction touching a day recomputes that day only. The missing days of one
+call are queried concurrently (a few at a time), each sessionised as it arrives;
+a day's streams and its substreams are cached apart, so each endpoint reads only
+what it answers.
 
 A correction (``PUT /api/stream/{uuid}/project``) appends to ``activity``, for
 every snapshot of the stream, a reversing entry (negative ``duration_ms``, old
@@ -14,15 +16,16 @@ features to the learning store.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import redis.asyncio as aioredis
 
 from screenaware.activity import DAY_MS, ActivityStore
@@ -37,7 +40,7 @@ from screenaware.sessions import (
     Thresholds,
     gap_streams,
     make_streams,
-    resolve,
+    resolve_values,
     summarize,
 )
 from screenaware.timeutil import day_bounds, from_ms, iso, to_ms
@@ -47,7 +50,10 @@ LOG = logging.getLogger(__name__)
 DAY_CACHE_TTL = 7 * 86_400
 MAX_DAYS = 400
 
-DayData = dict[str, Any]
+DAY_QUERIES_AT_ONCE = 4
+DAY_COLUMNS = (
+    '"duration_ms", "document", "title", "reason", "project", "category", "application", "rev"'
+)
 
 
 def local_days(start: dt.datetime, end: dt.datetime, zone: ZoneInfo) -> list[dt.date]:
@@ -109,25 +115,36 @@ class StreamService:
 
     # --- days ---------------------------------------------------------------
 
-    async def _activities(self, user: str, spans: Sequence[tuple[int, int]]) -> list[Activity]:
-        first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    async def _activities(
+        self, user: str, span: tuple[int, int], *, for_correction: bool = False
+    ) -> list[Activity]:
+        """One query: the activity of ``[start, end)`` ms, corrections applied."""
+        # The process name is needed only to learn from a correction.
+        columns = DAY_COLUMNS + (', "process"' if for_correction else "")
         series = await self._influx.query(
-            'SELECT "duration_ms", "document", "title", "reason", "process", "project", '
-            '"category", "application", "rev" FROM "activity" '
+            f'SELECT {columns} FROM "activity" '  # noqa: S608 - constants only
             'WHERE "user" = $user AND time >= $start AND time < $end',
-            {"user": user, "start": first * 1_000_000, "end": last * 1_000_000},
+            {"user": user, "start": span[0] * 1_000_000, "end": span[1] * 1_000_000},
         )
-        return resolve(row for s in series for row in s.rows())
+        # Without GROUP BY, InfluxDB merges all series into one, time-ordered.
+        return [a for s in series for a in resolve_values(s.columns, s.values)]
 
-    def _sessionise(self, user: str, activities: Sequence[Activity]) -> DayData:
+    async def _sessionise_day(
+        self, user: str, span: tuple[int, int], gate: asyncio.Semaphore
+    ) -> dict[str, list[dict[str, Any]]]:
+        async with gate:
+            activities = await self._activities(user, span)
         streams = make_streams(user, activities, self.thresholds)
         return {
             "streams": [summarize(s) for s in streams],
             "substreams": [sub.public() for s in streams for sub in s.substreams],
         }
 
-    async def days(self, user: str, days: Sequence[dt.date], zone: ZoneInfo) -> list[DayData]:
-        """The sessionised days, from the cache where no write touched them since."""
+    async def days(
+        self, user: str, days: Sequence[dt.date], zone: ZoneInfo, part: str
+    ) -> list[list[dict[str, Any]]]:
+        """One part (``streams`` or ``substreams``) of each sessionised day, from the
+        cache where no write touched the day since."""
         spans = [day_span_ms(day, zone) for day in days]
         utc_days = sorted({d for s, e in spans for d in range(s // DAY_MS, (e - 1) // DAY_MS + 1)})
         counters = dict(zip(utc_days, await self._activity.counters(user, utc_days), strict=True))
@@ -136,29 +153,26 @@ class StreamService:
             self.thresholds.interruption,
             self.thresholds.idle_gap,
         ]
-        keys = []
+        bases = []
         for (start, end), day in zip(spans, days, strict=True):
             stamp = [counters[d] for d in range(start // DAY_MS, (end - 1) // DAY_MS + 1)]
             digest = hashlib.sha256(json.dumps([settings, stamp]).encode()).hexdigest()[:24]
-            keys.append(f"{{sa}}:sess:{user}:{zone.key}:{day.isoformat()}:{digest}")
-        cached = await self._redis().mget(keys)
-        out: list[DayData | None] = [None if c is None else json.loads(c) for c in cached]
+            bases.append(f"{{sa}}:sess:{user}:{zone.key}:{day.isoformat()}:{digest}")
+        cached = await self._redis().mget([f"{base}:{part}" for base in bases])
+        out = [None if c is None else orjson.loads(c) for c in cached]
         missing = [i for i, c in enumerate(out) if c is None]
         if missing:
-            # One query for every missing day of this call.
-            activities = await self._activities(user, [spans[i] for i in missing])
-            by_day: dict[int, list[Activity]] = defaultdict(list)
-            for act in activities:
-                for i in missing:
-                    if spans[i][0] <= act.start < spans[i][1]:
-                        by_day[i].append(act)
-                        break
+            gate = asyncio.Semaphore(DAY_QUERIES_AT_ONCE)
+            computed = await asyncio.gather(
+                *(self._sessionise_day(user, spans[i], gate) for i in missing)
+            )
             async with self._redis().pipeline(transaction=False) as pipe:
-                for i in missing:
-                    out[i] = self._sessionise(user, by_day[i])
-                    pipe.set(keys[i], json.dumps(out[i]), ex=DAY_CACHE_TTL)
+                for i, data in zip(missing, computed, strict=True):
+                    out[i] = data[part]
+                    for name, value in data.items():
+                        pipe.set(f"{bases[i]}:{name}", orjson.dumps(value), ex=DAY_CACHE_TTL)
                 await pipe.execute()
-        return [d for d in out if d is not None]
+        return [d or [] for d in out]
 
     # --- reading ------------------------------------------------------------
 
@@ -169,8 +183,8 @@ class StreamService:
         start_ms, end_ms = to_ms(start), to_ms(end)
         found = [
             s
-            for day in await self.days(user, local_days(start, end, zone), zone)
-            for s in day["streams"]
+            for day in await self.days(user, local_days(start, end, zone), zone, "streams")
+            for s in day
             if start_ms <= s["time"] <= end_ms
         ]
         if params.get("projectUuid"):
@@ -213,8 +227,8 @@ class StreamService:
         start_ms, end_ms = to_ms(start), to_ms(end)
         found = [
             s
-            for day in await self.days(user, local_days(start, end, zone), zone)
-            for s in day["substreams"]
+            for day in await self.days(user, local_days(start, end, zone), zone, "substreams")
+            for s in day
             if start_ms <= s["time"] <= end_ms and s["durationMs"] >= params.get("minDuration", 0)
         ]
         found.sort(key=lambda s: s["time"], reverse=params.get("sort") == "time DESC")
@@ -232,7 +246,8 @@ class StreamService:
             raise NotFound("Stream not found")
         day = from_ms(start_ms).astimezone(zone).date()
         span = day_span_ms(day, zone)
-        streams = make_streams(user, await self._activities(user, [span]), self.thresholds)
+        activities = await self._activities(user, span, for_correction=True)
+        streams = make_streams(user, activities, self.thresholds)
         stream = next((s for s in streams if s.uuid == stream_uuid), None)
         if stream is None:
             raise NotFound("Stream not found")

@@ -317,52 +317,64 @@ def bench_snapshots(args: argparse.Namespace) -> None:
     print(f"group commit: {points} requests in {writes} InfluxDB writes")
 
 
-def bench_times(args: argparse.Namespace) -> None:
-    days, per_day = 30, 8 * 360  # 8 hours of 10-second snapshots a day
+DAYS, PER_DAY = 30, 8 * 360  # 8 hours of 10-second snapshots a day
+
+
+def load_month(s: Stack, headers: dict[str, str]) -> tuple[dt.datetime, float]:
+    """The times/streams data set: 30 days x 8 h of 10 s snapshots, through the API.
+
+    Returns the first day (08:00 UTC) and the seconds the load took.
+    """
+    days, per_day = DAYS, PER_DAY
     apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
+    first_day = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    first_day -= dt.timedelta(days=days)
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        for day in range(days):
+            for i in range(per_day):
+                end = first_day + dt.timedelta(days=day, seconds=10 * (i + 1))
+                app = apps[(i // 30) % len(apps)]
+                batch.append(
+                    {
+                        "timeTaken": end.isoformat().replace("+00:00", "Z"),
+                        "windows": [
+                            {
+                                "processName": f"{app}.exe",
+                                "title": f"{app} work",
+                                "isFocused": True,
+                            }
+                        ],
+                    }
+                )
+                if len(batch) == 1000:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    async def load() -> float:
+        started = time.perf_counter()
+        queue = list(batches())
+        async with httpx.AsyncClient(base_url=s.url, headers=headers, timeout=60) as client:
+
+            async def worker() -> None:
+                while queue:
+                    resp = await client.post("/api/snapshots", json=queue.pop())
+                    resp.raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(4)))
+        return time.perf_counter() - started
+
+    return first_day, asyncio.run(load())
+
+
+def bench_times(args: argparse.Namespace) -> None:
+    days, per_day = DAYS, PER_DAY
     with stack(args.workers) as s:
         headers = login(s.url)
-        first_day = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
-        first_day -= dt.timedelta(days=days)
-
-        def batches() -> Iterator[list[dict[str, Any]]]:
-            batch: list[dict[str, Any]] = []
-            for day in range(days):
-                for i in range(per_day):
-                    end = first_day + dt.timedelta(days=day, seconds=10 * (i + 1))
-                    app = apps[(i // 30) % len(apps)]
-                    batch.append(
-                        {
-                            "timeTaken": end.isoformat().replace("+00:00", "Z"),
-                            "windows": [
-                                {
-                                    "processName": f"{app}.exe",
-                                    "title": f"{app} work",
-                                    "isFocused": True,
-                                }
-                            ],
-                        }
-                    )
-                    if len(batch) == 1000:
-                        yield batch
-                        batch = []
-            if batch:
-                yield batch
-
-        async def load() -> float:
-            started = time.perf_counter()
-            queue = list(batches())
-            async with httpx.AsyncClient(base_url=s.url, headers=headers, timeout=60) as client:
-
-                async def worker() -> None:
-                    while queue:
-                        resp = await client.post("/api/snapshots", json=queue.pop())
-                        resp.raise_for_status()
-
-                await asyncio.gather(*(worker() for _ in range(4)))
-            return time.perf_counter() - started
-
-        elapsed = asyncio.run(load())
+        first_day, elapsed = load_month(s, headers)
         total = days * per_day
         stored = s.influx_count("activity")
         params = {
@@ -400,6 +412,53 @@ def bench_times(args: argparse.Namespace) -> None:
           f"{statistics.median(cold):.1f} ms |")  # fmt: skip
     print(f"| same, cached (p50 of 5) | {statistics.median(cached):.1f} ms |")
     print(f"\nactivities stored: {stored:,}")
+
+
+def bench_streams(args: argparse.Namespace) -> None:
+    with stack(args.workers) as s:
+        headers = login(s.url)
+        # Projects by keyword, so the month has several projects and real streams.
+        for name in ("code", "chrome", "slack"):
+            httpx.post(
+                f"{s.url}/api/projects", json={"name": name, "keywords": [name]}, headers=headers
+            ).raise_for_status()
+        first_day, _ = load_month(s, headers)
+        client = redis.Redis.from_url(s.redis_url)
+        http = httpx.Client(base_url=s.url, headers=headers, timeout=60)
+        http.get("/api/streams", params={"tz": "UTC"}).raise_for_status()
+        last = first_day + dt.timedelta(days=DAYS - 1)
+        ranges = {
+            "one day": (last.replace(hour=0), last.replace(hour=23, minute=59, second=59)),
+            "30 days": (first_day.replace(hour=0), last.replace(hour=23, minute=59, second=59)),
+        }
+        rows = []
+        for name, (start, end) in ranges.items():
+            params = {
+                "start": start.isoformat().replace("+00:00", "Z"),
+                "end": end.isoformat().replace("+00:00", "Z"),
+                "tz": "UTC",
+            }
+
+            def timed(params: dict[str, str] = params) -> tuple[float, int]:
+                started = time.perf_counter()
+                resp = http.get("/api/streams", params=params)
+                resp.raise_for_status()
+                return (time.perf_counter() - started) * 1000, len(resp.json())
+
+            cold = []
+            for _ in range(5):
+                for key in client.scan_iter("{sa}:sess:*"):
+                    client.delete(key)
+                cold.append(timed()[0])
+            cached = [timed() for _ in range(5)]
+            rows.append((name, statistics.median(cold), statistics.median(c for c, _ in cached),
+                         cached[0][1]))  # fmt: skip
+        s.stop_service()
+    print(f"\nGET /api/streams on {DAYS} days x 8 h of 10 s snapshots (one user)\n")
+    print("| range | streams | cold p50 ms | cached p50 ms |")
+    print("|---|---:|---:|---:|")
+    for name, cold_ms, cached_ms, count in rows:
+        print(f"| {name} | {count} | {cold_ms:.1f} | {cached_ms:.1f} |")
 
 
 LOG_LUA = r"""
@@ -481,6 +540,8 @@ def main() -> None:
     snaps.set_defaults(func=bench_snapshots)
     tm = sub.add_parser("times", help="load 30 days, then time GET /api/times cold and cached")
     tm.set_defaults(func=bench_times)
+    sm = sub.add_parser("streams", help="load 30 days, then time GET /api/streams")
+    sm.set_defaults(func=bench_streams)
     lg = sub.add_parser("logs", help="POST /api/logs in arrays of 100; grouped query on 1M")
     lg.add_argument("--seconds", type=int, default=10)
     lg.set_defaults(func=bench_logs)

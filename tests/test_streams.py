@@ -273,13 +273,13 @@ async def test_days_are_cached_until_written(
 ) -> None:
     await get(api, day, "/api/streams", **DAY)
     keys = redis_client.keys("{sa}:sess:*")
-    assert len(keys) == 1
+    assert len(keys) == 2  # the day's streams and its substreams
     await get(api, day, "/api/substreams", **DAY)
     assert redis_client.keys("{sa}:sess:*") == keys  # served from the cache
     await post(api, day, snaps(at(20, 0), 1, "code", "influxdb"))
     streams = await get(api, day, "/api/streams", **DAY)
     assert len(streams) == 4
-    assert len(redis_client.keys("{sa}:sess:*")) == 2  # a new entry for the new state
+    assert len(redis_client.keys("{sa}:sess:*")) == 4  # new entries for the new state
 
 
 async def test_parameters_are_validated(api: Api, day: dict[str, str]) -> None:
