@@ -301,7 +301,7 @@ def resolve_values(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> l
         base = values[i]
         time_ns = base[t]
         j = i + 1
-        if j < n and values[j][t] == time_ns or base[rev]:
+        if (j < n and values[j][t] == time_ns) or base[rev]:
             # Several entries at this instant: an original and corrections.
             while j < n and values[j][t] == time_ns:
                 j += 1
@@ -317,6 +317,7 @@ def resolve_values(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> l
             latest = None
             i = j
         project = (latest or base)[proj]
+        reason = (base[reason_i] or None) if reason_i is not None else None
         out.append(
             Activity(
                 int(time_ns) // 1_000_000,
@@ -326,7 +327,7 @@ def resolve_values(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> l
                 _tag(base[app]) if app is not None else None,
                 (base[doc] or None) if doc is not None else None,
                 (base[title_i] or "") if title_i is not None else "",
-                CORRECTED if latest else ((base[reason_i] or None) if reason_i is not None else None),
+                CORRECTED if latest else reason,
                 (base[process_i] or "") if process_i is not None else "",
             )
         )
