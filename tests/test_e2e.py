@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import signal
 import time
@@ -177,3 +178,62 @@ async def test_identity_is_shared_by_both_workers(config: Config, tmp_path: Path
 
         counts = await asyncio.gather(*(login_and_use() for _ in range(20)))
         assert counts == [1] * 20
+
+
+async def test_activity_end_to_end_over_two_workers(config: Config, tmp_path: Path) -> None:
+    # Snapshots through one worker, /times and /streams through the other, a correction,
+    # and the caches of both workers agree (all state is in Redis and InfluxDB).
+    cfg = config.replace(admin_email="root@example.org", admin_password="root-password")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    with run_service(cfg, tmp_path, workers=2) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            token = (
+                await http.post(
+                    "/api/auth/local",
+                    json={"email": "root@example.org", "password": "root-password"},
+                )
+            ).json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            project = {"name": "influx", "keywords": ["influxdb"]}
+            assert (await http.post("/api/projects", json=project, headers=auth)).status_code == 201
+            batch = [
+                {
+                    "timeTaken": (now + dt.timedelta(seconds=10 * (i + 1))).isoformat(),
+                    "windows": [{"processName": "code", "title": "influxdb", "isFocused": True}],
+                }
+                for i in range(60)
+            ]
+
+            async def post(part: list) -> None:
+                async with httpx.AsyncClient(base_url=svc.url, timeout=30) as fresh:
+                    resp = await fresh.post("/api/snapshots", json=part, headers=auth)
+                    assert resp.status_code == 200, resp.text
+
+            await asyncio.gather(*(post(batch[i : i + 10]) for i in range(0, 60, 10)))
+            span = {
+                "start": (now - dt.timedelta(minutes=1)).isoformat(),
+                "end": (now + dt.timedelta(minutes=20)).isoformat(),
+                "tz": "UTC",
+            }
+            for _ in range(4):  # fresh connections: both workers answer
+                async with httpx.AsyncClient(base_url=svc.url, timeout=30) as fresh:
+                    times = (await fresh.get("/api/times", params=span, headers=auth)).json()
+                    assert times["sum"] == 600_000
+                    streams = (await fresh.get("/api/streams", params=span, headers=auth)).json()
+                    assert [s["durationMs"] for s in streams] == [600_000]
+            resp = await http.put(
+                f"/api/stream/{streams[0]['uuid']}/project",
+                json={"projectUuid": None},
+                headers=auth,
+            )
+            assert resp.status_code == 200
+            for _ in range(4):
+                async with httpx.AsyncClient(base_url=svc.url, timeout=30) as fresh:
+                    grouped = (
+                        await fresh.get(
+                            "/api/times", params={**span, "groupBy": "projectUuid"}, headers=auth
+                        )
+                    ).json()
+                    assert grouped["grouped"]["none"]["sum"] == 600_000
+                    streams = (await fresh.get("/api/streams", params=span, headers=auth)).json()
+                    assert streams[0]["projectUuid"] is None
