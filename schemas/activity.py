@@ -13,8 +13,16 @@ GROUP_BY = ("projectUuid", "categoryUuid", "applicationUuid")
 RESOLUTIONS = ("hour", "day", "week", "month")
 
 
+# InfluxDB stores nanoseconds in 64 bits (1677-2262): keep times well inside.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+
 def _time() -> fields.AwareDateTime:
-    return fields.AwareDateTime(default_timezone=dt.UTC)
+    return fields.AwareDateTime(
+        default_timezone=dt.UTC,
+        validate=validate.Range(min=EARLIEST, max=LATEST, error="Must be between 1970 and 2200."),
+    )
 
 
 def _share() -> fields.Float:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from marshmallow import Schema, fields, validate
 
+from schemas.activity import LATEST, _time
 from schemas.identity import _Lenient
 
 LEVELS = ("nothing", "error", "warn", "info", "debug", "trace")
@@ -17,12 +16,13 @@ SEMVER = (
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 TYPE = r"^[A-Za-z0-9_]{1,128}$"
+LATEST_MS = int(LATEST.timestamp() * 1000)
 # A tag value: no tab, CR or LF, and no trailing backslash (line protocol cannot carry them).
 TAG_SAFE = r"^[^\t\r\n]*[^\t\r\n\\]$"
 
 
 class LogDataSchema(_Lenient):
-    time = fields.Integer(strict=True, validate=validate.Range(min=0, max=2**53))
+    time = fields.Integer(strict=True, validate=validate.Range(min=0, max=LATEST_MS))
     origin = fields.String(
         required=True,
         validate=[validate.Length(min=1, max=128), validate.Regexp(TAG_SAFE)],
@@ -62,10 +62,6 @@ class LogPointSchema(Schema):
     version = fields.String()
     messageNumeric = fields.Float()
     messageBool = fields.Boolean()
-
-
-def _time() -> fields.AwareDateTime:
-    return fields.AwareDateTime(default_timezone=dt.UTC)
 
 
 class LogRangeSchema(_Lenient):

@@ -19,6 +19,7 @@ from screenaware.activity_api import mount as mount_activity
 from screenaware.auth import AuthMiddleware
 from screenaware.backends import Backends, Lifespan
 from screenaware.config import Config
+from screenaware.docs import DocsResource, OpenAPIResource
 from screenaware.health import HealthResource
 from screenaware.identity import mount as mount_identity
 from screenaware.influx import UniqueClock
@@ -202,4 +203,6 @@ def create_app(
         config.log_batch_max,
     )
     app.add_route("/.well-known/health", HealthResource(backends))
+    app.add_route("/api/openapi.json", OpenAPIResource())
+    app.add_route("/api/docs", DocsResource())
     return app
