@@ -1,0 +1,329 @@
+"""Faults with real processes: dead and slow InfluxDB, a Redis crash, a killed worker.
+
+Each test gets its own influxd and redis-server (they are killed here), and the
+real gunicorn in front of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from screenaware.config import Config
+from screenaware.localservers import Server, free_port, start_influxd, start_redis
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY
+from tests.service import Service, run_service
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Stack:
+    base: Path
+    influx_port: int
+    redis_port: int
+    influxd: Server
+    redis: Server
+    config: Config
+
+    def kill_influxd(self) -> None:
+        self.influxd.proc.kill()
+        self.influxd.proc.wait()
+
+    def start_influxd(self) -> None:
+        self.influxd = start_influxd(self.base / "influxdb", self.influx_port)
+
+    def kill_redis(self) -> None:
+        self.redis.proc.kill()
+        self.redis.proc.wait()
+
+    def start_redis(self) -> None:
+        self.redis = start_redis(self.base / "redis", self.redis_port)
+
+    def count(self, measurement: str) -> int:
+        resp = httpx.get(
+            f"http://127.0.0.1:{self.influx_port}/query",
+            params={"db": self.config.influx_db, "q": f'SELECT count(*) FROM "{measurement}"'},
+        ).json()["results"][0]
+        return max(resp["series"][0]["values"][0][1:]) if "series" in resp else 0
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    influx_port, redis_port = free_port(), free_port()
+    s = Stack(
+        tmp_path,
+        influx_port,
+        redis_port,
+        start_influxd(tmp_path / "influxdb", influx_port),
+        start_redis(tmp_path / "redis", redis_port),
+        Config.load(
+            environ={},
+            influx_url=f"http://127.0.0.1:{influx_port}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            secret_key=SECRET_KEY,
+            admin_email=ADMIN_EMAIL,
+            admin_password=ADMIN_PASSWORD,
+            data_dir=str(tmp_path / "var"),
+            influx_timeout=2,
+            retry_after=3,
+        ),
+    )
+    yield s
+    for server in (s.influxd, s.redis):
+        if server.proc.poll() is None:
+            server.stop()
+
+
+def setup_clients(url: str) -> tuple[str, dict[str, str]]:
+    device = httpx.post(
+        f"{url}/api/devices", json={"name": "load"}, headers={"Authorization": SECRET_KEY}
+    ).json()["token"]
+    token = httpx.post(
+        f"{url}/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    ).json()["token"]
+    return device, {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Tally:
+    beats: int = 0
+    snapshots: int = 0
+    unavailable: int = 0
+    retry_after: bool = True
+    other: int = 0
+    broken: int = 0  # connections cut (a killed worker): never acknowledged
+
+
+async def load(url: str, device: str, auth: dict[str, str], stop: asyncio.Event,
+               tally: Tally, start: dt.datetime) -> None:  # fmt: skip
+    counter = 0
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        while not stop.is_set():
+            counter += 1
+            try:
+                if counter % 2:
+                    resp = await client.post("/api/beat", headers={"Authorization": device})
+                    kind = "beats"
+                else:
+                    end = start + dt.timedelta(milliseconds=counter * 7 + id(stop) % 5)
+                    body = {"timeTaken": end.isoformat(), "durationMs": 5,
+                            "windows": [{"processName": "code", "isFocused": True}]}  # fmt: skip
+                    resp = await client.post("/api/snapshots", json=body, headers=auth)
+                    kind = "snapshots"
+            except httpx.HTTPError:
+                tally.broken += 1
+                await asyncio.sleep(0.05)
+                continue
+            if resp.status_code == 200:
+                setattr(tally, kind, getattr(tally, kind) + 1)
+            elif resp.status_code == 503:
+                tally.unavailable += 1
+                tally.retry_after &= resp.headers.get("retry-after") == "3"
+                assert resp.json()["message"]
+                await asyncio.sleep(0.05)
+            else:
+                tally.other += 1
+
+
+async def run_load(url: str, clients: int, phases: list[tuple[float, object]]) -> list[Tally]:
+    """Run ``clients`` loops through phases; each phase's action runs while its load
+    is already going (mid-request), 0.3 s in."""
+    device, auth = setup_clients(url)
+    stop = asyncio.Event()
+    tallies = []
+    start = dt.datetime(2023, 11, 14, tzinfo=dt.UTC)
+    per_phase: list[Tally] = []
+    for i, (seconds, action) in enumerate(phases):
+        tally = Tally()
+        stop = asyncio.Event()
+        base = start + dt.timedelta(hours=i)  # every phase its own snapshot times
+        tasks = [
+            asyncio.create_task(
+                load(url, device, auth, stop, tally, base + dt.timedelta(minutes=c))
+            )
+            for c in range(clients)
+        ]
+        await asyncio.sleep(0.3)
+        if action is not None:
+            await asyncio.to_thread(action)  # type: ignore[arg-type]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+        per_phase.append(tally)
+    tallies.extend(per_phase)
+    return tallies
+
+
+async def test_dead_influxdb_gives_503_then_recovers_and_loses_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    with run_service(stack.config, tmp_path, workers=2) as svc:
+        before, down, after = await run_load(
+            svc.url, 8, [(1.5, None), (2.0, stack.kill_influxd), (2.5, stack.start_influxd)]
+        )
+    assert before.beats > 0 and before.snapshots > 0 and before.unavailable == 0
+    assert down.unavailable > 0 and down.retry_after, down
+    assert after.beats > 0 and after.snapshots > 0, after  # recovered by itself
+    assert after.unavailable < down.unavailable
+    assert before.other == down.other == after.other == 0
+    acknowledged_beats = before.beats + down.beats + after.beats
+    acknowledged_snapshots = before.snapshots + down.snapshots + after.snapshots
+    # Every acknowledged write is in InfluxDB (the beats of registration included none).
+    assert stack.count("beat") >= acknowledged_beats
+    assert stack.count("activity") >= acknowledged_snapshots
+
+
+async def test_redis_crash_keeps_entities_and_the_service_recovers(
+    stack: Stack, tmp_path: Path
+) -> None:
+    with run_service(stack.config, tmp_path, workers=2) as svc:
+        device, auth = setup_clients(svc.url)
+        project = httpx.post(f"{svc.url}/api/projects", json={"name": "kept"}, headers=auth)
+        assert project.status_code == 201
+        for _ in range(5):
+            assert (
+                httpx.post(f"{svc.url}/api/beat", headers={"Authorization": device}).status_code
+                == 200
+            )
+        stats = httpx.get(f"{svc.url}/api/stats").json()
+        stack.kill_redis()
+        assert httpx.get(f"{svc.url}/api/stats").status_code == 503
+        stack.start_redis()
+        # No restart of the service: it reconnects by itself.
+        assert httpx.get(f"{svc.url}/api/projects", headers=auth).json()[0]["name"] == "kept"
+        assert (
+            httpx.post(f"{svc.url}/api/beat", headers={"Authorization": device}).status_code == 200
+        )
+        after = httpx.get(f"{svc.url}/api/stats").json()
+        assert after["total_beats"] == stats["total_beats"] + 1
+        # Even with the counters gone, rebuild-stats recomputes them from InfluxDB.
+        client = socket.create_connection(("127.0.0.1", stack.redis_port))
+        client.sendall(b"DEL {hb}:meta\r\n")
+        client.recv(64)
+        client.close()
+        env = {**os.environ, **stack.config.as_environ()}
+        subprocess.run(
+            [str(Path(sys.executable).with_name("screenaware")), "rebuild-stats", "--quiet"],
+            env=env, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        rebuilt = httpx.get(f"{svc.url}/api/stats").json()
+        assert rebuilt["total_beats"] == after["total_beats"]
+        assert rebuilt["devices"][0]["num_beats"] == after["devices"][0]["num_beats"]
+
+
+async def test_a_killed_worker_loses_no_acknowledged_write(stack: Stack, tmp_path: Path) -> None:
+    with run_service(stack.config, tmp_path, workers=2) as svc:
+        victim = svc.worker_pids()[0]
+
+        def kill() -> None:
+            os.kill(victim, signal.SIGKILL)
+
+        before, during = await run_load(svc.url, 8, [(1.0, None), (2.5, kill)])
+        assert during.beats > 0 and during.snapshots > 0  # the other worker kept serving
+        assert during.broken > 0  # connections of the killed worker were cut mid-request
+        survivors = svc.worker_pids()
+    assert victim not in survivors
+    assert stack.count("beat") >= before.beats + during.beats
+    assert stack.count("activity") >= before.snapshots + during.snapshots
+
+
+class SlowProxy:
+    """A TCP proxy on loopback that delays everything the client sends."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._delay = delay
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    delay: float) -> None:  # fmt: skip
+        try:
+            while data := await reader.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pipe(reader, up_writer, self._delay), self._pipe(up_reader, writer, 0)
+        )
+
+    def __enter__(self) -> SlowProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port), self._loop
+        ).result()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+async def test_slow_influxdb_keeps_batching_and_bounds_the_queue(
+    stack: Stack, tmp_path: Path
+) -> None:
+    with SlowProxy(stack.influx_port, delay=0.3) as proxy:
+        config = stack.config.replace(
+            influx_url=f"http://127.0.0.1:{proxy.port}", write_queue_max=20
+        )
+        with run_service(config, tmp_path, workers=1) as svc:
+            device, _ = setup_clients(svc.url)
+            durations: list[float] = []
+            codes: list[int] = []
+
+            async def one(client: httpx.AsyncClient) -> None:
+                started = time.monotonic()
+                resp = await client.post("/api/beat", headers={"Authorization": device})
+                durations.append(time.monotonic() - started)
+                codes.append(resp.status_code)
+                if resp.status_code == 503:
+                    assert resp.headers["retry-after"] == "3"
+                    assert "waiting" in resp.json()["message"]
+
+            async with httpx.AsyncClient(
+                base_url=svc.url, timeout=30, limits=httpx.Limits(max_connections=200)
+            ) as client:
+                await asyncio.gather(*(one(client) for _ in range(150)))
+            svc.proc.send_signal(signal.SIGTERM)
+            svc.proc.wait(30)
+            log = svc.log.read_text()
+    assert codes.count(200) > 0
+    assert codes.count(503) > 0, "the bounded queue never refused"
+    assert set(codes) <= {200, 503}
+    # Bounded: nothing waits much longer than a few slow writes plus the time-out.
+    assert max(durations) < 3 * config.influx_timeout + 5
+    items, calls = map(
+        int, re.search(r"influx-group-commit: (\d+) items in (\d+) calls", log).groups()
+    )
+    assert items / calls > 2, (items, calls)  # still batching behind the slow database
+    stats = httpx.get(f"http://127.0.0.1:{stack.influx_port}/ping")
+    assert stats.status_code == 204
+    assert stack.count("beat") >= codes.count(200)
