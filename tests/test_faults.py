@@ -26,7 +26,7 @@ import pytest
 from screenaware.config import Config
 from screenaware.localservers import Server, free_port, start_influxd, start_redis
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY
-from tests.service import Service, run_service
+from tests.service import run_service
 
 pytestmark = pytest.mark.e2e
 
