@@ -13,7 +13,7 @@ import falcon.asgi
 from heartbeat.resources import mount as mount_heartbeat
 from heartbeat.service import HeartbeatService, StatsBroadcaster
 from heartbeat.store import HeartbeatStore
-from screenaware import errors
+from screenaware import errors, logsetup
 from screenaware.activity import ActivityStore
 from screenaware.activity_api import mount as mount_activity
 from screenaware.auth import AuthMiddleware
@@ -27,6 +27,7 @@ from screenaware.learning import LearningStore
 from screenaware.logs import LogService
 from screenaware.logs_api import LogLimits
 from screenaware.logs_api import mount as mount_logs
+from screenaware.logsetup import AccessLog
 from screenaware.projects import ProjectStore
 from screenaware.ratelimit import Quota
 from screenaware.sessions import Thresholds
@@ -94,19 +95,6 @@ class ContentLengthLimit:
             raise errors.BodyTooLarge(limit)
 
 
-def _configure_logging(level: str) -> None:
-    # Under gunicorn nothing configures the root logger; under pytest or an
-    # embedding program it already has handlers, and those are left alone.
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=level.upper(),
-            format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
-        )
-        # One line per InfluxDB request would swamp the log and cost CPU on the hot path.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def create_app(
     config: Config | None = None, *, clock: Callable[[], float] = time.time
 ) -> falcon.asgi.App:
@@ -120,7 +108,7 @@ def create_app(
         The ASGI application; its clients open in the lifespan startup event.
     """
     config = config or Config.load()
-    _configure_logging(config.log_level)
+    logsetup.configure(config.log_level)
     backends = Backends(config, UniqueClock(lambda: int(clock() * 1_000_000_000)))
     store = HeartbeatStore(backends.get_redis)
     service = HeartbeatService(store, backends.writer, clock, backends.point_clock)
@@ -138,11 +126,26 @@ def create_app(
     # dump's own limit is checked as it streams to disk.
     limits = BodyLimits(
         config.max_body_bytes,
-        {"/api/logs/crash/sensor": config.crash_max_bytes + 1024 * 1024},
+        {
+            "/api/snapshots": config.bulk_body_bytes,
+            "/api/logs": config.bulk_body_bytes,
+            "/api/logs/crash/sensor": config.crash_max_bytes + 1024 * 1024,
+        },
     )
+    middleware: list[Any] = []
+    if config.cors_origin_list:
+        # Off unless configured: browsers elsewhere may then call the API.
+        middleware.append(
+            falcon.CORSMiddleware(
+                allow_origins="*" if "*" in config.cors_origin_list else config.cors_origin_list,
+                expose_headers=["Retry-After", "Location"],
+            )
+        )
     app = App(
         body_limits=limits,
         middleware=[
+            AccessLog(),
+            *middleware,
             Lifespan(
                 backends,
                 startup=[mark_first_setup, bootstrap_admin],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import urllib.parse
 import zoneinfo
@@ -57,7 +58,9 @@ class Config:
     timezone: str = "UTC"
     data_dir: str = "./var"
     config: str = ""
-    max_body_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    bulk_body_bytes: int = 8 * 1024 * 1024
+    cors_origins: str = ""
     snapshot_batch_max: int = 1000
     substream_join_gap: int = 60
     stream_interruption: int = 120
@@ -121,6 +124,13 @@ class Config:
         )
         _require(self.login_window >= 1, "login_window", "must be at least 1 second")
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
+        _require(self.bulk_body_bytes >= 1024, "bulk_body_bytes", "must be at least 1024")
+        origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        _require(
+            all(o == "*" or re.match(r"^https?://[^/\s]+$", o) for o in origins),
+            "cors_origins",
+            "must be '*' or comma-separated origins like https://app.example.org",
+        )
         _require(self.snapshot_batch_max >= 1, "snapshot_batch_max", "must be at least 1")
         _require(self.log_batch_max >= 1, "log_batch_max", "must be at least 1")
         for name in ("substream_join_gap", "stream_interruption", "stream_idle_gap"):
@@ -163,6 +173,11 @@ class Config:
             "log_level",
             "must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
         )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The allowed CORS origins (empty: CORS off)."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def data_path(self) -> Path:

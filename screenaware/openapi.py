@@ -46,6 +46,20 @@ class CountSchema(Schema):
     count = fields.Integer(required=True)
 
 
+# Operations a user's token is not enough for.
+ADMIN_ONLY = {
+    ("/api/users", "get"),
+    ("/api/users", "post"),
+    ("/api/users", "put"),
+    ("/api/users/{user_id}", "get"),
+    ("/api/users/{user_id}", "delete"),
+    ("/api/users/{user_id}/password", "put"),
+    ("/api/logs", "get"),
+    ("/api/logs/{log_type}", "get"),
+    ("/api/logs/point/{point_uuid}", "get"),
+    ("/api/logs/crash/{point_uuid}", "get"),
+}
+
 Security = list[dict[str, list[str]]]
 BEARER: Security = [{"bearerAuth": []}]
 SECRET: Security = [{"secretKey": []}]
@@ -70,6 +84,18 @@ class Operation:
     response: Any = None
     response_type: str = "application/json"
     description: str = ""
+
+    @property
+    def required_role(self) -> str:
+        """What the caller must be: all, user, admin, secret-key or device-token."""
+        names = {name for requirement in self.security for name in requirement}
+        if {} in self.security or not names:
+            return "all"
+        if "secretKey" in names:
+            return "secret-key"
+        if "deviceToken" in names:
+            return "device-token"
+        return "admin" if (self.path, self.method) in ADMIN_ONLY else "user"
 
 
 def _one_or_many(schema: type[Schema]) -> dict[str, Any]:
@@ -588,6 +614,7 @@ def build_spec() -> dict[str, Any]:
                 op.response, (op.response_type,)
             )
         operation["security"] = op.security
+        operation["x-required-role"] = op.required_role
         parameters: list[dict[str, Any]] = [
             {"in": "path", "name": name, "required": True, "schema": {"type": kind}}
             for name, kind in op.path_params.items()
