@@ -110,9 +110,11 @@ class Tally:
 
 
 async def load(url: str, device: str, auth: dict[str, str], stop: asyncio.Event,
-               tally: Tally, start: dt.datetime) -> None:  # fmt: skip
+               tally: Tally, start: dt.datetime, fresh: bool = False) -> None:  # fmt: skip
     counter = 0
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    # fresh: a new connection per request, so requests spread over every worker.
+    limits = httpx.Limits(max_keepalive_connections=0 if fresh else 20)
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
         while not stop.is_set():
             counter += 1
             try:
@@ -140,7 +142,9 @@ async def load(url: str, device: str, auth: dict[str, str], stop: asyncio.Event,
                 tally.other += 1
 
 
-async def run_load(url: str, clients: int, phases: list[tuple[float, object]]) -> list[Tally]:
+async def run_load(
+    url: str, clients: int, phases: list[tuple[float, object]], fresh: bool = False
+) -> list[Tally]:
     """Run ``clients`` loops through phases; each phase's action runs while its load
     is already going (mid-request), 0.3 s in."""
     device, auth = setup_clients(url)
@@ -154,7 +158,7 @@ async def run_load(url: str, clients: int, phases: list[tuple[float, object]]) -
         base = start + dt.timedelta(hours=i)  # every phase its own snapshot times
         tasks = [
             asyncio.create_task(
-                load(url, device, auth, stop, tally, base + dt.timedelta(minutes=c))
+                load(url, device, auth, stop, tally, base + dt.timedelta(minutes=c), fresh)
             )
             for c in range(clients)
         ]
@@ -233,7 +237,7 @@ async def test_a_killed_worker_loses_no_acknowledged_write(stack: Stack, tmp_pat
         def kill() -> None:
             os.kill(victim, signal.SIGKILL)
 
-        before, during = await run_load(svc.url, 8, [(1.0, None), (2.5, kill)])
+        before, during = await run_load(svc.url, 16, [(1.0, None), (2.5, kill)], fresh=True)
         assert during.beats > 0 and during.snapshots > 0  # the other worker kept serving
         assert during.broken > 0  # connections of the killed worker were cut mid-request
         survivors = svc.worker_pids()
