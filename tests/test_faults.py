@@ -231,17 +231,23 @@ async def test_redis_crash_keeps_entities_and_the_service_recovers(
 
 
 async def test_a_killed_worker_loses_no_acknowledged_write(stack: Stack, tmp_path: Path) -> None:
-    with run_service(stack.config, tmp_path, workers=2) as svc:
-        victim = svc.worker_pids()[0]
+    # Writes take 0.3 s behind a slow link to InfluxDB, so every worker always has
+    # requests in flight: the kill lands mid-request.
+    with SlowProxy(stack.influx_port, delay=0.3) as proxy:
+        config = stack.config.replace(influx_url=f"http://127.0.0.1:{proxy.port}")
+        with run_service(config, tmp_path, workers=2) as svc:
+            killed: list[int] = []
 
-        def kill() -> None:
-            os.kill(victim, signal.SIGKILL)
+            def kill() -> None:
+                victim = svc.worker_pids()[0]
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
 
-        before, during = await run_load(svc.url, 16, [(1.0, None), (2.5, kill)], fresh=True)
-        assert during.beats > 0 and during.snapshots > 0  # the other worker kept serving
-        assert during.broken > 0  # connections of the killed worker were cut mid-request
-        survivors = svc.worker_pids()
-    assert victim not in survivors
+            before, during = await run_load(svc.url, 16, [(1.0, None), (2.5, kill)], fresh=True)
+            survivors = svc.worker_pids()
+    assert during.beats > 0 and during.snapshots > 0  # the other worker kept serving
+    assert during.broken > 0  # requests of the killed worker were cut mid-flight
+    assert killed[0] not in survivors
     assert stack.count("beat") >= before.beats + during.beats
     assert stack.count("activity") >= before.snapshots + during.snapshots
 
