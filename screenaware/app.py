@@ -28,6 +28,7 @@ from screenaware.logs import LogService
 from screenaware.logs_api import LogLimits
 from screenaware.logs_api import mount as mount_logs
 from screenaware.logsetup import AccessLog
+from screenaware.metrics import MetricsResource
 from screenaware.projects import ProjectStore
 from screenaware.ratelimit import Quota
 from screenaware.sessions import Thresholds
@@ -206,6 +207,7 @@ def create_app(
         config.log_batch_max,
     )
     app.add_route("/.well-known/health", HealthResource(backends))
+    app.add_route("/metrics", MetricsResource(config.metrics_token))
     app.add_route("/api/openapi.json", OpenAPIResource())
     app.add_route("/api/docs", DocsResource())
     return app

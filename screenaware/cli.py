@@ -193,6 +193,8 @@ def cmd_services(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     """Replace this process with gunicorn serving the app (what scripts/run does)."""
+    from screenaware.metrics import prepare_multiprocess_dir
+
     control = config.data_path / "run" / "gunicorn.ctl"
     control.parent.mkdir(parents=True, exist_ok=True)
     argv = localservers.gunicorn_argv(
@@ -201,6 +203,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         bind=config.bind,
         control_socket=str(control),
     )
+    os.environ.update(prepare_multiprocess_dir(config.data_path / "metrics"))
     os.execv(argv[0], [*argv, *args.gunicorn_args])  # noqa: S606 - our own gunicorn
 
 

@@ -22,7 +22,14 @@ ENV_PREFIX = "SCREENAWARE_"
 
 # Shown as '***' in repr so that a logged config never leaks them.
 SECRET_KEYS = frozenset(
-    {"influx_password", "influx_token", "secret_key", "jwt_secret", "admin_password"}
+    {
+        "influx_password",
+        "influx_token",
+        "secret_key",
+        "jwt_secret",
+        "admin_password",
+        "metrics_token",
+    }
 )
 # URLs may carry credentials in their user-info part.
 URL_KEYS = frozenset({"influx_url", "redis_url"})
@@ -61,6 +68,7 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     bulk_body_bytes: int = 8 * 1024 * 1024
     cors_origins: str = ""
+    metrics_token: str = ""
     snapshot_batch_max: int = 1000
     substream_join_gap: int = 60
     stream_interruption: int = 120

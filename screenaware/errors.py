@@ -13,6 +13,8 @@ import falcon
 import falcon.asgi
 import redis.exceptions
 
+from screenaware import metrics
+
 LOG = logging.getLogger(__name__)
 
 
@@ -108,6 +110,8 @@ def register(app: falcon.asgi.App, retry_after: int) -> None:
     ) -> None:
         # The class name only: messages of client libraries can carry URLs with secrets.
         LOG.warning("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
+        backend = "influxdb" if isinstance(exc, StorageUnavailable) else "redis"
+        metrics.BACKEND_ERRORS.labels(backend).inc()
         message = (
             "Too many writes are waiting for the database; try again shortly"
             if isinstance(exc, WriteQueueFull)

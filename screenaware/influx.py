@@ -25,6 +25,7 @@ import httpx
 import orjson
 from influxdb_client import Point
 
+from screenaware import metrics
 from screenaware.batching import Coalescer
 from screenaware.config import Config
 from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
@@ -261,8 +262,11 @@ class GroupCommitWriter:
             await self._coalescer.submit(lines)
 
     async def _write_batch(self, batch: list[list[str]]) -> list[BaseException | None]:
+        started = time.perf_counter()
         try:
             await self._influx.write_lines("\n".join(itertools.chain(*batch)).encode())
+            metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+            metrics.BATCH_POINTS.observe(sum(len(lines) for lines in batch))
         except WriteRejected:
             if len(batch) == 1:
                 raise

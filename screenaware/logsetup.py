@@ -9,6 +9,8 @@ from typing import Any
 
 import falcon.asgi
 
+from screenaware import metrics
+
 ACCESS = logging.getLogger("screenaware.access")
 
 # Fields a record may carry into the JSON line (set with ``extra=``).
@@ -50,7 +52,8 @@ def configure(level: str) -> None:
 
 class AccessLog:
     """Middleware: one line per request — route, status, duration, user; never
-    headers, bodies or query strings, where credentials could be."""
+    headers, bodies or query strings, where credentials could be — and the
+    request metrics."""
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.started = time.perf_counter()
@@ -63,10 +66,17 @@ class AccessLog:
         req_succeeded: bool,
     ) -> None:
         started = getattr(req.context, "started", None)
-        if started is None or not ACCESS.isEnabledFor(logging.INFO):
+        if started is None:
+            return
+        status = resp.status if isinstance(resp.status, int) else int(str(resp.status)[:3])
+        elapsed = time.perf_counter() - started
+        # Unmatched paths share one label, so scanners cannot blow up the series.
+        route = req.uri_template or "unmatched"
+        metrics.REQUESTS.labels(route, req.method, str(status)).inc()
+        metrics.LATENCY.labels(route, req.method).observe(elapsed)
+        if not ACCESS.isEnabledFor(logging.INFO):
             return
         principal = getattr(req.context, "principal", None)
-        status = resp.status if isinstance(resp.status, int) else int(str(resp.status)[:3])
         ACCESS.info(
             "%s %s %s",
             req.method,
@@ -77,7 +87,7 @@ class AccessLog:
                 "route": req.uri_template or None,
                 "path": req.path,
                 "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": round(elapsed * 1000, 2),
                 "user": principal.uuid if principal else None,
                 "remote": req.remote_addr,
             },

@@ -65,6 +65,7 @@ BEARER: Security = [{"bearerAuth": []}]
 SECRET: Security = [{"secretKey": []}]
 DEVICE: Security = [{"deviceToken": []}]
 OPTIONAL_BEARER: Security = [{}, {"bearerAuth": []}]
+METRICS: Security = [{}, {"metricsToken": []}]
 
 
 @dataclass
@@ -195,6 +196,16 @@ OPERATIONS = [
         "pages",
         response_type="text/html",
         response={"type": "string"},
+    ),
+    Operation(
+        "/metrics",
+        "get",
+        "Prometheus metrics of every worker",
+        "pages",
+        METRICS,
+        response={"type": "string"},
+        response_type="text/plain",
+        description="Needs the metrics token as a bearer token when one is configured.",
     ),
     # --- Identity -----------------------------------------------------------
     Operation(
@@ -581,6 +592,10 @@ def build_spec() -> dict[str, Any]:
     )
     spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    spec.components.security_scheme(
+        "metricsToken",
+        {"type": "http", "scheme": "bearer", "description": "SCREENAWARE_METRICS_TOKEN"},
     )
     spec.components.security_scheme(
         "secretKey",

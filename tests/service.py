@@ -15,6 +15,7 @@ import httpx
 
 from screenaware.config import Config
 from screenaware.localservers import free_port, gunicorn_argv
+from screenaware.metrics import prepare_multiprocess_dir
 
 
 @dataclass
@@ -32,7 +33,12 @@ class Service:
 def run_service(config: Config, log_dir: Path, workers: int = 2) -> Iterator[Service]:
     """Start gunicorn serving ``config``; stop it gracefully afterwards."""
     port = free_port()
-    env = {**os.environ, **config.as_environ(), "SCREENAWARE_WORKERS": str(workers)}
+    env = {
+        **os.environ,
+        **config.as_environ(),
+        "SCREENAWARE_WORKERS": str(workers),
+        **prepare_multiprocess_dir(log_dir / f"metrics-{port}"),
+    }
     log = log_dir / f"gunicorn-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

@@ -45,7 +45,12 @@ def test_every_route_is_documented_and_nothing_else(config: Config) -> None:
 def test_the_document_is_openapi_3_1_with_errors_and_security(config: Config) -> None:
     spec = build_spec()
     assert spec["openapi"] == "3.1.0"
-    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "secretKey", "deviceToken"}
+    assert set(spec["components"]["securitySchemes"]) == {
+        "bearerAuth",
+        "secretKey",
+        "deviceToken",
+        "metricsToken",
+    }
     for path, operations in spec["paths"].items():
         for method, op in operations.items():
             error = op["responses"]["default"]["content"]["application/json"]["schema"]
@@ -99,6 +104,7 @@ def fuzz_service(
             "bearerAuth": f"Bearer {token}",
             "secretKey": SECRET_KEY,
             "deviceToken": device,
+            "metricsToken": "Bearer not-configured",
         }
         yield svc, headers
     httpx.post(f"{servers.influx_url}/query", data={"q": 'DROP DATABASE "fuzz"'})

@@ -237,3 +237,32 @@ async def test_activity_end_to_end_over_two_workers(config: Config, tmp_path: Pa
                     assert grouped["grouped"]["none"]["sum"] == 600_000
                     streams = (await fresh.get("/api/streams", params=span, headers=auth)).json()
                     assert streams[0]["projectUuid"] is None
+
+
+async def test_metrics_add_up_every_worker(service: Service, http: httpx.AsyncClient) -> None:
+    token = await register(http, "Metered")
+
+    async def beat() -> None:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as fresh:
+            assert (
+                await fresh.post("/api/beat", headers={"Authorization": token})
+            ).status_code == 200
+
+    await asyncio.gather(*(beat() for _ in range(40)))
+    text = (await http.get("/metrics")).text
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("screenaware_requests_total")
+        and 'route="/api/beat"' in line
+        and 'status="200"' in line
+    )
+    assert counted == 40
+    flushes = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("screenaware_influx_flush_seconds_count")
+    )
+    assert float(flushes.rsplit(" ", 1)[1]) >= 1, [l for l in text.splitlines() if "influx" in l][
+        :12
+    ]

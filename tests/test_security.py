@@ -199,3 +199,31 @@ async def test_no_secret_reaches_the_logs(config: Config, tmp_path: Path) -> Non
     for secret in (ADMIN_PASSWORD, SECRET_KEY, cfg.jwt_secret, token, device,
                    "new-user-password", "wrong-pass"):  # fmt: skip
         assert secret not in log
+
+
+async def test_metrics_count_requests_and_can_need_a_token(
+    config: Config, clock: FakeClock
+) -> None:
+    async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+        for _ in range(3):
+            await client.simulate_get("/api/stats")
+        text = (await client.simulate_get("/metrics")).text
+        line = next(
+            line
+            for line in text.splitlines()
+            if line.startswith("screenaware_requests_total")
+            and 'route="/api/stats"' in line
+            and 'status="200"' in line
+        )
+        assert float(line.rsplit(" ", 1)[1]) >= 3
+        assert "screenaware_request_duration_seconds_bucket" in text
+        assert "screenaware_influx_batch_points" in text
+    locked = config.replace(metrics_token="metrics-secret")
+    async with testing.ASGIConductor(create_app(locked, clock=clock)) as client:
+        assert (await client.simulate_get("/metrics")).status_code == 401
+        wrong = await client.simulate_get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = await client.simulate_get(
+            "/metrics", headers={"Authorization": "Bearer metrics-secret"}
+        )
+        assert right.status_code == 200
