@@ -263,6 +263,6 @@ async def test_metrics_add_up_every_worker(service: Service, http: httpx.AsyncCl
         for line in text.splitlines()
         if line.startswith("screenaware_influx_flush_seconds_count")
     )
-    assert float(flushes.rsplit(" ", 1)[1]) >= 1, [l for l in text.splitlines() if "influx" in l][
-        :12
-    ]
+    assert float(flushes.rsplit(" ", 1)[1]) >= 1, [
+        ln for ln in text.splitlines() if "influx" in ln
+    ][:12]
