@@ -145,7 +145,7 @@ def create_app(
     app = App(
         body_limits=limits,
         middleware=[
-            AccessLog(),
+            AccessLog(log=config.access_log, measure=config.metrics),
             *middleware,
             Lifespan(
                 backends,

@@ -68,6 +68,8 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     bulk_body_bytes: int = 8 * 1024 * 1024
     cors_origins: str = ""
+    access_log: bool = True
+    metrics: bool = True
     metrics_token: str = ""
     snapshot_batch_max: int = 1000
     substream_join_gap: int = 60
@@ -243,6 +245,15 @@ def _require(ok: bool, name: str, message: str) -> None:
 
 def _convert(name: str, type_name: Any, value: Any) -> Any:
     env_name = ENV_PREFIX + name.upper()
+    if str(type_name) == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{env_name}: expected true or false, got {value!r}")
     target = {"int": int, "float": float, "str": str}.get(str(type_name))
     if target is None:
         return value

@@ -202,6 +202,18 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         counted = httpx.get(f"{s.url}/api/stats").json()["total_beats"] - warm
         stored = s.influx_count("beat") - warm
         batches = s.stop_service()
+        # The same, with the access log and the request metrics off.
+        port = free_port()
+        lean_env = {**s.env, "SCREENAWARE_ACCESS_LOG": "false", "SCREENAWARE_METRICS": "false"}
+        lean_service = start_gunicorn(
+            "screenaware.asgi:app", lean_env, args.workers, port, s.tmp / "lean.log"
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/api/beat"
+            wrk(url, auth, args.connections, 2, beat, s.tmp)
+            lean = wrk(url, auth, args.connections, args.seconds, beat, s.tmp)
+        finally:
+            stop(lean_service)
         port = free_port()
         trivial = start_gunicorn("bench_trivial:app", s.env, args.workers, port, s.tmp / "t.log")
         try:
@@ -218,11 +230,15 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
     table(
         [
             ("durable beats (InfluxDB + Redis)", beats, f"{beats['rps']:,.0f}"),
+            ("same, access log and request metrics off", lean, f"{lean['rps']:,.0f}"),
             ("trivial Falcon responder", base_line, "-"),
         ]
     )
     points, writes = (sum(b[i] for b in batches) for i in (0, 1))
-    print(f"\nratio beats / trivial: {beats['rps'] / base_line['rps']:.0%}")
+    print(
+        f"\nratio beats / trivial: {beats['rps'] / base_line['rps']:.0%} "
+        f"(lean: {lean['rps'] / base_line['rps']:.0%})"
+    )
     print(
         f"group commit: {points} requests in {writes} InfluxDB writes "
         f"({points / max(writes, 1):.1f} requests per write)"
