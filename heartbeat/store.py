@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from screenaware.batching import Coalescer
-from screenaware.redisutil import Script
+from screenaware.redisutil import RedisStore, Script
 
 META = "{hb}:meta"
 DEVICE_IDS = "{hb}:device_ids"
@@ -114,15 +115,15 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class HeartbeatStore:
+class HeartbeatStore(RedisStore):
     """Devices and counters of the Heartbeat API in Redis.
 
     Args:
         redis: a zero-argument callable returning the open Redis client.
     """
 
-    def __init__(self, redis: Any) -> None:
-        self._redis_factory = redis
+    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
+        super().__init__(redis)
         # EVALSHA with the script's digest; the body is sent only if Redis lacks it.
         self._add_device = Script(_ADD_DEVICE)
         self._regenerate = Script(_REGENERATE)
@@ -141,11 +142,6 @@ class HeartbeatStore:
         """Finish the queued look-ups and counter updates."""
         await self._token_lookups.stop()
         await self._beat_counts.stop()
-
-    @property
-    def _redis(self) -> aioredis.Redis:
-        client: aioredis.Redis = self._redis_factory()
-        return client
 
     async def mark_first_setup(self, now: int) -> None:
         """Record when the server was first set up (kept if already recorded)."""

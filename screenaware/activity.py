@@ -15,16 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
-
-import redis.asyncio as aioredis
 
 from screenaware.attribution import CategoryRule
 from screenaware.catalogue import BUILTIN_CATEGORIES
 from screenaware.errors import Conflict, NotFound
 from screenaware.learning import Association, decode, learn_key
 from screenaware.projects import projects_key
+from screenaware.redisutil import RedisStore
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400
@@ -61,19 +60,12 @@ def public_category(rule: CategoryRule, builtin: bool) -> dict[str, Any]:
     }
 
 
-class ActivityStore:
+class ActivityStore(RedisStore):
     """Per-user activity state in Redis.
 
     Args:
         redis: zero-argument callable returning the open Redis client.
     """
-
-    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
-        self._redis_factory = redis
-
-    @property
-    def _redis(self) -> aioredis.Redis:
-        return self._redis_factory()
 
     async def rules(
         self, user: str

@@ -16,13 +16,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from screenaware.errors import NotFound
+from screenaware.redisutil import RedisStore
 
 WEIGHTS = {"doc": 3, "app": 1, "word": 1}
 _WORD = re.compile(r"[^\W\d_][\w'-]{3,}", re.UNICODE)
@@ -128,19 +126,12 @@ def decode(raw: Mapping[Any, Any]) -> dict[str, Association]:
     return out
 
 
-class LearningStore:
+class LearningStore(RedisStore):
     """Per-user associations in one Redis hash (feature -> project and count).
 
     Args:
         redis: zero-argument callable returning the open Redis client.
     """
-
-    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
-        self._redis_factory = redis
-
-    @property
-    def _redis(self) -> aioredis.Redis:
-        return self._redis_factory()
 
     async def learn(self, user: str, keys: list[str], project: str | None) -> None:
         """Teach ``keys`` that they mean ``project``; None forgets them."""
@@ -179,8 +170,3 @@ class LearningStore:
         if keys:
             await self._redis.hdel(learn_key(user), *keys)
         return len(keys)
-
-
-def ensure_project(projects: Mapping[str, Any], project: str) -> None:
-    if project not in projects:
-        raise NotFound("Project not found")

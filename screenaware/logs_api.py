@@ -124,8 +124,8 @@ class LogPointResource:
         resp.media = _point.dump(await self._service.point(point_uuid))
 
 
-async def _raw_chunks(req: falcon.asgi.Request) -> AsyncIterator[bytes]:
-    while chunk := await req.stream.read(_CHUNK):
+async def _chunks(stream: Any) -> AsyncIterator[bytes]:
+    while chunk := await stream.read(_CHUNK):
         yield chunk
 
 
@@ -144,7 +144,7 @@ class CrashUploadResource:
         if (req.content_type or "").startswith("multipart/form-data"):
             point_uuid = await self._multipart(req, fields, user)
         else:
-            point_uuid = await self._service.store_crash(fields, _raw_chunks(req), user)
+            point_uuid = await self._service.store_crash(fields, _chunks(req.stream), user)
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = point_uuid
 
@@ -154,13 +154,8 @@ class CrashUploadResource:
         form = await req.get_media()
         async for part in form:
             if part.filename is not None or part.name == "upload_file_minidump":
-
-                async def chunks(part: Any = part) -> AsyncIterator[bytes]:
-                    while chunk := await part.stream.read(_CHUNK):
-                        yield chunk
-
                 # Breakpad sends its fields before the file; later parts are ignored.
-                return await self._service.store_crash(fields, chunks(), user)
+                return await self._service.store_crash(fields, _chunks(part.stream), user)
             fields[part.name] = (await part.get_text()) or ""
         raise falcon.HTTPBadRequest(description="No upload_file_minidump part in the upload")
 

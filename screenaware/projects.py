@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import json
 import uuid as uuidlib
-from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from screenaware.errors import Conflict, Invalid, NotFound
-from screenaware.redisutil import optimistic
+from screenaware.redisutil import RedisStore, optimistic
 
 Project = dict[str, Any]
 Task = dict[str, Any]
@@ -89,19 +86,12 @@ def _decode(raw: dict[Any, Any]) -> dict[str, Any]:
     return {key: json.loads(value) for key, value in raw.items()}
 
 
-class ProjectStore:
+class ProjectStore(RedisStore):
     """A user's projects and tasks.
 
     Args:
         redis: zero-argument callable returning the open Redis client.
     """
-
-    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
-        self._redis_factory = redis
-
-    @property
-    def _redis(self) -> aioredis.Redis:
-        return self._redis_factory()
 
     # --- projects ---------------------------------------------------------
 

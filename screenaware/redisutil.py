@@ -63,3 +63,19 @@ async def optimistic(
             finally:
                 await pipe.reset()
     raise StorageUnavailable("too much contention on " + ", ".join(keys))
+
+
+class RedisStore:
+    """Base of the stores: how to reach the Redis client, which exists only once the
+    lifespan has opened it (so stores can be built with the app).
+
+    Args:
+        redis: zero-argument callable returning the open Redis client.
+    """
+
+    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
+        self._redis_factory = redis
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        return self._redis_factory()

@@ -31,7 +31,7 @@ from screenaware.auth import (
 from screenaware.config import Config
 from screenaware.errors import AuthFailed, Conflict, Forbidden, NotFound
 from screenaware.ratelimit import RateLimiter
-from screenaware.redisutil import Script
+from screenaware.redisutil import RedisStore, Script
 
 LOG = logging.getLogger(__name__)
 
@@ -127,19 +127,12 @@ def _from_hash(data: dict[Any, Any]) -> User:
     )
 
 
-class UserStore:
+class UserStore(RedisStore):
     """Users in Redis.
 
     Args:
         redis: zero-argument callable returning the open Redis client.
     """
-
-    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
-        self._redis_factory = redis
-
-    @property
-    def _redis(self) -> aioredis.Redis:
-        return self._redis_factory()
 
     async def get(self, user_uuid: str) -> User | None:
         data = await self._redis.hgetall(user_key(user_uuid))
