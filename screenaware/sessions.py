@@ -171,9 +171,17 @@ def _runs(activities: Sequence[Activity], idle_gap: int) -> list[list[Activity]]
 
 
 def make_streams(
-    user: str, activities: Iterable[Activity], thresholds: Thresholds = Thresholds()
+    user: str,
+    activities: Iterable[Activity],
+    thresholds: Thresholds = Thresholds(),
+    *,
+    with_substreams: bool = True,
 ) -> list[Stream]:
-    """Sessionise activity (any order) into streams with their substreams."""
+    """Sessionise activity (any order) into streams with their substreams.
+
+    Streams depend only on times and projects; ``with_substreams=False`` skips the
+    substreams for callers that need the streams alone.
+    """
     ordered = sorted(activities, key=lambda a: (a.start, a.end, a.project or ""))
     runs = _runs(ordered, thresholds.idle_gap)
     groups: list[list[Activity]] = []
@@ -219,7 +227,9 @@ def make_streams(
                 end=max(a.end for a in group),
                 project=_most_time((a.project, a.duration) for a in group),
                 activities=group,
-                substreams=make_substreams(user, group, thresholds.join_gap),
+                substreams=make_substreams(user, group, thresholds.join_gap)
+                if with_substreams
+                else [],
             )
         )
     return streams
@@ -242,8 +252,15 @@ def gap_streams(user: str, streams: Sequence[Mapping[str, Any]]) -> list[dict[st
     return gaps
 
 
-def summarize(stream: Stream) -> dict[str, Any]:
-    """A stream as cached: the public fields plus what ``expanded`` adds."""
+def summarize(stream: Stream, expanded: bool = True) -> dict[str, Any]:
+    """A stream as cached: the public fields, plus what ``expanded`` adds."""
+    if not expanded:
+        return {
+            "uuid": stream.uuid,
+            "time": stream.start,
+            "durationMs": stream.duration,
+            "projectUuid": stream.project,
+        }
     apps: Counter[str] = Counter()
     docs: Counter[str] = Counter()
     titles: Counter[str] = Counter()

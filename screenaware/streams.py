@@ -51,6 +51,7 @@ DAY_CACHE_TTL = 7 * 86_400
 MAX_DAYS = 400
 
 DAY_QUERIES_AT_ONCE = 4
+STREAM_COLUMNS = '"duration_ms", "project", "rev"'
 DAY_COLUMNS = (
     '"duration_ms", "document", "title", "reason", "project", "category", "application", "rev"'
 )
@@ -115,12 +116,8 @@ class StreamService:
 
     # --- days ---------------------------------------------------------------
 
-    async def _activities(
-        self, user: str, span: tuple[int, int], *, for_correction: bool = False
-    ) -> list[Activity]:
+    async def _activities(self, user: str, span: tuple[int, int], columns: str) -> list[Activity]:
         """One query: the activity of ``[start, end)`` ms, corrections applied."""
-        # The process name is needed only to learn from a correction.
-        columns = DAY_COLUMNS + (', "process"' if for_correction else "")
         series = await self._influx.query(
             f'SELECT {columns} FROM "activity" '  # noqa: S608 - constants only
             'WHERE "user" = $user AND time >= $start AND time < $end',
@@ -130,21 +127,28 @@ class StreamService:
         return [a for s in series for a in resolve_values(s.columns, s.values)]
 
     async def _sessionise_day(
-        self, user: str, span: tuple[int, int], gate: asyncio.Semaphore
+        self, user: str, span: tuple[int, int], gate: asyncio.Semaphore, part: str
     ) -> dict[str, list[dict[str, Any]]]:
+        if part == "streams":
+            # Streams need only times and projects: a light query, no substreams.
+            async with gate:
+                activities = await self._activities(user, span, STREAM_COLUMNS)
+            streams = make_streams(user, activities, self.thresholds, with_substreams=False)
+            return {"streams": [summarize(s, expanded=False) for s in streams]}
         async with gate:
-            activities = await self._activities(user, span)
+            activities = await self._activities(user, span, DAY_COLUMNS)
         streams = make_streams(user, activities, self.thresholds)
         return {
-            "streams": [summarize(s) for s in streams],
+            "expanded": [summarize(s) for s in streams],
             "substreams": [sub.public() for s in streams for sub in s.substreams],
         }
 
     async def days(
         self, user: str, days: Sequence[dt.date], zone: ZoneInfo, part: str
     ) -> list[list[dict[str, Any]]]:
-        """One part (``streams`` or ``substreams``) of each sessionised day, from the
-        cache where no write touched the day since."""
+        """One part of each sessionised day — ``streams``, ``expanded`` (streams with
+        what they hold) or ``substreams`` — from the cache where no write touched the
+        day since."""
         spans = [day_span_ms(day, zone) for day in days]
         utc_days = sorted({d for s, e in spans for d in range(s // DAY_MS, (e - 1) // DAY_MS + 1)})
         counters = dict(zip(utc_days, await self._activity.counters(user, utc_days), strict=True))
@@ -164,7 +168,7 @@ class StreamService:
         if missing:
             gate = asyncio.Semaphore(DAY_QUERIES_AT_ONCE)
             computed = await asyncio.gather(
-                *(self._sessionise_day(user, spans[i], gate) for i in missing)
+                *(self._sessionise_day(user, spans[i], gate, part) for i in missing)
             )
             async with self._redis().pipeline(transaction=False) as pipe:
                 for i, data in zip(missing, computed, strict=True):
@@ -181,9 +185,10 @@ class StreamService:
     ) -> list[dict[str, Any]] | dict[str, list[dict[str, Any]]]:
         start, end = self.range(params, zone)
         start_ms, end_ms = to_ms(start), to_ms(end)
+        part = "expanded" if params.get("expanded") else "streams"
         found = [
             s
-            for day in await self.days(user, local_days(start, end, zone), zone, "streams")
+            for day in await self.days(user, local_days(start, end, zone), zone, part)
             for s in day
             if start_ms <= s["time"] <= end_ms
         ]
@@ -246,7 +251,8 @@ class StreamService:
             raise NotFound("Stream not found")
         day = from_ms(start_ms).astimezone(zone).date()
         span = day_span_ms(day, zone)
-        activities = await self._activities(user, span, for_correction=True)
+        # The process name is needed only to learn from a correction.
+        activities = await self._activities(user, span, DAY_COLUMNS + ', "process"')
         streams = make_streams(user, activities, self.thresholds)
         stream = next((s for s in streams if s.uuid == stream_uuid), None)
         if stream is None:
