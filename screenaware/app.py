@@ -120,6 +120,8 @@ def create_app(
     async def mark_first_setup() -> None:
         await store.mark_first_setup(service.now())
 
+    access = AccessLog(log=config.access_log, measure=config.metrics)
+
     async def bootstrap_admin() -> None:
         await accounts.bootstrap_admin(config.admin_email, config.admin_password)
 
@@ -145,12 +147,12 @@ def create_app(
     app = App(
         body_limits=limits,
         middleware=[
-            AccessLog(log=config.access_log, measure=config.metrics),
+            access,
             *middleware,
             Lifespan(
                 backends,
                 startup=[mark_first_setup, bootstrap_admin],
-                shutdown=[broadcaster.stop, store.close],
+                shutdown=[broadcaster.stop, store.close, access.shutdown],
             ),
             ContentLengthLimit(limits),
             AuthMiddleware(accounts.tokens, accounts.principal),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import sys
 import time
 from typing import Any
 
@@ -55,14 +58,25 @@ class AccessLog:
     headers, bodies or query strings, where credentials could be — and the
     request metrics.
 
+    The lines are the same JSON as every other log line, but they skip the
+    ``logging`` machinery and go to stderr in one write every ``flush_every``
+    seconds (and at shutdown): at thousands of requests a second, a record and a
+    write per request cost more than the request itself.
+
     Args:
-        log: write the access line (about 15% of a beat's cost).
-        measure: count the request in the metrics (about 15% too).
+        log: write the access lines.
+        measure: count the requests in the metrics.
+        flush_every: seconds between writes of the collected lines.
     """
 
-    def __init__(self, log: bool = True, measure: bool = True) -> None:
+    def __init__(self, log: bool = True, measure: bool = True, flush_every: float = 0.25):
         self._log = log
         self._measure = measure
+        self._flush_every = flush_every
+        self._lines: list[str] = []
+        self._flush_pending = False
+        self._pid = os.getpid()
+        self._counts: dict[tuple[str, str, str], int] = {}
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.started = time.perf_counter()
@@ -82,23 +96,47 @@ class AccessLog:
         # Unmatched paths share one label, so scanners cannot blow up the series.
         route = req.uri_template or "unmatched"
         if self._measure:
-            metrics.REQUESTS.labels(route, req.method, str(status)).inc()
+            key = (route, req.method, str(status))
+            self._counts[key] = self._counts.get(key, 0) + 1
             metrics.LATENCY.labels(route, req.method).observe(elapsed)
-        if not self._log or not ACCESS.isEnabledFor(logging.INFO):
-            return
-        principal = getattr(req.context, "principal", None)
-        ACCESS.info(
-            "%s %s %s",
-            req.method,
-            req.path,
-            status,
-            extra={
-                "method": req.method,
-                "route": req.uri_template or None,
-                "path": req.path,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "user": principal.uuid if principal else None,
-                "remote": req.remote_addr,
-            },
-        )
+        if self._log and ACCESS.isEnabledFor(logging.INFO):
+            principal = getattr(req.context, "principal", None)
+            now = time.time()
+            self._lines.append(
+                json.dumps(
+                    {
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                        + f".{int(now * 1000) % 1000:03d}Z",
+                        "level": "INFO",
+                        "logger": ACCESS.name,
+                        "pid": self._pid,
+                        "message": f"{req.method} {req.path} {status}",
+                        "method": req.method,
+                        "route": req.uri_template or None,
+                        "path": req.path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "user": principal.uuid if principal else None,
+                        "remote": req.remote_addr,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        if not self._flush_pending and (self._lines or self._counts):
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(self._flush_every, self.flush)
+
+    def flush(self) -> None:
+        """Write the collected lines and add the counted requests to the metrics."""
+        self._flush_pending = False
+        counts, self._counts = self._counts, {}
+        for labels, count in counts.items():
+            metrics.REQUESTS.labels(*labels).inc(count)
+        if self._lines:
+            lines, self._lines = self._lines, []
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()
+
+    async def shutdown(self) -> None:
+        """Lifespan shutdown hook: nothing collected is lost."""
+        self.flush()

@@ -38,15 +38,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     except Exception:
         influxd.stop()
         raise
-    yield Servers(
+    started = Servers(
         influx_url=f"http://127.0.0.1:{influx_port}",
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
         influxd=influxd,
         redis_server=redis_server,
         base=base,
     )
-    redis_server.stop()
-    influxd.stop()
+    yield started
+    # Stop what runs now: a test may have restarted a server in place.
+    started.redis_server.stop()
+    started.influxd.stop()
 
 
 class InfluxHelper:

@@ -249,6 +249,7 @@ async def test_metrics_add_up_every_worker(service: Service, http: httpx.AsyncCl
             ).status_code == 200
 
     await asyncio.gather(*(beat() for _ in range(40)))
+    await asyncio.sleep(0.6)  # request counts reach the shared metrics every 0.25 s
     text = (await http.get("/metrics")).text
     counted = sum(
         float(line.rsplit(" ", 1)[1])

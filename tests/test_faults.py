@@ -31,6 +31,25 @@ from tests.service import run_service
 pytestmark = pytest.mark.e2e
 
 
+def client_connections(pid: int, port: int) -> int:
+    """Established TCP connections to ``port`` held by process ``pid``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == "01" and fields[9] in inodes:
+            count += 1
+    return count
+
+
 @dataclass
 class Stack:
     base: Path
@@ -239,7 +258,11 @@ async def test_a_killed_worker_loses_no_acknowledged_write(stack: Stack, tmp_pat
             killed: list[int] = []
 
             def kill() -> None:
-                victim = svc.worker_pids()[0]
+                # An async worker may hold every connection while the other idles:
+                # kill the one holding the most client connections.
+                port = int(svc.url.rsplit(":", 1)[1])
+                victim = max(svc.worker_pids(), key=lambda pid: client_connections(pid, port))
+                assert client_connections(victim, port) > 0
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
 

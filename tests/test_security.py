@@ -3,6 +3,7 @@ route, and no secret in the logs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -188,6 +189,7 @@ async def test_no_secret_reaches_the_logs(config: Config, tmp_path: Path) -> Non
                 headers=bearer(token),
             )
             await http.get("/api/users/me", headers=bearer(token + "x"))
+        await asyncio.sleep(0.6)  # access lines are written every 0.25 s
         log = svc.log.read_text()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "screenaware.access"]
