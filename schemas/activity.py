@@ -181,6 +181,11 @@ class SubstreamSchema(Schema):
     projectRelationReason = fields.String(allow_none=True)
 
 
+class ForgetSchema(Schema):
+    ok = fields.Boolean(required=True)
+    forgotten = fields.Integer(required=True)
+
+
 class AssociationSchema(Schema):
     kind = fields.String(required=True)
     value = fields.String(required=True)

@@ -58,6 +58,20 @@ class OkSchema(Schema):
     ok = fields.Boolean(required=True)
 
 
+class TokenOkSchema(Schema):
+    """A password change: done, and the fresh token."""
+
+    ok = fields.Boolean(required=True)
+    token = fields.String(required=True)
+
+
+class ErrorSchema(Schema):
+    """Every error: a message, and the messages per field on a 400."""
+
+    message = fields.String(required=True)
+    errors = fields.Dict()
+
+
 class UserCreateSchema(_Lenient):
     """``POST /api/users``."""
 

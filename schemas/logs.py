@@ -86,6 +86,12 @@ class LogSeriesSchema(Schema):
     count = fields.Integer(required=True)
 
 
+class CountSchema(Schema):
+    """``metaonly=true``."""
+
+    count = fields.Integer(required=True)
+
+
 class LogBucketSchema(Schema):
     time = fields.String(required=True)
     count = fields.Integer(required=True)

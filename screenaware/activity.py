@@ -102,9 +102,11 @@ class ActivityStore(RedisStore):
 
     async def categories(self, user: str) -> list[dict[str, Any]]:
         """The user's own categories, then the built-in ones."""
-        _, rules, _ = await self.rules(user)
-        builtin = {r.uuid for r in BUILTIN_CATEGORIES}
-        return [public_category(r, r.uuid in builtin) for r in rules]
+        raw = await self._redis.hgetall(categories_key(user))
+        own = sorted((json.loads(v) for v in raw.values()), key=lambda c: c["name"])
+        return [public_category(_rule(c), False) for c in own] + [
+            public_category(r, True) for r in BUILTIN_CATEGORIES
+        ]
 
     async def save_category(
         self, user: str, data: dict[str, Any], category_uuid: str | None = None

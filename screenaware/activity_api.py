@@ -13,6 +13,7 @@ from schemas.activity import (
     TimesQuerySchema,
 )
 from screenaware.activity import ActivityStore
+from screenaware.auth import caller, caller_zone
 from screenaware.snapshots import SnapshotService
 from screenaware.times import TimesService
 from screenaware.validation import load_body, load_query
@@ -20,10 +21,6 @@ from screenaware.validation import load_body, load_query
 _applications = ApplicationSchema(many=True)
 _category = CategorySchema()
 _categories = CategorySchema(many=True)
-
-
-def _user(req: falcon.asgi.Request) -> str:
-    return str(req.context.principal.uuid)
 
 
 class SnapshotsResource:
@@ -37,7 +34,7 @@ class SnapshotsResource:
 
     @load_body(SnapshotSchema(), batch="batch_max")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        await self._service.ingest(_user(req), req.context.body)
+        await self._service.ingest(caller(req), req.context.body)
         resp.media = {"ok": True}
 
 
@@ -53,8 +50,8 @@ class TimesResource:
     @load_query(TimesQuerySchema())
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
-        zone = params.get("tz") or req.context.principal.timezone or self._default_zone
-        resp.media = await self._service.times(_user(req), params, zone)
+        zone = caller_zone(req, params.get("tz"), self._default_zone)
+        resp.media = await self._service.times(caller(req), params, zone)
 
 
 class ApplicationsResource:
@@ -66,7 +63,7 @@ class ApplicationsResource:
         self._store = store
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        apps = await self._store.applications(_user(req))
+        apps = await self._store.applications(caller(req))
         ordered = sorted(apps.items(), key=lambda item: (item[1], item[0]))
         resp.media = _applications.dump([{"uuid": u, "name": n} for u, n in ordered])
 
@@ -80,11 +77,11 @@ class CategoriesResource:
         self._store = store
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = _categories.dump(await self._store.categories(_user(req)))
+        resp.media = _categories.dump(await self._store.categories(caller(req)))
 
     @load_body(CategoryInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        category = await self._store.save_category(_user(req), req.context.body)
+        category = await self._store.save_category(caller(req), req.context.body)
         resp.status = falcon.HTTP_201
         resp.media = _category.dump(category)
 
@@ -101,13 +98,13 @@ class CategoryResource:
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, category_id: str
     ) -> None:
-        category = await self._store.save_category(_user(req), req.context.body, category_id)
+        category = await self._store.save_category(caller(req), req.context.body, category_id)
         resp.media = _category.dump(category)
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, category_id: str
     ) -> None:
-        resp.media = _category.dump(await self._store.delete_category(_user(req), category_id))
+        resp.media = _category.dump(await self._store.delete_category(caller(req), category_id))
 
 
 def mount(

@@ -175,6 +175,17 @@ class TokenIssuer:
         return str(claims["sub"]), int(claims.get("ver", 0))
 
 
+def caller(req: falcon.asgi.Request) -> str:
+    """The uuid of the authenticated caller (on routes that need a role)."""
+    return str(req.context.principal.uuid)
+
+
+def caller_zone(req: falcon.asgi.Request, tz: str | None, default: str) -> str:
+    """The zone for day boundaries: ``tz``, else the caller's own, else ``default``."""
+    principal = req.context.principal
+    return tz or (principal.timezone if principal else None) or default
+
+
 PrincipalLoader = Callable[[str, int], Awaitable[Principal | None]]
 
 

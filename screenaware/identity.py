@@ -25,6 +25,7 @@ from schemas.identity import (
     UserSchema,
     UserUpdateSchema,
 )
+from screenaware.auth import caller
 from screenaware.errors import Invalid, NotFound
 from screenaware.projects import ProjectStore, public_project
 from screenaware.users import Accounts
@@ -53,10 +54,6 @@ INTEGRATIONS = {
         ),
     },
 }
-
-
-def _uuid(req: falcon.asgi.Request) -> str:
-    return str(req.context.principal.uuid)
 
 
 def _profile_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +131,7 @@ class UserResource:
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
     ) -> None:
-        if user_id == _uuid(req):
+        if user_id == caller(req):
             raise Invalid("Admins cannot delete themselves", {"id": ["That is you."]})
         resp.media = _user.dump((await self._accounts.store.delete(user_id)).public())
 
@@ -164,14 +161,14 @@ class MeResource:
         self._accounts = accounts
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = _user.dump((await self._accounts.store.require(_uuid(req))).public())
+        resp.media = _user.dump((await self._accounts.store.require(caller(req))).public())
 
     @load_body(OwnProfileSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         fields = _profile_fields(req.context.body)
         if fields:
-            await self._accounts.store.update(_uuid(req), fields)
-        resp.media = _user.dump((await self._accounts.store.require(_uuid(req))).public())
+            await self._accounts.store.update(caller(req), fields)
+        resp.media = _user.dump((await self._accounts.store.require(caller(req))).public())
 
 
 class MyPasswordResource:
@@ -185,9 +182,9 @@ class MyPasswordResource:
     @load_body(OwnPasswordSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
-        await self._accounts.change_own_password(_uuid(req), body["oldPassword"], body["password"])
+        await self._accounts.change_own_password(caller(req), body["oldPassword"], body["password"])
         # Every earlier token is void now; hand the caller a fresh one.
-        user = await self._accounts.store.require(_uuid(req))
+        user = await self._accounts.store.require(caller(req))
         resp.media = {"ok": True, "token": await self._accounts.token_for(user)}
 
 
@@ -200,13 +197,13 @@ class ProjectsResource:
         self._store = store
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        projects = await self._store.projects(_uuid(req))
+        projects = await self._store.projects(caller(req))
         ordered = sorted(projects.values(), key=lambda p: (p["name"].casefold(), p["uuid"]))
-        resp.media = _projects.dump([public_project(p, _uuid(req)) for p in ordered])
+        resp.media = _projects.dump([public_project(p, caller(req)) for p in ordered])
 
     @load_body(ProjectInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        project = await self._store.create_project(_uuid(req), req.context.body)
+        project = await self._store.create_project(caller(req), req.context.body)
         resp.status = falcon.HTTP_201
         resp.set_header("Location", f"/api/projects/{project['uuid']}")
         resp.media = OK
@@ -223,8 +220,8 @@ class ProjectResource:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
-        project = await self._store.project(_uuid(req), project_id)
-        resp.media = _project.dump(public_project(project, _uuid(req)))
+        project = await self._store.project(caller(req), project_id)
+        resp.media = _project.dump(public_project(project, caller(req)))
 
     @load_body(ProjectInSchema(partial=True))
     async def on_put(
@@ -233,14 +230,14 @@ class ProjectResource:
         changes = dict(req.context.body)
         if changes.pop("uuid", project_id) != project_id:
             raise Invalid("uuid differs from the one in the path", {"uuid": ["Mismatch."]})
-        await self._store.update_project(_uuid(req), project_id, changes)
+        await self._store.update_project(caller(req), project_id, changes)
         resp.media = OK
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
-        old = await self._store.delete_project(_uuid(req), project_id)
-        resp.media = _project.dump(public_project(old, _uuid(req)))
+        old = await self._store.delete_project(caller(req), project_id)
+        resp.media = _project.dump(public_project(old, caller(req)))
 
 
 class TasksResource:
@@ -252,13 +249,13 @@ class TasksResource:
         self._store = store
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        tasks = await self._store.tasks(_uuid(req))
+        tasks = await self._store.tasks(caller(req))
         ordered = sorted(tasks.values(), key=lambda t: (t["title"].casefold(), t["uuid"]))
         resp.media = _tasks.dump(ordered)
 
     @load_body(TaskInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        task = await self._store.save_task(_uuid(req), req.context.body)
+        task = await self._store.save_task(caller(req), req.context.body)
         resp.status = falcon.HTTP_201
         resp.set_header("Location", f"/api/tasks/{task['uuid']}")
         resp.media = _task.dump(task)
@@ -275,7 +272,7 @@ class TaskResource:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
     ) -> None:
-        resp.media = _task.dump(await self._store.task(_uuid(req), task_id))
+        resp.media = _task.dump(await self._store.task(caller(req), task_id))
 
     @load_body(TaskInSchema(partial=True))
     async def on_put(
@@ -284,12 +281,12 @@ class TaskResource:
         changes = dict(req.context.body)
         if changes.pop("uuid", task_id) != task_id:
             raise Invalid("uuid differs from the one in the path", {"uuid": ["Mismatch."]})
-        resp.media = _task.dump(await self._store.save_task(_uuid(req), changes, task_id))
+        resp.media = _task.dump(await self._store.save_task(caller(req), changes, task_id))
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
     ) -> None:
-        resp.media = _task.dump(await self._store.delete_task(_uuid(req), task_id))
+        resp.media = _task.dump(await self._store.delete_task(caller(req), task_id))
 
 
 class IntegrationsResource:

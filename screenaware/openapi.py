@@ -12,39 +12,13 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from marshmallow import Schema
 
 from schemas import activity as act
 from schemas import heartbeat as hb
 from schemas import identity as idn
 from schemas import logs as lg
 from screenaware import __version__
-
-
-class ErrorSchema(Schema):
-    """Every error: a message, and the messages per field on a 400."""
-
-    message = fields.String(required=True)
-    errors = fields.Dict()
-
-
-class StatusSchema(Schema):
-    ok = fields.Boolean(required=True)
-
-
-class TokenOkSchema(Schema):
-    ok = fields.Boolean(required=True)
-    token = fields.String(required=True)
-
-
-class ForgetSchema(Schema):
-    ok = fields.Boolean(required=True)
-    forgotten = fields.Integer(required=True)
-
-
-class CountSchema(Schema):
-    count = fields.Integer(required=True)
-
 
 # Operations a user's token is not enough for.
 ADMIN_ONLY = {
@@ -237,7 +211,7 @@ OPERATIONS = [
         "users",
         BEARER,
         body=idn.UserUpdateSchema,
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     Operation("/api/users/me", "get", "Your user", "users", BEARER, response=idn.UserSchema),
     Operation(
@@ -256,7 +230,7 @@ OPERATIONS = [
         "users",
         BEARER,
         body=idn.OwnPasswordSchema,
-        response=TokenOkSchema,
+        response=idn.TokenOkSchema,
     ),
     Operation(
         "/api/users/{user_id}",
@@ -284,7 +258,7 @@ OPERATIONS = [
         BEARER,
         path_params={"user_id": UUID},
         body=idn.PasswordSchema,
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     Operation(
         "/api/projects",
@@ -302,7 +276,7 @@ OPERATIONS = [
         BEARER,
         body=idn.ProjectInSchema,
         status=201,
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     Operation(
         "/api/projects/{project_id}",
@@ -321,7 +295,7 @@ OPERATIONS = [
         BEARER,
         path_params={"project_id": UUID},
         body=idn.ProjectInSchema(partial=True),
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     Operation(
         "/api/projects/{project_id}",
@@ -348,7 +322,7 @@ OPERATIONS = [
         "projects",
         BEARER,
         path_params={"project_id": UUID},
-        response=ForgetSchema,
+        response=act.ForgetSchema,
     ),
     Operation(
         "/api/tasks", "get", "Your tasks", "tasks", BEARER, response=idn.TaskSchema(many=True)
@@ -407,7 +381,7 @@ OPERATIONS = [
         "activity",
         BEARER,
         body=_one_or_many(act.SnapshotSchema),
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     Operation(
         "/api/times",
@@ -497,7 +471,7 @@ OPERATIONS = [
         BEARER,
         path_params={"stream_uuid": UUID},
         body=act.StreamProjectSchema,
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     Operation(
         "/api/streams/{stream_uuid}/project",
@@ -507,7 +481,7 @@ OPERATIONS = [
         BEARER,
         path_params={"stream_uuid": UUID},
         body=act.StreamProjectSchema,
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     # --- Logs ---------------------------------------------------------------
     Operation(
@@ -517,7 +491,7 @@ OPERATIONS = [
         "logs",
         OPTIONAL_BEARER,
         body=_one_or_many(lg.LogPointInSchema),
-        response=StatusSchema,
+        response=idn.OkSchema,
     ),
     Operation(
         "/api/logs",
@@ -607,10 +581,10 @@ def build_spec() -> dict[str, Any]:
         {"type": "apiKey", "in": "header", "name": "Authorization",
          "description": "A device token, raw (no scheme)."},
     )  # fmt: skip
-    for schema in (ErrorSchema, idn.IntegrationSchema, act.StreamSchema, lg.LogPointSchema,
-                   lg.LogBucketSchema, CountSchema):  # fmt: skip
+    for schema in (idn.ErrorSchema, idn.IntegrationSchema, act.StreamSchema, lg.LogPointSchema,
+                   lg.LogBucketSchema, lg.CountSchema):  # fmt: skip
         spec.components.schema(_component(schema.__name__), schema=schema)
-    error = {"application/json": {"schema": ErrorSchema}}
+    error = {"application/json": {"schema": idn.ErrorSchema}}
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         operation: dict[str, Any] = {

@@ -43,12 +43,12 @@ from screenaware.sessions import (
     resolve_values,
     summarize,
 )
-from screenaware.timeutil import day_bounds, from_ms, iso, to_ms
+from screenaware.timeutil import from_ms, iso, requested_range, to_ms
 
 LOG = logging.getLogger(__name__)
 
 DAY_CACHE_TTL = 7 * 86_400
-MAX_DAYS = 400
+MAX_SPAN = dt.timedelta(days=400)
 
 DAY_QUERIES_AT_ONCE = 4
 STREAM_COLUMNS = '"duration_ms", "project", "rev"'
@@ -103,16 +103,7 @@ class StreamService:
     def range(self, params: Mapping[str, Any], zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
         """The requested range: by default the current day in ``zone``."""
         now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
-        start, end = params.get("start"), params.get("end")
-        if start is None:
-            start = day_bounds(end if end is not None else now, zone)[0]
-        if end is None:
-            end = day_bounds(start if params.get("start") is not None else now, zone)[1]
-        if start > end:
-            raise Invalid("start is after end", {"start": ["Must not be after end."]})
-        if (end - start).days > MAX_DAYS:
-            raise Invalid(f"The range is longer than {MAX_DAYS} days", {"end": ["Too long."]})
-        return start, end
+        return requested_range(params.get("start"), params.get("end"), zone, now, MAX_SPAN)
 
     # --- days ---------------------------------------------------------------
 

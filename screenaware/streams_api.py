@@ -13,16 +13,13 @@ from schemas.activity import (
     StreamsQuerySchema,
     SubstreamsQuerySchema,
 )
+from screenaware.auth import caller, caller_zone
 from screenaware.learning import LearningStore
 from screenaware.projects import ProjectStore
 from screenaware.streams import StreamService
 from screenaware.validation import load_body, load_query
 
 _associations = AssociationSchema(many=True)
-
-
-def _user(req: falcon.asgi.Request) -> str:
-    return str(req.context.principal.uuid)
 
 
 class _Zoned:
@@ -33,7 +30,7 @@ class _Zoned:
         self._default_zone = default_zone
 
     def zone(self, req: falcon.asgi.Request, tz: str | None) -> ZoneInfo:
-        return ZoneInfo(tz or req.context.principal.timezone or self._default_zone)
+        return ZoneInfo(caller_zone(req, tz, self._default_zone))
 
 
 class StreamsResource(_Zoned):
@@ -46,7 +43,7 @@ class StreamsResource(_Zoned):
         params = req.context.query
         # Already in the shape of StreamSchema; a dump of thousands would only cost time.
         resp.media = await self._service.streams(
-            _user(req), params, self.zone(req, params.get("tz"))
+            caller(req), params, self.zone(req, params.get("tz"))
         )
 
 
@@ -59,7 +56,7 @@ class SubstreamsResource(_Zoned):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
         zone = self.zone(req, params.get("tz"))
-        resp.media = await self._service.substreams(_user(req), params, zone)
+        resp.media = await self._service.substreams(caller(req), params, zone)
 
 
 class StreamProjectResource(_Zoned):
@@ -73,7 +70,7 @@ class StreamProjectResource(_Zoned):
     ) -> None:
         project = req.context.body["projectUuid"]
         await self._service.correct(
-            _user(req),
+            caller(req),
             stream_uuid,
             None if project is None else str(project),
             self.zone(req, req.get_param("tz")),
@@ -93,14 +90,14 @@ class AssociationsResource:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
-        await self._projects.project(_user(req), project_id)  # 404 unless the caller's
-        resp.media = _associations.dump(await self._learning.for_project(_user(req), project_id))
+        await self._projects.project(caller(req), project_id)  # 404 unless the caller's
+        resp.media = _associations.dump(await self._learning.for_project(caller(req), project_id))
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
-        await self._projects.project(_user(req), project_id)
-        forgotten = await self._learning.forget_project(_user(req), project_id)
+        await self._projects.project(caller(req), project_id)
+        forgotten = await self._learning.forget_project(caller(req), project_id)
         resp.media = {"ok": True, "forgotten": forgotten}
 
 

@@ -17,9 +17,8 @@ from zoneinfo import ZoneInfo
 
 from screenaware.activity import ActivityStore
 from screenaware.attribution import NONE
-from screenaware.errors import Invalid
 from screenaware.influx import InfluxClient
-from screenaware.timeutil import buckets, day_bounds, iso, to_ms
+from screenaware.timeutil import buckets, iso, requested_range, to_ms
 
 GROUP_TAGS = {
     "projectUuid": "project",
@@ -113,17 +112,7 @@ class TimesService:
     def range(self, params: Mapping[str, Any], zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
         """The requested range; by default the current day in ``zone``."""
         now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
-        today_start, today_end = day_bounds(now, zone)
-        start, end = params.get("start"), params.get("end")
-        if start is None:
-            start = day_bounds(end, zone)[0] if end is not None else today_start
-        if end is None:
-            end = day_bounds(start, zone)[1] if params.get("start") is not None else today_end
-        if start > end:
-            raise Invalid("start is after end", {"start": ["Must not be after end."]})
-        if end - start > MAX_RANGE:
-            raise Invalid("The range is longer than two years", {"end": ["Range too long."]})
-        return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+        return requested_range(params.get("start"), params.get("end"), zone, now, MAX_RANGE)
 
     async def times(self, user: str, params: Mapping[str, Any], zone_name: str) -> dict[str, Any]:
         zone = ZoneInfo(zone_name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from screenaware.errors import Invalid
+
 
 def iso(moment: dt.datetime) -> str:
     """``2015-05-17T05:52:22.907Z``: UTC, milliseconds, ``Z``."""
@@ -26,6 +28,31 @@ def day_bounds(moment: dt.datetime, zone: ZoneInfo) -> tuple[dt.datetime, dt.dat
     start = dt.datetime.combine(local, dt.time(), zone)
     end = dt.datetime.combine(local + dt.timedelta(days=1), dt.time(), zone)
     return start, end - dt.timedelta(milliseconds=1)
+
+
+def requested_range(
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    zone: ZoneInfo,
+    now: dt.datetime,
+    longest: dt.timedelta,
+) -> tuple[dt.datetime, dt.datetime]:
+    """The range a query asks for, in UTC: by default the current day in ``zone``;
+    with only one end given, that end's day.
+
+    Raises:
+        Invalid: ``start`` after ``end``, or a range longer than ``longest``.
+    """
+    given_start = start
+    if start is None:
+        start = day_bounds(end if end is not None else now, zone)[0]
+    if end is None:
+        end = day_bounds(given_start if given_start is not None else now, zone)[1]
+    if start > end:
+        raise Invalid("start is after end", {"start": ["Must not be after end."]})
+    if end - start > longest:
+        raise Invalid(f"The range is longer than {longest.days} days", {"end": ["Too long."]})
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 def bucket_start(moment: dt.datetime, resolution: str, zone: ZoneInfo) -> dt.datetime:
