@@ -95,10 +95,9 @@ class BeatResource:
         self._service = service
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        device_id = await self._service.store.device_for_token(_credential(req))
-        if device_id is None:
+        acknowledged = await self._service.beat(_credential(req))
+        if acknowledged is None:
             raise falcon.HTTPUnauthorized(description="Invalid Authorization header")
-        acknowledged = await self._service.beat(device_id)
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = str(acknowledged)
 

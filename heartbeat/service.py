@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from heartbeat.stats import build_stats
-from heartbeat.store import HeartbeatStore
-from screenaware.batching import cancel_task
-from screenaware.errors import StorageUnavailable
+from heartbeat.store import HeartbeatStore, hash_token
+from screenaware.batching import Coalescer, cancel_task
+from screenaware.errors import StorageUnavailable, WriteQueueFull
 from screenaware.influx import GroupCommitWriter, Point, UniqueClock
 
 LOG = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ class HeartbeatService:
         writer: the InfluxDB group-commit writer.
         clock: returns the current Unix time in seconds (injected for tests).
         point_time: stamps points with times no other process repeats.
+        max_batch: beats handled together at most (one InfluxDB write).
+        max_pending: beats that may wait; past it a beat fails at once with
+            :class:`~screenaware.errors.WriteQueueFull` (503).
     """
 
     def __init__(
@@ -41,24 +44,54 @@ class HeartbeatService:
         writer: GroupCommitWriter,
         clock: Clock,
         point_time: UniqueClock,
+        *,
+        max_batch: int = 5000,
+        max_pending: int = 100_000,
     ) -> None:
         self.store = store
         self._writer = writer
         self._clock = clock
         self._point_time = point_time
+        self._beats: Coalescer[str, int | None] = Coalescer(
+            self._record_beats,
+            name="hb-beats",
+            max_batch=max_batch,
+            max_pending=max_pending,
+            full_error=lambda: WriteQueueFull("too many beats queued"),
+        )
 
     def now(self) -> int:
         """The current Unix time in whole seconds."""
         return int(self._clock())
 
-    async def beat(self, device_id: int) -> int:
-        """Record one beat; returns its acknowledgement time in Unix seconds."""
-        stamp = self._point_time()
-        point = Point("beat").tag("device", str(device_id)).field("n", 1).time(stamp)
-        await self._writer.write([point])
-        acknowledged = stamp // 1_000_000_000
-        await self.store.record_beat(device_id, acknowledged)
-        return acknowledged
+    async def beat(self, token: str) -> int | None:
+        """Record one beat of the device owning ``token``.
+
+        Returns:
+            The beat's acknowledgement time in Unix seconds, or None when no
+            device owns the token (nothing is recorded).
+        """
+        return await self._beats.submit(hash_token(token))
+
+    async def close(self) -> None:
+        """Finish the beats already received (worker shutdown)."""
+        await self._beats.stop()
+
+    async def _record_beats(self, digests: list[str]) -> list[int | None]:
+        # The beats of concurrent requests go through each step together: one
+        # token look-up, one InfluxDB write, one counter update for all of them.
+        devices = await self.store.devices_for_digests(digests)
+        beats = [(device, self._point_time()) for device in devices if device is not None]
+        if not beats:
+            return [None] * len(digests)
+        await self._writer.write(
+            Point("beat").tag("device", str(device)).field("n", 1).time(stamp)
+            for device, stamp in beats
+        )
+        counted = [(device, stamp // 1_000_000_000) for device, stamp in beats]
+        await self.store.count_beats(counted)
+        acknowledged = iter(second for _, second in counted)
+        return [None if device is None else next(acknowledged) for device in devices]
 
     async def visit(self, page: str) -> None:
         """Count a page view.

@@ -22,7 +22,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from screenaware.batching import Coalescer
 from screenaware.redisutil import RedisStore, Script
 
 META = "{hb}:meta"
@@ -129,19 +128,6 @@ class HeartbeatStore(RedisStore):
         self._regenerate = Script(_REGENERATE)
         self._record_beats = Script(_RECORD_BEATS)
         self._read_stats = Script(_READ_STATS)
-        # Beats are the hot path: concurrent requests share one MGET for their
-        # tokens and one script call for their counters.
-        self._token_lookups: Coalescer[str, int | None] = Coalescer(
-            self._lookup_tokens, name="hb-token-lookups"
-        )
-        self._beat_counts: Coalescer[tuple[int, int], None] = Coalescer(
-            self._count_beats, name="hb-beat-counters"
-        )
-
-    async def close(self) -> None:
-        """Finish the queued look-ups and counter updates."""
-        await self._token_lookups.stop()
-        await self._beat_counts.stop()
 
     async def mark_first_setup(self, now: int) -> None:
         """Record when the server was first set up (kept if already recorded)."""
@@ -167,26 +153,19 @@ class HeartbeatStore(RedisStore):
             return None
         return str(name), token
 
-    async def device_for_token(self, token: str) -> int | None:
-        """The id of the device owning ``token``, or None.
+    async def devices_for_digests(self, digests: list[str]) -> list[int | None]:
+        """The device owning each token digest (see :func:`hash_token`), or None.
 
         Looking up the token's SHA-256 means no comparison of the secret itself
         happens here, so its timing reveals nothing about the token.
         """
-        return await self._token_lookups.submit(hash_token(token))
-
-    async def _lookup_tokens(self, digests: list[str]) -> list[int | None]:
         found = await self._redis.mget([f"{{hb}}:token:{d}" for d in digests])
         return [None if f is None else int(f) for f in found]
 
-    async def record_beat(self, device_id: int, now: int) -> None:
-        """Count one beat of ``device_id`` acknowledged at Unix second ``now``."""
-        await self._beat_counts.submit((device_id, now))
-
-    async def _count_beats(self, beats: list[tuple[int, int]]) -> list[None]:
+    async def count_beats(self, beats: list[tuple[int, int]]) -> None:
+        """Count beats, given as ``(device id, acknowledged Unix second)``, in one step."""
         args = [value for beat in sorted(beats, key=lambda b: b[1]) for value in beat]
         await self._record_beats(self._redis, [META], args)
-        return [None] * len(beats)
 
     async def record_visit(self) -> None:
         """Count one page view."""

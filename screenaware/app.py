@@ -112,7 +112,14 @@ def create_app(
     logsetup.configure(config.log_level)
     backends = Backends(config, UniqueClock(lambda: int(clock() * 1_000_000_000)))
     store = HeartbeatStore(backends.get_redis)
-    service = HeartbeatService(store, backends.writer, clock, backends.point_clock)
+    service = HeartbeatService(
+        store,
+        backends.writer,
+        clock,
+        backends.point_clock,
+        max_batch=config.write_batch_max,
+        max_pending=config.write_queue_max,
+    )
     broadcaster = StatsBroadcaster(service.stats)
 
     accounts = make_accounts(config, backends.get_redis, clock)
@@ -152,7 +159,7 @@ def create_app(
             Lifespan(
                 backends,
                 startup=[mark_first_setup, bootstrap_admin],
-                shutdown=[broadcaster.stop, store.close, access.shutdown],
+                shutdown=[broadcaster.stop, service.close, access.shutdown],
             ),
             ContentLengthLimit(limits),
             AuthMiddleware(accounts.tokens, accounts.principal),

@@ -45,7 +45,8 @@ class Coalescer(Generic[T, R]):
         name: for logs and the task name.
         max_batch: weight per call at most (a heavier single item still goes alone).
         max_pending: weight that may wait; past it :meth:`submit` raises
-            ``full_error()`` at once instead of queueing without bound.
+            ``full_error()`` at once instead of queueing without bound (an
+            empty queue takes any item, however heavy).
         weight: the weight of an item (default 1).
         full_error: builds the exception for a full queue.
         linger_yields: event-loop turns to wait before taking a batch, so that
@@ -80,7 +81,7 @@ class Coalescer(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its outcome."""
         weight = self._weight(item)
-        if self._queued + weight > self._max_pending:
+        if self._queued and self._queued + weight > self._max_pending:
             raise self._full_error()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         # The submitter may be cancelled (client gone) while its batch runs;

@@ -12,6 +12,7 @@ Two pieces:
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import logging
@@ -21,7 +22,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 from influxdb_client import Point
 
@@ -29,6 +29,7 @@ from screenaware import metrics
 from screenaware.batching import Coalescer
 from screenaware.config import Config
 from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
+from screenaware.http11 import HTTPClient, Response, TransportError
 
 LOG = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ class InfluxClient:
         self._username = config.influx_username
         self._password = config.influx_password
         self._token = config.influx_token
-        self._http: httpx.AsyncClient | None = None
-        # Built once: merging query parameters per request is measurable on the hot path.
+        self._http: HTTPClient | None = None
+        # Built once: encoding query parameters per request is measurable on the hot path.
         self._write_path = "/write?" + urllib.parse.urlencode(
             {"db": self.database, "precision": "ns"}
         )
@@ -74,43 +75,49 @@ class InfluxClient:
 
     async def open(self) -> None:
         """Create the HTTP client (call from the running event loop)."""
-        headers = {"Authorization": f"Token {self._token}"} if self._token else {}
-        auth = (self._username, self._password) if self._username else None
-        self._http = httpx.AsyncClient(
-            base_url=self._url,
+        headers = {}
+        if self._token:
+            headers["Authorization"] = f"Token {self._token}"
+        elif self._username:
+            basic = f"{self._username}:{self._password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
+        self._http = HTTPClient(
+            self._url,
+            timeout=self._timeout,
+            connect_timeout=min(self._timeout, 3.0),
             headers=headers,
-            auth=auth,
-            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 3.0)),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
 
     async def close(self) -> None:
         """Close the HTTP client."""
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> HTTPClient:
         if self._http is None:
             raise RuntimeError("InfluxClient.open() was not called")
         return self._http
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Response:
         try:
-            resp = await self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise StorageUnavailable(f"InfluxDB unreachable: {type(exc).__name__}") from None
-        if resp.status_code >= 500 or resp.status_code in (401, 403):
-            LOG.error("InfluxDB answered %s to %s", resp.status_code, path)
-            raise StorageUnavailable(f"InfluxDB answered {resp.status_code}")
+            resp = await self.http.request(method, path, body, headers)
+        except TransportError as exc:
+            LOG.debug("InfluxDB %s %s: %s", method, path.partition("?")[0], exc)
+            raise StorageUnavailable("InfluxDB unreachable") from None
+        if resp.status >= 500 or resp.status in (401, 403):
+            LOG.error("InfluxDB answered %s to %s", resp.status, path.partition("?")[0])
+            raise StorageUnavailable(f"InfluxDB answered {resp.status}")
         return resp
 
     async def ping(self) -> None:
         """Raise :class:`StorageUnavailable` unless the server answers."""
         resp = await self._request("GET", "/ping")
-        if resp.status_code != 204:
-            raise StorageUnavailable(f"InfluxDB ping answered {resp.status_code}")
+        if resp.status != 204:
+            raise StorageUnavailable(f"InfluxDB ping answered {resp.status}")
 
     async def ensure_database(self) -> None:
         """Create the database if it does not exist (idempotent)."""
@@ -124,12 +131,12 @@ class InfluxClient:
             StorageUnavailable: the server is down, slow, or misconfigured.
             WriteRejected: the server refused the data (HTTP 4xx).
         """
-        resp = await self._request("POST", self._write_path, content=body)
-        if resp.status_code == 404 and "database not found" in resp.text:
+        resp = await self._request("POST", self._write_path, body)
+        if resp.status == 404 and "database not found" in resp.text:
             LOG.warning("database %r missing, creating it", self.database)
             await self.ensure_database()
-            resp = await self._request("POST", self._write_path, content=body)
-        if resp.status_code >= 400:
+            resp = await self._request("POST", self._write_path, body)
+        if resp.status >= 400:
             raise WriteRejected(_error_text(resp))
 
     async def query(
@@ -153,13 +160,14 @@ class InfluxClient:
         query: dict[str, str] = {"db": self.database, "q": influxql, "epoch": "ns"}
         if params:
             query["params"] = json.dumps(params)
+        encoded = urllib.parse.urlencode(query)
         if method == "GET":
-            resp = await self._request("GET", "/query", params=query)
+            resp = await self._request("GET", "/query?" + encoded)
         else:
-            resp = await self._request("POST", "/query", data=query)
-        if resp.status_code >= 400:
+            resp = await self._request("POST", "/query", encoded.encode(), _FORM)
+        if resp.status >= 400:
             raise QueryFailed(_error_text(resp))
-        result = orjson.loads(resp.content)["results"][0]
+        result = orjson.loads(resp.body)["results"][0]
         if "error" in result:
             raise QueryFailed(result["error"])
         return [
@@ -178,11 +186,17 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _error_text(resp: httpx.Response) -> str:
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _error_text(resp: Response) -> str:
     try:
-        return str(resp.json().get("error", resp.text))
+        answer = resp.json()
     except ValueError:
         return resp.text[:200]
+    if isinstance(answer, dict) and "error" in answer:
+        return str(answer["error"])
+    return resp.text[:200]
 
 
 class UniqueClock:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import falcon.asgi
+import orjson
 
 from screenaware import metrics
 
@@ -49,8 +50,6 @@ def configure(level: str) -> None:
     handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # One line per InfluxDB request would swamp the log and cost CPU on the hot path.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class AccessLog:
@@ -103,7 +102,7 @@ class AccessLog:
             principal = getattr(req.context, "principal", None)
             now = time.time()
             self._lines.append(
-                json.dumps(
+                orjson.dumps(
                     {
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
                         + f".{int(now * 1000) % 1000:03d}Z",
@@ -119,8 +118,7 @@ class AccessLog:
                         "user": principal.uuid if principal else None,
                         "remote": req.remote_addr,
                     },
-                    ensure_ascii=False,
-                )
+                ).decode()
             )
         if not self._flush_pending and (self._lines or self._counts):
             self._flush_pending = True

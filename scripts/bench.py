@@ -92,13 +92,13 @@ class Stack:
             return 0
         return max(int(v) for v in resp["series"][0]["values"][0][1:])
 
-    def stop_service(self) -> list[tuple[int, int]]:
-        """Stop gunicorn; returns (requests, writes) of each worker's group commit."""
+    def stop_service(self, coalescer: str = "influx-group-commit") -> list[tuple[int, int]]:
+        """Stop gunicorn; returns (items, calls) of each worker's named coalescer."""
         stop(self.service)
         return [
             (int(a), int(b))
             for a, b in re.findall(
-                r"influx-group-commit: (\d+) items in (\d+) calls",
+                rf"{coalescer}: (\d+) items in (\d+) calls",
                 (self.tmp / "service.log").read_text(),
             )
         ]
@@ -201,7 +201,7 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         time.sleep(2)
         counted = httpx.get(f"{s.url}/api/stats").json()["total_beats"] - warm
         stored = s.influx_count("beat") - warm
-        batches = s.stop_service()
+        batches = s.stop_service("hb-beats")
         # The same, with the access log and the request metrics off.
         port = free_port()
         lean_env = {**s.env, "SCREENAWARE_ACCESS_LOG": "false", "SCREENAWARE_METRICS": "false"}
@@ -240,8 +240,8 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         f"(lean: {lean['rps'] / base_line['rps']:.0%})"
     )
     print(
-        f"group commit: {points} requests in {writes} InfluxDB writes "
-        f"({points / max(writes, 1):.1f} requests per write)"
+        f"batching: {points} beats in {writes} rounds of look-up, InfluxDB write and "
+        f"counter update ({points / max(writes, 1):.1f} beats per round)"
     )
     print(
         f"beats answered by wrk: {int(beats['requests'])}, stored in InfluxDB: {stored}, "

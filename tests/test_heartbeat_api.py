@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -211,6 +212,24 @@ async def test_several_beats_in_one_second_are_all_counted_and_stored(
     assert stats["devices"][0]["num_beats"] == 5
     # Same second, same device: the points still have distinct times.
     assert influx_db.count("beat") == 5
+
+
+async def test_concurrent_beats_with_good_and_bad_tokens_each_get_their_own_answer(
+    client: testing.ASGIConductor, influx_db: InfluxHelper
+) -> None:
+    # Concurrent beats are looked up, written and counted together; a bad token
+    # among them fails only its own request.
+    laptop, phone = await register(client, "Laptop"), await register(client, "Phone")
+    tokens = [laptop["token"]] * 20 + [phone["token"]] * 15 + ["wrong"] * 10
+    results = await asyncio.gather(*(beat(client, token) for token in tokens))
+    codes = [r.status_code for r in results]
+    assert codes == [200] * 35 + [401] * 10
+    stats = (await client.simulate_get("/api/stats")).json
+    assert stats["total_beats"] == 35
+    assert [d["num_beats"] for d in stats["devices"]] == [20, 15]
+    assert influx_db.count("beat") == 35
+    by_device = influx_db.query('SELECT count(n) FROM beat GROUP BY "device"')
+    assert sorted(int(str(r["count"])) for r in by_device) == [15, 20]
 
 
 # --- stats -----------------------------------------------------------------
