@@ -115,7 +115,9 @@ async def test_a_small_influx_answer_has_a_length_and_a_large_one_comes_chunked(
         await http.close()
 
 
-async def test_requests_reuse_one_connection(serve: Callable[[Handler], Awaitable[Scripted]]) -> None:
+async def test_requests_reuse_one_connection(
+    serve: Callable[[Handler], Awaitable[Scripted]],
+) -> None:
     ok = b"HTTP/1.1 204 No Content\r\n\r\n"
     server = await serve(answer(ok, ok, ok))
     http = client(server.url)
@@ -213,7 +215,7 @@ async def test_a_broken_answer_is_a_transport_error_and_the_connection_is_droppe
     http = client(server.url)
     with pytest.raises(TransportError):
         await http.request("GET", "/")
-    assert not http._idle  # noqa: SLF001 - nothing half-read is kept for reuse
+    assert not http._idle  # nothing half-read is kept for reuse
     await http.close()
 
 
