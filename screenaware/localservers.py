@@ -42,7 +42,7 @@ def gunicorn_argv(
         gunicorn,
         app,
         "--worker-class",
-        "uvicorn_worker.UvicornWorker",
+        "screenaware.worker.Worker",
         "--workers",
         str(workers),
         "--bind",
