@@ -84,15 +84,14 @@ class Coalescer(Generic[T, R]):
         if self._queued and self._queued + weight > self._max_pending:
             raise self._full_error()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        # The submitter may be cancelled (client gone) while its batch runs;
-        # reading the outcome keeps asyncio from logging it as never retrieved.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(_Pending(item, weight, future))
         self._queued += weight
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=self.name)
         self._wakeup.set()
-        return await asyncio.shield(future)
+        # A submitter cancelled while its batch runs (client gone) cancels only its
+        # own future: the batch still runs for the others, and _settle skips it.
+        return await future
 
     async def stop(self) -> None:
         """Run what is queued, then stop the background task."""

@@ -1,0 +1,109 @@
+"""The coalescer under the group-commit writer and the beat path (plain asyncio, no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from screenaware.batching import Coalescer, QueueFull
+
+
+class Recorder:
+    """A batch runner that records its batches and can be held at a gate."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail = fail
+
+    async def __call__(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        await self.gate.wait()
+        if self.fail:
+            raise ConnectionError("backend down")
+        return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+
+async def test_items_submitted_while_a_call_runs_share_the_next_call() -> None:
+    run = Recorder()
+    run.gate.clear()
+    co: Coalescer[int, int] = Coalescer(run, name="t")
+    first = asyncio.ensure_future(co.submit(1))
+    await asyncio.sleep(0.01)  # the first call is now in flight, held at the gate
+    rest = [asyncio.ensure_future(co.submit(i)) for i in range(2, 7)]
+    await asyncio.sleep(0.01)
+    run.gate.set()
+    assert await first == 10
+    assert await asyncio.gather(*rest) == [20, 30, 40, 50, 60]
+    assert run.batches == [[1], [2, 3, 4, 5, 6]]
+    await co.stop()
+
+
+async def test_each_item_gets_its_own_outcome_and_a_failed_call_fails_its_batch() -> None:
+    co: Coalescer[int, int] = Coalescer(Recorder(), name="t")
+    results = await asyncio.gather(co.submit(1), co.submit(-1), return_exceptions=True)
+    assert results[0] == 10
+    assert isinstance(results[1], ValueError)
+    down: Coalescer[int, int] = Coalescer(Recorder(fail=True), name="t")
+    failed = await asyncio.gather(*(down.submit(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(f, ConnectionError) for f in failed)
+    # Every waiter raises its own copy, so tracebacks do not pile up on one object.
+    assert len({id(f) for f in failed}) == 3
+    await co.stop()
+    await down.stop()
+
+
+async def test_a_cancelled_submitter_leaves_the_batch_to_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for fail in (False, True):
+        run = Recorder(fail=fail)
+        run.gate.clear()
+        co: Coalescer[int, int] = Coalescer(run, name="t")
+        waiters = [asyncio.ensure_future(co.submit(i)) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        waiters[1].cancel()  # its client went away while the batch runs
+        run.gate.set()
+        outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+        assert isinstance(outcomes[1], asyncio.CancelledError)
+        if fail:
+            assert all(isinstance(o, ConnectionError) for o in (outcomes[0], outcomes[2]))
+        else:
+            assert (outcomes[0], outcomes[2]) == (10, 30)
+        assert run.batches == [[1, 2, 3]]
+        await co.stop()
+    gc.collect()
+    await asyncio.sleep(0)
+    # Nothing was left unretrieved for asyncio to complain about.
+    assert "never retrieved" not in caplog.text
+
+
+async def test_the_queue_is_bounded_but_an_empty_one_takes_any_item() -> None:
+    run = Recorder()
+    run.gate.clear()
+    co: Coalescer[list[int], int] = Coalescer(
+        lambda batch: run([len(b) for b in batch]), name="t", max_pending=5, weight=len
+    )
+    heavy = asyncio.ensure_future(co.submit(list(range(8))))  # alone: taken though > 5
+    await asyncio.sleep(0.01)
+    queued = [asyncio.ensure_future(co.submit([1, 2])) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull):
+        await co.submit([1, 2])  # 4 queued + 2 > 5
+    run.gate.set()
+    assert await heavy == 80
+    assert await asyncio.gather(*queued) == [20, 20]
+    await co.stop()
+
+
+async def test_stop_runs_what_is_queued() -> None:
+    run = Recorder()
+    co: Coalescer[int, int] = Coalescer(run, name="t")
+    waiters = [asyncio.ensure_future(co.submit(i)) for i in range(5)]
+    await asyncio.sleep(0)  # queued; the background call has not taken them yet
+    await co.stop()
+    assert [await w for w in waiters] == [0, 10, 20, 30, 40]
+    assert sorted(i for batch in run.batches for i in batch) == [0, 1, 2, 3, 4]
