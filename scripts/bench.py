@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ class Stack:
     influx_url: str
     redis_url: str
     service: subprocess.Popen[bytes]
+    database_pids: dict[str, int]
 
     def influx_count(self, measurement: str) -> int:
         resp = httpx.get(
@@ -135,6 +136,7 @@ def stack(workers: int) -> Iterator[Stack]:
                 config.influx_url,
                 config.redis_url,
                 service,
+                {"influxd": influxd.proc.pid, "redis-server": redis_server.proc.pid},
             )
             try:
                 yield s
@@ -152,6 +154,7 @@ def wrk(
     lua = tmp / "bench.lua"
     lines = [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     lua.write_text("\n".join([*lines, script]))
+    before = os.times()
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), url],
         capture_output=True,
@@ -165,6 +168,7 @@ def wrk(
         assert m, out
         return float(m[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m[2]]
 
+    after = os.times()
     total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
@@ -173,7 +177,36 @@ def wrk(
         "p99": latency("99"),
         "requests": total,
         "non2xx": int(errors[1]) if errors else 0,
+        "wrk_cpu": after.children_user
+        + after.children_system
+        - before.children_user
+        - before.children_system,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(service: subprocess.Popen[bytes]) -> list[int]:
+    children = Path(f"/proc/{service.pid}/task/{service.pid}/children")
+    return [int(p) for p in children.read_text().split()]
+
+
+def measured(
+    processes: dict[str, list[int]], run: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run ``run`` (a wrk call); also returns CPU µs per request of each process group."""
+    before = {name: sum(map(cpu_seconds, pids)) for name, pids in processes.items()}
+    result = run()
+    per_request = {
+        name: (sum(map(cpu_seconds, pids)) - before[name]) / result["requests"] * 1e6
+        for name, pids in processes.items()
+    }
+    per_request["wrk"] = result["wrk_cpu"] / result["requests"] * 1e6
+    return result, per_request
 
 
 def table(rows: list[tuple[str, dict[str, Any], str]]) -> None:
@@ -188,6 +221,7 @@ def table(rows: list[tuple[str, dict[str, Any], str]]) -> None:
 
 def bench_heartbeat(args: argparse.Namespace) -> None:
     beat = 'wrk.method = "POST"\n'
+    cpu: dict[str, dict[str, float]] = {}
     with stack(args.workers) as s:
         token = httpx.post(
             f"{s.url}/api/devices",
@@ -195,9 +229,33 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
             headers={"Authorization": "bench-secret"},
         ).json()["token"]
         auth = {"Authorization": token}
-        wrk(f"{s.url}/api/beat", auth, args.connections, 2, beat, s.tmp)  # warm-up
-        warm = httpx.get(f"{s.url}/api/stats").json()["total_beats"]
-        beats = wrk(f"{s.url}/api/beat", auth, args.connections, args.seconds, beat, s.tmp)
+
+        def drive(
+            service: subprocess.Popen[bytes],
+            url: str,
+            headers: dict[str, str],
+            before: Callable[[], Any] = lambda: None,
+        ) -> tuple[dict[str, Any], dict[str, float]]:
+            wrk(url, headers, args.connections, 2, beat, s.tmp)  # warm-up
+            processes = {
+                "workers": worker_pids(service),
+                **{name: [pid] for name, pid in s.database_pids.items()},
+            }
+            seen = before()
+            result, used = measured(
+                processes,
+                lambda: wrk(url, headers, args.connections, args.seconds, beat, s.tmp),
+            )
+            return {**result, "before": seen}, used
+
+        # Counted from after the warm-up, so that InfluxDB and Redis can be compared.
+        beats, cpu["durable beats"] = drive(
+            s.service,
+            f"{s.url}/api/beat",
+            auth,
+            before=lambda: httpx.get(f"{s.url}/api/stats").json()["total_beats"],
+        )
+        warm = beats["before"]
         time.sleep(2)
         counted = httpx.get(f"{s.url}/api/stats").json()["total_beats"] - warm
         stored = s.influx_count("beat") - warm
@@ -209,17 +267,13 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
             "screenaware.asgi:app", lean_env, args.workers, port, s.tmp / "lean.log"
         )
         try:
-            url = f"http://127.0.0.1:{port}/api/beat"
-            wrk(url, auth, args.connections, 2, beat, s.tmp)
-            lean = wrk(url, auth, args.connections, args.seconds, beat, s.tmp)
+            lean, cpu["lean beats"] = drive(lean_service, f"http://127.0.0.1:{port}/api/beat", auth)
         finally:
             stop(lean_service)
         port = free_port()
         trivial = start_gunicorn("bench_trivial:app", s.env, args.workers, port, s.tmp / "t.log")
         try:
-            url = f"http://127.0.0.1:{port}/api/beat"
-            wrk(url, {}, args.connections, 2, beat, s.tmp)
-            base_line = wrk(url, {}, args.connections, args.seconds, beat, s.tmp)
+            base_line, cpu["trivial"] = drive(trivial, f"http://127.0.0.1:{port}/api/beat", {})
         finally:
             stop(trivial)
 
@@ -247,6 +301,13 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         f"beats answered by wrk: {int(beats['requests'])}, stored in InfluxDB: {stored}, "
         f"counted in Redis: {counted}"
     )
+    names = ["workers", *s.database_pids, "wrk"]
+    print("\nCPU time per request, µs (all processes share the cores):\n")
+    print("| run | " + " | ".join(names) + " | total |")
+    print("|---|" + "---:|" * (len(names) + 1))
+    for run, used in cpu.items():
+        cells = " | ".join(f"{used[n]:.0f}" for n in names)
+        print(f"| {run} | {cells} | {sum(used.values()):.0f} |")
 
 
 def login(url: str) -> dict[str, str]:
