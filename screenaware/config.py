@@ -160,6 +160,13 @@ class Config:
             "bind",
             f"must be HOST:PORT, got {self.bind!r}",
         )
+        for name in ("influx_username", "influx_password", "influx_token"):
+            value = getattr(self, name)
+            # They go into an HTTP header; a line break there would inject others.
+            _require("\r" not in value and "\n" not in value, name, "must be one line")
+        _require(
+            all(" " < c < "\x7f" for c in self.influx_url), "influx_url", "must be plain ASCII"
+        )
         influx = urllib.parse.urlsplit(self.influx_url)
         _require(
             influx.scheme in ("http", "https") and bool(influx.hostname),

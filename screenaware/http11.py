@@ -106,6 +106,9 @@ class HTTPClient:
         self._prefix = parts.path.rstrip("/")
         self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         common = {"Host": parts.netloc.rpartition("@")[2], **(headers or {})}
+        if any("\r" in v or "\n" in v for v in common.values()):
+            # A credential with a line break would smuggle headers into every request.
+            raise ValueError("header values cannot hold CR or LF")
         self._common = "".join(f"{k}: {v}\r\n" for k, v in common.items()).encode("latin-1")
         self._timeout = timeout
         self._connect_timeout = connect_timeout

@@ -260,3 +260,15 @@ async def test_headers_go_out_but_never_into_repr(
     assert request.endswith('\r\n\r\n{"a": 1}')
     assert "s3cret" not in repr(http)
     await http.close()
+
+
+def test_header_values_with_line_breaks_are_refused() -> None:
+    with pytest.raises(ValueError, match="CR or LF"):
+        HTTPClient(
+            "http://127.0.0.1:1",
+            timeout=1,
+            connect_timeout=1,
+            headers={"Authorization": "Token x\r\nX-Evil: 1"},
+        )
+    with pytest.raises(ValueError, match="not an http"):
+        HTTPClient("ftp://127.0.0.1:1", timeout=1, connect_timeout=1)
