@@ -167,8 +167,11 @@ class HTTPClient:
             except _Stale:
                 # The server closed it while idle (a restart, its idle time-out). The
                 # request never reached it, or it did and InfluxDB's writes and our
-                # statements are idempotent: sending again on a new connection is safe.
+                # statements are idempotent: sending once more on a new connection is
+                # safe. The other idle ones most likely died with it.
                 LOG.debug("kept-alive connection to %s was closed; reconnecting", self.origin)
+                while self._idle:
+                    self._idle.pop().close()
         try:
             return await self._send(await self._connect(), method, head, body)
         except _Stale:

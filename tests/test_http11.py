@@ -185,6 +185,32 @@ async def test_a_request_meeting_a_closing_connection_is_sent_again_on_a_new_one
     await http.close()
 
 
+async def test_after_a_restart_a_request_is_sent_at_most_twice(
+    serve: Callable[[Handler], Awaitable[Scripted]],
+) -> None:
+    restarted = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            server.requests.append(await read_request(reader))
+            if restarted.is_set() and server.connections <= 3:
+                return  # an old connection: closed without an answer
+            await asyncio.sleep(0.05)  # slow enough that three requests need three connections
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    server = await serve(handler)
+    http = client(server.url)
+    await asyncio.gather(*(http.request("POST", "/write", b"m v=1") for _ in range(3)))
+    assert (server.connections, len(server.requests)) == (3, 3)
+    restarted.set()
+    assert (await http.request("POST", "/write", b"m v=1")).status == 204
+    # One attempt on a dead kept-alive connection, one on a new one; the other two
+    # idle connections were dropped instead of tried.
+    assert (server.connections, len(server.requests)) == (4, 5)
+    await http.close()
+
+
 async def test_connection_close_is_honoured(
     serve: Callable[[Handler], Awaitable[Scripted]],
 ) -> None:
