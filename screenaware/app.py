@@ -9,6 +9,8 @@ from typing import Any
 
 import falcon
 import falcon.asgi
+import falcon.media
+import orjson
 
 from heartbeat.resources import mount as mount_heartbeat
 from heartbeat.service import HeartbeatService, StatsBroadcaster
@@ -96,6 +98,10 @@ class ContentLengthLimit:
             raise errors.BodyTooLarge(limit)
 
 
+def _dump_json(media: Any) -> bytes:
+    return orjson.dumps(media, option=orjson.OPT_NON_STR_KEYS)
+
+
 def create_app(
     config: Config | None = None, *, clock: Callable[[], float] = time.time
 ) -> falcon.asgi.App:
@@ -166,6 +172,11 @@ def create_app(
         ],
     )
     app.req_options.strip_url_path_trailing_slash = True
+    # orjson parses and writes JSON several times faster than the stdlib; snapshot
+    # and log arrays of a thousand items spent a noticeable share of a worker there.
+    json_handler = falcon.media.JSONHandler(dumps=_dump_json, loads=orjson.loads)
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     errors.register(app, config.retry_after)
     mount_heartbeat(
         app,

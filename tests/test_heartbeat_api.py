@@ -94,14 +94,21 @@ async def test_register_rejects_invalid_bodies(
     assert redis_client.keys("{hb}:device:*") == []
 
 
-async def test_register_rejects_malformed_json(client: testing.ASGIConductor) -> None:
+@pytest.mark.parametrize(
+    "body",
+    ["{nope", '{"name": NaN}', '{"name": 1e999}', '{"name": "\\ud800"}', b'{"name": "\xff"}'],
+)
+async def test_register_rejects_malformed_json(
+    client: testing.ASGIConductor, body: str | bytes
+) -> None:
     result = await client.simulate_post(
         "/api/devices",
-        body="{nope",
+        body=body,
         headers={**AUTH, "Content-Type": "application/json"},
     )
     assert result.status_code == 400
     assert result.json["message"]
+    assert (await client.simulate_get("/api/stats")).json["devices"] == []
 
 
 async def test_register_accepts_128_characters_and_unicode(client: testing.ASGIConductor) -> None:
