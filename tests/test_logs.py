@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from falcon import testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from screenaware.config import Config
-from screenaware.ids import uuid7, uuid7_ms
+from screenaware.ids import _layout, uuid7, uuid7_ms
 from screenaware.logs import parse_message
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
 from tests.service import run_service
@@ -53,6 +55,17 @@ def entry(**data: Any) -> dict[str, Any]:
 
 async def send(api: Api, body: object, headers: dict[str, str] | None = None) -> testing.Result:
     return await api.client.simulate_post("/api/logs", json=body, headers=headers or {})
+
+
+@given(st.integers(0, 2**48 - 1), st.integers(0, 2**12 - 1), st.integers(0, 2**62 - 1))
+def test_uuid_layout_is_the_canonical_text(ms: int, rand_a: int, rand_b: int) -> None:
+    text = _layout(ms, rand_a, rand_b)
+    parsed = uuid.UUID(text)
+    assert str(parsed) == text
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert parsed.int >> 80 == ms
+    assert (parsed.int >> 64) & 0xFFF == rand_a
+    assert parsed.int & (2**62 - 1) == rand_b
 
 
 def test_uuid7_layout() -> None:
