@@ -75,6 +75,7 @@ class Coalescer(Generic[T, R]):
         self._queued = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.calls = 0
         self.items = 0
 
@@ -94,11 +95,16 @@ class Coalescer(Generic[T, R]):
         return await future
 
     async def stop(self) -> None:
-        """Run what is queued, then stop the background task."""
-        while self._queue:
-            await self._run(self._take())
-        await cancel_task(self._task)
-        self._task = None
+        """Finish the call in flight and what is queued, then stop the background task.
+
+        The task is never cancelled mid-call: that would leave a batch half done
+        (e.g. beats stored in InfluxDB but not counted) and its waiters unanswered.
+        """
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await asyncio.wait([self._task])  # its own end, whatever it was, is not ours
+            self._task = None
         if self.calls:
             LOG.info("%s: %d items in %d calls", self.name, self.items, self.calls)
 
@@ -120,6 +126,8 @@ class Coalescer(Generic[T, R]):
                 await asyncio.sleep(0)
             while self._queue:
                 await self._run(self._take())
+            if self._stopping:
+                return
 
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         try:

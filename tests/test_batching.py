@@ -107,3 +107,23 @@ async def test_stop_runs_what_is_queued() -> None:
     await co.stop()
     assert [await w for w in waiters] == [0, 10, 20, 30, 40]
     assert sorted(i for batch in run.batches for i in batch) == [0, 1, 2, 3, 4]
+
+
+async def test_stop_waits_for_the_call_in_flight_instead_of_cancelling_it() -> None:
+    run = Recorder()
+    run.gate.clear()
+    co: Coalescer[int, int] = Coalescer(run, name="t")
+    in_flight = [asyncio.ensure_future(co.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)  # the call for 1 and 2 is held at the gate
+    queued = asyncio.ensure_future(co.submit(3))
+    await asyncio.sleep(0)
+    stopping = asyncio.ensure_future(co.stop())
+    await asyncio.sleep(0.01)
+    assert not stopping.done()  # still waiting for the held call
+    run.gate.set()
+    await asyncio.wait_for(stopping, 5)
+    assert await asyncio.wait_for(asyncio.gather(*in_flight, queued), 5) == [10, 20, 30]
+    assert run.batches == [[1, 2], [3]]
+    # A straggler after stop still gets an answer rather than hanging.
+    assert await co.submit(4) == 40
+    await co.stop()
