@@ -33,7 +33,7 @@ def test_scripts_run_serves_and_ctrl_c_stops_everything_it_started(tmp_path: Pat
         SCREENAWARE_INFLUX_URL=f"http://127.0.0.1:{influx_port}",
         SCREENAWARE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         SCREENAWARE_BIND=f"127.0.0.1:{port}",
-        SCREENAWARE_SECRET_KEY="run-script-secret",  # noqa: S106 - a throwaway instance
+        SCREENAWARE_SECRET_KEY="run-script-secret",
     )
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "run.log"
