@@ -106,8 +106,8 @@ class InfluxClient:
         try:
             resp = await self.http.request(method, path, body, headers)
         except TransportError as exc:
-            LOG.debug("InfluxDB %s %s: %s", method, path.partition("?")[0], exc)
-            raise StorageUnavailable("InfluxDB unreachable") from None
+            # The reason names the origin (never credentials) and the failure.
+            raise StorageUnavailable(f"InfluxDB unreachable: {exc}") from None
         if resp.status >= 500 or resp.status in (401, 403):
             LOG.error("InfluxDB answered %s to %s", resp.status, path.partition("?")[0])
             raise StorageUnavailable(f"InfluxDB answered {resp.status}")
