@@ -9,7 +9,6 @@ lands on the same points and is stored once.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import uuid as uuidlib
@@ -20,6 +19,7 @@ from screenaware.activity import DAY_MS, ActivityStore
 from screenaware.attribution import NONE, Attributor, activity_window
 from screenaware.errors import Invalid
 from screenaware.influx import GroupCommitWriter, Point
+from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)
 
@@ -31,14 +31,10 @@ def snapshot_start_ms(snapshot: dict[str, Any], now_ms: int) -> tuple[int, str |
     """The start of a snapshot in Unix ms, and the field it came from."""
     duration = int(snapshot["durationMs"])
     if snapshot.get("timeTaken") is not None:
-        return _ms(snapshot["timeTaken"]) - duration, "timeTaken"
+        return to_ms(snapshot["timeTaken"]) - duration, "timeTaken"
     if snapshot.get("time") is not None:
-        return _ms(snapshot["time"]), "time"
+        return to_ms(snapshot["time"]), "time"
     return now_ms - duration, None
-
-
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def snapshot_id(user: str, start_ms: int) -> str:

@@ -14,12 +14,25 @@ def iso(moment: dt.datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
 def from_ms(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    """The UTC moment of a Unix time in milliseconds."""
+    return EPOCH + ms * _MS
 
 
 def to_ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    """A moment as Unix milliseconds, exactly (sub-millisecond parts are dropped).
+
+    Integer arithmetic on purpose: ``int(moment.timestamp() * 1000)`` goes through a
+    float and loses a millisecond for some times (``00:00:00.001`` of 2004-02-01 gave
+    ``...000``). A naive moment counts as UTC.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return (moment - EPOCH) // _MS
 
 
 def day_bounds(moment: dt.datetime, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:

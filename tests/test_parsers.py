@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
@@ -14,6 +14,7 @@ from schemas.activity import SnapshotSchema, TimesQuerySchema
 from schemas.logs import SEMVER
 from screenaware.logs import parse_message
 from screenaware.snapshots import snapshot_start_ms
+from screenaware.timeutil import from_ms, iso, to_ms
 
 moments = st.datetimes(
     min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2199, 12, 30),
@@ -22,13 +23,28 @@ moments = st.datetimes(
 )  # fmt: skip
 
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 @given(moments, st.integers(min_value=1, max_value=10000))
+# Found by this test: through a float, 00:00:00.001 of this day came out a ms early.
+@example(dt.datetime(2004, 2, 1, 0, 0, 0, 1001, tzinfo=dt.UTC), 1)
 def test_any_iso_time_gives_the_same_millisecond(moment: dt.datetime, duration: int) -> None:
     text = moment.isoformat(timespec="milliseconds")
     loaded = SnapshotSchema().load({"timeTaken": text, "durationMs": duration})
     start, source = snapshot_start_ms(loaded, now_ms=0)
     assert source == "timeTaken"
-    assert start == int(moment.timestamp() * 1000) - duration
+    # The text keeps whole milliseconds; count them exactly, in integers.
+    assert start == (moment - EPOCH) // dt.timedelta(milliseconds=1) - duration
+
+
+@given(st.integers(min_value=0, max_value=7_258_118_400_000))
+def test_milliseconds_round_trip_exactly(ms: int) -> None:
+    moment = from_ms(ms)
+    assert moment.tzinfo is not None
+    assert to_ms(moment) == ms
+    assert to_ms(dt.datetime.fromisoformat(iso(moment).replace("Z", "+00:00"))) == ms
+    assert to_ms(moment.astimezone(dt.timezone(dt.timedelta(hours=-8)))) == ms
 
 
 @given(st.text(max_size=60))
