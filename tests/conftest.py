@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -11,12 +12,20 @@ import httpx
 import pytest
 import redis
 from falcon import testing
+from hypothesis import settings
 
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.localservers import Server, free_port, start_influxd, start_redis
 
 SECRET_KEY = "test-secret-key-0123456789"
+
+# No per-example deadline: on a loaded 2-core CI machine a GC pause would make a
+# correct property test fail as "flaky". HYPOTHESIS_PROFILE=thorough runs many more
+# examples by hand, to find rare cases such as the float millisecond bug sooner.
+settings.register_profile("default", deadline=None)
+settings.register_profile("thorough", deadline=None, max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @dataclass
