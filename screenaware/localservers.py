@@ -146,7 +146,7 @@ def stop_pid(pid: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | No
         if proc is not None:
             if proc.poll() is not None:
                 return
-        elif not _alive(pid):
+        elif not alive(pid):
             return
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
@@ -154,17 +154,28 @@ def stop_pid(pid: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | No
         proc.wait()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process still runs (a zombie does not; ours gets reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie child of ours still "exists"; reap it if it is ours.
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
-        return True
+        pass  # not our child: only /proc tells a zombie from a live process
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def worker_pids(master: int) -> list[int]:
+    """The child processes of ``master`` (gunicorn's workers), from /proc."""
+    children = Path(f"/proc/{master}/task/{master}/children")
+    return [int(p) for p in children.read_text().split()]
 
 
 def start_influxd(

@@ -36,6 +36,7 @@ from screenaware.localservers import (  # noqa: E402
     gunicorn_argv,
     start_influxd,
     start_redis,
+    worker_pids,
 )
 
 ADMIN = ("bench@example.org", "bench-password")
@@ -190,11 +191,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_pids(service: subprocess.Popen[bytes]) -> list[int]:
-    children = Path(f"/proc/{service.pid}/task/{service.pid}/children")
-    return [int(p) for p in children.read_text().split()]
-
-
 def measured(
     processes: dict[str, list[int]], run: Callable[[], dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -238,7 +234,7 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         ) -> tuple[dict[str, Any], dict[str, float]]:
             wrk(url, headers, args.connections, 2, beat, s.tmp)  # warm-up
             processes = {
-                "workers": worker_pids(service),
+                "workers": worker_pids(service.pid),
                 **{name: [pid] for name, pid in s.database_pids.items()},
             }
             seen = before()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from screenaware.config import Config
-from screenaware.localservers import free_port, gunicorn_argv
+from screenaware.localservers import free_port, gunicorn_argv, worker_pids
 from screenaware.metrics import prepare_multiprocess_dir
 
 
@@ -25,8 +25,7 @@ class Service:
     log: Path
 
     def worker_pids(self) -> list[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(p) for p in children.read_text().split()]
+        return worker_pids(self.proc.pid)
 
 
 @contextmanager

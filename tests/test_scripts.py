@@ -11,17 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from screenaware.localservers import free_port, influx_answers, redis_answers
+from screenaware.localservers import alive, free_port, influx_answers, redis_answers
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.e2e
