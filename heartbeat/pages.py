@@ -12,16 +12,6 @@ from typing import Any
 
 from heartbeat.stats import format_duration, format_timestamp
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
-
 _LAYOUT = Template("""<!doctype html>
 <html lang="en">
 <head>

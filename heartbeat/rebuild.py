@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from heartbeat.store import DeviceRecord, HeartbeatStore, RawStats
-from screenaware.influx import InfluxClient
+from screenaware.storage.influx import InfluxClient
 
 LOG = logging.getLogger(__name__)
 

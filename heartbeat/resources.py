@@ -13,7 +13,8 @@ import falcon.asgi
 from heartbeat import pages
 from heartbeat.service import HeartbeatService, StatsBroadcaster
 from schemas.heartbeat import DeviceCreateSchema, DeviceSchema, StatsSchema
-from screenaware.validation import load_body
+from screenaware.web.headers import SECURITY_HEADERS
+from screenaware.web.validation import load_body
 
 LOG = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class _Page:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         await self._service.visit(self.page)
-        resp.set_headers(pages.SECURITY_HEADERS)
+        resp.set_headers(SECURITY_HEADERS)
         resp.content_type = falcon.MEDIA_HTML
         resp.text = self.render(await self._service.stats())
 
@@ -182,7 +183,7 @@ class PrivacyPage:
         self._html = pages.render_privacy(server_name)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.set_headers(pages.SECURITY_HEADERS)
+        resp.set_headers(SECURITY_HEADERS)
         resp.content_type = falcon.MEDIA_HTML
         resp.text = self._html
 
@@ -203,35 +204,6 @@ class BadgeResource:
         if renderer is None:
             raise falcon.HTTPNotFound(description=f"No badge named {name!r}")
         await self._service.visit(f"badge/{name}")
-        resp.set_headers(pages.SECURITY_HEADERS)
+        resp.set_headers(SECURITY_HEADERS)
         resp.content_type = "image/svg+xml; charset=utf-8"
         resp.text = renderer(await self._service.stats())
-
-
-def mount(
-    app: falcon.asgi.App,
-    service: HeartbeatService,
-    broadcaster: StatsBroadcaster,
-    *,
-    secret_key: str,
-    server_name: str,
-) -> None:
-    """Add every Heartbeat route to ``app``.
-
-    The device routes exist only when a secret key is configured (else 404).
-    """
-    if secret_key:
-        auth = SecretKeyAuth(secret_key)
-        app.add_route("/api/devices", DevicesResource(service, auth))
-        app.add_route(
-            "/api/devices/{device_id:int(min=0)}/token/generate",
-            DeviceTokenResource(service, auth),
-        )
-    app.add_route("/api/beat", BeatResource(service))
-    app.add_route("/api/stats", StatsResource(service))
-    app.add_route("/api/stats/ws", StatsSocketResource(service, broadcaster))
-    app.add_route("/", IndexPage(service, server_name))
-    app.add_route("/stats", StatsPage(service, server_name))
-    app.add_route("/privacy", PrivacyPage(server_name))
-    app.add_route("/badge/{name}", BadgeResource(service))
-    app.add_static_route("/static", str(STATIC_DIR))

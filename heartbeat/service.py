@@ -16,9 +16,9 @@ from typing import Any
 
 from heartbeat.stats import build_stats
 from heartbeat.store import HeartbeatStore, hash_token
-from screenaware.batching import Coalescer, cancel_task
 from screenaware.errors import StorageUnavailable, WriteQueueFull
-from screenaware.influx import GroupCommitWriter, Point, UniqueClock
+from screenaware.storage.batching import Coalescer, cancel_task
+from screenaware.storage.influx import GroupCommitWriter, Point, UniqueClock
 
 LOG = logging.getLogger(__name__)
 

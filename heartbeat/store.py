@@ -22,7 +22,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from screenaware.redisutil import RedisStore, Script
+from screenaware.storage.redisstore import RedisStore, Script
 
 META = "{hb}:meta"
 DEVICE_IDS = "{hb}:device_ids"

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
-from screenaware.auth import MIN_PASSWORD_LENGTH, ROLES
+from screenaware.web.auth import MIN_PASSWORD_LENGTH, ROLES
 
 _not_blank = validate.Regexp(r"(?s).*\S", error="Must not be blank.")
 

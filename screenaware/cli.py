@@ -17,9 +17,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from screenaware import localservers
 from screenaware.config import Config, ConfigError
 from screenaware.errors import StorageUnavailable
+from screenaware.storage import localservers
 
 LOG = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _progress_bar(stream: Any) -> Callable[[int, int], None]:
 
 
 async def _with_backends(config: Config, work: Callable[[Any], Awaitable[int]]) -> int:
-    from screenaware.backends import Backends
+    from screenaware.storage.backends import Backends
 
     backends = Backends(config)
     await backends.open()
@@ -83,9 +83,9 @@ def _read_password(prompt: str) -> str:
 
 def cmd_create_user(args: argparse.Namespace, config: Config) -> int:
     """Create a user, asking for the password; prints the user as JSON."""
-    from screenaware.auth import MIN_PASSWORD_LENGTH
     from screenaware.errors import Conflict
-    from screenaware.users import make_accounts
+    from screenaware.identity.accounts import make_accounts
+    from screenaware.web.auth import MIN_PASSWORD_LENGTH
 
     try:
         password = _read_password(f"Password for {args.email}: ")
@@ -193,7 +193,7 @@ def cmd_services(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     """Replace this process with gunicorn serving the app (what scripts/run does)."""
-    from screenaware.metrics import prepare_multiprocess_dir
+    from screenaware.web.metrics import prepare_multiprocess_dir
 
     control = config.data_path / "run" / "gunicorn.ctl"
     control.parent.mkdir(parents=True, exist_ok=True)

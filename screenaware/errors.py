@@ -1,21 +1,12 @@
-"""Domain exceptions raised at the storage boundaries, and their HTTP mapping.
+"""Domain exceptions raised by the services and at the storage boundaries.
 
-Stores raise these; :func:`register` maps them to HTTP once, so responders never
-need try/except of their own.
+They know nothing of HTTP: :func:`screenaware.web.errors.register` maps them to
+status codes once, so responders never need try/except of their own.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-import falcon
-import falcon.asgi
-import redis.exceptions
-
-from screenaware import metrics
-
-LOG = logging.getLogger(__name__)
 
 
 class StorageUnavailable(Exception):
@@ -77,97 +68,3 @@ class RateLimited(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"Too many attempts; retry in {retry_after} s")
         self.retry_after = retry_after
-
-
-class ValidationFailed(falcon.HTTPBadRequest):
-    """400 whose body lists the errors per field."""
-
-    def __init__(self, errors: Any, message: str = "Invalid request") -> None:
-        super().__init__(description=message)
-        self.errors = errors
-
-
-def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
-    """Render every HTTP error as JSON ``{"message": ...}`` (plus ``errors`` on 400)."""
-    body: dict[str, Any] = {"message": exc.description or exc.title}
-    errors = getattr(exc, "errors", None)
-    if errors:
-        body["errors"] = errors
-    resp.content_type = falcon.MEDIA_JSON
-    resp.media = body
-
-
-def register(app: falcon.asgi.App, retry_after: int) -> None:
-    """Install the error handlers and the JSON error serializer on ``app``.
-
-    Args:
-        app: the application.
-        retry_after: seconds a client should wait after a 503.
-    """
-
-    async def unavailable(
-        req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
-    ) -> None:
-        # The class name only: messages of client libraries can carry URLs with secrets.
-        LOG.warning("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
-        backend = "influxdb" if isinstance(exc, StorageUnavailable) else "redis"
-        metrics.BACKEND_ERRORS.labels(backend).inc()
-        message = (
-            "Too many writes are waiting for the database; try again shortly"
-            if isinstance(exc, WriteQueueFull)
-            else "A backing database is unavailable; try again shortly"
-        )
-        raise falcon.HTTPServiceUnavailable(description=message, retry_after=retry_after)
-
-    async def too_large(
-        req: falcon.Request, resp: falcon.Response, exc: BodyTooLarge, params: Any
-    ) -> None:
-        raise falcon.HTTPContentTooLarge(
-            description=f"Request body is larger than {exc.limit} bytes"
-        )
-
-    async def internal(
-        req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
-    ) -> None:
-        if isinstance(exc, falcon.HTTPError):
-            raise exc
-        LOG.exception("unhandled error on %s %s", req.method, req.path)
-        raise falcon.HTTPInternalServerError(description="Internal server error")
-
-    def simple(status: str) -> Any:
-        async def handler(
-            req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
-        ) -> None:
-            raise falcon.HTTPError(status, description=str(exc))
-
-        return handler
-
-    async def unauthorized(
-        req: falcon.Request, resp: falcon.Response, exc: AuthFailed, params: Any
-    ) -> None:
-        raise falcon.HTTPUnauthorized(description=str(exc), challenges=["Bearer"])
-
-    async def invalid(
-        req: falcon.Request, resp: falcon.Response, exc: Invalid, params: Any
-    ) -> None:
-        raise ValidationFailed(exc.errors, str(exc))
-
-    async def limited(
-        req: falcon.Request, resp: falcon.Response, exc: RateLimited, params: Any
-    ) -> None:
-        raise falcon.HTTPTooManyRequests(description=str(exc), retry_after=exc.retry_after)
-
-    app.set_error_serializer(serialize_error)
-    app.add_error_handler(AuthFailed, unauthorized)
-    app.add_error_handler(Forbidden, simple(falcon.HTTP_403))
-    app.add_error_handler(NotFound, simple(falcon.HTTP_404))
-    app.add_error_handler(Conflict, simple(falcon.HTTP_409))
-    app.add_error_handler(Invalid, invalid)
-    app.add_error_handler(RateLimited, limited)
-    # Falcon picks the most specific handler, so order of registration is free.
-    app.add_error_handler(Exception, internal)
-    app.add_error_handler(BodyTooLarge, too_large)
-    app.add_error_handler(StorageUnavailable, unavailable)
-    app.add_error_handler(redis.exceptions.ConnectionError, unavailable)
-    app.add_error_handler(redis.exceptions.TimeoutError, unavailable)
-    app.add_error_handler(redis.exceptions.BusyLoadingError, unavailable)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from screenaware.config import Config  # noqa: E402
-from screenaware.localservers import (  # noqa: E402
+from screenaware.storage.localservers import (  # noqa: E402
     free_port,
     gunicorn_argv,
     start_influxd,

@@ -16,7 +16,7 @@ from hypothesis import settings
 
 from screenaware.app import create_app
 from screenaware.config import Config
-from screenaware.localservers import Server, free_port, start_influxd, start_redis
+from screenaware.storage.localservers import Server, free_port, start_influxd, start_redis
 
 SECRET_KEY = "test-secret-key-0123456789"
 

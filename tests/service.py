@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from screenaware.config import Config
-from screenaware.localservers import free_port, gunicorn_argv, worker_pids
-from screenaware.metrics import prepare_multiprocess_dir
+from screenaware.storage.localservers import free_port, gunicorn_argv, worker_pids
+from screenaware.web.metrics import prepare_multiprocess_dir
 
 
 @dataclass

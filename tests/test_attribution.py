@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from screenaware.attribution import (
+from screenaware.activity.attribution import (
     Attributor,
     CategoryRule,
     Texts,
@@ -21,7 +21,7 @@ from screenaware.attribution import (
     category_uuid,
     prepare_projects,
 )
-from screenaware.catalogue import BUILTIN_CATEGORIES
+from screenaware.activity.catalogue import BUILTIN_CATEGORIES
 
 
 @pytest.mark.parametrize(

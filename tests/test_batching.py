@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from screenaware.batching import Coalescer, QueueFull
+from screenaware.storage.batching import Coalescer, QueueFull
 
 
 class Recorder:

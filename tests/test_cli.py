@@ -14,7 +14,7 @@ from falcon import testing
 
 from screenaware.app import create_app
 from screenaware.config import Config
-from screenaware.localservers import free_port, influx_answers, redis_answers
+from screenaware.storage.localservers import free_port, influx_answers, redis_answers
 from tests.conftest import SECRET_KEY, FakeClock, InfluxHelper, Servers
 
 BIN = str(Path(sys.executable).with_name("screenaware"))

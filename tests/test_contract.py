@@ -17,7 +17,7 @@ from schemathesis import checks as sc
 
 from screenaware.app import create_app
 from screenaware.config import Config
-from screenaware.openapi import build_spec
+from screenaware.web.openapi import build_spec
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY
 from tests.service import Service, run_service
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from screenaware.config import Config
-from screenaware.localservers import Server, free_port, start_influxd, start_redis
+from screenaware.storage.localservers import Server, free_port, start_influxd, start_redis
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY
 from tests.service import run_service
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from screenaware.localservers import CONF_DIR
+from screenaware.storage.localservers import CONF_DIR
 from tests.conftest import SECRET_KEY, Api, FakeClock, InfluxHelper
 
 DASHBOARD = json.loads((CONF_DIR / "grafana-dashboard.json").read_text())

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from screenaware.config import Config
-from screenaware.http11 import HTTPClient, TransportError
+from screenaware.storage.http11 import HTTPClient, TransportError
 from tests.conftest import dead_url
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from screenaware.config import Config
 from screenaware.errors import StorageUnavailable, WriteQueueFull, WriteRejected
-from screenaware.influx import GroupCommitWriter, InfluxClient, Point, UniqueClock
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, UniqueClock
 from tests.conftest import InfluxHelper, dead_url
 
 
@@ -178,7 +178,7 @@ async def test_strings_round_trip_exactly(
 
 
 async def test_each_process_leases_its_own_clock_slot(config: Config) -> None:
-    from screenaware.backends import Backends
+    from screenaware.storage.backends import Backends
 
     first, second = Backends(config), Backends(config)
     await first.open()

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from screenaware.config import Config
-from screenaware.ids import _layout, uuid7, uuid7_ms
-from screenaware.logs import parse_message
+from screenaware.logs.service import parse_message
+from screenaware.storage.ids import _layout, uuid7, uuid7_ms
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
 from tests.service import run_service
 

@@ -12,8 +12,8 @@ from marshmallow import ValidationError
 
 from schemas.activity import SnapshotSchema, TimesQuerySchema
 from schemas.logs import SEMVER
-from screenaware.logs import parse_message
-from screenaware.snapshots import snapshot_start_ms
+from screenaware.activity.snapshots import snapshot_start_ms
+from screenaware.logs.service import parse_message
 from screenaware.timeutil import from_ms, iso, to_ms
 
 moments = st.datetimes(

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from screenaware.localservers import alive, free_port, influx_answers, redis_answers
+from screenaware.storage.localservers import alive, free_port, influx_answers, redis_answers
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,8 @@ from falcon import testing
 
 from screenaware.app import create_app
 from screenaware.config import Config
-from screenaware.ids import uuid7
-from screenaware.openapi import build_spec
+from screenaware.storage.ids import uuid7
+from screenaware.web.openapi import build_spec
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, Api, FakeClock, bearer
 from tests.service import run_service
 

@@ -8,9 +8,16 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from screenaware.ids import stable_id, uuid7_ms
-from screenaware.learning import Association, features, suggest, teach, title_words
-from screenaware.sessions import Activity, Thresholds, gap_streams, make_streams, resolve, summarize
+from screenaware.activity.learning import Association, features, suggest, teach, title_words
+from screenaware.storage.ids import stable_id, uuid7_ms
+from screenaware.streams.sessionise import (
+    Activity,
+    Thresholds,
+    gap_streams,
+    make_streams,
+    resolve,
+    summarize,
+)
 
 S = 1000
 T = Thresholds()

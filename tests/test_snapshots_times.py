@@ -10,7 +10,7 @@ import pytest
 import redis
 from falcon import testing
 
-from screenaware.attribution import application_uuid, category_uuid
+from screenaware.activity.attribution import application_uuid, category_uuid
 from tests.conftest import Api, FakeClock, InfluxHelper
 
 UTC = dt.UTC

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from screenaware.ids import uuid7
+from screenaware.storage.ids import uuid7
 from tests.conftest import Api, FakeClock, InfluxHelper
 
 UTC = dt.UTC

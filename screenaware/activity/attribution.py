@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from screenaware.learning import Association, features, suggest
+from screenaware.activity.learning import Association, features, suggest
 
 # Fixed namespace: application and category ids are the same on every machine.
 NAMESPACE = uuidlib.UUID("6f1c7d2e-3b7a-5e55-9a0e-5c2ee7a3a1de")

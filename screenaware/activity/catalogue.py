@@ -6,7 +6,7 @@ beats a matching application (a browser on github.com is development).
 
 from __future__ import annotations
 
-from screenaware.attribution import CategoryRule, category_uuid
+from screenaware.activity.attribution import CategoryRule, category_uuid
 
 _CATALOGUE: list[tuple[str, list[str], list[str]]] = [
     (

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from screenaware.redisutil import RedisStore
+from screenaware.storage.redisstore import RedisStore
 
 WEIGHTS = {"doc": 3, "app": 1, "word": 1}
 _WORD = re.compile(r"[^\W\d_][\w'-]{3,}", re.UNICODE)

@@ -12,11 +12,11 @@ from schemas.activity import (
     SnapshotSchema,
     TimesQuerySchema,
 )
-from screenaware.activity import ActivityStore
-from screenaware.auth import caller, caller_zone
-from screenaware.snapshots import SnapshotService
-from screenaware.times import TimesService
-from screenaware.validation import load_body, load_query
+from screenaware.activity.snapshots import SnapshotService
+from screenaware.activity.store import ActivityStore
+from screenaware.activity.times import TimesService
+from screenaware.web.auth import caller, caller_zone
+from screenaware.web.validation import load_body, load_query
 
 _applications = ApplicationSchema(many=True)
 _category = CategorySchema()
@@ -105,20 +105,3 @@ class CategoryResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, category_id: str
     ) -> None:
         resp.media = _category.dump(await self._store.delete_category(caller(req), category_id))
-
-
-def mount(
-    app: falcon.asgi.App,
-    snapshots: SnapshotService,
-    times: TimesService,
-    store: ActivityStore,
-    *,
-    batch_max: int,
-    default_zone: str,
-) -> None:
-    """Add the activity routes to ``app``."""
-    app.add_route("/api/snapshots", SnapshotsResource(snapshots, batch_max))
-    app.add_route("/api/times", TimesResource(times, default_zone))
-    app.add_route("/api/applications", ApplicationsResource(store))
-    app.add_route("/api/categories", CategoriesResource(store))
-    app.add_route("/api/categories/{category_id}", CategoryResource(store))

@@ -15,10 +15,10 @@ import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from screenaware.activity import DAY_MS, ActivityStore
-from screenaware.attribution import NONE, Attributor, activity_window
+from screenaware.activity.attribution import NONE, Attributor, activity_window
+from screenaware.activity.store import DAY_MS, ActivityStore
 from screenaware.errors import Invalid
-from screenaware.influx import GroupCommitWriter, Point
+from screenaware.storage.influx import GroupCommitWriter, Point
 from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)

@@ -18,12 +18,12 @@ import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from screenaware.attribution import CategoryRule
-from screenaware.catalogue import BUILTIN_CATEGORIES
+from screenaware.activity.attribution import CategoryRule
+from screenaware.activity.catalogue import BUILTIN_CATEGORIES
+from screenaware.activity.learning import Association, decode, learn_key
 from screenaware.errors import Conflict, NotFound
-from screenaware.learning import Association, decode, learn_key
-from screenaware.projects import projects_key
-from screenaware.redisutil import RedisStore
+from screenaware.identity import projects_key
+from screenaware.storage.redisstore import RedisStore
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from screenaware.activity import ActivityStore
-from screenaware.attribution import NONE
-from screenaware.influx import InfluxClient
+from screenaware.activity.attribution import NONE
+from screenaware.activity.store import ActivityStore
+from screenaware.storage.influx import InfluxClient
 from screenaware.timeutil import buckets, iso, requested_range, to_ms
 
 GROUP_TAGS = {

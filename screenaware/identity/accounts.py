@@ -21,17 +21,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from screenaware.auth import (
-    Principal,
-    TokenIssuer,
-    hash_password,
-    role_object,
-    verify_password,
-)
 from screenaware.config import Config
 from screenaware.errors import AuthFailed, Conflict, Forbidden, NotFound
-from screenaware.ratelimit import RateLimiter
-from screenaware.redisutil import RedisStore, Script
+from screenaware.identity.credentials import TokenIssuer, hash_password, verify_password
+from screenaware.storage.ratelimit import RateLimiter
+from screenaware.storage.redisstore import RedisStore, Script
+from screenaware.web.auth import Principal, role_object
 
 LOG = logging.getLogger(__name__)
 

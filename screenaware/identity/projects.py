@@ -17,7 +17,7 @@ import uuid as uuidlib
 from typing import Any
 
 from screenaware.errors import Conflict, Invalid, NotFound
-from screenaware.redisutil import RedisStore, optimistic
+from screenaware.storage.redisstore import RedisStore, optimistic
 
 Project = dict[str, Any]
 Task = dict[str, Any]

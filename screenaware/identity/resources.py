@@ -1,6 +1,6 @@
 """Resources of the ScreenAware identity routes under ``/api``.
 
-Each resource declares ``auth_roles``; :class:`screenaware.auth.AuthMiddleware`
+Each resource declares ``auth_roles``; :class:`screenaware.web.auth.AuthMiddleware`
 enforces them, so a responder finds the caller in ``req.context.principal``.
 """
 
@@ -25,11 +25,11 @@ from schemas.identity import (
     UserSchema,
     UserUpdateSchema,
 )
-from screenaware.auth import caller
 from screenaware.errors import Invalid, NotFound
-from screenaware.projects import ProjectStore, public_project
-from screenaware.users import Accounts
-from screenaware.validation import load_body
+from screenaware.identity.accounts import Accounts
+from screenaware.identity.projects import ProjectStore, public_project
+from screenaware.web.auth import caller
+from screenaware.web.validation import load_body
 
 OK = {"ok": True}
 
@@ -302,18 +302,3 @@ class IntegrationsResource:
             )
             for key, info in INTEGRATIONS.items()
         }
-
-
-def mount(app: falcon.asgi.App, accounts: Accounts, projects: ProjectStore) -> None:
-    """Add the identity routes to ``app``."""
-    app.add_route("/api/auth/local", LoginResource(accounts))
-    app.add_route("/api/users", UsersResource(accounts))
-    app.add_route("/api/users/me", MeResource(accounts))
-    app.add_route("/api/users/me/password", MyPasswordResource(accounts))
-    app.add_route("/api/users/{user_id}", UserResource(accounts))
-    app.add_route("/api/users/{user_id}/password", UserPasswordResource(accounts))
-    app.add_route("/api/projects", ProjectsResource(projects))
-    app.add_route("/api/projects/{project_id}", ProjectResource(projects))
-    app.add_route("/api/tasks", TasksResource(projects))
-    app.add_route("/api/tasks/{task_id}", TaskResource(projects))
-    app.add_route("/api/integrations", IntegrationsResource())

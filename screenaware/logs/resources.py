@@ -18,10 +18,10 @@ from schemas.logs import (
     LogSeriesSchema,
 )
 from screenaware.errors import Invalid, NotFound
-from screenaware.logs import LogService
-from screenaware.ratelimit import Quota
+from screenaware.logs.service import LogService
+from screenaware.storage.ratelimit import Quota
 from screenaware.timeutil import to_ms
-from screenaware.validation import load_body, load_query
+from screenaware.web.validation import load_body, load_query
 
 _point = LogPointSchema()
 _points = LogPointSchema(many=True)
@@ -180,12 +180,3 @@ class CrashDumpResource:
         resp.content_type = "application/octet-stream"
         resp.downloadable_as = path.name
         resp.data = path.read_bytes()
-
-
-def mount(app: falcon.asgi.App, service: LogService, limits: LogLimits, batch_max: int) -> None:
-    """Add the log routes to ``app``."""
-    app.add_route("/api/logs", LogsResource(service, limits, batch_max))
-    app.add_route("/api/logs/point/{point_uuid}", LogPointResource(service))
-    app.add_route("/api/logs/crash/sensor", CrashUploadResource(service, limits))
-    app.add_route("/api/logs/crash/{point_uuid}", CrashDumpResource(service))
-    app.add_route("/api/logs/{log_type}", LogTypeResource(service))

@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from schemas.logs import SEMVER, TAG_SAFE
 from screenaware.errors import BodyTooLarge, NotFound
-from screenaware.ids import uuid7, uuid7_ms
-from screenaware.influx import GroupCommitWriter, InfluxClient, Point, Series
+from screenaware.storage.ids import uuid7, uuid7_ms
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
 from screenaware.timeutil import from_ms, iso
 
 LOG = logging.getLogger(__name__)

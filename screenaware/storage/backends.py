@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from screenaware.config import Config
 from screenaware.errors import StorageUnavailable
-from screenaware.influx import GroupCommitWriter, InfluxClient, UniqueClock
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient, UniqueClock
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +48,16 @@ class Backends:
             max_pending_lines=config.write_queue_max,
         )
         self._redis: aioredis.Redis | None = None
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+
+    def on_startup(self, hook: Hook) -> None:
+        """Run ``hook`` after the clients open (a failing hook is logged, not fatal)."""
+        self._startup.append(hook)
+
+    def on_shutdown(self, hook: Hook) -> None:
+        """Run ``hook`` before the clients close (e.g. stopping tickers)."""
+        self._shutdown.append(hook)
 
     def __repr__(self) -> str:
         return f"Backends(influx={self.influx!r})"
@@ -113,26 +123,20 @@ class Backends:
 class Lifespan:
     """Falcon middleware opening the backends at startup and closing them at shutdown.
 
-    Args:
-        backends: what to open and close.
-        startup: coroutines run after opening (e.g. recording the first set-up time);
-            a hook that finds a store down logs it and the worker starts anyway.
-        shutdown: coroutines run before closing (e.g. stopping tickers).
+    Around that it runs the hooks registered with :meth:`Backends.on_startup` and
+    :meth:`Backends.on_shutdown`; a hook that finds a store down logs it and the
+    worker starts anyway.
     """
 
-    def __init__(
-        self, backends: Backends, startup: Sequence[Hook] = (), shutdown: Sequence[Hook] = ()
-    ) -> None:
+    def __init__(self, backends: Backends) -> None:
         self._backends = backends
-        self._startup = list(startup)
-        self._shutdown = list(shutdown)
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         await self._backends.open()
-        await _run_hooks(self._startup)
+        await _run_hooks(self._backends._startup)
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
-        await _run_hooks(self._shutdown)
+        await _run_hooks(self._backends._shutdown)
         await self._backends.close()
 
 

@@ -25,11 +25,11 @@ from typing import Any
 import orjson
 from influxdb_client import Point
 
-from screenaware import metrics
-from screenaware.batching import Coalescer
 from screenaware.config import Config
 from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
-from screenaware.http11 import HTTPClient, Response, TransportError
+from screenaware.storage.batching import Coalescer
+from screenaware.storage.http11 import HTTPClient, Response, TransportError
+from screenaware.web import metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ class UniqueClock:
 class GroupCommitWriter:
     """Batches the points of concurrent requests into one ``/write``.
 
-    Built on :class:`~screenaware.batching.Coalescer`: while one write is in
+    Built on :class:`~screenaware.storage.batching.Coalescer`: while one write is in
     flight new points queue, and the next write carries all of them. An awaited
     :meth:`write` that returns means InfluxDB acknowledged those points.
 

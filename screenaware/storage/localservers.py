@@ -22,7 +22,7 @@ from string import Template
 
 LOG = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(__file__).parent.parent / "conf"
 
 
 def gunicorn_argv(

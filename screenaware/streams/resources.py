@@ -13,11 +13,11 @@ from schemas.activity import (
     StreamsQuerySchema,
     SubstreamsQuerySchema,
 )
-from screenaware.auth import caller, caller_zone
-from screenaware.learning import LearningStore
-from screenaware.projects import ProjectStore
-from screenaware.streams import StreamService
-from screenaware.validation import load_body, load_query
+from screenaware.activity import LearningStore
+from screenaware.identity import ProjectStore
+from screenaware.streams.service import StreamService
+from screenaware.web.auth import caller, caller_zone
+from screenaware.web.validation import load_body, load_query
 
 _associations = AssociationSchema(many=True)
 
@@ -99,21 +99,3 @@ class AssociationsResource:
         await self._projects.project(caller(req), project_id)
         forgotten = await self._learning.forget_project(caller(req), project_id)
         resp.media = {"ok": True, "forgotten": forgotten}
-
-
-def mount(
-    app: falcon.asgi.App,
-    service: StreamService,
-    learning: LearningStore,
-    projects: ProjectStore,
-    default_zone: str,
-) -> None:
-    """Add the stream routes to ``app``."""
-    app.add_route("/api/streams", StreamsResource(service, default_zone))
-    app.add_route("/api/substreams", SubstreamsResource(service, default_zone))
-    correction = StreamProjectResource(service, default_zone)
-    app.add_route("/api/stream/{stream_uuid}/project", correction)
-    app.add_route("/api/streams/{stream_uuid}/project", correction)
-    app.add_route(
-        "/api/projects/{project_id}/associations", AssociationsResource(learning, projects)
-    )

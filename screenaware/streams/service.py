@@ -28,13 +28,18 @@ from zoneinfo import ZoneInfo
 import orjson
 import redis.asyncio as aioredis
 
-from screenaware.activity import DAY_MS, ActivityStore
-from screenaware.attribution import NONE, application_name
+from screenaware.activity import (
+    DAY_MS,
+    NONE,
+    ActivityStore,
+    LearningStore,
+    application_name,
+    features,
+)
 from screenaware.errors import Invalid, NotFound
-from screenaware.ids import uuid7_ms
-from screenaware.influx import GroupCommitWriter, InfluxClient, Point
-from screenaware.learning import LearningStore, features
-from screenaware.sessions import (
+from screenaware.storage.ids import uuid7_ms
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
+from screenaware.streams.sessionise import (
     CORRECTED,
     Activity,
     Thresholds,

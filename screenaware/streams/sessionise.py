@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from screenaware.ids import stable_id
+from screenaware.storage.ids import stable_id
 
 CORRECTED = "corrected by user"
 

@@ -13,7 +13,7 @@ from typing import Any
 import falcon.asgi
 import orjson
 
-from screenaware import metrics
+from screenaware.web import metrics
 
 ACCESS = logging.getLogger("screenaware.access")
 

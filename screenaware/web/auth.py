@@ -1,4 +1,4 @@
-"""Passwords, bearer tokens and roles of the ScreenAware API.
+"""Roles, the authenticated principal, and the middleware enforcing them.
 
 Resources declare the role each method needs in ``auth_roles`` (``{"GET": "user"}``);
 :class:`AuthMiddleware` enforces it before the responder runs, so no responder checks
@@ -8,20 +8,13 @@ identifies the caller.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
-import hmac
 import logging
-import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import falcon
 import falcon.asgi
-import jwt
 
 from screenaware.errors import AuthFailed, Forbidden
 
@@ -29,9 +22,6 @@ LOG = logging.getLogger(__name__)
 
 ROLES = {"user": 2, "admin": 4}
 MIN_PASSWORD_LENGTH = 8
-
-# scrypt cost: ~16 MiB and tens of ms per hash; run off the event loop.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
 
 
 def role_object(role: str) -> dict[str, Any]:
@@ -46,59 +36,6 @@ def has_role(actual: str, required: str) -> bool:
     return ROLES.get(actual, 0) >= ROLES[required]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
-    return hashlib.scrypt(
-        password.encode("utf-8", "surrogatepass"),
-        salt=salt,
-        n=n,
-        r=r,
-        p=p,
-        dklen=length,
-        maxmem=128 * r * (n + p + 2) + 1024 * 1024,
-    )
-
-
-def hash_password_sync(password: str) -> str:
-    """``scrypt$n$r$p$salt$hash`` with a fresh 16-byte salt."""
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN)
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-# Verified against when the email is unknown, so both failures cost the same time.
-_DUMMY_HASH = f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(b'0' * 16)}${_b64(b'0' * 32)}"
-
-
-def verify_password_sync(password: str, stored: str | None) -> bool:
-    """Check ``password`` against a stored hash (or a dummy one when None)."""
-    try:
-        scheme, n, r, p, salt, digest = (stored or _DUMMY_HASH).split("$")
-        expected = _unb64(digest)
-        actual = _scrypt(password, _unb64(salt), int(n), int(r), int(p), len(expected))
-    except (ValueError, TypeError):
-        LOG.error("unreadable password hash")
-        return False
-    return scheme == "scrypt" and stored is not None and hmac.compare_digest(actual, expected)
-
-
-async def hash_password(password: str) -> str:
-    """Hash in a thread: scrypt must not stall the event loop."""
-    return await asyncio.to_thread(hash_password_sync, password)
-
-
-async def verify_password(password: str, stored: str | None) -> bool:
-    """Verify in a thread; with ``stored`` None it still does the work, then fails."""
-    return await asyncio.to_thread(verify_password_sync, password, stored)
-
-
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller."""
@@ -107,72 +44,6 @@ class Principal:
     role: str
     email: str
     timezone: str | None = None
-
-
-class TokenIssuer:
-    """Signs and checks HS256 bearer tokens.
-
-    Args:
-        secret: coroutine function returning the signing key (from config, or
-            generated once and kept in Redis, so every worker and machine signs with
-            the same key). Asked until it answers once; the key never changes.
-        ttl: token lifetime in seconds.
-        clock: the current Unix time.
-    """
-
-    def __init__(
-        self,
-        secret: Callable[[], Awaitable[str]],
-        ttl: int,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._load_secret = secret
-        self._secret: str | None = None
-        self._ttl = ttl
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return f"TokenIssuer(ttl={self._ttl})"
-
-    async def _key(self) -> str:
-        if self._secret is None:
-            self._secret = await self._load_secret()
-        return self._secret
-
-    async def issue(self, user_uuid: str, version: int) -> str:
-        """A token for the user; ``version`` changes with every password change."""
-        now = int(self._clock())
-        claims = {"sub": user_uuid, "iat": now, "exp": now + self._ttl, "ver": version}
-        return jwt.encode(claims, await self._key(), algorithm="HS256")
-
-    async def verify(self, token: str) -> tuple[str, int]:
-        """The user uuid and password version a valid token names.
-
-        Raises:
-            AuthFailed: malformed, wrongly signed, expired, or not HS256.
-        """
-        try:
-            claims = jwt.decode(
-                token,
-                await self._key(),
-                algorithms=["HS256"],
-                # Expiry is checked below against the injected clock, not PyJWT's.
-                options={
-                    "require": ["sub", "iat", "exp"],
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                },
-            )
-        except jwt.PyJWTError:
-            raise AuthFailed("Invalid token") from None
-        try:
-            expired = int(claims["exp"]) <= int(self._clock())
-        except (TypeError, ValueError):
-            raise AuthFailed("Invalid token") from None
-        if expired:
-            raise AuthFailed("Token expired")
-        return str(claims["sub"]), int(claims.get("ver", 0))
 
 
 def caller(req: falcon.asgi.Request) -> str:
@@ -184,6 +55,14 @@ def caller_zone(req: falcon.asgi.Request, tz: str | None, default: str) -> str:
     """The zone for day boundaries: ``tz``, else the caller's own, else ``default``."""
     principal = req.context.principal
     return tz or (principal.timezone if principal else None) or default
+
+
+class TokenVerifier(Protocol):
+    """Checks a bearer token (see :class:`screenaware.identity.TokenIssuer`)."""
+
+    async def verify(self, token: str) -> tuple[str, int]:
+        """The user uuid and token version the token names; raises AuthFailed."""
+        ...
 
 
 PrincipalLoader = Callable[[str, int], Awaitable[Principal | None]]
@@ -198,7 +77,7 @@ class AuthMiddleware:
             user is gone or the token predates a password change.
     """
 
-    def __init__(self, tokens: TokenIssuer, load: PrincipalLoader) -> None:
+    def __init__(self, tokens: TokenVerifier, load: PrincipalLoader) -> None:
         self._tokens = tokens
         self._load = load
 

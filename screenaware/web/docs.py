@@ -13,8 +13,8 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from heartbeat.pages import SECURITY_HEADERS
-from screenaware.openapi import build_spec
+from screenaware.web.headers import SECURITY_HEADERS
+from screenaware.web.openapi import build_spec
 
 
 def _type(schema: dict[str, Any]) -> str:

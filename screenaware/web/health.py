@@ -8,7 +8,7 @@ import falcon
 import falcon.asgi
 
 from schemas.heartbeat import HealthSchema
-from screenaware.backends import Backends
+from screenaware.storage.backends import Backends
 
 _schema = HealthSchema()
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import falcon
 import marshmallow
 
-from screenaware.errors import ValidationFailed
+from screenaware.web.errors import ValidationFailed
 
 Responder = TypeVar("Responder", bound=Callable[..., Awaitable[None]])
 

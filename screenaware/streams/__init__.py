@@ -1,0 +1,56 @@
+"""Streams: sessionisation of activity into streams and substreams, gap streams,
+and corrections (a stream moved to another project, and what that teaches)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from screenaware.activity import Activity
+from screenaware.config import Config
+from screenaware.identity import Identity
+from screenaware.storage.backends import Backends
+from screenaware.streams.resources import (
+    AssociationsResource,
+    StreamProjectResource,
+    StreamsResource,
+    SubstreamsResource,
+)
+from screenaware.streams.service import StreamService
+from screenaware.streams.sessionise import Thresholds
+from screenaware.web.app import App
+
+
+def mount(
+    app: App,
+    config: Config,
+    backends: Backends,
+    clock: Callable[[], float],
+    *,
+    activity: Activity,
+    identity: Identity,
+) -> None:
+    """Add the stream, substream, correction and association routes to ``app``."""
+    thresholds = Thresholds(
+        join_gap=config.substream_join_gap * 1000,
+        interruption=config.stream_interruption * 1000,
+        idle_gap=config.stream_idle_gap * 1000,
+    )
+    service = StreamService(
+        backends.influx,
+        backends.writer,
+        activity.store,
+        activity.learning,
+        backends.get_redis,
+        clock,
+        thresholds,
+    )
+    zone = config.timezone
+    app.add_route("/api/streams", StreamsResource(service, zone))
+    app.add_route("/api/substreams", SubstreamsResource(service, zone))
+    correction = StreamProjectResource(service, zone)
+    app.add_route("/api/stream/{stream_uuid}/project", correction)
+    app.add_route("/api/streams/{stream_uuid}/project", correction)
+    app.add_route(
+        "/api/projects/{project_id}/associations",
+        AssociationsResource(activity.learning, identity.projects),
+    )
