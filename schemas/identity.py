@@ -7,7 +7,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
-from screenaware.web.auth import MIN_PASSWORD_LENGTH, ROLES
+# Part of the contract: the role names with their bit masks, and the password rule.
+ROLES = {"user": 2, "admin": 4}
+MIN_PASSWORD_LENGTH = 8
 
 _not_blank = validate.Regexp(r"(?s).*\S", error="Must not be blank.")
 

@@ -83,9 +83,9 @@ def _read_password(prompt: str) -> str:
 
 def cmd_create_user(args: argparse.Namespace, config: Config) -> int:
     """Create a user, asking for the password; prints the user as JSON."""
+    from schemas.identity import MIN_PASSWORD_LENGTH
     from screenaware.errors import Conflict
-    from screenaware.identity.accounts import make_accounts
-    from screenaware.web.auth import MIN_PASSWORD_LENGTH
+    from screenaware.identity import make_accounts
 
     try:
         password = _read_password(f"Password for {args.email}: ")

@@ -29,7 +29,15 @@ from screenaware.storage.backends import Backends
 from screenaware.web.app import App
 from screenaware.web.auth import AuthMiddleware
 
-__all__ = ["Accounts", "Identity", "ProjectStore", "mount", "projects_key", "public_project"]
+__all__ = [
+    "Accounts",
+    "Identity",
+    "ProjectStore",
+    "make_accounts",
+    "mount",
+    "projects_key",
+    "public_project",
+]
 
 
 @dataclass(frozen=True)

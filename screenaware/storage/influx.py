@@ -27,9 +27,9 @@ from influxdb_client import Point
 
 from screenaware.config import Config
 from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
+from screenaware.storage import metrics
 from screenaware.storage.batching import Coalescer
 from screenaware.storage.http11 import HTTPClient, Response, TransportError
-from screenaware.web import metrics
 
 LOG = logging.getLogger(__name__)
 

@@ -16,12 +16,10 @@ from typing import Any, Protocol
 import falcon
 import falcon.asgi
 
+from schemas.identity import ROLES
 from screenaware.errors import AuthFailed, Forbidden
 
 LOG = logging.getLogger(__name__)
-
-ROLES = {"user": 2, "admin": 4}
-MIN_PASSWORD_LENGTH = 8
 
 
 def role_object(role: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from screenaware.errors import (
     StorageUnavailable,
     WriteQueueFull,
 )
-from screenaware.web import metrics
+from screenaware.storage import metrics
 
 LOG = logging.getLogger(__name__)
 
