@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from heartbeat.rebuild import rebuild_stats
 from heartbeat.resources import (
     STATIC_DIR,
     BadgeResource,
@@ -22,6 +23,8 @@ from heartbeat.store import HeartbeatStore
 from screenaware.config import Config
 from screenaware.storage.backends import Backends
 from screenaware.web.app import App
+
+__all__ = ["HeartbeatService", "HeartbeatStore", "mount", "rebuild_stats"]
 
 
 def mount(

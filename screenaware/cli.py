@@ -55,7 +55,7 @@ def cmd_gen_key(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_add_device(args: argparse.Namespace, config: Config) -> int:
     """Register a device and print its id, name and token as JSON."""
-    from heartbeat.store import HeartbeatStore
+    from heartbeat import HeartbeatStore
 
     name = args.name.strip()
     if not 1 <= len(args.name) <= 128 or not name:
@@ -116,8 +116,7 @@ def cmd_create_user(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_rebuild_stats(args: argparse.Namespace, config: Config) -> int:
     """Recompute the Heartbeat counters in Redis from InfluxDB."""
-    from heartbeat.rebuild import rebuild_stats
-    from heartbeat.store import HeartbeatStore
+    from heartbeat import HeartbeatStore, rebuild_stats
 
     async def work(backends: Any) -> int:
         store = HeartbeatStore(backends.get_redis)
