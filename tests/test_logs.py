@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,15 @@ from hypothesis import strategies as st
 from screenaware.config import Config
 from screenaware.logs.service import parse_message
 from screenaware.storage.ids import _layout, uuid7, uuid7_ms
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    SECRET_KEY,
+    Api,
+    FakeClock,
+    InfluxHelper,
+    bearer,
+)
 from tests.service import run_service
 
 T0 = dt.datetime(2023, 11, 15, 10, 0, tzinfo=dt.UTC)
@@ -36,6 +46,8 @@ def identity_config(config: Config) -> Config:
         admin_password=ADMIN_PASSWORD,
         log_rate_anonymous=50,
         crash_max_bytes=64 * 1024,
+        # Tiny pages, so every listing below runs through the paging of InfluxDB reads.
+        log_page_points=4,
     )
 
 
@@ -371,3 +383,209 @@ async def test_breakpad_upload_download_and_limits(
             assert influx_db.count("log") == count_before
             missing = await http.get(f"/api/logs/crash/{uuid7(0)}", headers=admin)
             assert missing.status_code == 404
+
+
+# --- bounded review answers -------------------------------------------------
+
+WHOLE_RANGE = {"start": "1970-01-01T00:00:00.000Z", "end": "2200-01-01T00:00:00.000Z"}
+
+
+def write_lines(influx_db: InfluxHelper, lines: list[str]) -> None:
+    """Points straight into InfluxDB: e.g. several in one nanosecond, which the API
+    avoids but a wrapped sequence can make."""
+    resp = httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database, "precision": "ns"},
+        content="\n".join(lines),
+        timeout=10,
+    )
+    assert resp.status_code == 204, resp.text
+
+
+def log_line(log_type: str, level: str, origin: str, point_uuid: str, ns: int) -> str:
+    return (
+        f'log,type={log_type},level={level},origin={origin} uuid="{point_uuid}",'
+        f'message="m",details="",version="1.0.0",deleted=false {ns}'
+    )
+
+
+async def test_paging_with_limit_and_cursor_lists_every_point_once(
+    api: Api, influx_db: InfluxHelper
+) -> None:
+    stamp = ms(T0)
+    # 30 points a millisecond apart, and 5 more in one nanosecond (other levels).
+    sent = [entry(type="p", time=stamp + i, message=str(i)) for i in range(30)]
+    assert (await send(api, sent, api.admin)).status_code == 200
+    tied_ns = (stamp + 10) * 1_000_000 + 500
+    tied = [uuid7(stamp + 10) for _ in range(5)]
+    levels = ["error", "warn", "debug", "trace", "nothing"]
+    write_lines(
+        influx_db, [log_line("p", lv, "o", u, tied_ns) for lv, u in zip(levels, tied, strict=True)]
+    )
+    everything = await api.client.simulate_get(
+        "/api/logs/p", params={**WHOLE_RANGE, "limit": 10000}, headers=api.admin
+    )
+    assert len(everything.json) == 35
+    for page_size in (1, 3, 7, 35, 36):
+        seen: list[dict[str, Any]] = []
+        params: dict[str, Any] = {**WHOLE_RANGE, "limit": page_size}
+        for _ in range(40):
+            page = await api.client.simulate_get("/api/logs/p", params=params, headers=api.admin)
+            assert page.status_code == 200, page.text
+            assert len(page.json) <= page_size
+            seen += page.json
+            if len(page.json) < page_size:
+                break
+            params["cursor"] = page.json[-1]["uuid"]
+        uuids = [p["uuid"] for p in seen]
+        assert len(uuids) == len(set(uuids)) == 35, page_size
+        assert uuids == [p["uuid"] for p in everything.json]
+        assert set(tied) <= set(uuids)
+    times = [p["time"] for p in everything.json]
+    assert times == sorted(times, reverse=True)
+    # The cursor is a point's uuid; one that names no point is refused.
+    for bad in (uuid7(stamp - 5), "nonsense"):
+        refused = await api.client.simulate_get(
+            "/api/logs/p", params={**WHOLE_RANGE, "cursor": bad}, headers=api.admin
+        )
+        assert refused.status_code == 400
+        assert "cursor" in refused.json["errors"]
+    both = await api.client.simulate_get(
+        "/api/logs/p", params={"cursor": tied[0], "offset": 2}, headers=api.admin
+    )
+    assert both.status_code == 400
+
+
+async def test_grouped_range_is_bounded_unless_a_coarser_interval_is_asked(
+    api: Api, config: Config
+) -> None:
+    minute = dt.timedelta(minutes=1)
+    await send(
+        api,
+        [
+            entry(type="g", time=ms(T0 + 1 * minute)),
+            entry(type="g", time=ms(T0 + 61 * minute)),
+            entry(type="g", time=ms(T0 + 62 * minute)),
+        ],
+    )
+    too_wide = await api.client.simulate_get(
+        "/api/logs/g", params={**WHOLE_RANGE, "structure": "grouped"}, headers=api.admin
+    )
+    assert too_wide.status_code == 400
+    limit = config.log_grouped_max_buckets
+    assert str(limit) in too_wide.json["message"]
+    assert "interval" in too_wide.json["errors"]
+    # 10,000 five-minute intervals: about 34.7 days is fine, one interval more is not.
+    start = dt.datetime(2023, 11, 1, tzinfo=dt.UTC)
+    last = start + dt.timedelta(minutes=5 * limit) - dt.timedelta(milliseconds=1)
+    span = {"start": start.isoformat(), "end": last.isoformat(), "structure": "grouped"}
+    fits = await api.client.simulate_get("/api/logs/g", params=span, headers=api.admin)
+    assert fits.status_code == 200
+    assert len(fits.json) == limit
+    assert fits.headers["x-interval-seconds"] == "300"
+    over = {**span, "end": (last + dt.timedelta(minutes=5)).isoformat()}
+    refused = await api.client.simulate_get("/api/logs/g", params=over, headers=api.admin)
+    assert refused.status_code == 400
+
+    hourly = await api.client.simulate_get(
+        "/api/logs/g",
+        params={
+            "start": "2023-11-15T10:00:00Z",
+            "end": "2023-11-15T12:59:59.999Z",
+            "structure": "grouped",
+            "interval": "1h",
+        },
+        headers=api.admin,
+    )
+    assert hourly.status_code == 200
+    assert hourly.headers["x-interval-seconds"] == "3600"
+    assert hourly.json == [
+        {"time": "2023-11-15T10:00:00.000Z", "count": 1},
+        {"time": "2023-11-15T11:00:00.000Z", "count": 2},
+        {"time": "2023-11-15T12:00:00.000Z", "count": 0},
+    ]
+    centuries = await api.client.simulate_get(
+        "/api/logs/g",
+        params={**WHOLE_RANGE, "structure": "grouped", "interval": "3650d"},
+        headers=api.admin,
+    )
+    assert centuries.status_code == 200
+    assert sum(b["count"] for b in centuries.json) == 3
+    assert centuries.headers["x-interval-seconds"] == str(3650 * 86400)
+    empty = await api.client.simulate_get(
+        "/api/logs/none",
+        params={**WHOLE_RANGE, "structure": "grouped", "interval": "3650d"},
+        headers=api.admin,
+    )
+    assert [b["time"] for b in empty.json] == [b["time"] for b in centuries.json]
+    for interval in ("1m", "7m", "0h", "5", "h", "-5m", "36501d", "5m5m"):
+        bad = await api.client.simulate_get(
+            "/api/logs/g",
+            params={"structure": "grouped", "interval": interval},
+            headers=api.admin,
+        )
+        assert bad.status_code == 400, interval
+        assert "interval" in bad.json["errors"], interval
+
+
+async def test_series_listing_pages_through_many_types(api: Api) -> None:
+    names = [f"t{i:04d}" for i in range(1203)]
+    for chunk in range(0, len(names), 1000):
+        batch = [entry(type=name, time=ms(T0)) for name in names[chunk : chunk + 1000]]
+        assert (await send(api, batch, api.admin)).status_code == 200
+    series = await api.client.simulate_get("/api/logs", params=WHOLE_RANGE, headers=api.admin)
+    assert series.status_code == 200
+    assert series.json == [{"type": name, "count": 1} for name in names]
+
+
+async def test_the_worker_killing_grouped_request_is_refused_and_the_worker_lives(
+    identity_config: Config, tmp_path: Path
+) -> None:
+    with run_service(identity_config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            token = (
+                await http.post(
+                    "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+                )
+            ).json()["token"]
+            device = (
+                await http.post(
+                    "/api/devices", json={"name": "Laptop"}, headers={"Authorization": SECRET_KEY}
+                )
+            ).json()["token"]
+            pids = sorted(svc.worker_pids())
+            sent = {
+                "type": "t",
+                "level": "info",
+                "data": {"origin": "o", "version": "1.0.0", "message": "m", "time": 10**12},
+            }
+            assert (await http.post("/api/logs", json=sent)).status_code == 200
+
+            async def beat() -> httpx.Response:
+                async with httpx.AsyncClient(base_url=svc.url, timeout=30) as other:
+                    return await other.post("/api/beat", headers={"Authorization": device})
+
+            began = time.monotonic()
+            # The issue's request, for a type with points and for one without.
+            for log_type in ("t", "none"):
+                answer, acked = await asyncio.gather(
+                    http.get(
+                        f"/api/logs/{log_type}",
+                        params={**WHOLE_RANGE, "structure": "grouped"},
+                        headers=bearer(token),
+                        timeout=5,
+                    ),
+                    beat(),
+                )
+                assert answer.status_code == 400, answer.text
+                assert str(identity_config.log_grouped_max_buckets) in answer.json()["message"]
+                assert acked.status_code == 200 and int(acked.text) > 0
+            assert time.monotonic() - began < 5
+            assert sorted(svc.worker_pids()) == pids
+            # Listings stream: chunked, no Content-Length of a body built in memory.
+            listing = await http.get(
+                "/api/logs/t", params={**WHOLE_RANGE, "limit": 10000}, headers=bearer(token)
+            )
+            assert listing.status_code == 200
+            assert listing.headers.get("transfer-encoding") == "chunked"
+            assert [p["type"] for p in listing.json()] == ["t"]

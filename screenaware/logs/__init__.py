@@ -28,6 +28,8 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         clock,
         config.data_path / "crashes",
         config.crash_max_bytes,
+        page_points=config.log_page_points,
+        max_buckets=config.log_grouped_max_buckets,
     )
     limits = LogLimits(
         Quota(backends.get_redis, "logs", 60), config.log_rate_anonymous, config.log_rate_user

@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from schemas.logs import SEMVER, TAG_SAFE
-from screenaware.errors import BodyTooLarge, NotFound
+from screenaware.errors import BodyTooLarge, Invalid, NotFound
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
 from screenaware.timeutil import from_ms, iso
@@ -32,6 +32,11 @@ from screenaware.timeutil import from_ms, iso
 LOG = logging.getLogger(__name__)
 
 SEQUENCE = "{sa}:log_seq"
+DEFAULT_INTERVAL = 300
+# Log types per query of GET /api/logs (a row is a type and a count: small).
+SERIES_PAGE = 1000
+# Points of one type listed from one nanosecond at most (see LogService._tie).
+TIE_MAX = 10_000
 _NS_PER_MS = 1_000_000
 _FIELDS = ("uuid", "message", "details", "userUuid", "originId", "version", "deleted")
 
@@ -114,6 +119,25 @@ def _rows(series: Sequence[Series]) -> list[dict[str, Any]]:
     return [row for s in series for row in s.rows()]
 
 
+def _newest_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The listing order: time descending, then uuid descending (a total order)."""
+    return sorted(rows, key=lambda row: (int(row["time"]), str(row["uuid"])), reverse=True)
+
+
+def bucket_count(start_ms: int, end_ms: int, width_ms: int) -> int:
+    """How many epoch-aligned intervals of ``width_ms`` the range touches (InfluxDB's)."""
+    return end_ms // width_ms - start_ms // width_ms + 1
+
+
+def describe_span(seconds: int) -> str:
+    """A duration for messages: ``5 minutes``, ``34.7 days``."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{seconds} seconds"
+
+
 class LogService:
     """Log ingest and review.
 
@@ -124,6 +148,8 @@ class LogService:
         clock: the current Unix time in seconds.
         crash_dir: where crash dumps are kept.
         crash_max_bytes: the largest dump accepted.
+        page_points: the most points one InfluxDB query of a listing returns.
+        max_buckets: the most intervals a grouped answer may have.
     """
 
     def __init__(
@@ -134,6 +160,8 @@ class LogService:
         clock: Callable[[], float],
         crash_dir: Path,
         crash_max_bytes: int,
+        page_points: int = 100,
+        max_buckets: int = 10_000,
     ) -> None:
         self._influx = influx
         self._writer = writer
@@ -141,6 +169,8 @@ class LogService:
         self._clock = clock
         self.crash_dir = crash_dir
         self.crash_max_bytes = crash_max_bytes
+        self.page_points = page_points
+        self.max_buckets = max_buckets
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -163,14 +193,24 @@ class LogService:
 
     # --- review -----------------------------------------------------------
 
-    async def series(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-        """Every log type with its count in the range."""
-        result = await self._influx.query(
-            'SELECT count("uuid") FROM "log" WHERE time >= $start AND time <= $end GROUP BY "type"',
-            self._range(start_ms, end_ms),
-        )
-        found = [{"type": s.tags["type"], "count": int(s.values[0][1])} for s in result]
-        return sorted(found, key=lambda item: item["type"])
+    async def series(self, start_ms: int, end_ms: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every log type with its count in the range, in pages, sorted by type.
+
+        InfluxDB answers the series of ``GROUP BY "type"`` in tag order, so SLIMIT and
+        SOFFSET page through them: neither side holds more than one page, however
+        many types anonymous senders made up.
+        """
+        offset = 0
+        while True:
+            result = await self._influx.query(
+                'SELECT count("uuid") FROM "log" WHERE time >= $start AND time <= $end '
+                'GROUP BY "type" SLIMIT $slimit SOFFSET $soffset',
+                {**self._range(start_ms, end_ms), "slimit": SERIES_PAGE, "soffset": offset},
+            )
+            yield [{"type": s.tags["type"], "count": int(s.values[0][1])} for s in result]
+            if len(result) < SERIES_PAGE:
+                return
+            offset += SERIES_PAGE
 
     @staticmethod
     def _range(start_ms: int, end_ms: int) -> dict[str, Any]:
@@ -187,17 +227,111 @@ class LogService:
         return clause, params
 
     async def points(
-        self, log_type: str, start_ms: int, end_ms: int, user: str | None, limit: int, offset: int
-    ) -> list[dict[str, Any]]:
-        """The points of a series, newest first."""
+        self,
+        log_type: str,
+        start_ms: int,
+        end_ms: int,
+        user: str | None,
+        limit: int,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The points of a series, newest first (ties in time: larger uuid first), in pages.
+
+        Each InfluxDB query asks for at most ``page_points`` points, so neither the
+        worker nor influxd holds more than one page, whatever ``limit`` and the range.
+
+        Args:
+            limit: the most points to list.
+            offset: points to skip first (InfluxQL's OFFSET; only without ``cursor``).
+            cursor: the uuid of the last point of the previous page: listing goes on
+                after it, and so every point comes exactly once.
+
+        Raises:
+            Invalid: ``cursor`` names no log point.
+        """
         clause, params = self._where(log_type, start_ms, end_ms, user)
-        # LIMIT and OFFSET take no bind parameters; both are validated integers.
+        remaining = limit
+        async for rows in self._walk(clause, params, offset, cursor):
+            page = rows[:remaining]
+            remaining -= len(page)
+            if page:
+                yield [public_point(row) for row in page]
+            if remaining <= 0:
+                return
+
+    async def _walk(
+        self, clause: str, params: dict[str, Any], offset: int, cursor: str | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The rows of the range in listing order, at most ``page_points`` per query."""
+        clause += " AND time <= $upper"
+        start_ns, upper = params["start"], params["end"]
+        if cursor is not None:
+            at = await self._time_of(cursor)
+            if at is None:
+                raise Invalid("cursor names no log point", {"cursor": ["No such log point."]})
+            if at <= upper:
+                # The rest of the cursor's own nanosecond first, then older points.
+                async for rows in self._tie(clause, params, at, below=cursor):
+                    yield rows
+                upper = at - 1
+        while upper >= start_ns:
+            result = await self._influx.query(
+                f'SELECT * FROM "log" WHERE {clause} '  # noqa: S608 - constants only
+                "ORDER BY time DESC LIMIT $limit OFFSET $offset",
+                {**params, "upper": upper, "limit": self.page_points, "offset": offset},
+            )
+            offset = 0
+            rows = _rows(result)
+            if len(rows) < self.page_points:
+                # Everything down to the start of the range is here.
+                yield _newest_first(rows)
+                return
+            # A full page may cut through the points of its oldest nanosecond (of other
+            # levels or origins): take that nanosecond whole, then go on below it.
+            oldest = int(rows[-1]["time"])
+            yield _newest_first([r for r in rows if int(r["time"]) > oldest])
+            async for tied in self._tie(clause, params, oldest):
+                yield tied
+            upper = oldest - 1
+
+    async def _tie(
+        self, clause: str, params: dict[str, Any], at_ns: int, below: str | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The points of one nanosecond in uuid order (below ``below``), in pages.
+
+        Their uuids come first (small), then the points a page at a time. Several
+        points of one type share a nanosecond only when the sub-millisecond
+        sequence wraps onto an equal value; at most ``TIE_MAX`` of them are listed.
+        """
+        at = {**params, "upper": at_ns, "at": at_ns}
         result = await self._influx.query(
-            f'SELECT * FROM "log" WHERE {clause} ORDER BY time DESC '  # noqa: S608 - constants
-            f"LIMIT {int(limit)} OFFSET {int(offset)}",
-            params,
+            f'SELECT "uuid" FROM "log" WHERE {clause} AND time = $at LIMIT $limit',  # noqa: S608
+            {**at, "limit": TIE_MAX},
         )
-        return [public_point(row) for row in _rows(result)]
+        uuids = sorted((str(row["uuid"]) for row in _rows(result)), reverse=True)
+        if below is not None:
+            uuids = [u for u in uuids if u < below]
+        for first in range(0, len(uuids), self.page_points):
+            chunk = uuids[first : first + self.page_points]
+            match = " OR ".join(f'"uuid" = $u{i}' for i in range(len(chunk)))
+            result = await self._influx.query(
+                f'SELECT * FROM "log" WHERE {clause} AND time = $at AND ({match})',  # noqa: S608
+                {**at, **{f"u{i}": u for i, u in enumerate(chunk)}},
+            )
+            yield _newest_first(_rows(result))
+
+    async def _time_of(self, point_uuid: str) -> int | None:
+        ms = uuid7_ms(point_uuid)
+        if ms is None:
+            return None
+        result = await self._influx.query(
+            'SELECT "uuid" FROM "log" WHERE time >= $start AND time <= $end AND "uuid" = $uuid '
+            "LIMIT 1",
+            {**self._range(ms, ms), "uuid": point_uuid},
+        )
+        rows = _rows(result)
+        return int(rows[0]["time"]) if rows else None
 
     async def count(self, log_type: str, start_ms: int, end_ms: int, user: str | None) -> int:
         clause, params = self._where(log_type, start_ms, end_ms, user)
@@ -206,17 +340,40 @@ class LogService:
         return int(result[0].values[0][1]) if result else 0
 
     async def grouped(
-        self, log_type: str, start_ms: int, end_ms: int, user: str | None
+        self,
+        log_type: str,
+        start_ms: int,
+        end_ms: int,
+        user: str | None,
+        interval_s: int = DEFAULT_INTERVAL,
     ) -> list[dict[str, Any]]:
-        """Counts in 5-minute intervals over the range, empty intervals included."""
+        """Counts in intervals (5 minutes unless asked) over the range, empty ones included.
+
+        Raises:
+            Invalid: the range needs more than ``max_buckets`` intervals.
+        """
+        width_ms = interval_s * 1000
+        needed = bucket_count(start_ms, end_ms, width_ms)
+        if needed > self.max_buckets:
+            raise Invalid(
+                f"A grouped answer has at most {self.max_buckets} intervals (with "
+                f"{describe_span(interval_s)} intervals: a range of "
+                f"{describe_span(self.max_buckets * interval_s)}); this range needs {needed}. "
+                "Ask for a shorter range or a coarser interval (e.g. interval=1h).",
+                {"interval": [f"At most {self.max_buckets} intervals per answer."]},
+            )
         clause, params = self._where(log_type, start_ms, end_ms, user)
-        statement = f'SELECT count("uuid") FROM "log" WHERE {clause} GROUP BY time(5m) fill(0)'  # noqa: S608
+        # The width is a validated integer; InfluxQL takes no bind parameter there.
+        statement = (
+            f'SELECT count("uuid") FROM "log" WHERE {clause} '  # noqa: S608 - constants only
+            f"GROUP BY time({int(interval_s)}s) fill(0)"
+        )
         result = await self._influx.query(statement, params)
         values = result[0].values if result else []
         if not values:
             # No point at all: InfluxDB answers no series, so make the empty intervals.
-            first = start_ms - start_ms % 300_000
-            values = [[ms * _NS_PER_MS, 0] for ms in range(first, end_ms + 1, 300_000)]
+            first = start_ms - start_ms % width_ms
+            values = [[ms * _NS_PER_MS, 0] for ms in range(first, end_ms + 1, width_ms)]
         return [
             {"time": iso(from_ms(int(t) // _NS_PER_MS)), "count": int(c or 0)} for t, c in values
         ]
@@ -227,7 +384,7 @@ class LogService:
         if ms is None:
             raise NotFound("Log point not found")
         result = await self._influx.query(
-            'SELECT * FROM "log" WHERE time >= $start AND time <= $end AND "uuid" = $uuid',
+            'SELECT * FROM "log" WHERE time >= $start AND time <= $end AND "uuid" = $uuid LIMIT 1',
             {**self._range(ms, ms), "uuid": point_uuid},
         )
         rows = _rows(result)
