@@ -589,3 +589,158 @@ async def test_the_worker_killing_grouped_request_is_refused_and_the_worker_live
             assert listing.status_code == 200
             assert listing.headers.get("transfer-encoding") == "chunked"
             assert [p["type"] for p in listing.json()] == ["t"]
+
+
+# --- the crash store: quotas, budget, empty uploads (real gunicorn) -----------
+
+KIB = 1024
+
+
+async def login(http: httpx.AsyncClient) -> dict[str, str]:
+    resp = await http.post(
+        "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    assert resp.status_code == 200, resp.text
+    return bearer(resp.json()["token"])
+
+
+async def upload(
+    http: httpx.AsyncClient, dump: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await http.post(
+        "/api/logs/crash/sensor",
+        data={"prod": "sensor-win", "ver": "1.4.2"},
+        files={"upload_file_minidump": ("dump.dmp", dump, "application/octet-stream")},
+        headers=headers or {},
+    )
+
+
+def stored(crash_dir: Path) -> list[str]:
+    return sorted(p.name for p in crash_dir.iterdir()) if crash_dir.exists() else []
+
+
+async def test_anonymous_crash_uploads_are_limited_per_address_by_count_and_bytes(
+    identity_config: Config, tmp_path: Path
+) -> None:
+    config = identity_config.replace(
+        crash_anonymous_per_hour=10, crash_anonymous_bytes_per_hour=200 * KIB
+    )
+    crash_dir = Path(config.data_dir) / "crashes"
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            for _ in range(3):
+                assert (await upload(http, b"a" * 60 * KIB)).status_code == 200
+            # 240 KiB would pass the 200 KiB an address may store per hour.
+            over = await upload(http, b"b" * 60 * KIB)
+            assert over.status_code == 429, over.text
+            assert int(over.headers["retry-after"]) > 3000
+            assert "message" in over.json()
+            assert len(stored(crash_dir)) == 3
+            # The refused upload's bytes were given back: 190 KiB fit.
+            assert (await upload(http, b"c" * 10 * KIB)).status_code == 200
+            for _ in range(5):  # uploads 6 to 10 of this hour (the refused one counts)
+                assert (await upload(http, b"d")).status_code == 200
+            eleventh = await upload(http, b"e")
+            assert eleventh.status_code == 429
+            assert len(stored(crash_dir)) == 9
+            # A token is not anonymous: its uploads are not held to those quotas.
+            admin = await login(http)
+            assert (await upload(http, b"f" * 60 * KIB, admin)).status_code == 200
+            assert len(stored(crash_dir)) == 10
+
+
+async def test_crash_store_budget_evicts_oldest_anonymous_dumps_then_507(
+    identity_config: Config, tmp_path: Path, redis_client: Any
+) -> None:
+    config = identity_config.replace(crash_store_bytes=200 * KIB, crash_anonymous_per_hour=100)
+    crash_dir = Path(config.data_dir) / "crashes"
+    dumps = {name: name.encode() * (60 * KIB // len(name)) for name in
+             ("user1", "anon1", "anon2", "anon3", "user2", "user3", "user4", "user5")}  # fmt: skip
+    ids: dict[str, str] = {}
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+
+            async def put(name: str) -> httpx.Response:
+                resp = await upload(http, dumps[name], admin if name.startswith("user") else None)
+                if resp.status_code == 200:
+                    ids[name] = resp.text
+                return resp
+
+            async def present() -> set[str]:
+                have = set()
+                for name, point_uuid in ids.items():
+                    got = await http.get(f"/api/logs/crash/{point_uuid}", headers=admin)
+                    if got.status_code == 200:
+                        assert got.content == dumps[name]
+                        have.add(name)
+                    else:
+                        assert got.status_code == 404
+                return have
+
+            for name in ("user1", "anon1", "anon2"):
+                assert (await put(name)).status_code == 200
+            # Full (180 of 200 KiB): each new dump evicts the oldest anonymous one.
+            assert (await put("anon3")).status_code == 200
+            assert await present() == {"user1", "anon2", "anon3"}
+            assert (await put("user2")).status_code == 200
+            assert (await put("user3")).status_code == 200
+            assert await present() == {"user1", "user2", "user3"}
+            # Nothing anonymous is left to evict: 507, and nothing is written.
+            before = stored(crash_dir)
+            full = await put("user4")
+            assert full.status_code == 507, full.text
+            assert "full" in full.json()["message"]
+            assert stored(crash_dir) == before
+            assert await present() == {"user1", "user2", "user3"}
+
+    # An operator deletes a dump while the service is down: the restarted service
+    # counts the files, not its old totals, so there is room for one more again.
+    next(crash_dir.glob(f"{ids['user1']}*")).unlink()
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+            assert (await put("user4")).status_code == 200
+            assert (await put("user5")).status_code == 507
+    # Redis loses everything: the accounting is rebuilt from the files at start.
+    redis_client.flushall()
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+            assert (await put("user5")).status_code == 507
+            assert await present() == {"user2", "user3", "user4"}
+
+
+async def test_uploads_without_a_dump_are_400_and_write_nothing(
+    identity_config: Config, tmp_path: Path, influx_db: InfluxHelper
+) -> None:
+    crash_dir = Path(identity_config.data_dir) / "crashes"
+    multipart = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+    only_fields = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="prod"\r\n\r\nsensor-win\r\n--XyZ--\r\n'
+    )
+    with run_service(identity_config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            for content, headers in (
+                (b"--XyZ--\r\n", multipart),
+                (b"", multipart),
+                (only_fields, multipart),
+                (b"", {"Content-Type": "application/octet-stream"}),
+                (b"", {}),
+            ):
+                resp = await http.post("/api/logs/crash/sensor", content=content, headers=headers)
+                assert resp.status_code == 400, (content, resp.text)
+                assert "message" in resp.json()
+            empty_part = await upload(http, b"")
+            assert empty_part.status_code == 400
+            assert "upload_file_minidump" in empty_part.json()["errors"]
+            assert stored(crash_dir) == []
+            assert influx_db.count("log") == 0
+            # A real dump still goes through, and downloads (streamed from disk).
+            dump = bytes(range(256)) * 100
+            point_uuid = (await upload(http, dump)).text
+            download = await http.get(f"/api/logs/crash/{point_uuid}", headers=await login(http))
+            assert download.status_code == 200
+            assert download.content == dump
+            assert download.headers["content-type"] == "application/octet-stream"
+            assert f"{point_uuid}.dmp" in download.headers["content-disposition"]

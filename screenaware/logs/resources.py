@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from schemas.logs import (
     LogSeriesSchema,
 )
 from screenaware.errors import Invalid, NotFound
+from screenaware.logs.crashes import CrashStore
 from screenaware.logs.service import LogService
 from screenaware.storage.ratelimit import Quota
 from screenaware.timeutil import to_ms
@@ -176,8 +178,8 @@ class CrashUploadResource:
 
     auth_roles = {"POST": "all"}
 
-    def __init__(self, service: LogService, limits: LogLimits) -> None:
-        self._service = service
+    def __init__(self, store: CrashStore, limits: LogLimits) -> None:
+        self._store = store
         self._limits = limits
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -186,7 +188,9 @@ class CrashUploadResource:
         if (req.content_type or "").startswith("multipart/form-data"):
             point_uuid = await self._multipart(req, fields, user)
         else:
-            point_uuid = await self._service.store_crash(fields, _chunks(req.stream), user)
+            point_uuid = await self._store.store(
+                fields, _chunks(req.stream), user, req.remote_addr, req.content_length
+            )
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = point_uuid
 
@@ -197,28 +201,30 @@ class CrashUploadResource:
         async for part in form:
             if part.filename is not None or part.name == "upload_file_minidump":
                 # Breakpad sends its fields before the file; later parts are ignored.
-                return await self._service.store_crash(fields, _chunks(part.stream), user)
+                return await self._store.store(
+                    fields, _chunks(part.stream), user, req.remote_addr, req.content_length
+                )
             fields[part.name] = (await part.get_text()) or ""
-        raise falcon.HTTPBadRequest(description="No upload_file_minidump part in the upload")
+        raise Invalid(
+            "No upload_file_minidump part in the upload",
+            {"upload_file_minidump": ["Missing."]},
+        )
 
 
 class CrashDumpResource:
-    """``GET /api/logs/crash/{uuid}`` (admin): the dump itself."""
+    """``GET /api/logs/crash/{uuid}`` (admin): the dump itself, streamed from disk."""
 
     auth_roles = {"GET": "admin"}
 
-    def __init__(self, service: LogService) -> None:
-        self._service = service
+    def __init__(self, store: CrashStore) -> None:
+        self._store = store
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
     ) -> None:
-        try:
-            path = self._service.dump_path(point_uuid)
-        except ValueError:
-            raise NotFound("No such crash dump") from None
-        if not path.is_file():
+        path = await self._store.find(point_uuid)
+        if path is None:
             raise NotFound("No such crash dump")
         resp.content_type = "application/octet-stream"
-        resp.downloadable_as = path.name
-        resp.data = path.read_bytes()
+        resp.downloadable_as = f"{uuid.UUID(point_uuid)}.dmp"
+        resp.stream = self._store.read(path)

@@ -1,4 +1,4 @@
-"""Log points and crash dumps: ingest, and the admin review of grouped log series.
+"""Log points: ingest, the admin review of log series, and the points of crash dumps.
 
 Every point gets a time-ordered uuid (UUIDv7 layout: the first 48 bits are the
 point's time in Unix ms), so a look-up by uuid is a one-millisecond range query.
@@ -8,23 +8,17 @@ other: the sub-millisecond digits of their times come from a Redis sequence.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import json
 import logging
 import math
-import os
 import re
-import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from schemas.logs import SEMVER, TAG_SAFE
-from screenaware.errors import BodyTooLarge, Invalid, NotFound
+from screenaware.errors import Invalid, NotFound
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
 from screenaware.timeutil import from_ms, iso
@@ -109,12 +103,6 @@ def public_point(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _sync_and_close(out: Any) -> None:
-    out.flush()
-    os.fsync(out.fileno())
-    out.close()
-
-
 def _rows(series: Sequence[Series]) -> list[dict[str, Any]]:
     return [row for s in series for row in s.rows()]
 
@@ -146,8 +134,6 @@ class LogService:
         writer: the group-commit writer.
         redis: zero-argument callable returning the open Redis client.
         clock: the current Unix time in seconds.
-        crash_dir: where crash dumps are kept.
-        crash_max_bytes: the largest dump accepted.
         page_points: the most points one InfluxDB query of a listing returns.
         max_buckets: the most intervals a grouped answer may have.
     """
@@ -158,8 +144,6 @@ class LogService:
         writer: GroupCommitWriter,
         redis: Callable[[], aioredis.Redis],
         clock: Callable[[], float],
-        crash_dir: Path,
-        crash_max_bytes: int,
         page_points: int = 100,
         max_buckets: int = 10_000,
     ) -> None:
@@ -167,8 +151,6 @@ class LogService:
         self._writer = writer
         self._redis = redis
         self._clock = clock
-        self.crash_dir = crash_dir
-        self.crash_max_bytes = crash_max_bytes
         self.page_points = page_points
         self.max_buckets = max_buckets
 
@@ -394,56 +376,28 @@ class LogService:
 
     # --- crash dumps ------------------------------------------------------
 
-    def dump_path(self, point_uuid: str) -> Path:
-        """Where the dump of a crash point lives (the uuid is parsed, never a path)."""
-        return self.crash_dir / f"{uuidlib.UUID(point_uuid)}.dmp"
-
-    async def store_crash(
-        self, fields: Mapping[str, str], chunks: AsyncIterator[bytes], user: str | None
-    ) -> str:
-        """Stream a dump to disk (refusing it once it passes the limit), then record
-        a ``crash_sensor`` point with the upload's fields, size and SHA-256."""
-        self.crash_dir.mkdir(parents=True, exist_ok=True)
-        now = self.now_ms()
-        point_uuid = uuid7(now)
-        final = self.dump_path(point_uuid)
-        partial = final.with_suffix(".part")
-        digest, size = hashlib.sha256(), 0
-        try:
-            # File I/O runs in threads: a slow disk must not stall the event loop.
-            out = await asyncio.to_thread(open, partial, "wb")
-            try:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > self.crash_max_bytes:
-                        raise BodyTooLarge(self.crash_max_bytes)
-                    digest.update(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-                await asyncio.to_thread(_sync_and_close, out)
-            finally:
-                out.close()
-            await asyncio.to_thread(os.replace, partial, final)
-            version = fields.get("ver", "")
-            origin = fields.get("prod") or "sensor"
-            entry = {
-                "type": "crash_sensor",
-                "level": "error",
-                "data": {
-                    "origin": origin if re.match(TAG_SAFE, origin) else "sensor",
-                    "version": version if re.match(SEMVER, version) else "0.0.0",
-                    "originId": fields.get("guid", ""),
-                    "message": "crash",
-                    "details": json.dumps(
-                        {"fields": dict(fields), "size": size, "sha256": digest.hexdigest()}
-                    ),
-                },
-            }
-            sub = int(await self._redis().incr(SEQUENCE)) % _NS_PER_MS
-            await self._writer.write([to_point(entry, now * _NS_PER_MS + sub, point_uuid, user)])
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                final.unlink()
-            raise
-        LOG.info("crash dump %s stored (%d bytes)", point_uuid, size)
-        return point_uuid
+    async def record_crash(
+        self,
+        point_uuid: str,
+        ms: int,
+        fields: Mapping[str, str],
+        size: int,
+        sha256: str,
+        user: str | None,
+    ) -> None:
+        """Write the ``crash_sensor`` point of a stored dump (fields, size, SHA-256)."""
+        version = fields.get("ver", "")
+        origin = fields.get("prod") or "sensor"
+        entry = {
+            "type": "crash_sensor",
+            "level": "error",
+            "data": {
+                "origin": origin if re.match(TAG_SAFE, origin) else "sensor",
+                "version": version if re.match(SEMVER, version) else "0.0.0",
+                "originId": fields.get("guid", ""),
+                "message": "crash",
+                "details": json.dumps({"fields": dict(fields), "size": size, "sha256": sha256}),
+            },
+        }
+        sub = int(await self._redis().incr(SEQUENCE)) % _NS_PER_MS
+        await self._writer.write([to_point(entry, ms * _NS_PER_MS + sub, point_uuid, user)])
