@@ -273,18 +273,25 @@ class LogService:
             # levels or origins): take that nanosecond whole, then go on below it.
             oldest = int(rows[-1]["time"])
             yield _newest_first([r for r in rows if int(r["time"]) > oldest])
-            async for tied in self._tie(clause, params, oldest):
+            known = [r for r in rows if int(r["time"]) == oldest]
+            async for tied in self._tie(clause, params, oldest, known=known):
                 yield tied
             upper = oldest - 1
 
     async def _tie(
-        self, clause: str, params: dict[str, Any], at_ns: int, below: str | None = None
+        self,
+        clause: str,
+        params: dict[str, Any],
+        at_ns: int,
+        below: str | None = None,
+        known: Sequence[dict[str, Any]] = (),
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """The points of one nanosecond in uuid order (below ``below``), in pages.
 
-        Their uuids come first (small), then the points a page at a time. Several
-        points of one type share a nanosecond only when the sub-millisecond
-        sequence wraps onto an equal value; at most ``TIE_MAX`` of them are listed.
+        Their uuids come first (small), then the points not ``known`` already, a page
+        at a time. Several points of one type share a nanosecond only when the
+        sub-millisecond sequence wraps onto an equal value; at most ``TIE_MAX`` of
+        them are listed.
         """
         at = {**params, "upper": at_ns, "at": at_ns}
         result = await self._influx.query(
@@ -294,14 +301,19 @@ class LogService:
         uuids = sorted((str(row["uuid"]) for row in _rows(result)), reverse=True)
         if below is not None:
             uuids = [u for u in uuids if u < below]
+        have = {str(row["uuid"]): row for row in known}
         for first in range(0, len(uuids), self.page_points):
             chunk = uuids[first : first + self.page_points]
-            match = " OR ".join(f'"uuid" = $u{i}' for i in range(len(chunk)))
-            result = await self._influx.query(
-                f'SELECT * FROM "log" WHERE {clause} AND time = $at AND ({match})',  # noqa: S608
-                {**at, **{f"u{i}": u for i, u in enumerate(chunk)}},
-            )
-            yield _newest_first(_rows(result))
+            missing = [u for u in chunk if u not in have]
+            rows = [have[u] for u in chunk if u in have]
+            if missing:
+                match = " OR ".join(f'"uuid" = $u{i}' for i in range(len(missing)))
+                result = await self._influx.query(
+                    f'SELECT * FROM "log" WHERE {clause} AND time = $at AND ({match})',  # noqa: S608
+                    {**at, **{f"u{i}": u for i, u in enumerate(missing)}},
+                )
+                rows += _rows(result)
+            yield _newest_first(rows)
 
     async def _time_of(self, point_uuid: str) -> int | None:
         ms = uuid7_ms(point_uuid)
