@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from screenaware.config import Config
-from screenaware.logs.service import parse_message
+from screenaware.logs.crashes import StoredDump, scan
+from screenaware.logs.service import bucket_count, describe_span, parse_message
 from screenaware.storage.ids import _layout, uuid7, uuid7_ms
 from tests.conftest import (
     ADMIN_EMAIL,
@@ -743,4 +744,34 @@ async def test_uploads_without_a_dump_are_400_and_write_nothing(
             assert download.status_code == 200
             assert download.content == dump
             assert download.headers["content-type"] == "application/octet-stream"
+            assert download.headers["content-length"] == str(len(dump))
             assert f"{point_uuid}.dmp" in download.headers["content-disposition"]
+
+
+def test_scan_counts_dumps_and_removes_stale_partial_files(tmp_path: Path) -> None:
+    import os
+
+    user, anon, fresh, stale = (uuid7(ms(T0) + i) for i in range(4))
+    (tmp_path / f"{user}.dmp").write_bytes(b"u" * 3)
+    (tmp_path / f"{anon}.anon.dmp").write_bytes(b"a" * 5)
+    (tmp_path / f"{fresh}.part").write_bytes(b"p")
+    (tmp_path / f"{stale}.anon.part").write_bytes(b"p")
+    os.utime(tmp_path / f"{stale}.anon.part", (1000, 1000))
+    (tmp_path / "notes.txt").write_text("not a dump")
+    (tmp_path / f"{uuid.uuid4()}.dmp").write_bytes(b"not a v7 uuid")
+    found = sorted(scan(tmp_path, stale_before=2000), key=lambda d: d.uuid)
+    assert found == [StoredDump(user, 3, False), StoredDump(anon, 5, True)]
+    assert not (tmp_path / f"{stale}.anon.part").exists()
+    assert (tmp_path / f"{fresh}.part").exists()
+    assert scan(tmp_path / "missing", 0) == []
+
+
+def test_bucket_count_and_spans() -> None:
+    assert bucket_count(0, 299_999, 300_000) == 1
+    assert bucket_count(299_999, 300_000, 300_000) == 2
+    assert bucket_count(0, 10_000 * 300_000 - 1, 300_000) == 10_000
+    assert describe_span(300) == "5 minutes"
+    assert describe_span(3_000_000) == "34.7 days"
+    assert describe_span(3600) == "1 hour"
+    assert describe_span(59) == "59 seconds"
+    assert describe_span(1) == "1 second"

@@ -25,7 +25,7 @@ import uuid as uuidlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import redis.asyncio as aioredis
 
@@ -209,15 +209,22 @@ class CrashStore:
         suffix = ANON_SUFFIX if anonymous else USER_SUFFIX
         return self.directory / f"{uuidlib.UUID(point_uuid)}{suffix}"
 
-    async def find(self, point_uuid: str) -> Path | None:
-        """The file of a dump, or None."""
+    async def open(self, point_uuid: str) -> tuple[BinaryIO, int] | None:
+        """The open file of a dump and its size, or None.
+
+        Opened before the answer starts, so that a dump evicted meanwhile is a 404,
+        not an answer cut off (an open file stays readable after its eviction).
+        """
         try:
             candidates = [self.path(point_uuid, anonymous) for anonymous in (False, True)]
         except ValueError:
             return None
         for candidate in candidates:
-            if await asyncio.to_thread(candidate.is_file):
-                return candidate
+            try:
+                handle = await asyncio.to_thread(open, candidate, "rb")
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            return handle, os.fstat(handle.fileno()).st_size
         return None
 
     async def sync(self) -> None:
@@ -348,9 +355,9 @@ class CrashStore:
             LOG.info("crash store: evicted %d anonymous dumps", len(evicted))
             await asyncio.to_thread(_unlink_all, evicted)
 
-    async def read(self, path: Path) -> AsyncIterator[bytes]:
-        """The file in chunks, each read in a thread (never blocking the event loop)."""
-        handle = await asyncio.to_thread(open, path, "rb")
+    @staticmethod
+    async def read(handle: BinaryIO) -> AsyncIterator[bytes]:
+        """A file in chunks, each read in a thread (never blocking the event loop)."""
         try:
             while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
                 yield chunk

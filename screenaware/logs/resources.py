@@ -222,9 +222,11 @@ class CrashDumpResource:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
     ) -> None:
-        path = await self._store.find(point_uuid)
-        if path is None:
+        found = await self._store.open(point_uuid)
+        if found is None:
             raise NotFound("No such crash dump")
+        handle, size = found
         resp.content_type = "application/octet-stream"
         resp.downloadable_as = f"{uuid.UUID(point_uuid)}.dmp"
-        resp.stream = self._store.read(path)
+        resp.content_length = size
+        resp.stream = self._store.read(handle)

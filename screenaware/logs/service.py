@@ -118,12 +118,13 @@ def bucket_count(start_ms: int, end_ms: int, width_ms: int) -> int:
 
 
 def describe_span(seconds: int) -> str:
-    """A duration for messages: ``5 minutes``, ``34.7 days``."""
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size:
+    """A duration for messages: ``5 minutes``, ``1 hour``, ``34.7 days``."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
             value = seconds / size
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{seconds} seconds"
+            text = f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+            return f"{text} {unit}" + ("" if text == "1" else "s")
+    raise AssertionError("unreachable")
 
 
 class LogService:
@@ -350,9 +351,9 @@ class LogService:
         needed = bucket_count(start_ms, end_ms, width_ms)
         if needed > self.max_buckets:
             raise Invalid(
-                f"A grouped answer has at most {self.max_buckets} intervals (with "
-                f"{describe_span(interval_s)} intervals: a range of "
-                f"{describe_span(self.max_buckets * interval_s)}); this range needs {needed}. "
+                f"A grouped answer has at most {self.max_buckets} intervals (of "
+                f"{describe_span(interval_s)}: {describe_span(self.max_buckets * interval_s)}); "
+                f"this range needs {needed}. "
                 "Ask for a shorter range or a coarser interval (e.g. interval=1h).",
                 {"interval": [f"At most {self.max_buckets} intervals per answer."]},
             )
