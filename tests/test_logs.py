@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from falcon import testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from screenaware.config import Config
+from screenaware.config import Config, ConfigError
 from screenaware.logs.crashes import StoredDump, scan
 from screenaware.logs.service import bucket_count, describe_span, parse_message
 from screenaware.storage.ids import _layout, uuid7, uuid7_ms
@@ -749,8 +750,6 @@ async def test_uploads_without_a_dump_are_400_and_write_nothing(
 
 
 def test_scan_counts_dumps_and_removes_stale_partial_files(tmp_path: Path) -> None:
-    import os
-
     user, anon, fresh, stale = (uuid7(ms(T0) + i) for i in range(4))
     (tmp_path / f"{user}.dmp").write_bytes(b"u" * 3)
     (tmp_path / f"{anon}.anon.dmp").write_bytes(b"a" * 5)
@@ -775,3 +774,20 @@ def test_bucket_count_and_spans() -> None:
     assert describe_span(3600) == "1 hour"
     assert describe_span(59) == "59 seconds"
     assert describe_span(1) == "1 second"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("log_grouped_max_buckets", "0"),
+        ("log_page_points", "0"),
+        ("log_page_points", "10001"),
+        ("crash_store_bytes", "1000"),  # below crash_max_bytes: the largest dump never fits
+        ("crash_anonymous_per_hour", "0"),
+        ("crash_anonymous_bytes_per_hour", "0"),
+    ],
+)
+def test_log_and_crash_limits_are_validated(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"SCREENAWARE_{key.upper()}"):
+        Config.load(environ={f"SCREENAWARE_{key.upper()}": value})
+    assert getattr(Config.load(environ={}), key) > 0
