@@ -791,3 +791,24 @@ def test_log_and_crash_limits_are_validated(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"SCREENAWARE_{key.upper()}"):
         Config.load(environ={f"SCREENAWARE_{key.upper()}": value})
     assert getattr(Config.load(environ={}), key) > 0
+
+
+async def test_concurrent_uploads_over_both_workers_share_one_budget(
+    identity_config: Config, tmp_path: Path
+) -> None:
+    config = identity_config.replace(crash_store_bytes=200 * KIB)
+    crash_dir = Path(config.data_dir) / "crashes"
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+
+        async def one(i: int) -> int:
+            # A fresh connection each, so the kernel spreads them over both workers.
+            async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
+                return (await upload(client, bytes([i]) * 60 * KIB, admin)).status_code
+
+        codes = await asyncio.gather(*(one(i) for i in range(8)))
+    # Dumps of users are never evicted: three fit in 200 KiB, the others are 507.
+    assert sorted(codes) == [200] * 3 + [507] * 5
+    sizes = [p.stat().st_size for p in crash_dir.iterdir()]
+    assert sizes == [60 * KIB] * 3
