@@ -18,6 +18,7 @@ from falcon import testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
 from screenaware.logs.crashes import StoredDump, scan
 from screenaware.logs.service import bucket_count, describe_span, parse_message
@@ -812,3 +813,24 @@ async def test_concurrent_uploads_over_both_workers_share_one_budget(
     assert sorted(codes) == [200] * 3 + [507] * 5
     sizes = [p.stat().st_size for p in crash_dir.iterdir()]
     assert sizes == [60 * KIB] * 3
+
+
+async def test_a_web_app_elsewhere_may_read_the_interval_header(
+    identity_config: Config, clock: FakeClock
+) -> None:
+    config = identity_config.replace(cors_origins="https://app.example.org")
+    async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+        token = (
+            await client.simulate_post(
+                "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+        ).json["token"]
+        result = await client.simulate_get(
+            "/api/logs/a",
+            params={"structure": "grouped", "interval": "1h"},
+            headers={**bearer(token), "Origin": "https://app.example.org"},
+        )
+    assert result.status_code == 200
+    exposed = result.headers["access-control-expose-headers"].lower()
+    assert "x-interval-seconds" in exposed
+    assert result.headers["x-interval-seconds"] == "3600"
