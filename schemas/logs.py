@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+import re
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.activity import LATEST, _time
 from schemas.identity import _Lenient
@@ -71,6 +74,30 @@ class LogRangeSchema(_Lenient):
     end = _time()
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+BASE_INTERVAL = 300
+# About a century: InfluxDB's nanosecond durations stay far from overflowing.
+MAX_INTERVAL = 36500 * 86400
+
+
+class Interval(fields.String):
+    """A bucket width such as ``5m``, ``1h``, ``1d``, ``1w``: loaded as seconds.
+
+    Widths are whole multiples of the documented 5 minutes, so a coarser answer
+    sums the standard intervals.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        match = re.fullmatch(r"([1-9][0-9]{0,8})([smhdw])", text)
+        if match is None:
+            raise ValidationError("Expected a duration such as 5m, 1h, 1d or 1w.")
+        seconds = int(match[1]) * _UNITS[match[2]]
+        if seconds % BASE_INTERVAL or not BASE_INTERVAL <= seconds <= MAX_INTERVAL:
+            raise ValidationError("Must be a multiple of 5m, at most 36500d.")
+        return seconds
+
+
 class LogQuerySchema(LogRangeSchema):
     """``GET /api/logs/:type``."""
 
@@ -79,6 +106,16 @@ class LogQuerySchema(LogRangeSchema):
     metaonly = fields.Boolean(load_default=False)
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
+    cursor = fields.UUID(metadata={"description": "uuid of the last point of the previous page"})
+    interval = Interval(
+        load_default=BASE_INTERVAL,
+        metadata={"description": "with structure=grouped: the bucket width (5m, 1h, 1d, 1w)"},
+    )
+
+    @validates_schema
+    def _one_way_to_page(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("cursor") is not None and data.get("offset"):
+            raise ValidationError("Use either cursor or offset.", "cursor")
 
 
 class LogSeriesSchema(Schema):

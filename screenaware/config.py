@@ -80,6 +80,11 @@ class Config:
     log_rate_anonymous: int = 6000
     log_rate_user: int = 3_000_000
     crash_max_bytes: int = 10 * 1024 * 1024
+    crash_store_bytes: int = 1024 * 1024 * 1024
+    crash_anonymous_per_hour: int = 10
+    crash_anonymous_bytes_per_hour: int = 50 * 1024 * 1024
+    log_grouped_max_buckets: int = 10_000
+    log_page_points: int = 100
     write_batch_max: int = 5000
     write_queue_max: int = 100_000
     retry_after: int = 5
@@ -149,6 +154,15 @@ class Config:
         _require(self.log_rate_anonymous >= 1, "log_rate_anonymous", "must be at least 1")
         _require(self.log_rate_user >= 1, "log_rate_user", "must be at least 1")
         _require(self.crash_max_bytes >= 1, "crash_max_bytes", "must be at least 1")
+        _require(
+            self.crash_store_bytes >= self.crash_max_bytes,
+            "crash_store_bytes",
+            "must be at least crash_max_bytes (else a dump of the largest size never fits)",
+        )
+        for name in ("crash_anonymous_per_hour", "crash_anonymous_bytes_per_hour"):
+            _require(getattr(self, name) >= 1, name, "must be at least 1")
+        _require(self.log_grouped_max_buckets >= 1, "log_grouped_max_buckets", "must be at least 1")
+        _require(1 <= self.log_page_points <= 10_000, "log_page_points", "must be 1 to 10000")
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")

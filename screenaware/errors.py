@@ -33,6 +33,10 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class StoreFull(Exception):
+    """A store's byte budget leaves no room for this upload (507)."""
+
+
 class AuthFailed(Exception):
     """Missing or invalid credentials (401)."""
 

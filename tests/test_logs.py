@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
+import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,20 @@ from falcon import testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from screenaware.config import Config
-from screenaware.logs.service import parse_message
+from screenaware.app import create_app
+from screenaware.config import Config, ConfigError
+from screenaware.logs.crashes import StoredDump, scan
+from screenaware.logs.service import bucket_count, describe_span, parse_message
 from screenaware.storage.ids import _layout, uuid7, uuid7_ms
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    SECRET_KEY,
+    Api,
+    FakeClock,
+    InfluxHelper,
+    bearer,
+)
 from tests.service import run_service
 
 T0 = dt.datetime(2023, 11, 15, 10, 0, tzinfo=dt.UTC)
@@ -36,6 +49,8 @@ def identity_config(config: Config) -> Config:
         admin_password=ADMIN_PASSWORD,
         log_rate_anonymous=50,
         crash_max_bytes=64 * 1024,
+        # Tiny pages, so every listing below runs through the paging of InfluxDB reads.
+        log_page_points=4,
     )
 
 
@@ -371,3 +386,451 @@ async def test_breakpad_upload_download_and_limits(
             assert influx_db.count("log") == count_before
             missing = await http.get(f"/api/logs/crash/{uuid7(0)}", headers=admin)
             assert missing.status_code == 404
+
+
+# --- bounded review answers -------------------------------------------------
+
+WHOLE_RANGE = {"start": "1970-01-01T00:00:00.000Z", "end": "2200-01-01T00:00:00.000Z"}
+
+
+def write_lines(influx_db: InfluxHelper, lines: list[str]) -> None:
+    """Points straight into InfluxDB: e.g. several in one nanosecond, which the API
+    avoids but a wrapped sequence can make."""
+    resp = httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database, "precision": "ns"},
+        content="\n".join(lines),
+        timeout=10,
+    )
+    assert resp.status_code == 204, resp.text
+
+
+def log_line(log_type: str, level: str, origin: str, point_uuid: str, ns: int) -> str:
+    return (
+        f'log,type={log_type},level={level},origin={origin} uuid="{point_uuid}",'
+        f'message="m",details="",version="1.0.0",deleted=false {ns}'
+    )
+
+
+async def test_paging_with_limit_and_cursor_lists_every_point_once(
+    api: Api, influx_db: InfluxHelper
+) -> None:
+    stamp = ms(T0)
+    # 30 points a millisecond apart, and 5 more in one nanosecond (other levels).
+    sent = [entry(type="p", time=stamp + i, message=str(i)) for i in range(30)]
+    assert (await send(api, sent, api.admin)).status_code == 200
+    tied_ns = (stamp + 10) * 1_000_000 + 500
+    tied = [uuid7(stamp + 10) for _ in range(5)]
+    levels = ["error", "warn", "debug", "trace", "nothing"]
+    write_lines(
+        influx_db, [log_line("p", lv, "o", u, tied_ns) for lv, u in zip(levels, tied, strict=True)]
+    )
+    everything = await api.client.simulate_get(
+        "/api/logs/p", params={**WHOLE_RANGE, "limit": 10000}, headers=api.admin
+    )
+    assert len(everything.json) == 35
+    for page_size in (1, 3, 7, 35, 36):
+        seen: list[dict[str, Any]] = []
+        params: dict[str, Any] = {**WHOLE_RANGE, "limit": page_size}
+        for _ in range(40):
+            page = await api.client.simulate_get("/api/logs/p", params=params, headers=api.admin)
+            assert page.status_code == 200, page.text
+            assert len(page.json) <= page_size
+            seen += page.json
+            if len(page.json) < page_size:
+                break
+            params["cursor"] = page.json[-1]["uuid"]
+        uuids = [p["uuid"] for p in seen]
+        assert len(uuids) == len(set(uuids)) == 35, page_size
+        assert uuids == [p["uuid"] for p in everything.json]
+        assert set(tied) <= set(uuids)
+    times = [p["time"] for p in everything.json]
+    assert times == sorted(times, reverse=True)
+    # The cursor is a point's uuid; one that names no point is refused.
+    for bad in (uuid7(stamp - 5), "nonsense"):
+        refused = await api.client.simulate_get(
+            "/api/logs/p", params={**WHOLE_RANGE, "cursor": bad}, headers=api.admin
+        )
+        assert refused.status_code == 400
+        assert "cursor" in refused.json["errors"]
+    both = await api.client.simulate_get(
+        "/api/logs/p", params={"cursor": tied[0], "offset": 2}, headers=api.admin
+    )
+    assert both.status_code == 400
+
+
+async def test_grouped_range_is_bounded_unless_a_coarser_interval_is_asked(
+    api: Api, config: Config
+) -> None:
+    minute = dt.timedelta(minutes=1)
+    await send(
+        api,
+        [
+            entry(type="g", time=ms(T0 + 1 * minute)),
+            entry(type="g", time=ms(T0 + 61 * minute)),
+            entry(type="g", time=ms(T0 + 62 * minute)),
+        ],
+    )
+    too_wide = await api.client.simulate_get(
+        "/api/logs/g", params={**WHOLE_RANGE, "structure": "grouped"}, headers=api.admin
+    )
+    assert too_wide.status_code == 400
+    limit = config.log_grouped_max_buckets
+    assert str(limit) in too_wide.json["message"]
+    assert "interval" in too_wide.json["errors"]
+    # 10,000 five-minute intervals: about 34.7 days is fine, one interval more is not.
+    start = dt.datetime(2023, 11, 1, tzinfo=dt.UTC)
+    last = start + dt.timedelta(minutes=5 * limit) - dt.timedelta(milliseconds=1)
+    span = {"start": start.isoformat(), "end": last.isoformat(), "structure": "grouped"}
+    fits = await api.client.simulate_get("/api/logs/g", params=span, headers=api.admin)
+    assert fits.status_code == 200
+    assert len(fits.json) == limit
+    assert fits.headers["x-interval-seconds"] == "300"
+    over = {**span, "end": (last + dt.timedelta(minutes=5)).isoformat()}
+    refused = await api.client.simulate_get("/api/logs/g", params=over, headers=api.admin)
+    assert refused.status_code == 400
+
+    hourly = await api.client.simulate_get(
+        "/api/logs/g",
+        params={
+            "start": "2023-11-15T10:00:00Z",
+            "end": "2023-11-15T12:59:59.999Z",
+            "structure": "grouped",
+            "interval": "1h",
+        },
+        headers=api.admin,
+    )
+    assert hourly.status_code == 200
+    assert hourly.headers["x-interval-seconds"] == "3600"
+    assert hourly.json == [
+        {"time": "2023-11-15T10:00:00.000Z", "count": 1},
+        {"time": "2023-11-15T11:00:00.000Z", "count": 2},
+        {"time": "2023-11-15T12:00:00.000Z", "count": 0},
+    ]
+    centuries = await api.client.simulate_get(
+        "/api/logs/g",
+        params={**WHOLE_RANGE, "structure": "grouped", "interval": "3650d"},
+        headers=api.admin,
+    )
+    assert centuries.status_code == 200
+    assert sum(b["count"] for b in centuries.json) == 3
+    assert centuries.headers["x-interval-seconds"] == str(3650 * 86400)
+    empty = await api.client.simulate_get(
+        "/api/logs/none",
+        params={**WHOLE_RANGE, "structure": "grouped", "interval": "3650d"},
+        headers=api.admin,
+    )
+    assert [b["time"] for b in empty.json] == [b["time"] for b in centuries.json]
+    for interval in ("1m", "7m", "0h", "5", "h", "-5m", "36501d", "5m5m"):
+        bad = await api.client.simulate_get(
+            "/api/logs/g",
+            params={"structure": "grouped", "interval": interval},
+            headers=api.admin,
+        )
+        assert bad.status_code == 400, interval
+        assert "interval" in bad.json["errors"], interval
+
+
+async def test_series_listing_pages_through_many_types(api: Api) -> None:
+    names = [f"t{i:04d}" for i in range(1203)]
+    for chunk in range(0, len(names), 1000):
+        batch = [entry(type=name, time=ms(T0)) for name in names[chunk : chunk + 1000]]
+        assert (await send(api, batch, api.admin)).status_code == 200
+    series = await api.client.simulate_get("/api/logs", params=WHOLE_RANGE, headers=api.admin)
+    assert series.status_code == 200
+    assert series.json == [{"type": name, "count": 1} for name in names]
+
+
+async def test_the_worker_killing_grouped_request_is_refused_and_the_worker_lives(
+    identity_config: Config, tmp_path: Path
+) -> None:
+    with run_service(identity_config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            token = (
+                await http.post(
+                    "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+                )
+            ).json()["token"]
+            device = (
+                await http.post(
+                    "/api/devices", json={"name": "Laptop"}, headers={"Authorization": SECRET_KEY}
+                )
+            ).json()["token"]
+            pids = sorted(svc.worker_pids())
+            sent = {
+                "type": "t",
+                "level": "info",
+                "data": {"origin": "o", "version": "1.0.0", "message": "m", "time": 10**12},
+            }
+            assert (await http.post("/api/logs", json=sent)).status_code == 200
+
+            async def beat() -> httpx.Response:
+                async with httpx.AsyncClient(base_url=svc.url, timeout=30) as other:
+                    return await other.post("/api/beat", headers={"Authorization": device})
+
+            began = time.monotonic()
+            # The issue's request, for a type with points and for one without.
+            for log_type in ("t", "none"):
+                answer, acked = await asyncio.gather(
+                    http.get(
+                        f"/api/logs/{log_type}",
+                        params={**WHOLE_RANGE, "structure": "grouped"},
+                        headers=bearer(token),
+                        timeout=5,
+                    ),
+                    beat(),
+                )
+                assert answer.status_code == 400, answer.text
+                assert str(identity_config.log_grouped_max_buckets) in answer.json()["message"]
+                assert acked.status_code == 200 and int(acked.text) > 0
+            assert time.monotonic() - began < 5
+            assert sorted(svc.worker_pids()) == pids
+            # Listings stream: chunked, no Content-Length of a body built in memory.
+            listing = await http.get(
+                "/api/logs/t", params={**WHOLE_RANGE, "limit": 10000}, headers=bearer(token)
+            )
+            assert listing.status_code == 200
+            assert listing.headers.get("transfer-encoding") == "chunked"
+            assert [p["type"] for p in listing.json()] == ["t"]
+
+
+# --- the crash store: quotas, budget, empty uploads (real gunicorn) -----------
+
+KIB = 1024
+
+
+async def login(http: httpx.AsyncClient) -> dict[str, str]:
+    resp = await http.post(
+        "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    assert resp.status_code == 200, resp.text
+    return bearer(resp.json()["token"])
+
+
+async def upload(
+    http: httpx.AsyncClient, dump: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await http.post(
+        "/api/logs/crash/sensor",
+        data={"prod": "sensor-win", "ver": "1.4.2"},
+        files={"upload_file_minidump": ("dump.dmp", dump, "application/octet-stream")},
+        headers=headers or {},
+    )
+
+
+def stored(crash_dir: Path) -> list[str]:
+    return sorted(p.name for p in crash_dir.iterdir()) if crash_dir.exists() else []
+
+
+async def test_anonymous_crash_uploads_are_limited_per_address_by_count_and_bytes(
+    identity_config: Config, tmp_path: Path
+) -> None:
+    config = identity_config.replace(
+        crash_anonymous_per_hour=10, crash_anonymous_bytes_per_hour=200 * KIB
+    )
+    crash_dir = Path(config.data_dir) / "crashes"
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            for _ in range(3):
+                assert (await upload(http, b"a" * 60 * KIB)).status_code == 200
+            # 240 KiB would pass the 200 KiB an address may store per hour.
+            over = await upload(http, b"b" * 60 * KIB)
+            assert over.status_code == 429, over.text
+            assert int(over.headers["retry-after"]) > 3000
+            assert "message" in over.json()
+            assert len(stored(crash_dir)) == 3
+            # The refused upload's bytes were given back: 190 KiB fit.
+            assert (await upload(http, b"c" * 10 * KIB)).status_code == 200
+            for _ in range(5):  # uploads 6 to 10 of this hour (the refused one counts)
+                assert (await upload(http, b"d")).status_code == 200
+            eleventh = await upload(http, b"e")
+            assert eleventh.status_code == 429
+            assert len(stored(crash_dir)) == 9
+            # A token is not anonymous: its uploads are not held to those quotas.
+            admin = await login(http)
+            assert (await upload(http, b"f" * 60 * KIB, admin)).status_code == 200
+            assert len(stored(crash_dir)) == 10
+
+
+async def test_crash_store_budget_evicts_oldest_anonymous_dumps_then_507(
+    identity_config: Config, tmp_path: Path, redis_client: Any
+) -> None:
+    config = identity_config.replace(crash_store_bytes=200 * KIB, crash_anonymous_per_hour=100)
+    crash_dir = Path(config.data_dir) / "crashes"
+    dumps = {name: name.encode() * (60 * KIB // len(name)) for name in
+             ("user1", "anon1", "anon2", "anon3", "user2", "user3", "user4", "user5")}  # fmt: skip
+    ids: dict[str, str] = {}
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+
+            async def put(name: str) -> httpx.Response:
+                resp = await upload(http, dumps[name], admin if name.startswith("user") else None)
+                if resp.status_code == 200:
+                    ids[name] = resp.text
+                return resp
+
+            async def present() -> set[str]:
+                have = set()
+                for name, point_uuid in ids.items():
+                    got = await http.get(f"/api/logs/crash/{point_uuid}", headers=admin)
+                    if got.status_code == 200:
+                        assert got.content == dumps[name]
+                        have.add(name)
+                    else:
+                        assert got.status_code == 404
+                return have
+
+            for name in ("user1", "anon1", "anon2"):
+                assert (await put(name)).status_code == 200
+            # Full (180 of 200 KiB): each new dump evicts the oldest anonymous one.
+            assert (await put("anon3")).status_code == 200
+            assert await present() == {"user1", "anon2", "anon3"}
+            assert (await put("user2")).status_code == 200
+            assert (await put("user3")).status_code == 200
+            assert await present() == {"user1", "user2", "user3"}
+            # Nothing anonymous is left to evict: 507, and nothing is written.
+            before = stored(crash_dir)
+            full = await put("user4")
+            assert full.status_code == 507, full.text
+            assert "full" in full.json()["message"]
+            assert stored(crash_dir) == before
+            assert await present() == {"user1", "user2", "user3"}
+
+    # An operator deletes a dump while the service is down: the restarted service
+    # counts the files, not its old totals, so there is room for one more again.
+    next(crash_dir.glob(f"{ids['user1']}*")).unlink()
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+            assert (await put("user4")).status_code == 200
+            assert (await put("user5")).status_code == 507
+    # Redis loses everything: the accounting is rebuilt from the files at start.
+    redis_client.flushall()
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+            assert (await put("user5")).status_code == 507
+            assert await present() == {"user2", "user3", "user4"}
+
+
+async def test_uploads_without_a_dump_are_400_and_write_nothing(
+    identity_config: Config, tmp_path: Path, influx_db: InfluxHelper
+) -> None:
+    crash_dir = Path(identity_config.data_dir) / "crashes"
+    multipart = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+    only_fields = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="prod"\r\n\r\nsensor-win\r\n--XyZ--\r\n'
+    )
+    with run_service(identity_config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            for content, headers in (
+                (b"--XyZ--\r\n", multipart),
+                (b"", multipart),
+                (only_fields, multipart),
+                (b"", {"Content-Type": "application/octet-stream"}),
+                (b"", {}),
+            ):
+                resp = await http.post("/api/logs/crash/sensor", content=content, headers=headers)
+                assert resp.status_code == 400, (content, resp.text)
+                assert "message" in resp.json()
+            empty_part = await upload(http, b"")
+            assert empty_part.status_code == 400
+            assert "upload_file_minidump" in empty_part.json()["errors"]
+            assert stored(crash_dir) == []
+            assert influx_db.count("log") == 0
+            # A real dump still goes through, and downloads (streamed from disk).
+            dump = bytes(range(256)) * 100
+            point_uuid = (await upload(http, dump)).text
+            download = await http.get(f"/api/logs/crash/{point_uuid}", headers=await login(http))
+            assert download.status_code == 200
+            assert download.content == dump
+            assert download.headers["content-type"] == "application/octet-stream"
+            assert download.headers["content-length"] == str(len(dump))
+            assert f"{point_uuid}.dmp" in download.headers["content-disposition"]
+
+
+def test_scan_counts_dumps_and_removes_stale_partial_files(tmp_path: Path) -> None:
+    user, anon, fresh, stale = (uuid7(ms(T0) + i) for i in range(4))
+    (tmp_path / f"{user}.dmp").write_bytes(b"u" * 3)
+    (tmp_path / f"{anon}.anon.dmp").write_bytes(b"a" * 5)
+    (tmp_path / f"{fresh}.part").write_bytes(b"p")
+    (tmp_path / f"{stale}.anon.part").write_bytes(b"p")
+    os.utime(tmp_path / f"{stale}.anon.part", (1000, 1000))
+    (tmp_path / "notes.txt").write_text("not a dump")
+    (tmp_path / f"{uuid.uuid4()}.dmp").write_bytes(b"not a v7 uuid")
+    found = sorted(scan(tmp_path, stale_before=2000), key=lambda d: d.uuid)
+    assert found == [StoredDump(user, 3, False), StoredDump(anon, 5, True)]
+    assert not (tmp_path / f"{stale}.anon.part").exists()
+    assert (tmp_path / f"{fresh}.part").exists()
+    assert scan(tmp_path / "missing", 0) == []
+
+
+def test_bucket_count_and_spans() -> None:
+    assert bucket_count(0, 299_999, 300_000) == 1
+    assert bucket_count(299_999, 300_000, 300_000) == 2
+    assert bucket_count(0, 10_000 * 300_000 - 1, 300_000) == 10_000
+    assert describe_span(300) == "5 minutes"
+    assert describe_span(3_000_000) == "34.7 days"
+    assert describe_span(3600) == "1 hour"
+    assert describe_span(59) == "59 seconds"
+    assert describe_span(1) == "1 second"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("log_grouped_max_buckets", "0"),
+        ("log_page_points", "0"),
+        ("log_page_points", "10001"),
+        ("crash_store_bytes", "1000"),  # below crash_max_bytes: the largest dump never fits
+        ("crash_anonymous_per_hour", "0"),
+        ("crash_anonymous_bytes_per_hour", "0"),
+    ],
+)
+def test_log_and_crash_limits_are_validated(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"SCREENAWARE_{key.upper()}"):
+        Config.load(environ={f"SCREENAWARE_{key.upper()}": value})
+    assert getattr(Config.load(environ={}), key) > 0
+
+
+async def test_concurrent_uploads_over_both_workers_share_one_budget(
+    identity_config: Config, tmp_path: Path
+) -> None:
+    config = identity_config.replace(crash_store_bytes=200 * KIB)
+    crash_dir = Path(config.data_dir) / "crashes"
+    with run_service(config, tmp_path) as svc:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
+            admin = await login(http)
+
+        async def one(i: int) -> int:
+            # A fresh connection each, so the kernel spreads them over both workers.
+            async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
+                return (await upload(client, bytes([i]) * 60 * KIB, admin)).status_code
+
+        codes = await asyncio.gather(*(one(i) for i in range(8)))
+    # Dumps of users are never evicted: three fit in 200 KiB, the others are 507.
+    assert sorted(codes) == [200] * 3 + [507] * 5
+    sizes = [p.stat().st_size for p in crash_dir.iterdir()]
+    assert sizes == [60 * KIB] * 3
+
+
+async def test_a_web_app_elsewhere_may_read_the_interval_header(
+    identity_config: Config, clock: FakeClock
+) -> None:
+    config = identity_config.replace(cors_origins="https://app.example.org")
+    async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+        token = (
+            await client.simulate_post(
+                "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+        ).json["token"]
+        result = await client.simulate_get(
+            "/api/logs/a",
+            params={"structure": "grouped", "interval": "1h"},
+            headers={**bearer(token), "Origin": "https://app.example.org"},
+        )
+    assert result.status_code == 200
+    exposed = result.headers["access-control-expose-headers"].lower()
+    assert "x-interval-seconds" in exposed
+    assert result.headers["x-interval-seconds"] == "3600"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from screenaware.config import Config
+from screenaware.logs.crashes import CrashLimits, CrashStore
 from screenaware.logs.resources import (
     CrashDumpResource,
     CrashUploadResource,
@@ -26,9 +27,23 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         backends.writer,
         backends.get_redis,
         clock,
-        config.data_path / "crashes",
-        config.crash_max_bytes,
+        page_points=config.log_page_points,
+        max_buckets=config.log_grouped_max_buckets,
     )
+    crashes = CrashStore(
+        config.data_path / "crashes",
+        backends.get_redis,
+        clock,
+        CrashLimits(
+            max_bytes=config.crash_max_bytes,
+            store_bytes=config.crash_store_bytes,
+            anonymous_per_hour=config.crash_anonymous_per_hour,
+            anonymous_bytes_per_hour=config.crash_anonymous_bytes_per_hour,
+        ),
+        service.record_crash,
+    )
+    # The budget must agree with the files after a restart (of Redis or the service).
+    backends.on_startup(crashes.sync)
     limits = LogLimits(
         Quota(backends.get_redis, "logs", 60), config.log_rate_anonymous, config.log_rate_user
     )
@@ -38,6 +53,6 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
     app.body_limits.set("/api/logs/crash/sensor", config.crash_max_bytes + 1024 * 1024)
     app.add_route("/api/logs", LogsResource(service, limits, config.log_batch_max))
     app.add_route("/api/logs/point/{point_uuid}", LogPointResource(service))
-    app.add_route("/api/logs/crash/sensor", CrashUploadResource(service, limits))
-    app.add_route("/api/logs/crash/{point_uuid}", CrashDumpResource(service))
+    app.add_route("/api/logs/crash/sensor", CrashUploadResource(crashes, limits))
+    app.add_route("/api/logs/crash/{point_uuid}", CrashDumpResource(crashes))
     app.add_route("/api/logs/{log_type}", LogTypeResource(service))

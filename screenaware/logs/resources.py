@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import falcon
 import falcon.asgi
+import orjson
 
 from schemas.logs import (
     LogBucketSchema,
@@ -18,10 +21,13 @@ from schemas.logs import (
     LogSeriesSchema,
 )
 from screenaware.errors import Invalid, NotFound
+from screenaware.logs.crashes import CrashStore
 from screenaware.logs.service import LogService
 from screenaware.storage.ratelimit import Quota
 from screenaware.timeutil import to_ms
 from screenaware.web.validation import load_body, load_query
+
+LOG = logging.getLogger(__name__)
 
 _point = LogPointSchema()
 _points = LogPointSchema(many=True)
@@ -48,6 +54,40 @@ class LogLimits:
             return str(principal.uuid)
         await self.quota.take(f"addr:{req.remote_addr}", amount, self.anonymous)
         return None
+
+
+async def json_array(
+    first: list[dict[str, Any]],
+    rest: AsyncIterator[list[dict[str, Any]]],
+    dump: Callable[[list[dict[str, Any]]], Any],
+) -> AsyncIterator[bytes]:
+    """A JSON array written page by page: the worker holds one page, never the answer.
+
+    The first page was fetched before the answer began, so that a dead database
+    still gets its 503; a failure after that can only cut the answer off (the
+    connection ends without the closing chunk, so no client takes it as whole).
+    """
+    yield b"[" + orjson.dumps(dump(first))[1:-1]
+    separate = bool(first)
+    try:
+        async for page in rest:
+            if page:
+                yield (b"," if separate else b"") + orjson.dumps(dump(page))[1:-1]
+                separate = True
+    except Exception as exc:
+        LOG.warning("listing cut off: %s", type(exc).__name__)
+        raise
+    yield b"]"
+
+
+async def _stream(
+    resp: falcon.asgi.Response,
+    pages: AsyncIterator[list[dict[str, Any]]],
+    dump: Callable[[list[dict[str, Any]]], Any],
+) -> None:
+    first: list[dict[str, Any]] = await anext(pages, [])
+    resp.content_type = falcon.MEDIA_JSON
+    resp.stream = json_array(first, pages, dump)
 
 
 def _range(service: LogService, params: dict[str, Any]) -> tuple[int, int]:
@@ -81,11 +121,11 @@ class LogsResource:
     @load_query(LogRangeSchema())
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         start, end = _range(self._service, req.context.query)
-        resp.media = _series.dump(await self._service.series(start, end))
+        await _stream(resp, self._service.series(start, end), _series.dump)
 
 
 class LogTypeResource:
-    """``GET /api/logs/{type}``: points, 5-minute counts, or just the count."""
+    """``GET /api/logs/{type}``: points (streamed), 5-minute counts, or just the count."""
 
     auth_roles = {"GET": "admin"}
 
@@ -102,12 +142,16 @@ class LogTypeResource:
         if params["metaonly"]:
             resp.media = {"count": await self._service.count(log_type, start, end, user)}
         elif params.get("structure") == "grouped":
-            resp.media = _buckets.dump(await self._service.grouped(log_type, start, end, user))
+            interval = params["interval"]
+            buckets = await self._service.grouped(log_type, start, end, user, interval)
+            resp.set_header("X-Interval-Seconds", str(interval))
+            resp.media = _buckets.dump(buckets)
         else:
-            found = await self._service.points(
-                log_type, start, end, user, params["limit"], params["offset"]
+            cursor = str(params["cursor"]) if params.get("cursor") else None
+            pages = self._service.points(
+                log_type, start, end, user, params["limit"], params["offset"], cursor
             )
-            resp.media = _points.dump(found)
+            await _stream(resp, pages, _points.dump)
 
 
 class LogPointResource:
@@ -134,8 +178,8 @@ class CrashUploadResource:
 
     auth_roles = {"POST": "all"}
 
-    def __init__(self, service: LogService, limits: LogLimits) -> None:
-        self._service = service
+    def __init__(self, store: CrashStore, limits: LogLimits) -> None:
+        self._store = store
         self._limits = limits
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -144,7 +188,9 @@ class CrashUploadResource:
         if (req.content_type or "").startswith("multipart/form-data"):
             point_uuid = await self._multipart(req, fields, user)
         else:
-            point_uuid = await self._service.store_crash(fields, _chunks(req.stream), user)
+            point_uuid = await self._store.store(
+                fields, _chunks(req.stream), user, req.remote_addr, req.content_length
+            )
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = point_uuid
 
@@ -155,28 +201,32 @@ class CrashUploadResource:
         async for part in form:
             if part.filename is not None or part.name == "upload_file_minidump":
                 # Breakpad sends its fields before the file; later parts are ignored.
-                return await self._service.store_crash(fields, _chunks(part.stream), user)
+                return await self._store.store(
+                    fields, _chunks(part.stream), user, req.remote_addr, req.content_length
+                )
             fields[part.name] = (await part.get_text()) or ""
-        raise falcon.HTTPBadRequest(description="No upload_file_minidump part in the upload")
+        raise Invalid(
+            "No upload_file_minidump part in the upload",
+            {"upload_file_minidump": ["Missing."]},
+        )
 
 
 class CrashDumpResource:
-    """``GET /api/logs/crash/{uuid}`` (admin): the dump itself."""
+    """``GET /api/logs/crash/{uuid}`` (admin): the dump itself, streamed from disk."""
 
     auth_roles = {"GET": "admin"}
 
-    def __init__(self, service: LogService) -> None:
-        self._service = service
+    def __init__(self, store: CrashStore) -> None:
+        self._store = store
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
     ) -> None:
-        try:
-            path = self._service.dump_path(point_uuid)
-        except ValueError:
-            raise NotFound("No such crash dump") from None
-        if not path.is_file():
+        found = await self._store.open(point_uuid)
+        if found is None:
             raise NotFound("No such crash dump")
+        handle, size = found
         resp.content_type = "application/octet-stream"
-        resp.downloadable_as = path.name
-        resp.data = path.read_bytes()
+        resp.downloadable_as = f"{uuid.UUID(point_uuid)}.dmp"
+        resp.content_length = size
+        resp.stream = self._store.read(handle)

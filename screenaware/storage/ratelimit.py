@@ -57,6 +57,12 @@ class RateLimiter:
             await pipe.execute()
 
 
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
 class Quota:
     """At most ``limit`` units per key in each fixed window of ``window`` seconds.
 
@@ -71,9 +77,12 @@ class Quota:
         self._prefix = prefix
         self._window = window
 
+    def _key(self, key: str) -> str:
+        return f"{{sa}}:quota:{self._prefix}:{key}"
+
     async def take(self, key: str, amount: int, limit: int) -> None:
         """Use ``amount`` units of ``key``; :class:`RateLimited` if that passes ``limit``."""
-        full_key = f"{{sa}}:quota:{self._prefix}:{key}"
+        full_key = self._key(key)
         async with self._redis_factory().pipeline(transaction=True) as pipe:
             pipe.incrby(full_key, amount)
             pipe.expire(full_key, self._window, nx=True)
@@ -81,3 +90,8 @@ class Quota:
             used, _, ttl = await pipe.execute()
         if int(used) > limit:
             raise RateLimited(max(int(ttl), 1))
+
+    async def give_back(self, key: str, amount: int) -> None:
+        """Return units taken for work that was not done (e.g. a refused upload)."""
+        # Only while the window lasts: a key recreated without expiry would never reset.
+        await self._redis_factory().eval(_GIVE_BACK, 1, self._key(key), amount)

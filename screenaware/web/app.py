@@ -107,7 +107,7 @@ def new_app(config: Config, backends: Backends) -> App:
         middleware.append(
             falcon.CORSMiddleware(
                 allow_origins="*" if "*" in config.cors_origin_list else config.cors_origin_list,
-                expose_headers=["Retry-After", "Location"],
+                expose_headers=["Retry-After", "Location", "X-Interval-Seconds"],
             )
         )
     middleware += [Lifespan(backends), ContentLengthLimit(limits)]

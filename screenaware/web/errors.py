@@ -18,6 +18,7 @@ from screenaware.errors import (
     NotFound,
     RateLimited,
     StorageUnavailable,
+    StoreFull,
     WriteQueueFull,
 )
 from screenaware.storage import metrics
@@ -110,6 +111,7 @@ def register(app: falcon.asgi.App, retry_after: int) -> None:
     app.add_error_handler(Conflict, simple(falcon.HTTP_409))
     app.add_error_handler(Invalid, invalid)
     app.add_error_handler(RateLimited, limited)
+    app.add_error_handler(StoreFull, simple(falcon.HTTP_507))
     # Falcon picks the most specific handler, so order of registration is free.
     app.add_error_handler(Exception, internal)
     app.add_error_handler(BodyTooLarge, too_large)
