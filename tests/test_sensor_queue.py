@@ -125,3 +125,18 @@ def test_snapshot_json_and_privacy() -> None:
     assert out[2]["processName"] == "KeePassXC.exe" and out[2]["tags"] == {}
     assert build_snapshot(None, T0, 10_000, privacy)["windows"] == []  # away
     assert title_tags("Re: Re: budget 2026 — Budget review") == {"re": 2, "budget": 2, "review": 1}
+
+
+def test_put_many_is_one_bounded_transaction(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = SnapshotQueue(tmp_path / "queue.sqlite3", 3)
+    with caplog.at_level(logging.WARNING, "screenaware_sensor.queue"):
+        queue.put_many([(snap(i), T0 + i * 10_000) for i in range(5)])
+    assert [q.taken_ms for q in queue.peek(10, 10**6)] == [T0 + 20_000, T0 + 30_000, T0 + 40_000]
+    assert queue.last_taken_ms() == T0 + 40_000
+    assert [r.getMessage() for r in caplog.records] == [
+        f"queue full (3 snapshots): dropped the 2 oldest, taken {iso_ms(T0)} to "
+        f"{iso_ms(T0 + 10_000)}"
+    ]
+    queue.close()

@@ -77,12 +77,21 @@ class SnapshotQueue:
 
     def put(self, snapshot: dict[str, Any], taken_ms: int) -> None:
         """Store one snapshot (and remember its end as the last one taken)."""
-        body = json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))
+        self.put_many([(snapshot, taken_ms)])
+
+    def put_many(self, snapshots: Sequence[tuple[dict[str, Any], int]]) -> None:
+        """Store snapshots ``(body, taken_ms)`` in one transaction, in this order."""
+        if not snapshots:
+            return
+        rows = [
+            (taken_ms, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+            for body, taken_ms in snapshots
+        ]
         with self._transaction():
-            self.db.execute("INSERT INTO snapshot (taken_ms, body) VALUES (?, ?)", (taken_ms, body))
+            self.db.executemany("INSERT INTO snapshot (taken_ms, body) VALUES (?, ?)", rows)
             self.db.execute(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES ('last_taken_ms', ?)",
-                (str(taken_ms),),
+                (str(rows[-1][0]),),
             )
             dropped = self._trim()
         if dropped:
