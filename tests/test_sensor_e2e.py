@@ -6,6 +6,7 @@ The key is a login token (the service takes it as a bearer token, as it will an 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ import pytest
 
 from screenaware.activity.attribution import application_uuid
 from screenaware.config import Config
-from screenaware.storage.localservers import free_port
+from screenaware.storage.localservers import free_port, start_influxd
 from screenaware_sensor.queue import SnapshotQueue
 from screenaware_sensor.snapshot import Privacy, Window, build_snapshot
 from screenaware_sensor.upload import Client
@@ -261,3 +262,57 @@ def test_kill_9_mid_upload_loses_nothing_and_counts_nothing_twice(
     )  # fmt: skip
     assert activity.status_code == 200, activity.text
     assert json.loads(activity.text)[0]["applications"][0]["durationMs"] == total
+
+
+def attempts(log: str) -> list[float]:
+    """Times (s) of the sensor's upload attempts the server answered 503, from its log."""
+    found = []
+    for line in log.splitlines():
+        if "server busy (503" in line:
+            stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            found.append(stamp.timestamp())
+    return found
+
+
+def test_503_retry_after_is_honoured_then_the_queue_drains(
+    service_config: Config, tmp_path: Path
+) -> None:
+    # An InfluxDB of this test's own, to stop and start again: while it is down the
+    # service answers the uploads 503 with Retry-After.
+    port = free_port()
+    influxd = start_influxd(tmp_path / "influx", port)
+    config = service_config.replace(influx_url=f"http://127.0.0.1:{port}", retry_after=3)
+    try:
+        with run_service(config, tmp_path, workers=2) as svc:
+            token = user_token(svc.url)
+            queue = tmp_path / "queue.sqlite3"
+            total = prefill(queue, 20)
+            influxd.stop()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENAWARE_SENSOR_")}
+            env.pop("DISPLAY", None)
+            log_path = tmp_path / "sensor.log"
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    [str(SENSOR), "--server", svc.url, "--key", token, "--queue", str(queue)],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+                try:
+                    time.sleep(8)
+                    tried = attempts(log_path.read_text())
+                    # Back-off alone would have tried 4 times by now (0.5-1, 1-2, 2-4 s).
+                    assert 2 <= len(tried) <= 3, log_path.read_text()
+                    assert all(b - a >= 2.95 for a, b in itertools.pairwise(tried))
+                    assert queued(queue) == 20
+                    influxd = start_influxd(tmp_path / "influx", port)
+                    deadline = time.monotonic() + 60
+                    while queued(queue):
+                        assert time.monotonic() < deadline, log_path.read_text()
+                        time.sleep(0.1)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=40)
+            assert day_times(svc.url, token) == total
+    finally:
+        influxd.stop()

@@ -125,16 +125,21 @@ class Sensor:
         queue = self._queue()
         client = self._client()
         backoff = Backoff()
+        retry = False
         try:
             while not stop.is_set():
-                wake.wait()
+                if not retry:  # delivered: wait for the next snapshot
+                    wake.wait()
                 wake.clear()
                 if stop.is_set():
                     break
                 outcome = deliver(queue, client, should_stop=stop.is_set)
-                if outcome.status is Status.DELIVERED:
+                retry = outcome.status is not Status.DELIVERED
+                if not retry:
                     backoff.success()
                     continue
+                # Failed: try again once the back-off (or the server's Retry-After) is
+                # over, not only at the next snapshot.
                 delay = backoff.failure(outcome.retry_after)
                 if outcome.status is Status.REFUSED:
                     log.error("upload refused (%s); snapshots stay queued", outcome.message)
