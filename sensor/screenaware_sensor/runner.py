@@ -18,6 +18,7 @@ log = logging.getLogger("screenaware_sensor")
 EX_OK = 0
 EX_USAGE = 2
 EX_TEMPFAIL = 75
+BEAT_PERIOD = 60.0  # seconds between two Heartbeat beats, as the heartbeat clients do
 
 
 class Sensor:
@@ -41,6 +42,9 @@ class Sensor:
         self.privacy = Privacy(settings.exclude_title, settings.exclude_app)
         self.source: WindowSource | None = None
         self.interval_ms = max(1, round(settings.interval * 1000))
+        # Whether the last snapshot saw the person at the screen (beats need that).
+        self.active = False
+        self.snapshot_taken = threading.Event()
 
     def _queue(self) -> SnapshotQueue:
         return SnapshotQueue(self.settings.queue, self.settings.queue_capacity)
@@ -72,8 +76,27 @@ class Sensor:
             if self.source is not None:
                 self.source.close()
             self.source = None
+            self.active = False
             return False
         queue.put(build_snapshot(windows, taken_ms, taken_ms - start, self.privacy), taken_ms)
+        self.active = windows is not None
+        self.snapshot_taken.set()
+        return True
+
+    def beat(self) -> bool:
+        """One ``POST /api/beat`` with the device token, if the person is at the screen."""
+        if not self.settings.beat_token or not self.active:
+            return False
+        client = Client(self.settings.beat_server or self.settings.server, "", timeout=15)
+        try:
+            # The Heartbeat API takes the raw device token, no "Bearer".
+            resp = client.post("/api/beat", b"", authorization=self.settings.beat_token)
+        except OSError as exc:
+            log.info("beat failed: %s", exc)
+            return False
+        if resp.status != 200:
+            log.warning("beat refused: %d %s", resp.status, resp.text[:200])
+            return False
         return True
 
     def run_once(self) -> int:
@@ -81,6 +104,7 @@ class Sensor:
         queue = self._queue()
         try:
             took = self.take(queue)
+            self.beat()  # a failed beat is presence missed, not data lost: no exit code
             outcome = deliver(queue, self._client())
         finally:
             queue.close()
@@ -102,6 +126,12 @@ class Sensor:
             target=self._upload_loop, args=(stop, wake), name="upload", daemon=True
         )
         uploader.start()
+        beater = None
+        if self.settings.beat_token:
+            beater = threading.Thread(
+                target=self._beat_loop, args=(stop,), name="beat", daemon=True
+            )
+            beater.start()
         queue = self._queue()
         try:
             next_tick = time.monotonic()
@@ -118,8 +148,17 @@ class Sensor:
             if self.source is not None:
                 self.source.close()
             wake.set()
+            self.snapshot_taken.set()
             uploader.join(timeout=35)
+            if beater is not None:
+                beater.join(timeout=20)
         return EX_OK
+
+    def _beat_loop(self, stop: threading.Event) -> None:
+        self.snapshot_taken.wait()  # the first snapshot tells whether anyone is there
+        while not stop.is_set():
+            self.beat()
+            stop.wait(BEAT_PERIOD)
 
     def _upload_loop(self, stop: threading.Event, wake: threading.Event) -> None:
         queue = self._queue()
