@@ -135,3 +135,28 @@ def test_console_script_is_installed() -> None:
     done = subprocess.run([str(SENSOR), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "--exclude-title" in done.stdout and "--once" in done.stdout
+
+
+def test_a_key_in_a_readable_config_file_is_warned_about(tmp_path: Path) -> None:
+    path = write_config(tmp_path, 'server = "http://x"\nkey = "secret-key"\n')
+    path.chmod(0o644)
+    (warning,) = load_settings([], {"HOME": str(tmp_path)}).warnings
+    assert "chmod 600" in warning and "secret-key" not in warning
+    path.chmod(0o600)
+    assert load_settings([], {"HOME": str(tmp_path)}).warnings == ()
+
+
+def test_one_sensor_per_queue(tmp_path: Path) -> None:
+    import fcntl
+
+    queue = tmp_path / "queue.sqlite3"
+    with open(f"{queue}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running sensor holds it
+        done = subprocess.run(
+            [str(SENSOR), "--once", "--server", "http://127.0.0.1:9", "--key", "k",
+             "--queue", str(queue)],
+            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 75, done.stderr
+    assert "another sensor is using the queue" in done.stderr

@@ -57,6 +57,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     try:
         lock = _lock(settings.queue)
     except OSError as exc:

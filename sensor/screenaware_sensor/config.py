@@ -45,6 +45,7 @@ class Settings:
         exclude_title: window titles matching one of these are hidden.
         exclude_app: processes (lower-case names) whose windows are hidden.
         log_level: logging level name.
+        warnings: things to log once logging is set up (e.g. a key in a readable file).
     """
 
     server: str
@@ -59,6 +60,7 @@ class Settings:
     exclude_title: tuple[re.Pattern[str], ...] = ()
     exclude_app: tuple[str, ...] = ()
     log_level: str = "INFO"
+    warnings: tuple[str, ...] = ()
 
     @property
     def queue_capacity(self) -> int:
@@ -216,8 +218,11 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         else config_home(environ) / "screenaware-sensor" / "config.toml"
     )
     file_values: dict[str, Any] = {}
+    warnings = []
     if explicit or path.is_file():
         file_values = read_toml(path)
+        if "key" in file_values and path.stat().st_mode & 0o077:
+            warnings.append(f"{path} holds the API key but others may read it: chmod 600 it")
 
     # Where each value came from, for error messages.
     raw: dict[str, tuple[str, object]] = {}
@@ -319,6 +324,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         exclude_title=tuple(patterns),
         exclude_app=tuple(dict.fromkeys(apps)),
         log_level=log_level,
+        warnings=tuple(warnings),
     )
 
 

@@ -45,6 +45,7 @@ class Sensor:
         # Whether the last snapshot saw the person at the screen (beats need that).
         self.active = False
         self.snapshot_taken = threading.Event()
+        self.upload_failed = False
 
     def _queue(self) -> SnapshotQueue:
         return SnapshotQueue(self.settings.queue, self.settings.queue_capacity)
@@ -152,7 +153,7 @@ class Sensor:
             uploader.join(timeout=35)
             if beater is not None:
                 beater.join(timeout=20)
-        return EX_OK
+        return 1 if self.upload_failed else EX_OK
 
     def _beat_loop(self, stop: threading.Event) -> None:
         self.snapshot_taken.wait()  # the first snapshot tells whether anyone is there
@@ -186,6 +187,7 @@ class Sensor:
                 stop.wait(delay)
         except Exception:
             log.exception("upload thread failed")
+            self.upload_failed = True
             stop.set()
             raise
         finally:
