@@ -132,9 +132,9 @@ def test_put_many_is_one_bounded_transaction(
 ) -> None:
     queue = SnapshotQueue(tmp_path / "queue.sqlite3", 3)
     with caplog.at_level(logging.WARNING, "screenaware_sensor.queue"):
-        queue.put_many([(snap(i), T0 + i * 10_000) for i in range(5)])
+        queue.put_many([(snap(i), T0 + i * 10_000) for i in range(5)], {"cursor": "42"})
     assert [q.taken_ms for q in queue.peek(10, 10**6)] == [T0 + 20_000, T0 + 30_000, T0 + 40_000]
-    assert queue.last_taken_ms() == T0 + 40_000
+    assert (queue.meta("cursor"), queue.meta("other")) == ("42", None)
     assert [r.getMessage() for r in caplog.records] == [
         f"queue full (3 snapshots): dropped the 2 oldest, taken {iso_ms(T0)} to "
         f"{iso_ms(T0 + 10_000)}"

@@ -45,6 +45,7 @@ class Settings:
         exclude_title: window titles matching one of these are hidden.
         exclude_app: processes (lower-case names) whose windows are hidden.
         log_level: logging level name.
+        from_activitywatch: aw-server URL to read instead of the X display; empty = X11.
         warnings: things to log once logging is set up (e.g. a key in a readable file).
     """
 
@@ -60,6 +61,7 @@ class Settings:
     exclude_title: tuple[re.Pattern[str], ...] = ()
     exclude_app: tuple[str, ...] = ()
     log_level: str = "INFO"
+    from_activitywatch: str = ""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -118,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="hide windows of this process (repeatable)",
     )
+    parser.add_argument(
+        "--from-activitywatch",
+        metavar="URL",
+        help="read a local aw-server (e.g. http://127.0.0.1:5600) instead of the X display",
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
     parser.add_argument("--config", help="TOML file instead of the default one")
     return parser
@@ -137,6 +144,7 @@ OPTIONS: dict[str, bool] = {
     "exclude_title": True,
     "exclude_app": True,
     "log_level": False,
+    "from_activitywatch": False,
 }
 
 
@@ -292,6 +300,9 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     beat_server = ""
     if (got_text := text("beat_server")) is not None and got_text[1]:
         beat_server = _url(got_text[0], got_text[1])
+    from_activitywatch = ""
+    if (got_text := text("from_activitywatch")) is not None and got_text[1]:
+        from_activitywatch = _url(got_text[0], got_text[1])
     log_level = "INFO"
     if (got_text := text("log_level")) is not None:
         log_level = got_text[1].upper()
@@ -324,6 +335,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         exclude_title=tuple(patterns),
         exclude_app=tuple(dict.fromkeys(apps)),
         log_level=log_level,
+        from_activitywatch=from_activitywatch,
         warnings=tuple(warnings),
     )
 

@@ -14,7 +14,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,23 +77,22 @@ class SnapshotQueue:
 
     def put(self, snapshot: dict[str, Any], taken_ms: int) -> None:
         """Store one snapshot (and remember its end as the last one taken)."""
-        self.put_many([(snapshot, taken_ms)])
+        self.put_many([(snapshot, taken_ms)], {"last_taken_ms": str(taken_ms)})
 
-    def put_many(self, snapshots: Sequence[tuple[dict[str, Any], int]]) -> None:
-        """Store snapshots ``(body, taken_ms)`` in one transaction, in this order."""
-        if not snapshots:
-            return
+    def put_many(
+        self, snapshots: Sequence[tuple[dict[str, Any], int]], meta: Mapping[str, str] | None = None
+    ) -> None:
+        """Store snapshots ``(body, taken_ms)`` and ``meta`` values in one transaction."""
         rows = [
             (taken_ms, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
             for body, taken_ms in snapshots
         ]
         with self._transaction():
             self.db.executemany("INSERT INTO snapshot (taken_ms, body) VALUES (?, ?)", rows)
-            self.db.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES ('last_taken_ms', ?)",
-                (str(rows[-1][0]),),
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (meta or {}).items()
             )
-            dropped = self._trim()
+            dropped = self._trim() if rows else None
         if dropped:
             count, first, last = dropped
             log.warning(
@@ -119,8 +118,13 @@ class SnapshotQueue:
 
     def last_taken_ms(self) -> int | None:
         """End of the last snapshot taken with this queue (survives restarts)."""
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'last_taken_ms'").fetchone()
-        return int(row[0]) if row else None
+        value = self.meta("last_taken_ms")
+        return int(value) if value else None
+
+    def meta(self, name: str) -> str | None:
+        """A value kept beside the queue (e.g. a bridge cursor)."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else None
 
     def peek(self, limit: int, max_bytes: int) -> list[Queued]:
         """The oldest snapshots: at most ``limit`` and ``max_bytes`` together (at least one)."""

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from screenaware_sensor.bridge import AwClient, BridgeError, bridge_pass
 from screenaware_sensor.config import Settings
 from screenaware_sensor.queue import SnapshotQueue
 from screenaware_sensor.snapshot import Privacy, build_snapshot
@@ -84,6 +85,24 @@ class Sensor:
         self.snapshot_taken.set()
         return True
 
+    def collect(self, queue: SnapshotQueue) -> bool:
+        """One snapshot from the screen, or one bridge pass; False if the source failed."""
+        if not self.settings.from_activitywatch:
+            return self.take(queue)
+        try:
+            bridge_pass(
+                AwClient(self.settings.from_activitywatch),
+                queue,
+                int(self.clock() * 1000),
+                self.privacy,
+                self.settings.queue_days,
+            )
+        except BridgeError as exc:
+            log.error("%s", exc)
+            return False
+        self.snapshot_taken.set()  # beats need a screen source: the bridge sends none
+        return True
+
     def beat(self) -> bool:
         """One ``POST /api/beat`` with the device token, if the person is at the screen."""
         if not self.settings.beat_token or not self.active:
@@ -104,7 +123,7 @@ class Sensor:
         """One snapshot, deliver everything queued; the exit code (0, 75 or 2)."""
         queue = self._queue()
         try:
-            took = self.take(queue)
+            took = self.collect(queue)
             self.beat()  # a failed beat is presence missed, not data lost: no exit code
             outcome = deliver(queue, self._client())
         finally:
@@ -137,7 +156,7 @@ class Sensor:
         try:
             next_tick = time.monotonic()
             while not stop.is_set():
-                self.take(queue)
+                self.collect(queue)
                 wake.set()
                 next_tick += self.settings.interval
                 now = time.monotonic()
