@@ -1,4 +1,4 @@
-"""The sensor's local queue (SQLite) and its back-off, without a server."""
+"""The sensor's local queue (SQLite), back-off, snapshot JSON and geometry, without a server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from screenaware_sensor.geometry import Rect, visible_share
 from screenaware_sensor.queue import SnapshotQueue
 from screenaware_sensor.snapshot import Privacy, Window, build_snapshot, iso_ms, title_tags
 from screenaware_sensor.upload import Backoff, retry_after
@@ -140,3 +143,25 @@ def test_put_many_is_one_bounded_transaction(
         f"{iso_ms(T0 + 10_000)}"
     ]
     queue.close()
+
+
+small = st.builds(
+    Rect, st.integers(-5, 20), st.integers(-5, 20), st.integers(0, 15), st.integers(0, 15)
+)
+
+
+@given(window=small, above=st.lists(small, max_size=6), monitors=st.lists(small, max_size=3))
+def test_visible_share_equals_a_pixel_count(
+    window: Rect, above: list[Rect], monitors: list[Rect]
+) -> None:
+    def inside(r: Rect, x: int, y: int) -> bool:
+        return r.x <= x < r.x + r.w and r.y <= y < r.y + r.h
+
+    pixels = [(x, y) for x in range(window.x, window.x + window.w)
+              for y in range(window.y, window.y + window.h)]  # fmt: skip
+    seen = [
+        p for p in pixels
+        if any(inside(m, *p) for m in monitors) and not any(inside(a, *p) for a in above)
+    ]  # fmt: skip
+    expected = len(seen) / len(pixels) if pixels else 0.0
+    assert visible_share(window, above, monitors) == pytest.approx(expected)
