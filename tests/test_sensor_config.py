@@ -160,3 +160,10 @@ def test_one_sensor_per_queue(tmp_path: Path) -> None:
         )  # fmt: skip
     assert done.returncode == 75, done.stderr
     assert "another sensor is using the queue" in done.stderr
+
+
+def test_the_distribution_needs_only_python_xlib() -> None:
+    from importlib.metadata import requires
+
+    # The sensor runs on people's computers: none of the server's dependencies.
+    assert requires("screenaware-sensor") == ["python-xlib>=0.33"]
