@@ -29,9 +29,11 @@ class Service:
 
 
 @contextmanager
-def run_service(config: Config, log_dir: Path, workers: int = 2) -> Iterator[Service]:
-    """Start gunicorn serving ``config``; stop it gracefully afterwards."""
-    port = free_port()
+def run_service(
+    config: Config, log_dir: Path, workers: int = 2, port: int | None = None
+) -> Iterator[Service]:
+    """Start gunicorn serving ``config`` (on ``port``, else a free one); stop it afterwards."""
+    port = port or free_port()
     env = {
         **os.environ,
         **config.as_environ(),
