@@ -236,23 +236,29 @@ class Accounts:
         """A bearer token for ``user``."""
         return await self.tokens.issue(user.uuid, user.version)
 
+    @staticmethod
+    def _limit_keys(email: str, address: str) -> list[str]:
+        return [f"email:{normalize_email(email)}", f"addr:{address}"]
+
     async def login(self, email: str, password: str, address: str) -> str:
         """A bearer token for valid credentials.
 
         Unknown email and wrong password fail alike, with the same message and the
-        same scrypt work; failures count against the email and the address.
+        same scrypt work. The attempt counts against the email and the address
+        *before* the password is checked (so no burst passes the limits) and is
+        given back when it succeeds, so only failures use up the limits.
 
         Raises:
-            RateLimited: too many failures lately.
+            RateLimited: too many failures (or attempts under way) lately.
             AuthFailed: wrong email or password.
         """
-        keys = [f"email:{normalize_email(email)}", f"addr:{address}"]
-        await self._limiter.check(keys)
+        keys = self._limit_keys(email, address)
+        await self._limiter.acquire(keys)
         user = await self.store.by_email(email)
         ok = await verify_password(password, user.password if user else None)
         if user is None or not ok:
-            await self._limiter.fail(keys)
             raise AuthFailed("Wrong email or password")
+        await self._limiter.refund(keys)
         return await self.token_for(user)
 
     async def set_password(self, user_uuid: str, password: str) -> None:
