@@ -249,7 +249,8 @@ async def test_users_edit_their_own_profile_and_password(api: Api) -> None:
         json={"oldPassword": "nope-nope", "password": "brand-new-pass"},
         headers=headers,
     )
-    assert wrong_old.status_code == 403
+    assert wrong_old.status_code == 401
+    assert wrong_old.json == {"message": "The current password is wrong"}
     changed = await api.client.simulate_put(
         "/api/users/me/password",
         json={"oldPassword": "user-password-1", "password": "brand-new-pass"},
@@ -258,6 +259,85 @@ async def test_users_edit_their_own_profile_and_password(api: Api) -> None:
     assert changed.status_code == 200
     assert (await api.me(headers)).status_code == 401
     assert (await api.me(bearer(changed.json["token"]))).status_code == 200
+
+
+# --- a token alone does not change its owner's password -------------------
+
+
+async def admin_uuid(api: Api) -> str:
+    return str((await api.me(api.admin)).json["uuid"])
+
+
+@pytest.mark.parametrize("route", ["by-id", "by-email", "me"])
+async def test_changing_ones_own_password_needs_the_current_one(api: Api, route: str) -> None:
+    me = await admin_uuid(api)
+
+    async def change(**body: str) -> testing.Result:
+        body = {"password": "stolen-session-1", **body}
+        if route == "by-id":
+            path = f"/api/users/{me}/password"
+        elif route == "by-email":
+            path, body = "/api/users", {"email": ADMIN_EMAIL, "nameFirst": "Mallory", **body}
+        else:
+            path = "/api/users/me/password"
+        return await api.client.simulate_put(path, json=body, headers=api.admin)
+
+    missing = await change()
+    assert missing.status_code == 400
+    assert missing.json["message"]
+    assert missing.json["errors"]["currentPassword"] == ["Missing data for required field."]
+    wrong = await change(currentPassword="not-my-password")
+    assert wrong.status_code == 401
+    assert wrong.json == {"message": "The current password is wrong"}
+    # Nothing changed: the names, the token, the password (it still logs in).
+    assert (await api.me(api.admin)).json["nameFirst"] == ""
+    other_session = bearer((await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)).json["token"])
+
+    done = await change(currentPassword=ADMIN_PASSWORD)
+    assert done.status_code == 200, done.text
+    assert done.json["ok"] is True
+    fresh = bearer(done.json["token"])
+    # Every earlier token of the user is void, the one used (a thief's copy) included;
+    # the fresh one works.
+    assert (await api.me(api.admin)).status_code == 401
+    assert (await api.me(other_session)).status_code == 401
+    assert (await api.me(fresh)).status_code == 200
+    assert (await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 401
+    assert (await api.login(ADMIN_EMAIL, "stolen-session-1")).status_code == 200
+    if route == "by-email":
+        assert (await api.me(fresh)).json["nameFirst"] == "Mallory"
+
+
+async def test_old_password_is_still_accepted_as_the_current_ones_name(api: Api) -> None:
+    me = await admin_uuid(api)
+    result = await api.client.simulate_put(
+        f"/api/users/{me}/password",
+        json={"oldPassword": ADMIN_PASSWORD, "password": "renamed-field-1"},
+        headers=api.admin,
+    )
+    assert result.status_code == 200 and "token" in result.json
+
+
+async def test_an_admin_sets_another_users_password_without_theirs(api: Api) -> None:
+    user = await api.new_user("nat@example.org")
+    second = bearer((await api.login("nat@example.org", "user-password-1")).json["token"])
+    user_id = (await api.me(user)).json["uuid"]
+    result = await api.client.simulate_put(
+        f"/api/users/{user_id}/password", json={"password": "reset-by-admin"}, headers=api.admin
+    )
+    assert result.status_code == 200 and result.json == {"ok": True}
+    # All of that user's tokens are void; the admin's own token is untouched.
+    assert (await api.me(user)).status_code == 401
+    assert (await api.me(second)).status_code == 401
+    assert (await api.me(api.admin)).status_code == 200
+    by_email = await api.client.simulate_put(
+        "/api/users",
+        json={"email": "nat@example.org", "password": "reset-again-1"},
+        headers=api.admin,
+    )
+    assert by_email.status_code == 200 and by_email.json == {"ok": True}
+    assert (await api.login("nat@example.org", "reset-by-admin")).status_code == 401
+    assert (await api.login("nat@example.org", "reset-again-1")).status_code == 200
 
 
 async def test_admins_cannot_delete_themselves(api: Api) -> None:

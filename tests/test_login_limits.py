@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from screenaware.config import Config
 from screenaware.errors import RateLimited
 from screenaware.storage.ratelimit import RateLimiter
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api
 from tests.service import Service, run_service
 
 BURST = 200
@@ -196,3 +196,27 @@ async def test_a_refund_gives_back_one_attempt_and_never_outlives_the_window(
     await rl.refund(["email:a"])
     await rl.acquire(["email:a"])
     assert int(redis_client.get("{sa}:rl:test:email:a") or 0) == 1
+
+
+# --- the current password counts like a login ----------------------------
+
+
+async def test_guessing_the_current_password_with_a_token_is_limited(api: Api) -> None:
+    # identity_config: 3 failures per email. A stolen token is no way around them.
+    headers = await api.new_user("victim@example.org")
+    for i in range(3):
+        result = await api.client.simulate_put(
+            "/api/users/me/password",
+            json={"oldPassword": f"guess-{i}-password", "password": "taken-over-1"},
+            headers=headers,
+        )
+        assert result.status_code == 401
+    right = await api.client.simulate_put(
+        "/api/users/me/password",
+        json={"oldPassword": "user-password-1", "password": "taken-over-1"},
+        headers=headers,
+    )
+    assert right.status_code == 429
+    # The login of that email is limited by the same count, and nothing changed.
+    assert (await api.login("victim@example.org", "user-password-1")).status_code == 429
+    assert (await api.me(headers)).status_code == 200

@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from screenaware.config import Config
-from screenaware.errors import AuthFailed, Conflict, Forbidden, NotFound
+from screenaware.errors import AuthFailed, Conflict, Invalid, NotFound
 from screenaware.identity.credentials import TokenIssuer, hash_password, verify_password
 from screenaware.storage.ratelimit import RateLimiter
 from screenaware.storage.redisstore import RedisStore, Script
@@ -261,16 +261,109 @@ class Accounts:
         await self._limiter.refund(keys)
         return await self.token_for(user)
 
+    async def _prove_password(self, user: User, password: str, address: str) -> None:
+        """Check ``user``'s current password, counted like a login attempt.
+
+        A stolen token must not become a way to guess the password without limit,
+        so a wrong one uses up the same per-email and per-address limits as a login.
+
+        Raises:
+            RateLimited: too many failures lately.
+            AuthFailed: the password is wrong.
+        """
+        keys = self._limit_keys(user.email, address)
+        await self._limiter.acquire(keys)
+        if not await verify_password(password, user.password):
+            raise AuthFailed("The current password is wrong")
+        await self._limiter.refund(keys)
+
     async def set_password(self, user_uuid: str, password: str) -> None:
         """Replace a password; every token issued before stops working."""
         await self.store.update(user_uuid, {"password": await hash_password(password)}, bump=True)
 
-    async def change_own_password(self, user_uuid: str, old: str, new: str) -> None:
-        """Change one's own password, proving the old one first."""
-        user = await self.store.require(user_uuid)
-        if not await verify_password(old, user.password):
-            raise Forbidden("The old password is wrong")
-        await self.set_password(user_uuid, new)
+    async def _proves_own(self, user: User, actor: str, current: str | None, address: str) -> bool:
+        """Whether ``actor`` changes its own password; if so, prove the current one.
+
+        Raises:
+            Invalid: own password without the current one.
+            AuthFailed: the current password is wrong.
+            RateLimited: too many wrong passwords lately.
+        """
+        if user.uuid != actor:
+            return False
+        if current is None:
+            raise Invalid(
+                "Changing your own password needs your current password",
+                {"currentPassword": ["Missing data for required field."]},
+            )
+        await self._prove_password(user, current, address)
+        return True
+
+    async def _fresh_token(self, user_uuid: str) -> str:
+        return await self.token_for(await self.store.require(user_uuid))
+
+    async def change_password(
+        self, actor: str, target: str, password: str, current: str | None, address: str
+    ) -> str | None:
+        """``actor`` sets ``target``'s password; every token of ``target`` is voided.
+
+        Changing one's own password needs the current one (a bearer token alone
+        must not be enough to lock the owner out); an admin setting someone else's
+        does not. Whoever changed their own password gets a fresh token, as the one
+        they used is void now with all the others (a thief's copy included).
+
+        Args:
+            actor: uuid of the caller.
+            target: uuid of the user whose password changes.
+            password: the new password.
+            current: the target's current password (needed if actor is target).
+            address: the caller's address, for the attempt limits.
+
+        Returns:
+            A fresh token for the actor if it changed its own password, else None.
+
+        Raises:
+            NotFound: no such user.
+            Invalid: own password without the current one.
+            AuthFailed: the current password is wrong.
+            RateLimited: too many wrong current passwords lately.
+        """
+        user = await self.store.require(target)
+        own = await self._proves_own(user, actor, current, address)
+        await self.set_password(target, password)
+        return await self._fresh_token(target) if own else None
+
+    async def update_by_email(
+        self,
+        actor: str,
+        email: str,
+        fields: dict[str, Any],
+        password: str | None,
+        current: str | None,
+        address: str,
+    ) -> str | None:
+        """``PUT /api/users``: change a user's profile fields and maybe its password.
+
+        The current password (when the actor changes its own) is proven before
+        anything changes, so a refused request changes nothing.
+
+        Returns:
+            A fresh token if the actor changed its own password, else None.
+
+        Raises:
+            NotFound: no user has ``email``.
+            Invalid, AuthFailed, RateLimited: as for :meth:`change_password`.
+        """
+        user = await self.store.by_email(email)
+        if user is None:
+            raise NotFound("User not found")
+        own = password is not None and await self._proves_own(user, actor, current, address)
+        if fields:
+            await self.store.update(user.uuid, fields)
+        if password is None:
+            return None
+        await self.set_password(user.uuid, password)
+        return await self._fresh_token(user.uuid) if own else None
 
     async def principal(self, user_uuid: str, version: int) -> Principal | None:
         """The caller a token names, if the user exists and the token is current."""
