@@ -5,7 +5,15 @@ from __future__ import annotations
 import zoneinfo
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 # Part of the contract: the role names with their bit masks, and the password rule.
 ROLES = {"user": 2, "admin": 4}
@@ -67,6 +75,18 @@ class TokenOkSchema(Schema):
     token = fields.String(required=True)
 
 
+class PasswordSetSchema(Schema):
+    """A password set by an admin: done, and a fresh token if it was the admin's own."""
+
+    ok = fields.Boolean(required=True)
+    token = fields.String(
+        metadata={
+            "description": "Only when callers changed their own password: every earlier "
+            "token of theirs, the one used included, is void."
+        }
+    )
+
+
 class ErrorSchema(Schema):
     """Every error: a message, and the messages per field on a 400."""
 
@@ -85,7 +105,33 @@ class UserCreateSchema(_Lenient):
     role = fields.String(validate=validate.OneOf(list(ROLES)))
 
 
-class UserUpdateSchema(_Lenient):
+def _current_password(description: str) -> fields.String:
+    return fields.String(
+        validate=validate.Length(min=1, max=1024), metadata={"description": description}
+    )
+
+
+_CURRENT_FOR_OWN = (
+    "The caller's current password: needed when callers set their own password "
+    "(a token alone is not enough); not needed for someone else's."
+)
+
+
+class _CurrentPassword(_Lenient):
+    """``currentPassword``, with ``oldPassword`` accepted as its older name."""
+
+    currentPassword = _current_password(_CURRENT_FOR_OWN)
+    oldPassword = _current_password("Older name of `currentPassword`.")
+
+    @post_load
+    def one_name(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        old = data.pop("oldPassword", None)
+        if "currentPassword" not in data and old is not None:
+            data["currentPassword"] = old
+        return data
+
+
+class UserUpdateSchema(_CurrentPassword):
     """``PUT /api/users`` (admin): the user is found by ``email``."""
 
     email = fields.String(required=True, validate=validate.Length(min=1, max=320))
@@ -103,17 +149,24 @@ class OwnProfileSchema(_Lenient):
     timezone = fields.String(allow_none=True, validate=_timezone)
 
 
-class PasswordSchema(_Lenient):
+class PasswordSchema(_CurrentPassword):
     """``PUT /api/users/:id/password`` (admin)."""
 
     password = _password()
 
 
-class OwnPasswordSchema(_Lenient):
-    """``PUT /api/users/me/password``: proves the old password."""
+class OwnPasswordSchema(_CurrentPassword):
+    """``PUT /api/users/me/password``: proves the current password."""
 
-    oldPassword = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    currentPassword = _current_password(
+        "Your current password (required; `oldPassword` is accepted instead)."
+    )
     password = _password()
+
+    @validates_schema
+    def needs_current(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "currentPassword" not in data and "oldPassword" not in data:
+            raise ValidationError("Missing data for required field.", "currentPassword")
 
 
 class RoleSchema(Schema):

@@ -159,7 +159,10 @@ async def test_one_device_beating_fast_on_both_workers_loses_no_point(
 
 async def test_identity_is_shared_by_both_workers(config: Config, tmp_path: Path) -> None:
     # Two workers bootstrap the same admin at once and sign with one generated key.
-    cfg = config.replace(admin_email="root@example.org", admin_password="root-password")
+    # 20 logins at once: attempts under way count against the login limits (10).
+    cfg = config.replace(
+        admin_email="root@example.org", admin_password="root-password", login_max_failures=20
+    )
     with run_service(cfg, tmp_path, workers=2) as svc:
 
         async def login_and_use() -> int:

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import signal
+import time
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 import redis
+import redis.asyncio as aioredis
 from falcon import testing
 
 from screenaware.app import create_app
 from screenaware.config import Config
+from screenaware.errors import AuthFailed
+from screenaware.identity.accounts import JWT_SECRET_KEY, UserStore
+from screenaware.identity.credentials import TokenIssuer
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, bearer
+from tests.service import run_service
 
 # --- authentication ------------------------------------------------------
 
@@ -249,7 +261,8 @@ async def test_users_edit_their_own_profile_and_password(api: Api) -> None:
         json={"oldPassword": "nope-nope", "password": "brand-new-pass"},
         headers=headers,
     )
-    assert wrong_old.status_code == 403
+    assert wrong_old.status_code == 401
+    assert wrong_old.json == {"message": "The current password is wrong"}
     changed = await api.client.simulate_put(
         "/api/users/me/password",
         json={"oldPassword": "user-password-1", "password": "brand-new-pass"},
@@ -258,6 +271,85 @@ async def test_users_edit_their_own_profile_and_password(api: Api) -> None:
     assert changed.status_code == 200
     assert (await api.me(headers)).status_code == 401
     assert (await api.me(bearer(changed.json["token"]))).status_code == 200
+
+
+# --- a token alone does not change its owner's password -------------------
+
+
+async def admin_uuid(api: Api) -> str:
+    return str((await api.me(api.admin)).json["uuid"])
+
+
+@pytest.mark.parametrize("route", ["by-id", "by-email", "me"])
+async def test_changing_ones_own_password_needs_the_current_one(api: Api, route: str) -> None:
+    me = await admin_uuid(api)
+
+    async def change(**body: str) -> testing.Result:
+        body = {"password": "stolen-session-1", **body}
+        if route == "by-id":
+            path = f"/api/users/{me}/password"
+        elif route == "by-email":
+            path, body = "/api/users", {"email": ADMIN_EMAIL, "nameFirst": "Mallory", **body}
+        else:
+            path = "/api/users/me/password"
+        return await api.client.simulate_put(path, json=body, headers=api.admin)
+
+    missing = await change()
+    assert missing.status_code == 400
+    assert missing.json["message"]
+    assert missing.json["errors"]["currentPassword"] == ["Missing data for required field."]
+    wrong = await change(currentPassword="not-my-password")
+    assert wrong.status_code == 401
+    assert wrong.json == {"message": "The current password is wrong"}
+    # Nothing changed: the names, the token, the password (it still logs in).
+    assert (await api.me(api.admin)).json["nameFirst"] == ""
+    other_session = bearer((await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)).json["token"])
+
+    done = await change(currentPassword=ADMIN_PASSWORD)
+    assert done.status_code == 200, done.text
+    assert done.json["ok"] is True
+    fresh = bearer(done.json["token"])
+    # Every earlier token of the user is void, the one used (a thief's copy) included;
+    # the fresh one works.
+    assert (await api.me(api.admin)).status_code == 401
+    assert (await api.me(other_session)).status_code == 401
+    assert (await api.me(fresh)).status_code == 200
+    assert (await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 401
+    assert (await api.login(ADMIN_EMAIL, "stolen-session-1")).status_code == 200
+    if route == "by-email":
+        assert (await api.me(fresh)).json["nameFirst"] == "Mallory"
+
+
+async def test_old_password_is_still_accepted_as_the_current_ones_name(api: Api) -> None:
+    me = await admin_uuid(api)
+    result = await api.client.simulate_put(
+        f"/api/users/{me}/password",
+        json={"oldPassword": ADMIN_PASSWORD, "password": "renamed-field-1"},
+        headers=api.admin,
+    )
+    assert result.status_code == 200 and "token" in result.json
+
+
+async def test_an_admin_sets_another_users_password_without_theirs(api: Api) -> None:
+    user = await api.new_user("nat@example.org")
+    second = bearer((await api.login("nat@example.org", "user-password-1")).json["token"])
+    user_id = (await api.me(user)).json["uuid"]
+    result = await api.client.simulate_put(
+        f"/api/users/{user_id}/password", json={"password": "reset-by-admin"}, headers=api.admin
+    )
+    assert result.status_code == 200 and result.json == {"ok": True}
+    # All of that user's tokens are void; the admin's own token is untouched.
+    assert (await api.me(user)).status_code == 401
+    assert (await api.me(second)).status_code == 401
+    assert (await api.me(api.admin)).status_code == 200
+    by_email = await api.client.simulate_put(
+        "/api/users",
+        json={"email": "nat@example.org", "password": "reset-again-1"},
+        headers=api.admin,
+    )
+    assert by_email.status_code == 200 and by_email.json == {"ok": True}
+    assert (await api.login("nat@example.org", "reset-by-admin")).status_code == 401
+    assert (await api.login("nat@example.org", "reset-again-1")).status_code == 200
 
 
 async def test_admins_cannot_delete_themselves(api: Api) -> None:
@@ -517,3 +609,147 @@ async def test_entities_survive_a_redis_crash(api: Api, restart_redis: object) -
     assert got.json["name"] == "durable"
     # The old token still verifies: the signing key survived too.
     assert (await api.me(headers)).status_code == 200
+
+
+# --- the signing key: every worker agrees, even after Redis lost it -------
+
+
+@pytest.fixture
+async def user_store(config: Config, redis_client: redis.Redis) -> AsyncIterator[UserStore]:
+    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+    yield UserStore(lambda: client)
+    await client.aclose()
+
+
+async def test_issuers_agree_on_the_key_after_it_is_lost(
+    user_store: UserStore, redis_client: redis.Redis
+) -> None:
+    monotonic = FakeClock(1000.0)
+
+    def worker() -> TokenIssuer:
+        return TokenIssuer(user_store.jwt_secret, 3600, monotonic=monotonic)
+
+    a, b = worker(), worker()
+    first = await a.issue("u1", 0)
+    assert await b.verify(first) == ("u1", 0)
+    lost = redis_client.get(JWT_SECRET_KEY)
+    redis_client.delete(JWT_SECRET_KEY)
+    # A worker started after the loss has no copy: it stores a new key.
+    c = worker()
+    monotonic.advance(2)
+    second = await c.issue("u2", 0)
+    new = redis_client.get(JWT_SECRET_KEY)
+    assert new and new != lost
+    # The others, still holding the lost key, accept it at once (a bad signature
+    # makes them read the key again) and sign with it from now on.
+    assert await a.verify(second) == ("u2", 0)
+    third = await b.issue("u3", 0)
+    assert await c.verify(third) == ("u3", 0)
+    assert await a.verify(third) == ("u3", 0)
+    assert jwt.decode(third, new, algorithms=["HS256"])["sub"] == "u3"
+    # A worker that lost the key from Redis while holding it puts it back, so the
+    # tokens signed with it stay valid everywhere.
+    redis_client.delete(JWT_SECRET_KEY)
+    monotonic.advance(2)
+    await b.issue("u4", 0)
+    assert redis_client.get(JWT_SECRET_KEY) == new
+    assert await worker().verify(second) == ("u2", 0)
+
+
+async def test_a_changed_key_is_trusted_only_for_the_cache_time(
+    user_store: UserStore, redis_client: redis.Redis
+) -> None:
+    monotonic = FakeClock(1000.0)
+    issuer = TokenIssuer(user_store.jwt_secret, 3600, monotonic=monotonic, cache_seconds=10)
+    token = await issuer.issue("u1", 0)
+    redis_client.set(JWT_SECRET_KEY, "replaced-by-an-operator-0123456789")
+    monotonic.advance(9)
+    assert await issuer.verify(token) == ("u1", 0)
+    monotonic.advance(2)
+    with pytest.raises(AuthFailed):
+        await issuer.verify(token)
+
+
+async def test_a_forged_token_flood_reads_the_key_at_most_once_a_second(
+    user_store: UserStore, redis_client: redis.Redis
+) -> None:
+    monotonic = FakeClock(1000.0)
+    reads = 0
+
+    async def counted(offer: str | None) -> str:
+        nonlocal reads
+        reads += 1
+        return await user_store.jwt_secret(offer)
+
+    issuer = TokenIssuer(counted, 3600, monotonic=monotonic)
+    token = await issuer.issue("u1", 0)
+    forged = jwt.encode(
+        {"sub": "u1", "iat": 1, "exp": 2**40}, "not-the-key-0123456789abcdef-0123456789"
+    )
+    monotonic.advance(5)
+    for _ in range(50):
+        with pytest.raises(AuthFailed):
+            await issuer.verify(forged)
+    assert reads == 2  # the issue, then one read forced by the first bad signature
+    assert await issuer.verify(token) == ("u1", 0)
+
+
+def startup_complete(log: Path, pid: int) -> bool:
+    return f"[{pid}] [INFO] Application startup complete." in log.read_text(errors="replace")
+
+
+async def test_two_workers_agree_on_the_key_after_redis_lost_it(
+    identity_config: Config, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # The default is a key generated once and kept in Redis (no configured one).
+    cfg = identity_config.replace(jwt_secret="", login_max_failures=10)
+    with run_service(cfg, tmp_path, workers=2) as svc:
+
+        async def round_trip() -> tuple[str, list[int]]:
+            # Fresh connections throughout, so the kernel spreads them over both workers.
+            async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
+                login = await client.post(
+                    "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+                )
+            assert login.status_code == 200, login.text
+            token, used = login.json()["token"], []
+            for _ in range(4):
+                async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
+                    used.append(
+                        (await client.get("/api/users/me", headers=bearer(token))).status_code
+                    )
+            return token, used
+
+        async def round_trips(n: int) -> list[tuple[str, list[int]]]:
+            done: list[tuple[str, list[int]]] = []
+            for _ in range(n // 5):  # 5 at a time: logins under way count against the limit
+                done += await asyncio.gather(*(round_trip() for _ in range(5)))
+            return done
+
+        assert all(used == [200] * 4 for _, used in await round_trips(10))
+        # Redis loses the key, and a worker restarts (crash, max-requests, deploy).
+        redis_client.delete(JWT_SECRET_KEY)
+        killed = svc.worker_pids()[0]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            pids = svc.worker_pids()
+            fresh = [p for p in pids if p != killed]
+            if len(fresh) == 2 and all(startup_complete(svc.log, p) for p in fresh):
+                break
+            assert time.monotonic() < deadline, "no replacement worker"
+            await asyncio.sleep(0.1)
+        mark = len(svc.log.read_text(errors="replace"))
+        results = await round_trips(20)
+        assert [used for _, used in results] == [[200] * 4] * 20
+        key = redis_client.get(JWT_SECRET_KEY)
+        assert key, "the key was not stored again"
+        for token, _ in results:
+            assert jwt.decode(token, key, algorithms=["HS256"])["sub"]
+        await asyncio.sleep(0.6)  # access lines are written every 0.25 s
+        served = {
+            json.loads(line)["pid"]
+            for line in svc.log.read_text(errors="replace")[mark:].splitlines()
+            if '"screenaware.access"' in line
+        }
+        assert set(fresh) <= served, "one worker served nothing: the test proves nothing"

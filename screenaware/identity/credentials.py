@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import jwt
 
@@ -74,41 +75,78 @@ async def verify_password(password: str, stored: str | None) -> bool:
     return await asyncio.to_thread(verify_password_sync, password, stored)
 
 
+# How long a worker trusts its copy of the signing key for verifying tokens before
+# reading it again: after the key changes in Redis (lost, then made anew), a token
+# under the old key is accepted by a worker at most this long.
+KEY_CACHE_SECONDS = 10.0
+# A token that fails its signature makes the worker read the key again at once
+# (another worker may sign with a newer one), but not more often than this, so a
+# flood of forged tokens is not also a flood of Redis calls.
+KEY_RELOAD_MIN_SECONDS = 1.0
+
+KeySource = Callable[[str | None], Awaitable[str]]
+
+
 class TokenIssuer:
     """Signs and checks HS256 bearer tokens.
 
+    All workers (and machines) must agree on the key even when it is lost from
+    Redis: tokens are always signed with the key read from the source at that
+    moment, verification trusts a cached copy for ``cache_seconds`` only and reads
+    again once when a signature does not match, and a worker reading the key offers
+    the copy it holds, so a lost key is put back as it was rather than replaced.
+
     Args:
-        secret: coroutine function returning the signing key (from config, or
-            generated once and kept in Redis, so every worker and machine signs with
-            the same key). Asked until it answers once; the key never changes.
+        secret: coroutine function taking the key this worker holds (None at first)
+            and returning the shared key: the stored one, or the offered one (a
+            fresh one if None) stored when none is.
         ttl: token lifetime in seconds.
-        clock: the current Unix time.
+        clock: the current Unix time (token times).
+        cache_seconds: how long a read key is trusted for verification.
+        reload_min_seconds: least time between two reads forced by a bad signature.
+        monotonic: a monotonic clock in seconds (the cache's age).
     """
 
     def __init__(
         self,
-        secret: Callable[[], Awaitable[str]],
+        secret: KeySource,
         ttl: int,
         clock: Callable[[], float] = time.time,
+        *,
+        cache_seconds: float = KEY_CACHE_SECONDS,
+        reload_min_seconds: float = KEY_RELOAD_MIN_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load_secret = secret
         self._secret: str | None = None
+        self._loaded = 0.0
         self._ttl = ttl
         self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._reload_min_seconds = reload_min_seconds
+        self._monotonic = monotonic
 
     def __repr__(self) -> str:
         return f"TokenIssuer(ttl={self._ttl})"
 
-    async def _key(self) -> str:
-        if self._secret is None:
-            self._secret = await self._load_secret()
+    async def _read_key(self) -> str:
+        started = self._monotonic()
+        self._secret = await self._load_secret(self._secret)
+        self._loaded = started
+        return self._secret
+
+    async def _cached_key(self) -> str:
+        if self._secret is None or self._monotonic() - self._loaded >= self._cache_seconds:
+            return await self._read_key()
         return self._secret
 
     async def issue(self, user_uuid: str, version: int) -> str:
         """A token for the user; ``version`` changes with every password change."""
         now = int(self._clock())
         claims = {"sub": user_uuid, "iat": now, "exp": now + self._ttl, "ver": version}
-        return jwt.encode(claims, await self._key(), algorithm="HS256")
+        # Read the key every time: a token must never be signed with a key that the
+        # other workers no longer have (issuing is rare; it follows a scrypt check).
+        return jwt.encode(claims, await self._read_key(), algorithm="HS256")
 
     async def verify(self, token: str) -> tuple[str, int]:
         """The user uuid and password version a valid token names.
@@ -116,19 +154,20 @@ class TokenIssuer:
         Raises:
             AuthFailed: malformed, wrongly signed, expired, or not HS256.
         """
+        key = await self._cached_key()
         try:
-            claims = jwt.decode(
-                token,
-                await self._key(),
-                algorithms=["HS256"],
-                # Expiry is checked below against the injected clock, not PyJWT's.
-                options={
-                    "require": ["sub", "iat", "exp"],
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                },
-            )
+            claims = _decode(token, key)
+        except jwt.InvalidSignatureError:
+            # Perhaps signed with a key another worker read after ours changed.
+            if self._monotonic() - self._loaded < self._reload_min_seconds:
+                raise AuthFailed("Invalid token") from None
+            fresh = await self._read_key()
+            if fresh == key:
+                raise AuthFailed("Invalid token") from None
+            try:
+                claims = _decode(token, fresh)
+            except jwt.PyJWTError:
+                raise AuthFailed("Invalid token") from None
         except jwt.PyJWTError:
             raise AuthFailed("Invalid token") from None
         try:
@@ -138,3 +177,18 @@ class TokenIssuer:
         if expired:
             raise AuthFailed("Token expired")
         return str(claims["sub"]), int(claims.get("ver", 0))
+
+
+def _decode(token: str, key: str) -> dict[str, Any]:
+    return jwt.decode(
+        token,
+        key,
+        algorithms=["HS256"],
+        # Expiry is checked by the caller against the injected clock, not PyJWT's.
+        options={
+            "require": ["sub", "iat", "exp"],
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
+        },
+    )

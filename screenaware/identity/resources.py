@@ -25,7 +25,7 @@ from schemas.identity import (
     UserSchema,
     UserUpdateSchema,
 )
-from screenaware.errors import Invalid, NotFound
+from screenaware.errors import Invalid
 from screenaware.identity.accounts import Accounts
 from screenaware.identity.projects import ProjectStore, public_project
 from screenaware.web.auth import caller
@@ -61,6 +61,11 @@ def _profile_fields(body: dict[str, Any]) -> dict[str, Any]:
     if "timezone" in body:
         fields["timezone"] = body["timezone"] or ""
     return fields
+
+
+def _password_set(token: str | None) -> dict[str, Any]:
+    """``{ok}``, with the fresh token when callers changed their own password."""
+    return OK if token is None else {**OK, "token": token}
 
 
 class LoginResource:
@@ -104,15 +109,15 @@ class UsersResource:
     @load_body(UserUpdateSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
-        user = await self._accounts.store.by_email(body["email"])
-        if user is None:
-            raise NotFound("User not found")
-        fields = _profile_fields(body)
-        if fields:
-            await self._accounts.store.update(user.uuid, fields)
-        if "password" in body:
-            await self._accounts.set_password(user.uuid, body["password"])
-        resp.media = OK
+        token = await self._accounts.update_by_email(
+            caller(req),
+            body["email"],
+            _profile_fields(body),
+            body.get("password"),
+            body.get("currentPassword"),
+            req.remote_addr,
+        )
+        resp.media = _password_set(token)
 
 
 class UserResource:
@@ -148,8 +153,11 @@ class UserPasswordResource:
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
     ) -> None:
-        await self._accounts.set_password(user_id, req.context.body["password"])
-        resp.media = OK
+        body = req.context.body
+        token = await self._accounts.change_password(
+            caller(req), user_id, body["password"], body.get("currentPassword"), req.remote_addr
+        )
+        resp.media = _password_set(token)
 
 
 class MeResource:
@@ -182,10 +190,11 @@ class MyPasswordResource:
     @load_body(OwnPasswordSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
-        await self._accounts.change_own_password(caller(req), body["oldPassword"], body["password"])
-        # Every earlier token is void now; hand the caller a fresh one.
-        user = await self._accounts.store.require(caller(req))
-        resp.media = {"ok": True, "token": await self._accounts.token_for(user)}
+        # Every earlier token is void now; the answer carries a fresh one.
+        token = await self._accounts.change_password(
+            caller(req), caller(req), body["password"], body["currentPassword"], req.remote_addr
+        )
+        resp.media = {"ok": True, "token": token}
 
 
 class ProjectsResource:

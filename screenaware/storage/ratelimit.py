@@ -1,4 +1,4 @@
-"""Fixed-window failure counters in Redis, shared by every worker and machine."""
+"""Fixed-window attempt counters and quotas in Redis, shared by every worker and machine."""
 
 from __future__ import annotations
 
@@ -7,17 +7,55 @@ from collections.abc import Callable, Sequence
 import redis.asyncio as aioredis
 
 from screenaware.errors import RateLimited
+from screenaware.storage.redisstore import Script
+
+# KEYS: the counters; ARGV[1]: the window, ARGV[1 + i]: the limit of KEYS[i].
+# Checking and counting are one atomic step, so the decision for an attempt always
+# sees every attempt before it, even in a burst over many workers: either every
+# counter still has room and all of them count it, or none changes and the answer
+# is the longest wait among the full ones.
+_ACQUIRE = Script("""
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count + 1 > tonumber(ARGV[i + 1]) then
+    wait = math.max(wait, redis.call('TTL', key), 1)
+  end
+end
+if wait > 0 then return wait end
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return 0
+""")
+
+# Give back one attempt per counter; a counter that expired meanwhile is not
+# recreated (it would have no expiry), and one back at zero is removed.
+_REFUND = Script("""
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 and redis.call('DECR', key) <= 0 then
+    redis.call('DEL', key)
+  end
+end
+return 0
+""")
 
 
 class RateLimiter:
-    """Refuses once a key has ``limit`` failures within ``window`` seconds.
+    """At most ``limit`` counted attempts per key within a fixed ``window``.
+
+    An attempt is counted *before* the work it guards (e.g. a password check) and
+    refunded when that work succeeds, so a counter holds the failures of its window
+    plus the attempts still running. A burst therefore cannot pass the limit: the
+    attempt that would make a counter exceed it is refused before any work.
 
     Args:
         redis: zero-argument callable returning the open Redis client.
         prefix: key prefix, e.g. ``login``.
-        limits: the allowed failures per key kind (the part before the first ``:``
+        limits: the allowed attempts per key kind (the part before the first ``:``
             of a key, e.g. ``email`` or ``addr``).
-        window: seconds a failure counts.
+        window: seconds a counted attempt stays counted (from the first of the window).
     """
 
     def __init__(
@@ -35,26 +73,26 @@ class RateLimiter:
     def _key(self, key: str) -> str:
         return f"{{sa}}:rl:{self._prefix}:{key}"
 
-    async def check(self, keys: Sequence[str]) -> None:
-        """Raise :class:`RateLimited` if any key is over its limit."""
-        redis = self._redis_factory()
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(self._key(key))
-                pipe.ttl(self._key(key))
-            replies = await pipe.execute()
-        for key, count, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
-            if count is not None and int(count) >= self._limits[key.split(":", 1)[0]]:
-                raise RateLimited(max(int(ttl), 1))
+    def _limit(self, key: str) -> int:
+        return self._limits[key.split(":", 1)[0]]
 
-    async def fail(self, keys: Sequence[str]) -> None:
-        """Count one failure for each key (the window starts at the first)."""
-        redis = self._redis_factory()
-        async with redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.incr(self._key(key))
-                pipe.expire(self._key(key), self._window, nx=True)
-            await pipe.execute()
+    async def acquire(self, keys: Sequence[str]) -> None:
+        """Count one attempt against every key, or against none if any is full.
+
+        Raises:
+            RateLimited: a key has no room left; nothing was counted.
+        """
+        wait = await _ACQUIRE(
+            self._redis_factory(),
+            [self._key(key) for key in keys],
+            [self._window, *(self._limit(key) for key in keys)],
+        )
+        if int(wait) > 0:
+            raise RateLimited(int(wait))
+
+    async def refund(self, keys: Sequence[str]) -> None:
+        """Give back an attempt counted by :meth:`acquire` (it succeeded)."""
+        await _REFUND(self._redis_factory(), [self._key(key) for key in keys], [])
 
 
 _GIVE_BACK = """

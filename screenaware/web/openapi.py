@@ -211,7 +211,11 @@ OPERATIONS = [
         "users",
         BEARER,
         body=idn.UserUpdateSchema,
-        response=idn.OkSchema,
+        response=idn.PasswordSetSchema,
+        description=(
+            "A password change voids every token of that user; admins changing their own "
+            "must send `currentPassword` (401 if wrong) and get a fresh token."
+        ),
     ),
     Operation("/api/users/me", "get", "Your user", "users", BEARER, response=idn.UserSchema),
     Operation(
@@ -231,6 +235,10 @@ OPERATIONS = [
         BEARER,
         body=idn.OwnPasswordSchema,
         response=idn.TokenOkSchema,
+        description=(
+            "Needs the current password (401 if wrong); voids every earlier token, the one "
+            "used included, and answers a fresh one."
+        ),
     ),
     Operation(
         "/api/users/{user_id}",
@@ -258,7 +266,11 @@ OPERATIONS = [
         BEARER,
         path_params={"user_id": UUID},
         body=idn.PasswordSchema,
-        response=idn.OkSchema,
+        response=idn.PasswordSetSchema,
+        description=(
+            "Voids every token of that user; admins setting their own password must send "
+            "`currentPassword` (401 if wrong) and get a fresh token."
+        ),
     ),
     Operation(
         "/api/projects",
