@@ -20,6 +20,7 @@ from screenaware.storage.backends import Backends, Lifespan
 from screenaware.web import errors
 from screenaware.web.accesslog import AccessLog
 from screenaware.web.docs import DocsResource, OpenAPIResource
+from screenaware.web.headers import WorkerPidHeader
 from screenaware.web.health import HealthResource
 from screenaware.web.metrics import MetricsResource
 
@@ -102,6 +103,8 @@ def new_app(config: Config, backends: Backends) -> App:
     backends.on_shutdown(access.shutdown)
     limits = BodyLimits(config.max_body_bytes)
     middleware: list[Any] = [access]
+    if config.worker_pid_header:
+        middleware.append(WorkerPidHeader())
     if config.cors_origin_list:
         # Off unless configured: browsers elsewhere may then call the API.
         middleware.append(
