@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,7 +70,7 @@ class InfluxHelper:
         self.url = url
         self.database = database
 
-    def query(self, q: str, params: dict[str, object] | None = None) -> list[dict[str, object]]:
+    def query(self, q: str, params: dict[str, object] | None = None) -> list[dict[str, Any]]:
         import json
 
         query = {"db": self.database, "q": q, "epoch": "ns"}

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -224,7 +225,7 @@ async def test_activity_end_to_end_over_two_workers(config: Config, tmp_path: Pa
                 for i in range(60)
             ]
 
-            async def post(part: list) -> None:
+            async def post(part: list[dict[str, Any]]) -> None:
                 async with httpx.AsyncClient(base_url=svc.url, timeout=30) as fresh:
                     resp = await fresh.post("/api/snapshots", json=part, headers=auth)
                     assert resp.status_code == 200, resp.text

@@ -41,7 +41,9 @@ def test_documented_roles_are_the_enforced_roles(config: Config) -> None:
         for name in ("device_id", "user_id", "project_id", "task_id", "category_id",
                      "stream_uuid", "point_uuid", "log_type", "name"):  # fmt: skip
             concrete = concrete.replace("{" + name + "}", samples.get(name, "x"))
-        resource, _, _, _ = app._router.find(concrete)
+        found = app._router.find(concrete)
+        assert found is not None, concrete
+        resource = found[0]
         declared = getattr(resource, "auth_roles", {}).get(method.upper())
         if role in ("user", "admin", "all") and declared is not None:
             assert declared == role, (path, method)

@@ -43,7 +43,7 @@ class BodyLimits:
         return self.by_path.get(path.rstrip("/") or "/", self.default)
 
 
-class App(falcon.asgi.App):
+class App(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     """Falcon's ASGI app with a request body limit enforced as the body streams in.
 
     Falcon reads bodies through ``receive``; counting there stops a chunked upload
@@ -125,7 +125,11 @@ def new_app(config: Config, backends: Backends) -> App:
     return app
 
 
-def mount(app: falcon.asgi.App, config: Config, backends: Backends) -> None:
+def mount(
+    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response],
+    config: Config,
+    backends: Backends,
+) -> None:
     """Add the operational routes: health, Prometheus metrics, OpenAPI and its docs."""
     app.add_route("/.well-known/health", HealthResource(backends))
     app.add_route("/metrics", MetricsResource(config.metrics_token))
