@@ -94,7 +94,7 @@ class ApplicationSchema(Schema):
     name = fields.String(required=True)
 
 
-def _names(max_items: int) -> fields.List:
+def _names(max_items: int) -> fields.List[str]:
     return fields.List(
         fields.String(validate=validate.Length(min=1, max=256)),
         validate=validate.Length(max=max_items),

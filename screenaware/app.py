@@ -18,7 +18,7 @@ from screenaware.web import app as web
 
 def create_app(
     config: Config | None = None, *, clock: Callable[[], float] = time.time
-) -> falcon.asgi.App:
+) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """Build the backends, then let each feature mount its routes on the app.
 
     Args:

@@ -151,7 +151,7 @@ def cmd_services(args: argparse.Namespace, config: Config) -> int:
     """Start, stop or report the local influxd and redis-server."""
     influx_host, influx_port = localservers.host_port(config.influx_url, 8086)
     redis_host, redis_port = localservers.host_port(config.redis_url, 6379)
-    checks = {
+    checks: dict[str, Callable[[], bool]] = {
         "influxd": lambda: localservers.influx_answers(config.influx_url),
         "redis-server": lambda: localservers.redis_answers(redis_host, redis_port),
     }

@@ -71,6 +71,8 @@ class Config:
     access_log: bool = True
     metrics: bool = True
     metrics_token: str = ""
+    # Tests only: tells which worker answered (proof that two workers served).
+    worker_pid_header: bool = False
     snapshot_batch_max: int = 1000
     substream_join_gap: int = 60
     stream_interruption: int = 120

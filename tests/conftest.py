@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 from falcon import testing
 from hypothesis import settings
+from playwright.async_api import Browser, Page
 
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.localservers import Server, free_port, start_influxd, start_redis
+from tests.browser import launch_chromium, screenshot_file
 
 SECRET_KEY = "test-secret-key-0123456789"
 
@@ -67,7 +70,7 @@ class InfluxHelper:
         self.url = url
         self.database = database
 
-    def query(self, q: str, params: dict[str, object] | None = None) -> list[dict[str, object]]:
+    def query(self, q: str, params: dict[str, object] | None = None) -> list[dict[str, Any]]:
         import json
 
         query = {"db": self.database, "q": q, "epoch": "ns"}
@@ -220,3 +223,32 @@ async def api(identity_config: Config, clock: FakeClock) -> AsyncIterator[Api]:
         )
         assert result.status_code == 200, result.text
         yield Api(client, bearer(result.json["token"]))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (Debian's, driven by Playwright), closed after the test."""
+    async with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh tab (its own cookies and storage) of 1000x700 pixels."""
+    context = await browser.new_context(viewport={"width": 1000, "height": 700})
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+@pytest.fixture
+def screenshot(request: pytest.FixtureRequest, page: Page) -> Callable[[str], Awaitable[Path]]:
+    """``await screenshot("name")`` saves the page to var/screenshots/ (git-ignored)."""
+
+    async def take(name: str) -> Path:
+        path = screenshot_file(request.node.name, name)
+        await page.screenshot(path=path, full_page=True)
+        return path
+
+    return take

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -115,7 +116,7 @@ def test_user_category_rules_win() -> None:
     assert categorize("chrome", "www.youtube.com", rules) == "mine"
 
 
-PROJECTS = {
+PROJECTS: dict[str, dict[str, Any]] = {
     "parent": {
         "uuid": "parent",
         "parentProject": None,
@@ -163,7 +164,7 @@ def test_rule_kinds_apply_in_order() -> None:
     project, reason = project_of(
         title="influxdb notes", documents=[{"path": "/myProjectFolder/notes.txt"}]
     )
-    assert project == "other" and reason.startswith("file part")
+    assert project == "other" and reason is not None and reason.startswith("file part")
     # An email beats a keyword.
     project, reason = project_of(title="Re: influxdb from ann@example.org")
     assert (project, reason) == (

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Page
 
 from screenaware.config import Config
-from tests.browser import open_page
 from tests.conftest import SECRET_KEY
 from tests.service import run_service
 
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.browser
 
 
 async def test_last_seen_changes_after_a_beat_without_reload(
-    config: Config, tmp_path: Path
+    config: Config,
+    tmp_path: Path,
+    page: Page,
+    screenshot: Callable[[str], Awaitable[Path]],
 ) -> None:
     with run_service(config, tmp_path, workers=2) as service:
         async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
@@ -25,25 +29,25 @@ async def test_last_seen_changes_after_a_beat_without_reload(
                 "/api/devices", json={"name": "Laptop"}, headers={"Authorization": SECRET_KEY}
             )
             token = device.json()["token"]
-            async with open_page(service.url + "/", tmp_path / "profile") as page:
-                await page.wait_for("document.readyState === 'complete'")
-                await page.wait_for(
-                    "document.getElementById('live-status').dataset.state === 'live'"
-                )
-                # Mark the document: a reload would lose this.
-                await page.evaluate("window.__marker = 'same document'")
-                last_seen = "document.getElementById('last-seen').textContent"
-                assert await page.evaluate(last_seen) == "never"
+            await page.goto(service.url + "/", wait_until="load")
+            await page.wait_for_function(
+                "document.getElementById('live-status').dataset.state === 'live'"
+            )
+            # Mark the document: a reload would lose this.
+            await page.evaluate("window.__marker = 'same document'")
+            last_seen = page.locator("#last-seen")
+            assert await last_seen.text_content() == "never"
 
-                ack = int((await http.post("/api/beat", headers={"Authorization": token})).text)
-                expected = dt.datetime.fromtimestamp(ack, tz=dt.UTC).strftime(
-                    "%Y-%m-%d %H:%M:%S UTC"
-                )
-                await page.wait_for(f"{last_seen} === {expected!r}", timeout=5)
-                assert await page.evaluate("window.__marker") == "same document"
-                total = await page.evaluate("document.getElementById('total-beats').textContent")
-                assert total == "1"
-                since = await page.evaluate("document.getElementById('time-since').textContent")
-                assert since.endswith(("second", "seconds"))
-                await page.screenshot(tmp_path / "index.png")
-                assert (tmp_path / "index.png").stat().st_size > 1000
+            ack = int((await http.post("/api/beat", headers={"Authorization": token})).text)
+            expected = dt.datetime.fromtimestamp(ack, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            await page.wait_for_function(
+                "expected => document.getElementById('last-seen').textContent === expected",
+                arg=expected,
+                timeout=5000,
+            )
+            assert await page.evaluate("window.__marker") == "same document"
+            assert await page.locator("#total-beats").text_content() == "1"
+            since = await page.locator("#time-since").text_content()
+            assert since is not None and since.endswith(("second", "seconds"))
+            shot = await screenshot("after-beat")
+            assert shot.read_bytes().startswith(b"\x89PNG")

@@ -353,7 +353,9 @@ async def test_slow_influxdb_keeps_batching_and_bounds_the_queue(
     assert set(codes) <= {200, 503}
     # Bounded: nothing waits much longer than a few slow writes plus the time-out.
     assert max(durations) < 3 * config.influx_timeout + 5
-    items, calls = map(int, re.search(r"hb-beats: (\d+) items in (\d+) calls", log).groups())
+    found = re.search(r"hb-beats: (\d+) items in (\d+) calls", log)
+    assert found, log[-2000:]
+    items, calls = map(int, found.groups())
     assert items / calls > 2, (items, calls)  # still batching behind the slow database
     stats = httpx.get(f"http://127.0.0.1:{stack.influx_port}/ping")
     assert stats.status_code == 204

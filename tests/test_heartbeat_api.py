@@ -44,7 +44,7 @@ async def test_register_devices_get_ids_from_zero_and_tokens(
         assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", token)  # >= 32 random bytes, URL-safe
     assert first["token"] != second["token"]
     # Only the SHA-256 of a token is stored, never the token itself.
-    dump = json.dumps({k: redis_client.dump(k).hex() for k in redis_client.keys("*")})
+    dump = json.dumps({k: (redis_client.dump(k) or b"").hex() for k in redis_client.keys("*")})
     for device in (first, second):
         token = str(device["token"])
         assert token.encode().hex() not in dump

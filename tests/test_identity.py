@@ -150,7 +150,7 @@ async def test_passwords_are_scrypt_hashed_and_never_returned(
     headers = await api.new_user("hank@example.org", "correct horse battery")
     me = (await api.me(headers)).json
     stored = redis_client.hget(f"{{sa}}:user:{me['uuid']}", "password")
-    assert stored and stored.startswith("scrypt$")
+    assert isinstance(stored, str) and stored.startswith("scrypt$")
     assert "correct horse battery" not in stored
     users = (await api.client.simulate_get("/api/users", headers=api.admin)).text
     assert "scrypt" not in users and "password" not in users

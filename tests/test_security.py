@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ from typing import Any
 import httpx
 import pytest
 from falcon import testing
+from prometheus_client.parser import text_string_to_metric_families
 
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.ids import uuid7
+from screenaware.web.headers import WORKER_PID_HEADER
 from screenaware.web.openapi import build_spec
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, Api, FakeClock, bearer
 from tests.service import run_service
@@ -38,7 +41,9 @@ def test_documented_roles_are_the_enforced_roles(config: Config) -> None:
         for name in ("device_id", "user_id", "project_id", "task_id", "category_id",
                      "stream_uuid", "point_uuid", "log_type", "name"):  # fmt: skip
             concrete = concrete.replace("{" + name + "}", samples.get(name, "x"))
-        resource, _, _, _ = app._router.find(concrete)
+        found = app._router.find(concrete)
+        assert found is not None, concrete
+        resource = found[0]
         declared = getattr(resource, "auth_roles", {}).get(method.upper())
         if role in ("user", "admin", "all") and declared is not None:
             assert declared == role, (path, method)
@@ -206,20 +211,41 @@ async def test_no_secret_reaches_the_logs(config: Config, tmp_path: Path) -> Non
 async def test_metrics_count_requests_and_can_need_a_token(
     config: Config, clock: FakeClock
 ) -> None:
+    # In one process the metrics live in prometheus_client's global registry, which
+    # earlier tests have counted into: measure the change this test makes.
     async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+
+        async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            # The access log adds its counts every 0.25 s, on a timer of this same
+            # loop set by the first request since: it fires before this sleep ends.
+            await asyncio.sleep(0.3)
+            resp = await client.simulate_get("/metrics")
+            assert resp.status_code == 200
+            return {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(resp.text)
+                for sample in family.samples
+            }
+
+        def delta(name: str, **labels: str) -> float:
+            key = (name, tuple(sorted(labels.items())))
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        before = await scrape()
         for _ in range(3):
-            await client.simulate_get("/api/stats")
-        text = (await client.simulate_get("/metrics")).text
-        line = next(
-            line
-            for line in text.splitlines()
-            if line.startswith("screenaware_requests_total")
-            and 'route="/api/stats"' in line
-            and 'status="200"' in line
-        )
-        assert float(line.rsplit(" ", 1)[1]) >= 3
-        assert "screenaware_request_duration_seconds_bucket" in text
-        assert "screenaware_influx_batch_points" in text
+            assert (await client.simulate_get("/api/stats")).status_code == 200
+        assert (await client.simulate_get("/api/stats/nope")).status_code == 404
+        after = await scrape()
+        stats = {"route": "/api/stats", "method": "GET"}
+        assert delta("screenaware_requests_total", **stats, status="200") == 3
+        assert delta("screenaware_request_duration_seconds_count", **stats) == 3
+        assert delta("screenaware_request_duration_seconds_bucket", **stats, le="+Inf") == 3
+        # The first scrape is counted once it has been answered, the second not yet.
+        scrapes = {"route": "/metrics", "method": "GET", "status": "200"}
+        assert delta("screenaware_requests_total", **scrapes) == 1
+        unmatched = {"route": "unmatched", "method": "GET", "status": "404"}
+        assert delta("screenaware_requests_total", **unmatched) == 1
+        assert ("screenaware_influx_batch_points_count", ()) in after
     locked = config.replace(metrics_token="metrics-secret")
     async with testing.ASGIConductor(create_app(locked, clock=clock)) as client:
         assert (await client.simulate_get("/metrics")).status_code == 401
@@ -229,3 +255,17 @@ async def test_metrics_count_requests_and_can_need_a_token(
             "/metrics", headers={"Authorization": "Bearer metrics-secret"}
         )
         assert right.status_code == 200
+
+
+async def test_worker_pid_header_only_when_configured(config: Config, clock: FakeClock) -> None:
+    # The tests' proof of which worker answered must not tell strangers anything.
+    assert Config.load(environ={}).worker_pid_header is False
+    async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+        resp = await client.simulate_get("/api/stats")
+        assert resp.status_code == 200
+        assert WORKER_PID_HEADER not in resp.headers
+    on = Config.load(environ={**config.as_environ(), "SCREENAWARE_WORKER_PID_HEADER": "true"})
+    async with testing.ASGIConductor(create_app(on, clock=clock)) as client:
+        for path in ("/api/stats", "/api/nothing-here"):  # errors too
+            resp = await client.simulate_get(path)
+            assert resp.headers[WORKER_PID_HEADER] == str(os.getpid())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from screenaware.activity.learning import Association, features, suggest, teach,
 from screenaware.storage.ids import stable_id, uuid7_ms
 from screenaware.streams.sessionise import (
     Activity,
+    Stream,
     Thresholds,
     gap_streams,
     make_streams,
@@ -32,7 +34,7 @@ def run(start: int, end: int, **kw: object) -> list[Activity]:
     return [act(t, **kw) for t in range(start, end, 10)]  # type: ignore[arg-type]
 
 
-def spans(streams: list) -> list[tuple[str | None, int, int]]:
+def spans(streams: list[Stream]) -> list[tuple[str | None, int, int]]:
     return [(s.project, s.start // S, s.end // S) for s in streams]
 
 
@@ -132,7 +134,9 @@ def build(spec: list[tuple[int, int, str | None, str, str | None]]) -> list[Acti
 
 @settings(max_examples=300, deadline=None)
 @given(snapshots, st.randoms(use_true_random=False))
-def test_sessionisation_properties(spec: list, rnd: random.Random) -> None:
+def test_sessionisation_properties(
+    spec: list[tuple[int, int, str | None, str, str | None]], rnd: random.Random
+) -> None:
     acts = build(spec)
     streams = make_streams("u", acts, T)
     subs = [sub for s in streams for sub in s.substreams]
@@ -178,7 +182,7 @@ def test_teach_converges_to_the_latest_choice() -> None:
 
 
 def test_suggest_needs_enough_evidence_and_a_clear_winner() -> None:
-    projects = {"P": {}, "Q": {}}
+    projects: dict[str, dict[str, Any]] = {"P": {}, "Q": {}}
     learned = {"doc:github.com": Association("P", 1), "app:chrome": Association("Q", 1),
                "word:tuning": Association("Q", 2), "doc:gone.org": Association("X", 5)}  # fmt: skip
     keys = features(["github.com"], ["chrome"], ["tuning"])

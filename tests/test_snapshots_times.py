@@ -48,7 +48,9 @@ def at(text: str) -> str:
     return text.replace("+00:00", "Z")
 
 
-def snap(end: str, process: str, title: str = "", path: str | None = None, **extra: Any) -> dict:
+def snap(
+    end: str, process: str, title: str = "", path: str | None = None, **extra: Any
+) -> dict[str, Any]:
     window: dict[str, Any] = {"processName": process, "title": title, "isFocused": True}
     if path:
         window["documents"] = [{"path": path, "title": title}]

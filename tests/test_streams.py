@@ -33,7 +33,7 @@ def iso(moment: dt.datetime) -> str:
 
 def snaps(
     start: dt.datetime, minutes: float, app: str, title: str, path: str | None = None
-) -> list:
+) -> list[dict[str, Any]]:
     """10-second snapshots from ``start`` for ``minutes``."""
     out = []
     for i in range(int(minutes * 6)):
@@ -56,7 +56,7 @@ async def setup_user(api: Api, email: str = "ann@example.org") -> dict[str, str]
     return headers
 
 
-async def post(api: Api, headers: dict[str, str], batch: list) -> None:
+async def post(api: Api, headers: dict[str, str], batch: list[dict[str, Any]]) -> None:
     result = await api.client.simulate_post("/api/snapshots", json=batch, headers=headers)
     assert result.status_code == 200, result.text
 

@@ -151,7 +151,7 @@ class ProjectStore(RedisStore):
             projects = _decode(await pipe.hgetall(pkey))
             if project_uuid not in projects:
                 raise NotFound("Project not found")
-            old = projects[project_uuid]
+            old: Project = projects[project_uuid]
             children = children_after_delete(projects, project_uuid)
             tasks = _decode(await pipe.hgetall(tkey))
             orphans = {u: t for u, t in tasks.items() if t["projectUuid"] == project_uuid}

@@ -58,7 +58,7 @@ def to_point(entry: Mapping[str, Any], time_ns: int, point_uuid: str, user: str 
     if "messageBool" in data:
         flag = data["messageBool"]
     owner = user or (str(data["userUuid"]) if data.get("userUuid") else None)
-    point = (
+    point: Point = (
         Point("log")
         .tag("type", entry["type"])
         .tag("level", entry["level"])

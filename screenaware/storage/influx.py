@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from influxdb_client import Point
+from influxdb_client.client.write.point import Point
 
 from screenaware.config import Config
 from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected

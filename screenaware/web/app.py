@@ -20,6 +20,7 @@ from screenaware.storage.backends import Backends, Lifespan
 from screenaware.web import errors
 from screenaware.web.accesslog import AccessLog
 from screenaware.web.docs import DocsResource, OpenAPIResource
+from screenaware.web.headers import WorkerPidHeader
 from screenaware.web.health import HealthResource
 from screenaware.web.metrics import MetricsResource
 
@@ -42,7 +43,7 @@ class BodyLimits:
         return self.by_path.get(path.rstrip("/") or "/", self.default)
 
 
-class App(falcon.asgi.App):
+class App(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     """Falcon's ASGI app with a request body limit enforced as the body streams in.
 
     Falcon reads bodies through ``receive``; counting there stops a chunked upload
@@ -102,6 +103,8 @@ def new_app(config: Config, backends: Backends) -> App:
     backends.on_shutdown(access.shutdown)
     limits = BodyLimits(config.max_body_bytes)
     middleware: list[Any] = [access]
+    if config.worker_pid_header:
+        middleware.append(WorkerPidHeader())
     if config.cors_origin_list:
         # Off unless configured: browsers elsewhere may then call the API.
         middleware.append(
@@ -122,7 +125,11 @@ def new_app(config: Config, backends: Backends) -> App:
     return app
 
 
-def mount(app: falcon.asgi.App, config: Config, backends: Backends) -> None:
+def mount(
+    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response],
+    config: Config,
+    backends: Backends,
+) -> None:
     """Add the operational routes: health, Prometheus metrics, OpenAPI and its docs."""
     app.add_route("/.well-known/health", HealthResource(backends))
     app.add_route("/metrics", MetricsResource(config.metrics_token))

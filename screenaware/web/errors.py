@@ -44,7 +44,9 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTP
     resp.media = body
 
 
-def register(app: falcon.asgi.App, retry_after: int) -> None:
+def register(
+    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response], retry_after: int
+) -> None:
     """Install the error handlers and the JSON error serializer on ``app``.
 
     Args:
