@@ -184,7 +184,9 @@ def prefill(queue: Path, count: int) -> int:
 
 
 def day_times(url: str, token: str) -> int:
-    return int(times(url, token, "2026-11-30T00:00:00.000Z", "2026-11-30T23:59:59.999Z")["sum"])  # type: ignore[call-overload]
+    total = times(url, token, "2026-11-30T00:00:00.000Z", "2026-11-30T23:59:59.999Z")["sum"]
+    assert isinstance(total, int)
+    return total
 
 
 def test_a_resend_after_a_crash_between_upload_and_dequeue_counts_once(

@@ -116,7 +116,7 @@ class Backoff:
     def failure(self, server_asked: float | None = None) -> float:
         """Record a failure; the seconds to wait (never less than the server asked)."""
         self.failures += 1
-        ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.failures - 1, 30))
         delay = ceiling / 2 + self.rng() * ceiling / 2
         return max(delay, server_asked or 0.0)
 
