@@ -170,8 +170,10 @@ def url_with_credentials(port: int, user: str = USER, password: str = PASSWORD) 
 async def test_credentials_in_the_url_are_sent_as_basic_auth(
     config: Config, auth_influxd: int
 ) -> None:
-    with_url = config.replace(influx_url=url_with_credentials(auth_influxd))
-    assert with_url.influx_credentials == (USER, PASSWORD)  # percent-decoded
+    from_env = Config.load(environ={"SCREENAWARE_INFLUX_URL": url_with_credentials(auth_influxd)})
+    assert from_env.influx_credentials == (USER, PASSWORD)  # percent-decoded
+    assert from_env.influx_base_url == f"http://127.0.0.1:{auth_influxd}"
+    with_url = config.replace(influx_url=from_env.influx_url)
     assert "p%40ss" not in repr(with_url)
     assert await round_trip(with_url) == [{"time": 1_700_000_000_000_000_000, "n": 1}]
     # The separate settings still work the same.
