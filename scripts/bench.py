@@ -626,8 +626,9 @@ def bench_transport(args: argparse.Namespace) -> None:
             influxd.stop()
     print(
         f"\nInfluxDB transport, CPU time of the client process per call (time.process_time), "
-        f"{args.rounds} alternating rounds of {args.writes} writes and {args.queries} queries "
-        f"per client, uvloop, influxd on 127.0.0.1 ({os.cpu_count()} cores, shared)\n"
+        f"{args.rounds} alternating rounds of {args.writes} writes ({args.writes * 5} of 7 "
+        f"points) and {args.queries} queries per client, uvloop, influxd on 127.0.0.1 "
+        f"({os.cpu_count()} cores, shared)\n"
     )
     print("| call | client | min µs | median µs | median / http11 |")
     print("|---|---|---:|---:|---:|")
@@ -688,7 +689,10 @@ async def _transport_rounds(
             lines = _activity_lines(5000, first_ns + start * 10_000_000_000, "big")
             assert (await own.request("POST", write_target, lines.encode())).status == 204
         write_body = _activity_lines(5000, first_ns - 10**15).encode()
+        small_body = _activity_lines(7, first_ns - 2 * 10**15).encode()
         calls = {
+            # The heartbeat's usual batch: the per-request overhead alone.
+            "POST /write, 7 points": ("POST", write_target, small_body, args.writes * 5, (204, 0)),
             f"POST /write, 5,000 points ({len(write_body) / 1e6:.1f} MB)": (
                 "POST",
                 write_target,
