@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 import tomllib
 import urllib.parse
 import zoneinfo
@@ -51,6 +52,10 @@ class Config:
     influx_password: str = ""
     influx_token: str = ""
     influx_timeout: float = 10.0
+    influx_ca_bundle: str = ""
+    influx_client_cert: str = ""
+    influx_client_key: str = ""
+    influx_max_response_bytes: int = 64 * 1024 * 1024
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = 64
     secret_key: str = ""
@@ -168,6 +173,11 @@ class Config:
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")
+        _require(
+            self.influx_max_response_bytes >= 1024,
+            "influx_max_response_bytes",
+            "must be at least 1024",
+        )
         _require(self.retry_after >= 1, "retry_after", "must be at least 1")
         _require(bool(self.influx_db.strip()), "influx_db", "must not be empty")
         host, _, port = self.bind.rpartition(":")
@@ -189,6 +199,22 @@ class Config:
             "influx_url",
             "must be an http:// or https:// URL",
         )
+        _require(
+            "@" not in influx.netloc or not (self.influx_username or self.influx_password),
+            "influx_url",
+            "holds credentials and so do SCREENAWARE_INFLUX_USERNAME/PASSWORD: give one of them",
+        )
+        for name in ("influx_ca_bundle", "influx_client_cert", "influx_client_key"):
+            path = getattr(self, name)
+            if path:
+                _require(influx.scheme == "https", name, "needs an https:// SCREENAWARE_INFLUX_URL")
+                _require(os.path.isfile(path), name, f"no such file: {path}")
+        _require(
+            not self.influx_client_key or bool(self.influx_client_cert),
+            "influx_client_key",
+            "needs SCREENAWARE_INFLUX_CLIENT_CERT",
+        )
+        self.influx_tls_context()  # unreadable PEM files stop the start, named
         redis_url = urllib.parse.urlsplit(self.redis_url)
         _require(
             redis_url.scheme in ("redis", "rediss", "unix"),
@@ -206,6 +232,59 @@ class Config:
             "log_level",
             "must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
         )
+
+    @property
+    def influx_base_url(self) -> str:
+        """``influx_url`` without its credentials (they go in a header)."""
+        parts = urllib.parse.urlsplit(self.influx_url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+
+    @property
+    def influx_credentials(self) -> tuple[str, str] | None:
+        """InfluxDB v1 user and password: from ``influx_url``'s ``user:password@``
+        (percent-decoded) or else the username/password settings; None if neither."""
+        parts = urllib.parse.urlsplit(self.influx_url)
+        if "@" in parts.netloc:
+            userinfo = parts.netloc.rpartition("@")[0]
+            user, _, password = userinfo.partition(":")
+            return urllib.parse.unquote(user), urllib.parse.unquote(password)
+        if self.influx_username:
+            return self.influx_username, self.influx_password
+        return None
+
+    def influx_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS settings for an ``https://`` InfluxDB (None for ``http://``).
+
+        Trusts ``influx_ca_bundle`` if set (else the system's CAs) and presents
+        ``influx_client_cert`` (with ``influx_client_key``, or the key inside the
+        certificate file) if set.
+
+        Raises:
+            ConfigError: a file is not usable PEM.
+        """
+        if urllib.parse.urlsplit(self.influx_url).scheme != "https":
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.influx_ca_bundle or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{ENV_PREFIX}INFLUX_CA_BUNDLE: no usable PEM certificates in "
+                f"{self.influx_ca_bundle}: {exc.strerror or exc}"
+            ) from None
+        if self.influx_client_cert:
+            try:
+                # A password callback, so that an encrypted key fails here instead of
+                # OpenSSL prompting on the terminal of a worker.
+                context.load_cert_chain(
+                    self.influx_client_cert, self.influx_client_key or None, password=_no_password
+                )
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}INFLUX_CLIENT_CERT: cannot load the client certificate "
+                    f"and key ({self.influx_client_cert}): {exc.strerror or exc}"
+                ) from None
+        return context
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -255,6 +334,10 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _no_password() -> bytes:
+    raise ConfigError(f"{ENV_PREFIX}INFLUX_CLIENT_KEY: encrypted keys are not supported")
 
 
 def _field_names() -> list[str]:

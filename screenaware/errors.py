@@ -17,6 +17,10 @@ class WriteQueueFull(StorageUnavailable):
     """Too many points wait for InfluxDB; new writes are refused rather than queued."""
 
 
+class InfluxAnswerTooLarge(StorageUnavailable):
+    """An InfluxDB answer passed the configured size cap, so it was not read (503)."""
+
+
 class WriteRejected(Exception):
     """InfluxDB refused the data itself (HTTP 400): retrying it will not help."""
 

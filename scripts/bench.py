@@ -1,4 +1,4 @@
-"""Benchmarks, run by hand: ``scripts/bench heartbeat|snapshots|times``.
+"""Benchmarks, run by hand: ``scripts/bench heartbeat|snapshots|times|streams|logs|transport``.
 
 Each starts its own influxd and redis-server on free ports in a temp dir, serves
 the app with gunicorn (uvicorn workers) and drives it on 127.0.0.1 only, for a
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -598,6 +599,137 @@ def bench_logs(args: argparse.Namespace) -> None:
     )
 
 
+# One activity-like point; 5,000 of them (about 1.1 MB) are one /write.
+def _activity_lines(count: int, first_ns: int, measurement: str = "activity") -> str:
+    apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
+    return "\n".join(
+        f"{measurement},user=u1,device=d{i % 3},app={apps[i % 6]}.exe "
+        f'title="{apps[i % 6]} - document {i % 97} - a window title of usual length",'
+        f'doc="C:\\\\work\\\\project\\\\file{i % 89}.py",focused=true,visible=0.75,'
+        f"screen=0.5,duration=10000i {first_ns + i * 10_000_000_000}"
+        for i in range(count)
+    )
+
+
+def bench_transport(args: argparse.Namespace) -> None:
+    """CPU time per call of the InfluxDB transport: http11.HTTPClient against aiohttp."""
+    import aiohttp
+    import uvloop
+
+    with tempfile.TemporaryDirectory(prefix="screenaware-bench-") as tmp_name:
+        port = free_port()
+        influxd = start_influxd(Path(tmp_name) / "influxdb", port)
+        try:
+            # uvloop, as in the service's uvicorn workers.
+            rows = uvloop.run(_transport_rounds(f"http://127.0.0.1:{port}", args, aiohttp))
+        finally:
+            influxd.stop()
+    print(
+        f"\nInfluxDB transport, CPU time of the client process per call (time.process_time), "
+        f"{args.rounds} alternating rounds of {args.writes} writes ({args.writes * 5} of 7 "
+        f"points) and {args.queries} queries per client, uvloop, influxd on 127.0.0.1 "
+        f"({os.cpu_count()} cores, shared)\n"
+    )
+    print("| call | client | min µs | median µs | median / http11 |")
+    print("|---|---|---:|---:|---:|")
+    for call, per_client in rows.items():
+        base = statistics.median(per_client["http11"])
+        for name, samples in per_client.items():
+            print(
+                f"| {call} | {name} | {min(samples):,.0f} | {statistics.median(samples):,.0f} "
+                f"| {statistics.median(samples) / base:.2f} |"
+            )
+
+
+async def _transport_rounds(
+    url: str, args: argparse.Namespace, aiohttp: Any
+) -> dict[str, dict[str, list[float]]]:
+    import gc
+
+    import yarl
+
+    from screenaware.storage.http11 import HTTPClient
+
+    db = "bench"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    write_target = f"/write?db={db}&precision=ns"
+    query_target = "/query?" + urllib.parse.urlencode(  # noqa: S608 - a constant
+        {"db": db, "q": "SELECT * FROM big", "epoch": "ns"}
+    )
+    own = HTTPClient(url, timeout=120, connect_timeout=3)
+    # aiohttp as the service would configure it: one pooled session, keep-alive,
+    # its C parser (aiohttp._http_parser), URLs parsed once.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=120),
+        # The same request as http11's: without Accept-Encoding influxd answers the
+        # plain chunked JSON (with it, gzip: less to read, far more CPU in influxd).
+        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+        auto_decompress=False,
+    )
+    write_url = yarl.URL(url + write_target, encoded=True)
+    query_url = yarl.URL(url + query_target, encoded=True)
+
+    async def own_call(method: str, target: str, body: bytes) -> tuple[int, int]:
+        resp = await own.request(method, target, body, form if target == "/query" else None)
+        return resp.status, len(resp.body)
+
+    async def aiohttp_call(method: str, target: str, body: bytes) -> tuple[int, int]:
+        target_url = write_url if target.startswith("/write") else query_url
+        async with session.request(method, target_url, data=body or None) as resp:
+            data = await resp.read()
+            return resp.status, len(data)
+
+    clients = {"http11": own_call, "aiohttp": aiohttp_call}
+    try:
+        await own.request("POST", "/query", f"q=CREATE DATABASE {db}".encode(), form)
+        # The query answer: SELECT * over enough points for about 30 MB of JSON.
+        first_ns = 1_700_000_000_000_000_000
+        for start in range(0, args.query_points, 5000):
+            lines = _activity_lines(5000, first_ns + start * 10_000_000_000, "big")
+            assert (await own.request("POST", write_target, lines.encode())).status == 204
+        write_body = _activity_lines(5000, first_ns - 10**15).encode()
+        small_body = _activity_lines(7, first_ns - 2 * 10**15).encode()
+        calls = {
+            # The heartbeat's usual batch: the per-request overhead alone.
+            "POST /write, 7 points": ("POST", write_target, small_body, args.writes * 5, (204, 0)),
+            f"POST /write, 5,000 points ({len(write_body) / 1e6:.1f} MB)": (
+                "POST",
+                write_target,
+                write_body,
+                args.writes,
+                (204, 0),
+            ),
+            "GET /query, chunked answer": ("GET", query_target, b"", args.queries, None),
+        }
+        rows: dict[str, dict[str, list[float]]] = {}
+        for call, (method, target, body, count, expected) in calls.items():
+            seen = {await c(method, target, body) for c in clients.values() for _ in range(2)}
+            assert len(seen) == 1, seen  # both clients get the same answer
+            status, size = seen.pop()
+            assert expected in (None, (status, size)), (status, size)
+            assert status in (200, 204), status
+            if target == query_target:
+                call = f"GET /query, chunked answer ({size / 1e6:.1f} MB)"
+            rows[call] = {name: [] for name in clients}
+            for round_ in range(args.rounds):
+                # Alternate who goes first, so neither always meets a warmer machine.
+                order = list(clients) if round_ % 2 == 0 else list(reversed(clients))
+                for name in order:
+                    call_fn = clients[name]
+                    await call_fn(method, target, body)  # warm the connection
+                    gc.collect()
+                    started = time.process_time()
+                    for _ in range(count):
+                        await call_fn(method, target, body)
+                    used = time.process_time() - started
+                    rows[call][name].append(used / count * 1e6)
+        return rows
+    finally:
+        await own.close()
+        await session.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -618,6 +750,14 @@ def main() -> None:
     lg = sub.add_parser("logs", help="POST /api/logs in arrays of 100; grouped query on 1M")
     lg.add_argument("--seconds", type=int, default=10)
     lg.set_defaults(func=bench_logs)
+    tr = sub.add_parser(
+        "transport", help="InfluxDB transport: CPU per /write and per large /query, two clients"
+    )
+    tr.add_argument("--rounds", type=int, default=8)
+    tr.add_argument("--writes", type=int, default=40, help="writes per client per round")
+    tr.add_argument("--queries", type=int, default=3, help="queries per client per round")
+    tr.add_argument("--query-points", type=int, default=200_000, help="points the query returns")
+    tr.set_defaults(func=bench_transport)
     args = parser.parse_args()
     args.func(args)
 

@@ -73,10 +73,11 @@ def test_secrets_never_appear_in_repr() -> None:
             "SCREENAWARE_JWT_SECRET": "jwt-secret",
             "SCREENAWARE_ADMIN_PASSWORD": "admin-pw",
             "SCREENAWARE_REDIS_URL": "redis://user:redis-pw@db:6379/0",
-            "SCREENAWARE_INFLUX_URL": "http://u:url-pw@influx:8086",
         }
     )
-    text = repr(config) + str(config)
+    # Credentials in the URL or in USERNAME/PASSWORD, not both (a config error).
+    in_url = Config.load(environ={"SCREENAWARE_INFLUX_URL": "http://u:url-pw@influx:8086"})
+    text = repr(config) + str(config) + repr(in_url)
     for secret in (
         "s3cret-key",
         "influx-pw",

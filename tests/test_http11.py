@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from screenaware.config import Config
-from screenaware.storage.http11 import HTTPClient, TransportError
+from screenaware.storage.http11 import HTTPClient, ResponseTooLarge, TransportError
 from tests.conftest import dead_url
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -288,6 +289,69 @@ async def test_headers_go_out_but_never_into_repr(
     await http.close()
 
 
+def endless(head: bytes) -> Handler:
+    """A handler answering with ``head`` and then data for as long as the client reads."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head)
+        while True:
+            writer.write(b"x" * 65536)
+            await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        # Announced too large: refused from the header, nothing read (the body never comes).
+        answer(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n"),
+        answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nE8D4A51000\r\n"),
+        # Chunks within the cap one by one, past it together.
+        answer(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"3e8\r\n" + b"x" * 1000 + b"\r\n"
+            + b"3e8\r\n" + b"x" * 1000 + b"\r\n"
+        ),
+        # No length: read until the cap, not until the end that never comes.
+        endless(b"HTTP/1.0 200 OK\r\n\r\n"),
+        endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n"),
+    ],
+    ids=["content-length", "one-chunk", "chunks", "until-close", "chunked-endless"],
+)  # fmt: skip
+async def test_an_answer_over_the_cap_is_refused_before_it_is_held(
+    serve: Callable[[Handler], Awaitable[Scripted]], handler: Handler
+) -> None:
+    server = await serve(handler)
+    http = HTTPClient(server.url, timeout=5, connect_timeout=1, max_response_bytes=1500)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ResponseTooLarge, match="larger than 1500 bytes") as caught:
+        await http.request("GET", "/query")
+    assert caught.value.limit == 1500
+    assert asyncio.get_running_loop().time() - started < 2  # never waited for the rest
+    assert not http._idle  # the rest is still on the wire: the connection is dropped
+    await http.close()
+
+
+async def test_an_answer_at_the_cap_is_read(
+    serve: Callable[[Handler], Awaitable[Scripted]],
+) -> None:
+    body = b"y" * 1500
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:700], body[700:]))
+    server = await serve(
+        answer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1500\r\n\r\n" + body,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n",
+        )
+    )
+    http = HTTPClient(server.url, timeout=5, connect_timeout=1, max_response_bytes=1500)
+    assert (await http.request("GET", "/a")).body == body
+    assert (await http.request("GET", "/b")).body == body
+    assert server.connections == 1
+    await http.close()
+
+
 def test_header_values_with_line_breaks_are_refused() -> None:
     with pytest.raises(ValueError, match="CR or LF"):
         HTTPClient(
@@ -298,3 +362,16 @@ def test_header_values_with_line_breaks_are_refused() -> None:
         )
     with pytest.raises(ValueError, match="not an http"):
         HTTPClient("ftp://127.0.0.1:1", timeout=1, connect_timeout=1)
+
+
+def test_credentials_in_the_url_are_refused_not_dropped() -> None:
+    # InfluxClient turns them into a header; dropped here, they would end as 401s.
+    with pytest.raises(ValueError, match="credentials in the URL"):
+        HTTPClient("http://user:pw@127.0.0.1:1", timeout=1, connect_timeout=1)
+    with pytest.raises(ValueError, match="https://"):
+        HTTPClient(
+            "http://127.0.0.1:1",
+            timeout=1,
+            connect_timeout=1,
+            ssl_context=ssl.create_default_context(),
+        )

@@ -26,10 +26,16 @@ import orjson
 from influxdb_client.client.write.point import Point
 
 from screenaware.config import Config
-from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
+from screenaware.errors import (
+    InfluxAnswerTooLarge,
+    QueryFailed,
+    StorageUnavailable,
+    WriteQueueFull,
+    WriteRejected,
+)
 from screenaware.storage import metrics
 from screenaware.storage.batching import Coalescer
-from screenaware.storage.http11 import HTTPClient, Response, TransportError
+from screenaware.storage.http11 import HTTPClient, Response, ResponseTooLarge, TransportError
 
 LOG = logging.getLogger(__name__)
 
@@ -54,16 +60,19 @@ class InfluxClient:
     """Async client for the v1-compatible HTTP API (InfluxDB 1.x, 2.x, 3.x).
 
     Args:
-        config: the service configuration (URL, database, credentials, time-out).
+        config: the service configuration (URL, database, credentials, TLS,
+            time-out, answer size cap).
     """
 
     def __init__(self, config: Config) -> None:
-        self._url = config.influx_url.rstrip("/")
+        self._url = config.influx_base_url
         self.database = config.influx_db
         self._timeout = config.influx_timeout
-        self._username = config.influx_username
-        self._password = config.influx_password
+        # Credentials in the URL count as much as the username/password settings.
+        self._credentials = config.influx_credentials
         self._token = config.influx_token
+        self._tls = config.influx_tls_context()
+        self._max_response_bytes = config.influx_max_response_bytes
         self._http: HTTPClient | None = None
         # Built once: encoding query parameters per request is measurable on the hot path.
         self._write_path = "/write?" + urllib.parse.urlencode(
@@ -78,14 +87,16 @@ class InfluxClient:
         headers = {}
         if self._token:
             headers["Authorization"] = f"Token {self._token}"
-        elif self._username:
-            basic = f"{self._username}:{self._password}".encode()
+        elif self._credentials is not None:
+            basic = ":".join(self._credentials).encode()
             headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
         self._http = HTTPClient(
             self._url,
             timeout=self._timeout,
             connect_timeout=min(self._timeout, 3.0),
             headers=headers,
+            ssl_context=self._tls,
+            max_response_bytes=self._max_response_bytes,
         )
 
     async def close(self) -> None:
@@ -105,6 +116,13 @@ class InfluxClient:
     ) -> Response:
         try:
             resp = await self.http.request(method, path, body, headers)
+        except ResponseTooLarge as exc:
+            LOG.error(
+                "InfluxDB answer to %s passed SCREENAWARE_INFLUX_MAX_RESPONSE_BYTES (%d); not read",
+                path.partition("?")[0],
+                exc.limit,
+            )
+            raise InfluxAnswerTooLarge(str(exc)) from None
         except TransportError as exc:
             # The reason names the origin (never credentials) and the failure.
             raise StorageUnavailable(f"InfluxDB unreachable: {exc}") from None

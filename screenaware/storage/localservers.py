@@ -179,9 +179,24 @@ def worker_pids(master: int) -> list[int]:
 
 
 def start_influxd(
-    data_dir: Path, port: int, host: str = "127.0.0.1", *, detach: bool = False, timeout: float = 60
+    data_dir: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    detach: bool = False,
+    timeout: float = 60,
+    auth: bool = False,
 ) -> Server:
-    """Start ``influxd`` with data under ``data_dir``; returns once it answers."""
+    """Start ``influxd`` with data under ``data_dir``; returns once it answers.
+
+    Args:
+        data_dir: where its data, configuration and log go.
+        port: its HTTP port.
+        host: its HTTP address.
+        detach: in its own session (survives the caller's Ctrl-C).
+        timeout: seconds to wait for its ``/ping``.
+        auth: HTTP authentication on (InfluxDB lets the first admin be created without).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = _write_conf(
         "influxdb.conf.tmpl",
@@ -190,6 +205,7 @@ def start_influxd(
         host=host,
         port=port,
         rpc_port=free_port(),
+        auth_enabled="true" if auth else "false",
     )
     log = open(data_dir / "influxd.log", "ab")
     proc = subprocess.Popen(

@@ -14,6 +14,7 @@ from screenaware.errors import (
     BodyTooLarge,
     Conflict,
     Forbidden,
+    InfluxAnswerTooLarge,
     Invalid,
     NotFound,
     RateLimited,
@@ -61,11 +62,12 @@ def register(
         LOG.warning("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
         backend = "influxdb" if isinstance(exc, StorageUnavailable) else "redis"
         metrics.BACKEND_ERRORS.labels(backend).inc()
-        message = (
-            "Too many writes are waiting for the database; try again shortly"
-            if isinstance(exc, WriteQueueFull)
-            else "A backing database is unavailable; try again shortly"
-        )
+        if isinstance(exc, WriteQueueFull):
+            message = "Too many writes are waiting for the database; try again shortly"
+        elif isinstance(exc, InfluxAnswerTooLarge):
+            message = "The database's answer is too large; ask for a shorter range"
+        else:
+            message = "A backing database is unavailable; try again shortly"
         raise falcon.HTTPServiceUnavailable(description=message, retry_after=retry_after)
 
     async def too_large(
