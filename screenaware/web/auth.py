@@ -7,7 +7,7 @@ identifies the caller.
 
 A bearer value is a login token (a JWT) or an API key (a UUID v4 string; a JWT never
 is one). A key stands for its user everywhere except on the methods a resource lists
-in ``auth_login_only`` (``{"PUT"}``): managing keys and passwords needs the login
+in ``auth_login_only`` (e.g. ``{"PUT"}``), answered 403: managing keys and passwords needs the login
 token, so a leaked sensor key cannot mint more keys or lock the owner out.
 """
 
