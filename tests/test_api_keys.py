@@ -12,11 +12,16 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 import redis
+import redis.asyncio as aioredis
 from falcon import testing
 
 from screenaware.app import create_app
 from screenaware.config import Config
+from screenaware.errors import NotFound
+from screenaware.identity.accounts import make_accounts
+from screenaware.identity.keys import _TOUCH, ApiKeyStore, digest, key_key
 from screenaware.web.auth import is_api_key
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, bearer
 from tests.service import run_service
@@ -415,3 +420,29 @@ async def test_revoked_on_both_workers_at_once(
         await asyncio.sleep(0.6)
         assert served_by(svc.log, mark, 401) == set(svc.worker_pids()), "a worker served nothing"
         assert served_by(svc.log, mark, 200) == set()
+
+
+async def test_recording_a_use_never_brings_a_revoked_key_back(
+    config: Config, redis_client: redis.Redis
+) -> None:
+    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+    try:
+        clock = FakeClock()
+        accounts = make_accounts(config, lambda: client, clock)
+        users = accounts.store
+        store = ApiKeyStore(lambda: client, clock, touch_interval=60)
+        user = await accounts.create("kim@example.org", PASSWORD)
+        key, secret = await store.create(user.uuid, "k")
+        hashed = key_key(digest(secret))
+        await store.revoke(user.uuid, key.uuid)
+        # A worker that read the key just before the revoke records its use after it.
+        assert await _TOUCH(client, [hashed], [int(clock.now * 1000) + 120_000, 60_000]) == 0
+        assert not redis_client.exists(hashed)
+        assert await store.authenticate(secret) is None
+        # A key made while its user is being deleted does not outlive the user.
+        await users.delete(user.uuid)
+        with pytest.raises(NotFound):
+            await store.create(user.uuid, "late")
+        assert list(redis_client.scan_iter("{sa}:apikey*")) == []
+    finally:
+        await client.aclose()
