@@ -262,3 +262,41 @@ class IntegrationSchema(Schema):
     description = fields.String(required=True)
     status = fields.String(required=True)
     connected = fields.Boolean(required=True)
+
+
+class ApiKeyCreateSchema(_Lenient):
+    """``POST /api/keys``: what the key is for."""
+
+    name = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=100), _not_blank],
+        metadata={"description": "What the key is for, e.g. the sensor's machine."},
+    )
+
+
+class ApiKeySchema(Schema):
+    """A key as listed: never its secret."""
+
+    uuid = fields.String(required=True, metadata={"description": "The key's id (not the key)."})
+    name = fields.String(required=True)
+    createdAt = fields.String(required=True)
+    lastUsedAt = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Last use, to the configured interval (a minute); null: never."},
+    )
+
+
+class ApiKeyCreatedSchema(Schema):
+    """A new key, with its secret: shown this once."""
+
+    uuid = fields.String(required=True)
+    name = fields.String(required=True)
+    key = fields.String(
+        required=True,
+        metadata={
+            "description": "The secret (a UUID v4 string), sent as `Authorization: Bearer "
+            "<key>`; only its SHA-256 is stored, it cannot be shown again."
+        },
+    )
+    createdAt = fields.String(required=True)

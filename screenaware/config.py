@@ -65,6 +65,8 @@ class Config:
     login_max_failures: int = 10
     login_max_failures_per_address: int = 50
     login_window: int = 300
+    api_keys_per_user: int = 20
+    api_key_touch_interval: int = 60
     admin_email: str = ""
     admin_password: str = ""
     timezone: str = "UTC"
@@ -145,6 +147,10 @@ class Config:
             "must be at least 1",
         )
         _require(self.login_window >= 1, "login_window", "must be at least 1 second")
+        _require(self.api_keys_per_user >= 1, "api_keys_per_user", "must be at least 1")
+        _require(
+            self.api_key_touch_interval >= 1, "api_key_touch_interval", "must be at least 1 second"
+        )
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
         _require(self.bulk_body_bytes >= 1024, "bulk_body_bytes", "must be at least 1024")
         origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]

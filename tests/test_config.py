@@ -46,6 +46,8 @@ def test_toml_file_overrides_defaults_and_env_overrides_file(tmp_path: Path) -> 
         ({"SCREENAWARE_REDIS_URL": "http://x"}, "SCREENAWARE_REDIS_URL"),
         ({"SCREENAWARE_TIMEZONE": "Mars/Base"}, "unknown IANA time zone"),
         ({"SCREENAWARE_JWT_TTL": "-1"}, "SCREENAWARE_JWT_TTL"),
+        ({"SCREENAWARE_API_KEYS_PER_USER": "0"}, "SCREENAWARE_API_KEYS_PER_USER: must be"),
+        ({"SCREENAWARE_API_KEY_TOUCH_INTERVAL": "0"}, "SCREENAWARE_API_KEY_TOUCH_INTERVAL: must"),
         ({"SCREENAWARE_CONFIG": "/nonexistent.toml"}, "file not found"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Identity: users, login and roles, projects and tasks.
+"""Identity: users, login and roles, API keys, projects and tasks.
 
 Other features use only what this module exports: the project store (projects
 and their rules are read by attribution and corrections) and the key names.
@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 from screenaware.config import Config
 from screenaware.identity.accounts import Accounts, make_accounts
+from screenaware.identity.keys import ApiKeyStore, KeyAuthenticator
 from screenaware.identity.projects import ProjectStore, projects_key, public_project
 from screenaware.identity.resources import (
     IntegrationsResource,
+    KeyResource,
+    KeysResource,
     LoginResource,
     MeResource,
     MyPasswordResource,
@@ -21,6 +24,8 @@ from screenaware.identity.resources import (
     ProjectsResource,
     TaskResource,
     TasksResource,
+    UserKeyResource,
+    UserKeysResource,
     UserPasswordResource,
     UserResource,
     UsersResource,
@@ -52,18 +57,32 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
     """Add the identity routes and the bearer-token middleware to ``app``."""
     accounts = make_accounts(config, backends.get_redis, clock)
     projects = ProjectStore(backends.get_redis)
+    keys = ApiKeyStore(
+        backends.get_redis,
+        clock,
+        max_per_user=config.api_keys_per_user,
+        touch_interval=config.api_key_touch_interval,
+    )
 
     async def bootstrap_admin() -> None:
         await accounts.bootstrap_admin(config.admin_email, config.admin_password)
 
     backends.on_startup(bootstrap_admin)
-    app.add_middleware(AuthMiddleware(accounts.tokens, accounts.principal))
+    app.add_middleware(
+        AuthMiddleware(
+            accounts.tokens, accounts.principal, KeyAuthenticator(keys, accounts.store).principal
+        )
+    )
     app.add_route("/api/auth/local", LoginResource(accounts))
     app.add_route("/api/users", UsersResource(accounts))
     app.add_route("/api/users/me", MeResource(accounts))
     app.add_route("/api/users/me/password", MyPasswordResource(accounts))
     app.add_route("/api/users/{user_id}", UserResource(accounts))
     app.add_route("/api/users/{user_id}/password", UserPasswordResource(accounts))
+    app.add_route("/api/users/{user_id}/keys", UserKeysResource(accounts, keys))
+    app.add_route("/api/users/{user_id}/keys/{key_uuid}", UserKeyResource(keys))
+    app.add_route("/api/keys", KeysResource(keys))
+    app.add_route("/api/keys/{key_uuid}", KeyResource(keys))
     app.add_route("/api/projects", ProjectsResource(projects))
     app.add_route("/api/projects/{project_id}", ProjectResource(projects))
     app.add_route("/api/tasks", TasksResource(projects))

@@ -5,6 +5,7 @@ Keys (hash tag ``{sa}``, so the scripts touch one slot on a clustered Redis):
         password (scrypt), version (bumped by every password change), created.
     ``{sa}:email:<lower-case email>`` (string): the uuid using that email.
     ``{sa}:users`` (sorted set): uuids by creation time.
+    A user's API keys are described in :mod:`screenaware.identity.keys`.
 Every change is one Lua script: a crash never leaves a user without its email
 index, or an index pointing at nobody.
 """
@@ -55,10 +56,16 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 """)
 
-# KEYS: user hash, users set. The user's projects and tasks go with it.
+# KEYS: user hash, users set. The user's projects and tasks go with it, and its API
+# keys (see screenaware.identity.keys): every one stops working with the user.
 _DELETE = Script("""
 local email = redis.call('HGET', KEYS[1], 'email')
 if not email then return 0 end
+local keys = '{sa}:apikeys:' .. ARGV[1]
+for _, digest in ipairs(redis.call('HVALS', keys)) do
+  redis.call('DEL', '{sa}:apikey:' .. digest)
+end
+redis.call('DEL', keys)
 redis.call('DEL', KEYS[1], '{sa}:email:' .. string.lower(email),
            '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1], '{sa}:apps:' .. ARGV[1],
            '{sa}:categories:' .. ARGV[1], '{sa}:tgen:' .. ARGV[1], '{sa}:learn:' .. ARGV[1],

@@ -12,6 +12,9 @@ import falcon
 import falcon.asgi
 
 from schemas.identity import (
+    ApiKeyCreatedSchema,
+    ApiKeyCreateSchema,
+    ApiKeySchema,
     IntegrationSchema,
     LoginSchema,
     OwnPasswordSchema,
@@ -27,6 +30,7 @@ from schemas.identity import (
 )
 from screenaware.errors import Invalid
 from screenaware.identity.accounts import Accounts
+from screenaware.identity.keys import ApiKeyStore
 from screenaware.identity.projects import ProjectStore, public_project
 from screenaware.web.auth import caller
 from screenaware.web.validation import load_body
@@ -39,6 +43,9 @@ _project = ProjectSchema()
 _projects = ProjectSchema(many=True)
 _task = TaskSchema()
 _tasks = TaskSchema(many=True)
+_key = ApiKeySchema()
+_keys = ApiKeySchema(many=True)
+_key_created = ApiKeyCreatedSchema()
 
 # The documented catalogue. No outbound network exists here, so none can be
 # connected yet; a real integration later fills in its status per user.
@@ -85,6 +92,8 @@ class UsersResource:
     """``/api/users``: list, create, update by email (admin)."""
 
     auth_roles = {"GET": "admin", "POST": "admin", "PUT": "admin"}
+    # PUT may set passwords.
+    auth_login_only = {"PUT"}
 
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
@@ -145,6 +154,7 @@ class UserPasswordResource:
     """``PUT /api/users/{id}/password`` (admin)."""
 
     auth_roles = {"PUT": "admin"}
+    auth_login_only = {"PUT"}
 
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
@@ -183,6 +193,7 @@ class MyPasswordResource:
     """``PUT /api/users/me/password``."""
 
     auth_roles = {"PUT": "user"}
+    auth_login_only = {"PUT"}
 
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
@@ -195,6 +206,74 @@ class MyPasswordResource:
             caller(req), caller(req), body["password"], body["currentPassword"], req.remote_addr
         )
         resp.media = {"ok": True, "token": token}
+
+
+class KeysResource:
+    """``/api/keys``: the caller's API keys (login token only)."""
+
+    auth_roles = {"GET": "user", "POST": "user"}
+    # A key must not mint or list keys: a leaked one could otherwise live on.
+    auth_login_only = {"GET", "POST"}
+
+    def __init__(self, keys: ApiKeyStore) -> None:
+        self._keys = keys
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = _keys.dump([k.public() for k in await self._keys.list(caller(req))])
+
+    @load_body(ApiKeyCreateSchema())
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        key, secret = await self._keys.create(caller(req), req.context.body["name"].strip())
+        public = key.public()
+        resp.status = falcon.HTTP_201
+        resp.media = _key_created.dump({**public, "key": secret})
+
+
+class KeyResource:
+    """``DELETE /api/keys/{key_uuid}``: revoke one of the caller's keys."""
+
+    auth_roles = {"DELETE": "user"}
+    auth_login_only = {"DELETE"}
+
+    def __init__(self, keys: ApiKeyStore) -> None:
+        self._keys = keys
+
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, key_uuid: str
+    ) -> None:
+        resp.media = _key.dump((await self._keys.revoke(caller(req), key_uuid)).public())
+
+
+class UserKeysResource:
+    """``GET /api/users/{id}/keys``: any user's API keys (admin, login token only)."""
+
+    auth_roles = {"GET": "admin"}
+    auth_login_only = {"GET"}
+
+    def __init__(self, accounts: Accounts, keys: ApiKeyStore) -> None:
+        self._accounts = accounts
+        self._keys = keys
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
+    ) -> None:
+        await self._accounts.store.require(user_id)
+        resp.media = _keys.dump([k.public() for k in await self._keys.list(user_id)])
+
+
+class UserKeyResource:
+    """``DELETE /api/users/{id}/keys/{key_uuid}``: revoke any user's key (admin)."""
+
+    auth_roles = {"DELETE": "admin"}
+    auth_login_only = {"DELETE"}
+
+    def __init__(self, keys: ApiKeyStore) -> None:
+        self._keys = keys
+
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str, key_uuid: str
+    ) -> None:
+        resp.media = _key.dump((await self._keys.revoke(user_id, key_uuid)).public())
 
 
 class ProjectsResource:

@@ -4,11 +4,17 @@ Resources declare the role each method needs in ``auth_roles`` (``{"GET": "user"
 :class:`AuthMiddleware` enforces it before the responder runs, so no responder checks
 credentials itself. ``"all"`` means no token is needed, but a valid one still
 identifies the caller.
+
+A bearer value is a login token (a JWT) or an API key (a UUID v4 string; a JWT never
+is one). A key stands for its user everywhere except on the methods a resource lists
+in ``auth_login_only`` (e.g. ``{"PUT"}``), answered 403: managing keys and passwords needs the login
+token, so a leaked sensor key cannot mint more keys or lock the owner out.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +48,8 @@ class Principal:
     role: str
     email: str
     timezone: str | None = None
+    key: str | None = None
+    """The uuid of the API key the caller used; None for a login token."""
 
 
 def caller(req: falcon.asgi.Request) -> str:
@@ -64,6 +72,22 @@ class TokenVerifier(Protocol):
 
 
 PrincipalLoader = Callable[[str, int], Awaitable[Principal | None]]
+KeyLoader = Callable[[str], Awaitable[Principal | None]]
+"""Finds the caller an API key stands for; None when no such key (or user) exists."""
+
+
+# The canonical text of a UUID v4, any case: the form of an API key. A JWT has dots,
+# so no bearer value is both.
+_API_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.I)
+
+
+def is_api_key(bearer: str) -> bool:
+    """Whether a bearer value has the form of an API key (a UUID v4 string)."""
+    return _API_KEY.fullmatch(bearer) is not None
+
+
+async def _no_keys(_secret: str) -> Principal | None:
+    return None
 
 
 class AuthMiddleware:
@@ -73,11 +97,30 @@ class AuthMiddleware:
         tokens: checks bearer tokens.
         load: finds the principal for (user uuid, token version); None when the
             user is gone or the token predates a password change.
+        keys: finds the principal for an API key; None when it is unknown.
     """
 
-    def __init__(self, tokens: TokenVerifier, load: PrincipalLoader) -> None:
+    def __init__(
+        self,
+        tokens: TokenVerifier,
+        load: PrincipalLoader,
+        keys: KeyLoader = _no_keys,
+    ) -> None:
         self._tokens = tokens
         self._load = load
+        self._keys = keys
+
+    async def _principal(self, token: str) -> Principal:
+        if is_api_key(token):
+            principal = await self._keys(token)
+            if principal is None:
+                raise AuthFailed("Invalid API key")
+            return principal
+        user_uuid, version = await self._tokens.verify(token)
+        principal = await self._load(user_uuid, version)
+        if principal is None:
+            raise AuthFailed("Invalid token")
+        return principal
 
     async def process_resource(
         self,
@@ -102,15 +145,14 @@ class AuthMiddleware:
                 return
             raise AuthFailed("Authorization must be 'Bearer <token>'")
         try:
-            user_uuid, version = await self._tokens.verify(token.strip())
-            principal = await self._load(user_uuid, version)
-            if principal is None:
-                raise AuthFailed("Invalid token")
+            principal = await self._principal(token.strip())
         except AuthFailed:
             if required == "all":
                 # An anonymous sender with a stale token is still anonymous.
                 return
             raise
+        if principal.key is not None and req.method in getattr(resource, "auth_login_only", ()):
+            raise Forbidden("This needs your login token; an API key is not accepted here")
         if not has_role(principal.role, required):
             raise Forbidden(f"This requires the {required} role")
         req.context.principal = principal

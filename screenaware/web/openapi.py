@@ -28,6 +28,8 @@ ADMIN_ONLY = {
     ("/api/users/{user_id}", "get"),
     ("/api/users/{user_id}", "delete"),
     ("/api/users/{user_id}/password", "put"),
+    ("/api/users/{user_id}/keys", "get"),
+    ("/api/users/{user_id}/keys/{key_uuid}", "delete"),
     ("/api/logs", "get"),
     ("/api/logs/{log_type}", "get"),
     ("/api/logs/point/{point_uuid}", "get"),
@@ -87,6 +89,7 @@ def _component(name: str) -> str:
 
 
 UUID = "string"
+_LOGIN_ONLY = "Needs a login token: an API key is refused here (403)."
 OPERATIONS = [
     # --- Heartbeat ----------------------------------------------------------
     Operation(
@@ -214,7 +217,7 @@ OPERATIONS = [
         response=idn.PasswordSetSchema,
         description=(
             "A password change voids every token of that user; admins changing their own "
-            "must send `currentPassword` (401 if wrong) and get a fresh token."
+            "must send `currentPassword` (401 if wrong) and get a fresh token. " + _LOGIN_ONLY
         ),
     ),
     Operation("/api/users/me", "get", "Your user", "users", BEARER, response=idn.UserSchema),
@@ -237,7 +240,7 @@ OPERATIONS = [
         response=idn.TokenOkSchema,
         description=(
             "Needs the current password (401 if wrong); voids every earlier token, the one "
-            "used included, and answers a fresh one."
+            "used included, and answers a fresh one. " + _LOGIN_ONLY
         ),
     ),
     Operation(
@@ -269,7 +272,7 @@ OPERATIONS = [
         response=idn.PasswordSetSchema,
         description=(
             "Voids every token of that user; admins setting their own password must send "
-            "`currentPassword` (401 if wrong) and get a fresh token."
+            "`currentPassword` (401 if wrong) and get a fresh token. " + _LOGIN_ONLY
         ),
     ),
     Operation(
@@ -376,6 +379,60 @@ OPERATIONS = [
         BEARER,
         path_params={"task_id": UUID},
         response=idn.TaskSchema,
+    ),
+    Operation(
+        "/api/keys",
+        "get",
+        "Your API keys (never their secrets)",
+        "keys",
+        BEARER,
+        response=idn.ApiKeySchema(many=True),
+        description=_LOGIN_ONLY,
+    ),
+    Operation(
+        "/api/keys",
+        "post",
+        "Make an API key: its secret is shown this once",
+        "keys",
+        BEARER,
+        body=idn.ApiKeyCreateSchema,
+        status=201,
+        response=idn.ApiKeyCreatedSchema,
+        description=(
+            "The key (a UUID v4 string) works as `Authorization: Bearer <key>` wherever "
+            "your login token does, except on the key routes and password changes. "
+            "409 when you hold the most keys allowed. " + _LOGIN_ONLY
+        ),
+    ),
+    Operation(
+        "/api/keys/{key_uuid}",
+        "delete",
+        "Revoke one of your API keys (at once, on every worker)",
+        "keys",
+        BEARER,
+        path_params={"key_uuid": UUID},
+        response=idn.ApiKeySchema,
+        description="404 for a key that is not yours. " + _LOGIN_ONLY,
+    ),
+    Operation(
+        "/api/users/{user_id}/keys",
+        "get",
+        "A user's API keys (never their secrets)",
+        "keys",
+        BEARER,
+        path_params={"user_id": UUID},
+        response=idn.ApiKeySchema(many=True),
+        description=_LOGIN_ONLY,
+    ),
+    Operation(
+        "/api/users/{user_id}/keys/{key_uuid}",
+        "delete",
+        "Revoke a user's API key",
+        "keys",
+        BEARER,
+        path_params={"user_id": UUID, "key_uuid": UUID},
+        response=idn.ApiKeySchema,
+        description=_LOGIN_ONLY,
     ),
     Operation(
         "/api/integrations",
@@ -577,8 +634,11 @@ def build_spec() -> dict[str, Any]:
         info={"description": "Heartbeat API and ScreenAware API of one self-hosted service."},
     )
     spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    )
+        "bearerAuth",
+        {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+         "description": "A login token (JWT from /api/auth/local) or an API key "
+                        "(a UUID v4 string from POST /api/keys)."},
+    )  # fmt: skip
     spec.components.security_scheme(
         "metricsToken",
         {"type": "http", "scheme": "bearer", "description": "SCREENAWARE_METRICS_TOKEN"},
