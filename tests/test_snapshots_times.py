@@ -114,16 +114,17 @@ async def test_start_comes_from_time_taken_or_time(
     headers = await api.new_user("bob@example.org")
     batch = [
         {
-            "timeTaken": "2023-11-15T10:00:10.000Z",
+            "timeTaken": "2023-11-15T10:00:30.000Z",
             "durationMs": 4000,
             "windows": [{"processName": "a"}],
         },
+        # Apart from a: where snapshots overlap, the later one owns the overlap.
         {"time": "2023-11-15T11:00:00+01:00", "windows": [{"processName": "b"}]},
     ]
     assert (await post(api, headers, batch)).status_code == 200
     rows = influx_db.query('SELECT duration_ms, process FROM "activity"')
     starts = {r["process"]: int(r["time"]) // 1_000_000 for r in rows}
-    assert starts["a"] == int(dt.datetime(2023, 11, 15, 10, 0, 6, tzinfo=UTC).timestamp() * 1000)
+    assert starts["a"] == int(dt.datetime(2023, 11, 15, 10, 0, 26, tzinfo=UTC).timestamp() * 1000)
     assert starts["b"] == int(dt.datetime(2023, 11, 15, 10, 0, tzinfo=UTC).timestamp() * 1000)
     assert {r["process"]: r["duration_ms"] for r in rows} == {"a": 4000, "b": 10000}
 

@@ -3,20 +3,29 @@
 A snapshot covers ``[start, start + durationMs]``: ``timeTaken`` is its end,
 the deprecated ``time`` its start, and without either it ends on receipt.
 Every window becomes a ``window`` point and the activity window one ``activity``
-point, all at the snapshot's start (ms precision), so a snapshot sent again
-lands on the same points and is stored once.
+point, all at the snapshot's start (ms precision; snapshots starting in the same
+millisecond are kept apart by a few nanoseconds). A snapshot's key is a hash of
+its content, so a snapshot sent again is recognised and stored once.
+
+Where activity snapshots overlap, the one-timeline rule (:mod:`.timeline`) decides
+who owns each millisecond: the ``activity`` entry carries the snapshot's effective
+duration, and the snapshots it takes time from get reversing and new entries.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid as uuidlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from screenaware.activity.attribution import NONE, Attributor, activity_window
-from screenaware.activity.store import DAY_MS, ActivityStore
+import orjson
+
+from screenaware.activity.attribution import NONE, Attribution, Attributor, activity_window
+from screenaware.activity.store import DAY_MS, ActivityStore, apps_key, generations_key
+from screenaware.activity.timeline import Record, TimelineStore, resolve
 from screenaware.errors import Invalid
 from screenaware.storage.influx import GroupCommitWriter, Point
 from screenaware.timeutil import to_ms
@@ -37,9 +46,21 @@ def snapshot_start_ms(snapshot: dict[str, Any], now_ms: int) -> tuple[int, str |
     return now_ms - duration, None
 
 
-def snapshot_id(user: str, start_ms: int) -> str:
-    """Links a snapshot's window points to its activity point; stable on resend."""
-    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"snapshot:{user}:{start_ms}"))
+def snapshot_key(user: str, start_ms: int, snapshot: Mapping[str, Any]) -> str:
+    """The snapshot's key: the same for the same content (a re-send), different for
+    two devices' snapshots of the same instant. Links window points to activity and
+    breaks ties of the one-timeline rule."""
+    content = orjson.dumps(
+        [snapshot["durationMs"], snapshot["windows"]], option=orjson.OPT_SORT_KEYS
+    )
+    digest = hashlib.sha256(content).hexdigest()
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"snapshot:{user}:{start_ms}:{digest}"))
+
+
+def away_offset(key: str) -> int:
+    """Sub-millisecond offset of an away snapshot's window points (activity
+    snapshots get theirs from the timeline, counting up from 0)."""
+    return 500_000 + int(key[:8], 16) % 500_000
 
 
 class SnapshotService:
@@ -48,6 +69,7 @@ class SnapshotService:
     Args:
         writer: the InfluxDB group-commit writer.
         store: the Redis activity store (rules, applications, cache counters).
+        timeline: the users' coverage and lock (the one-timeline rule).
         clock: the current Unix time in seconds.
         min_score: how sure learned associations must be to attribute.
     """
@@ -56,11 +78,13 @@ class SnapshotService:
         self,
         writer: GroupCommitWriter,
         store: ActivityStore,
+        timeline: TimelineStore,
         clock: Callable[[], float],
         min_score: int = 3,
     ) -> None:
         self._writer = writer
         self._store = store
+        self._timeline = timeline
         self._clock = clock
         self._min_score = min_score
 
@@ -84,65 +108,120 @@ class SnapshotService:
         after InfluxDB acknowledged every point.
         """
         starts = self._starts(snapshots)
-        # The same start twice in one batch is the same snapshot: the last one wins.
-        by_start = dict(zip(starts, snapshots, strict=True))
+        # The same content twice (in one batch or again later) is one snapshot.
+        by_key: dict[str, tuple[int, dict[str, Any]]] = {}
+        for start_ms, snapshot in zip(starts, snapshots, strict=True):
+            by_key[snapshot_key(user, start_ms, snapshot)] = (start_ms, snapshot)
         projects, categories, learned = await self._store.rules(user)
         attributor = Attributor(projects, categories, learned, self._min_score)
-        points: list[Point] = []
         apps: dict[str, str] = {}
-        for start_ms, snapshot in sorted(by_start.items()):
-            points.extend(self._points(user, start_ms, snapshot, attributor, apps))
-        await self._writer.write(points)
-        days = {start // DAY_MS for start in by_start}
-        await self._store.after_ingest(user, apps, days)
-        return sum(1 for snapshot in by_start.values() if snapshot["windows"])
+        candidates: dict[str, tuple[Record, Attribution]] = {}
+        away: list[tuple[str, int, dict[str, Any]]] = []
+        for key, (start_ms, snapshot) in by_key.items():
+            active = activity_window(snapshot["windows"])
+            if active is None:
+                away.append((key, start_ms, snapshot))  # no windows: away, no activity
+                continue
+            a = attributor.attribute(active)
+            if a.application and a.application_uuid:
+                apps[a.application_uuid] = a.application
+            record = Record(
+                start=start_ms,
+                end=start_ms + int(snapshot["durationMs"]),
+                key=key,
+                project=a.project_uuid or NONE,
+                category=a.category_uuid or NONE,
+                application=a.application_uuid or NONE,
+            )
+            candidates[key] = (record, a)
+        points: list[Point] = []
+        for key, start_ms, snapshot in away:
+            points.extend(window_points(user, key, start_ms * _NS_PER_MS + away_offset(key),
+                                        snapshot))  # fmt: skip
+        # Resolving and writing under the user's lock: two workers ingesting
+        # overlapping snapshots of one user at once still apply the rule in turn.
+        async with self._timeline.locked(user) as longest:
+            spans = [(r.start, r.end) for r, _ in candidates.values()]
+            existing = await self._timeline.around(user, spans, longest)
+            plan = resolve(existing, (r for r, _ in candidates.values()))
+            for record in plan.added:
+                _, snapshot = by_key[record.key]
+                points.extend(window_points(user, record.key, record.time_ns, snapshot))
+                points.append(activity_point(user, record, candidates[record.key][1]))
+            for before, after in plan.trimmed:
+                points.extend(trim_points(user, before, after))
+            await self._writer.write(points)
+            days = {start // DAY_MS for _, start, _ in away}
+            days.update(r.start // DAY_MS for r in plan.added)
+            days.update(before.start // DAY_MS for before, _ in plan.trimmed)
+            await self._timeline.commit(
+                user, plan, longest, apps, days, apps_key(user), generations_key(user)
+            )
+        return len(candidates)
 
-    @staticmethod
-    def _points(
-        user: str,
-        start_ms: int,
-        snapshot: dict[str, Any],
-        attributor: Attributor,
-        apps: dict[str, str],
-    ) -> list[Point]:
-        time_ns = start_ms * _NS_PER_MS
-        duration = int(snapshot["durationMs"])
-        sid = snapshot_id(user, start_ms)
-        windows = snapshot["windows"]
-        points = [
-            Point("window")
-            .tag("user", user)
-            .tag("idx", str(idx))
-            .tag("focused", "true" if window.get("isFocused") else "false")
-            .field("snapshot", sid)
-            .field("process", window.get("processName") or "")
-            .field("title", window.get("title") or "")
-            .field("screen", float(window.get("screenPercentage") or 0.0))
-            .field("visible", float(window.get("visiblePercentage") or 0.0))
-            .field("documents", json.dumps(window.get("documents") or []))
-            .field("tags", json.dumps(window.get("tags") or {}))
-            .field("duration_ms", duration)
-            .time(time_ns)
-            for idx, window in enumerate(windows)
-        ]
-        active = activity_window(windows)
-        if active is None:
-            return points  # no windows: away, no activity
-        a = attributor.attribute(active)
-        if a.application and a.application_uuid:
-            apps[a.application_uuid] = a.application
-        points.append(
+
+def window_points(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[Point]:
+    """The ``window`` points of a snapshot (raw facts, never rewritten)."""
+    duration = int(snapshot["durationMs"])
+    return [
+        Point("window")
+        .tag("user", user)
+        .tag("idx", str(idx))
+        .tag("focused", "true" if window.get("isFocused") else "false")
+        .field("snapshot", key)
+        .field("process", window.get("processName") or "")
+        .field("title", window.get("title") or "")
+        .field("screen", float(window.get("screenPercentage") or 0.0))
+        .field("visible", float(window.get("visiblePercentage") or 0.0))
+        .field("documents", json.dumps(window.get("documents") or []))
+        .field("tags", json.dumps(window.get("tags") or {}))
+        .field("duration_ms", duration)
+        .time(time_ns)
+        for idx, window in enumerate(snapshot["windows"])
+    ]
+
+
+def activity_point(user: str, record: Record, a: Attribution) -> Point:
+    """A new snapshot's ``activity`` entry: its effective duration when it arrived
+    (``span_ms`` keeps its own length)."""
+    return (
+        Point("activity")
+        .tag("user", user)
+        .tag("project", record.project)
+        .tag("category", record.category)
+        .tag("application", record.application)
+        .field("duration_ms", record.effective)
+        .field("span_ms", record.end - record.start)
+        .field("document", a.base_document or "")
+        .field("title", a.title)
+        .field("process", a.process)
+        .field("reason", a.reason or "")
+        .field("snapshot", record.key)
+        .time(record.time_ns)
+    )
+
+
+def trim_points(user: str, before: Record, after: Record) -> list[Point]:
+    """A stored snapshot loses time to a later one: a reversing entry of what it
+    owned, and a new entry of what it keeps (none when nothing is left). The rev
+    tags count its trims, so a retried write lands on the same points."""
+    out = []
+    for sign, duration, rev, reason in (
+        (-1, before.effective, f"t{after.trims}r", "reversed by overlap"),
+        (1, after.effective, f"t{after.trims}", "trimmed by overlap"),
+    ):
+        if duration <= 0:
+            continue
+        out.append(
             Point("activity")
             .tag("user", user)
-            .tag("project", a.project_uuid or NONE)
-            .tag("category", a.category_uuid or NONE)
-            .tag("application", a.application_uuid or NONE)
-            .field("duration_ms", duration)
-            .field("document", a.base_document or "")
-            .field("title", a.title)
-            .field("process", a.process)
-            .field("reason", a.reason or "")
-            .field("snapshot", sid)
-            .time(time_ns)
+            .tag("project", before.project)
+            .tag("category", before.category)
+            .tag("application", before.application)
+            .tag("rev", rev)
+            .field("duration_ms", sign * duration)
+            .field("reason", reason)
+            .field("snapshot", before.key)
+            .time(before.time_ns)
         )
-        return points
+    return out
