@@ -260,7 +260,7 @@ async def test_a_late_overlap_invalidates_exactly_the_cached_ranges_it_touches(
                               snapshot(T0_MS + 10_000, 10_000, "code")])  # fmt: skip
     before = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
     assert before["sum"] == 10_000
-    old = await get(api, headers, "/api/times", **yesterday, groupBy="applicationUuid")
+    old = await get(api, headers, "/api/times", **yesterday, resolution="hour")
     keys = set(redis_client.scan_iter("{sa}:tcache:*"))
     # A second device's snapshot, taken later, overlapping the cached one by 4 s.
     await post(api, headers, snapshot(T0_MS + 16_000, 10_000, "firefox"))
@@ -268,7 +268,7 @@ async def test_a_late_overlap_invalidates_exactly_the_cached_ranges_it_touches(
     assert after["sum"] == 16_000
     assert after["grouped"][application_uuid("code")]["sum"] == 6_000
     assert after["grouped"][application_uuid("firefox")]["sum"] == 10_000
-    assert await get(api, headers, "/api/times", **yesterday, groupBy="applicationUuid") == old
+    assert await get(api, headers, "/api/times", **yesterday, resolution="hour") == old
     # Yesterday's answer came from its cache entry; only today's was computed anew.
     assert len(set(redis_client.scan_iter("{sa}:tcache:*")) - keys) == 1
     streams = await get(api, headers, "/api/streams", **DAY)
@@ -353,3 +353,25 @@ async def test_two_workers_ingesting_overlaps_at_once_converge(
     assert {k: v["sum"] for k, v in times["grouped"].items()} == {
         application_uuid(app): ms for app, ms in expected.items()
     }
+
+
+async def test_snapshots_older_than_the_coverage_follow_the_rule_from_the_ledger(
+    api: Api, clock: FakeClock, redis_client: redis.Redis
+) -> None:
+    headers = await api.new_user("ann@example.org")
+    user = await user_id(api, headers)
+    first = snapshot(T0_MS + 10_000, 10_000, "code")
+    await post(api, headers, first)
+    clock.advance(40 * 86_400)  # past the 31-day horizon
+    login = await api.login("ann@example.org", "user-password-1")
+    headers = {"Authorization": f"Bearer {login.json['token']}"}
+    await post(api, headers, snapshot(to_ms(T0) + 40 * 86_400_000, 10_000, "vim"))
+    assert redis_client.zcount(f"{{sa}}:cov:{user}", 0, T0_MS + 86_400_000) == 0
+    # A sensor back after weeks offline: an overlapping snapshot and a re-send.
+    late = snapshot(T0_MS + 14_000, 10_000, "slack")
+    await post(api, headers, [late, first])
+    await post(api, headers, late)
+    times = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
+    assert times["sum"] == 14_000
+    assert times["grouped"][application_uuid("code")]["sum"] == 4_000
+    assert times["grouped"][application_uuid("slack")]["sum"] == 10_000

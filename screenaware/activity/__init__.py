@@ -62,7 +62,9 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         lock_wait_s=config.influx_timeout * 2,
         clock=clock,
     )
-    snapshots = SnapshotService(backends.writer, store, timeline, clock, config.learn_min_score)
+    snapshots = SnapshotService(
+        backends.writer, backends.influx, store, timeline, clock, config.learn_min_score
+    )
     times = TimesService(backends.influx, store, clock)
     app.body_limits.set("/api/snapshots", config.bulk_body_bytes)
     app.add_route("/api/snapshots", SnapshotsResource(snapshots, config.snapshot_batch_max))

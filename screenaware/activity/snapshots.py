@@ -14,6 +14,7 @@ duration, and the snapshots it takes time from get reversing and new entries.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -25,14 +26,25 @@ import orjson
 
 from screenaware.activity.attribution import NONE, Attribution, Attributor, activity_window
 from screenaware.activity.store import DAY_MS, ActivityStore, apps_key, generations_key
-from screenaware.activity.timeline import Record, TimelineStore, resolve
+from screenaware.activity.timeline import (
+    Record,
+    TimelineStore,
+    clusters,
+    records_from_ledger,
+    resolve,
+)
 from screenaware.errors import Invalid
-from screenaware.storage.influx import GroupCommitWriter, Point
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
 from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)
 
 FUTURE_LIMIT_MS = DAY_MS
+# The longest a snapshot can be (durationMs is at most 10 s): how far before a
+# snapshot another one that overlaps it can start.
+TIMELINE_REACH_MS = 10_000
+LEDGER_QUERIES_AT_ONCE = 4
+LEDGER_COLUMNS = '"duration_ms", "span_ms", "project", "category", "application", "rev", "snapshot"'
 _NS_PER_MS = 1_000_000
 
 
@@ -68,6 +80,7 @@ class SnapshotService:
 
     Args:
         writer: the InfluxDB group-commit writer.
+        influx: the InfluxDB client (snapshots older than the coverage horizon).
         store: the Redis activity store (rules, applications, cache counters).
         timeline: the users' coverage and lock (the one-timeline rule).
         clock: the current Unix time in seconds.
@@ -77,12 +90,14 @@ class SnapshotService:
     def __init__(
         self,
         writer: GroupCommitWriter,
+        influx: InfluxClient,
         store: ActivityStore,
         timeline: TimelineStore,
         clock: Callable[[], float],
         min_score: int = 3,
     ) -> None:
         self._writer = writer
+        self._influx = influx
         self._store = store
         self._timeline = timeline
         self._clock = clock
@@ -143,6 +158,11 @@ class SnapshotService:
         async with self._timeline.locked(user) as longest:
             spans = [(r.start, r.end) for r, _ in candidates.values()]
             existing = await self._timeline.around(user, spans, longest)
+            old = [
+                span for span in spans if span[0] - TIMELINE_REACH_MS < self._timeline.oldest_ms()
+            ]
+            if old:
+                existing = await self._with_ledger(user, existing, old)
             plan = resolve(existing, (r for r, _ in candidates.values()))
             for record in plan.added:
                 _, snapshot = by_key[record.key]
@@ -158,6 +178,28 @@ class SnapshotService:
                 user, plan, longest, apps, days, apps_key(user), generations_key(user)
             )
         return len(candidates)
+
+    async def _with_ledger(
+        self, user: str, existing: list[Record], spans: Sequence[tuple[int, int]]
+    ) -> list[Record]:
+        """``existing`` plus the stored snapshots near ``spans`` that the coverage
+        no longer holds, read from the ``activity`` ledger (a few stretches at once)."""
+        gate = asyncio.Semaphore(LEDGER_QUERIES_AT_ONCE)
+
+        async def stretch(lo: int, hi: int) -> list[Record]:
+            async with gate:
+                series = await self._influx.query(
+                    f'SELECT {LEDGER_COLUMNS} FROM "activity" '  # noqa: S608 - constants only
+                    'WHERE "user" = $user AND time >= $start AND time < $end',
+                    {"user": user, "start": lo * _NS_PER_MS, "end": hi * _NS_PER_MS},
+                )
+            return [r for s in series for r in records_from_ledger(s.columns, s.values)]
+
+        found = await asyncio.gather(
+            *(stretch(lo, hi) for lo, hi in clusters(spans, TIMELINE_REACH_MS))
+        )
+        known = {r.key for r in existing}
+        return existing + [r for rs in found for r in rs if r.key not in known]
 
 
 def window_points(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[Point]:

@@ -13,13 +13,17 @@ a *suffix* of it: what a snapshot owns is always one interval
 ``[start, start + effective)``, so its share is one number, the *effective*
 duration.
 
-**Coverage.** The recent snapshots of a user live in Redis (a sorted set scored by
-start, one compact member per snapshot: its interval, key, sub-millisecond offset,
-effective duration, trims so far and tags), so a batch reads the neighbourhood of
-all its snapshots in one round trip and never reads InfluxDB. A per-user lock
+**Coverage.** The recent snapshots of a user (``timeline_days``) live in Redis (a
+sorted set scored by start, one compact member per snapshot: its interval, key,
+sub-millisecond offset, effective duration, trims so far and tags), so a batch
+reads the neighbourhood of all its snapshots in one round trip and never reads
+InfluxDB. A per-user lock
 serialises ingest and corrections of one user across workers; it is held until
 InfluxDB acknowledged the points and the coverage is updated, so a failed write
-changes nothing and a retry computes the same points again.
+changes nothing and a retry computes the same points again. Only a snapshot
+older than the horizon (a sensor that was offline for weeks) makes its batch read
+its neighbourhood from the ``activity`` ledger instead: one query per stretch of
+such snapshots, never per snapshot.
 
 **Ledger.** A new snapshot's ``activity`` entry carries its effective duration at
 the time it arrives. When a later snapshot takes time from one already stored, the
@@ -34,9 +38,11 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -184,6 +190,43 @@ def resolve(existing: Sequence[Record], new: Iterable[Record]) -> Plan:
         if left < record.effective:
             trimmed.append((record, replace(record, effective=left, trims=record.trims + 1)))
     return Plan(added, trimmed)
+
+
+def records_from_ledger(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> list[Record]:
+    """The timeline records of stored snapshots, rebuilt from their time-ordered
+    ``activity`` entries (for snapshots older than the coverage horizon)."""
+    ix = {name: index for index, name in enumerate(columns)}
+    t, dur, rev, proj = ix["time"], ix["duration_ms"], ix["rev"], ix["project"]
+    span, key, cat, app = ix["span_ms"], ix["snapshot"], ix["category"], ix["application"]
+    out = []
+    for time_ns, rows in itertools.groupby(values, key=lambda row: row[t]):
+        group = list(rows)
+        original = next((row for row in group if not row[rev]), None)
+        if original is None:
+            continue
+        balance: dict[str, int] = {}
+        trims = 0
+        for row in group:
+            balance[row[proj]] = balance.get(row[proj], 0) + int(row[dur] or 0)
+            tag = str(row[rev] or "")
+            if tag.startswith("t") and tag.endswith("r") and tag[1:-1].isdigit():
+                trims = max(trims, int(tag[1:-1]))
+        start, offset = divmod(int(time_ns), 1_000_000)
+        length = int(original[span] or original[dur] or 0)
+        out.append(
+            Record(
+                start=start,
+                end=start + length,
+                key=str(original[key] or f"legacy:{time_ns}"),
+                offset=offset,
+                effective=sum(balance.values()),
+                trims=trims,
+                project=str(max(balance, key=balance.__getitem__)),
+                category=str(original[cat] or "none"),
+                application=str(original[app] or "none"),
+            )
+        )
+    return out
 
 
 def clusters(spans: Iterable[tuple[int, int]], reach: int) -> list[tuple[int, int]]:
