@@ -314,7 +314,10 @@ def login(url: str) -> dict[str, str]:
 
 
 # A snapshot of 5 windows, as a Lua string builder: every snapshot gets its own
-# millisecond (thread id + counter), so none replaces another in InfluxDB.
+# millisecond (thread id + counter), so none replaces another in InfluxDB. Each wrk
+# thread is one device; they alternate every 10 ms. With DURATION = 10 they never
+# overlap; with 15 each snapshot overlaps the other device's by 5 ms at each end, so
+# half of the time is covered twice and the one-timeline rule trims every snapshot.
 SNAPSHOT_LUA = r"""
 local counter = 0
 local threads = {}
@@ -327,7 +330,7 @@ local function snapshot()
   local ms = (counter * 2 + id) * 10
   local secs = BASE + math.floor(ms / 1000)
   local stamp = os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", ms % 1000)
-  return '{"timeTaken":"' .. stamp .. '","durationMs":10,"windows":[' ..
+  return '{"timeTaken":"' .. stamp .. '","durationMs":' .. DURATION .. ',"windows":[' ..
     '{"processName":"code.exe","title":"influxdb tuning - main.py - Visual Studio Code",' ..
     '"isFocused":true,"screenPercentage":0.5,"visiblePercentage":1.0,' ..
     '"tags":{"influxdb":3,"python":1},' ..
@@ -362,11 +365,12 @@ def bench_snapshots(args: argparse.Namespace) -> None:
             json={"name": "ScreenAware", "keywords": ["influxdb"], "localPaths": ["C:\\work"]},
             headers=headers,
         )
-        for run, (batch, connections) in enumerate(((100, 8), (1, 32))):
+        runs = ((100, 8, 10, ""), (1, 32, 10, ""), (100, 8, 15, ", 2 devices overlapping half"))
+        for run, (batch, connections, duration, label) in enumerate(runs):
             # Each run (and its warm-up) gets its own past day, so no snapshot of
             # one lands on the time of another.
             base = int(time.time()) - (20 - 3 * run) * 86400
-            script = f"BATCH = {batch}\nBASE = {base}\n" + SNAPSHOT_LUA
+            script = f"BATCH = {batch}\nBASE = {base}\nDURATION = {duration}\n" + SNAPSHOT_LUA
             url = f"{s.url}/api/snapshots"
             warm = script.replace(f"BASE = {base}", f"BASE = {base + 86400}")
             wrk(url, headers, connections, 2, warm, s.tmp)
@@ -374,7 +378,8 @@ def bench_snapshots(args: argparse.Namespace) -> None:
             r = wrk(url, headers, connections, args.seconds, script, s.tmp)
             time.sleep(2)
             stored = s.influx_count("activity") - before
-            results.append((f"arrays of {batch}, {connections} connections", r, batch, stored))
+            name = f"arrays of {batch}, {connections} connections{label}"
+            results.append((name, r, batch, stored))
         batches = s.stop_service()
     print(
         f"\nPOST /api/snapshots (5 windows each), {args.seconds} s per row, "

@@ -24,7 +24,7 @@ from screenaware.activity.timeline import Record, resolve
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.timeutil import iso, to_ms
-from tests.conftest import Api, FakeClock, InfluxHelper
+from tests.conftest import Api, FakeClock, InfluxHelper, dead_url
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -375,3 +375,26 @@ async def test_snapshots_older_than_the_coverage_follow_the_rule_from_the_ledger
     assert times["sum"] == 14_000
     assert times["grouped"][application_uuid("code")]["sum"] == 4_000
     assert times["grouped"][application_uuid("slack")]["sum"] == 10_000
+
+
+async def test_a_batch_whose_write_failed_is_written_by_a_later_request(
+    identity_config: Config, clock: FakeClock, api: Api, redis_client: redis.Redis
+) -> None:
+    headers = await api.new_user("ann@example.org")
+    user = await user_id(api, headers)
+    first = snapshot(T0_MS + 10_000, 10_000, "code")
+    dead = identity_config.replace(influx_url=dead_url("http"), influx_timeout=1.0)
+    async with testing.ASGIConductor(create_app(dead, clock=clock)) as broken:
+        result = await broken.simulate_post("/api/snapshots", json=first, headers=headers)
+        assert result.status_code == 503
+    # The coverage has it, the journal keeps its points, InfluxDB has nothing yet.
+    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
+    assert (await get(api, headers, "/api/times", **DAY))["sum"] == 0
+    clock.advance(60)  # longer than a lock lives: that writer is gone
+    await post(api, headers, snapshot(T0_MS - 86_400_000, 10_000, "vim"))  # another day
+    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
+    assert (await get(api, headers, "/api/times", **DAY))["sum"] == 10_000  # not from cache
+    await post(api, headers, [first, snapshot(T0_MS + 15_000, 10_000, "slack")])
+    times = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
+    assert times["sum"] == 15_000
+    assert times["grouped"][application_uuid("code")]["sum"] == 5_000

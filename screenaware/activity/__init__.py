@@ -55,6 +55,7 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
     store = ActivityStore(backends.get_redis)
     timeline = TimelineStore(
         backends.get_redis,
+        backends.writer,
         horizon_ms=config.timeline_days * DAY_MS,
         # A worker that dies holding the lock frees it once a write would have
         # timed out anyway.

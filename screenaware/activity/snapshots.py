@@ -153,30 +153,37 @@ class SnapshotService:
         for key, start_ms, snapshot in away:
             points.extend(window_points(user, key, start_ms * _NS_PER_MS + away_offset(key),
                                         snapshot))  # fmt: skip
-        # Resolving and writing under the user's lock: two workers ingesting
-        # overlapping snapshots of one user at once still apply the rule in turn.
-        async with self._timeline.locked(user) as longest:
+        # Resolving under the user's lock: two workers ingesting overlapping
+        # snapshots of one user at once still apply the rule in turn. The write
+        # happens after it (the journal keeps the points until acknowledged), so
+        # concurrent batches still share InfluxDB writes.
+        async with self._timeline.locked(user) as held:
             spans = [(r.start, r.end) for r, _ in candidates.values()]
-            existing = await self._timeline.around(user, spans, longest)
-            old = [
-                span for span in spans if span[0] - TIMELINE_REACH_MS < self._timeline.oldest_ms()
-            ]
+            existing = await self._timeline.around(user, spans, held.longest)
+            oldest = self._timeline.oldest_ms()
+            old = [span for span in spans if span[0] - TIMELINE_REACH_MS < oldest]
             if old:
+                await self._timeline.flush(user, held.journal)  # the ledger complete
                 existing = await self._with_ledger(user, existing, old)
             plan = resolve(existing, (r for r, _ in candidates.values()))
+            lines: list[str] = []
             for record in plan.added:
                 _, snapshot = by_key[record.key]
-                points.extend(window_points(user, record.key, record.time_ns, snapshot))
-                points.append(activity_point(user, record, candidates[record.key][1]))
+                lines.extend(
+                    p.to_line_protocol()
+                    for p in window_points(user, record.key, record.time_ns, snapshot)
+                )
+                lines.append(
+                    activity_point(user, record, candidates[record.key][1]).to_line_protocol()
+                )
             for before, after in plan.trimmed:
-                points.extend(trim_points(user, before, after))
-            await self._writer.write(points)
-            days = {start // DAY_MS for _, start, _ in away}
-            days.update(r.start // DAY_MS for r in plan.added)
-            days.update(before.start // DAY_MS for before, _ in plan.trimmed)
-            await self._timeline.commit(
-                user, plan, longest, apps, days, apps_key(user), generations_key(user)
-            )
+                lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
+            entry = await self._timeline.commit(user, plan, held.longest, lines)
+        await self._writer.write([*points, *lines])
+        days = {start // DAY_MS for _, start, _ in away}
+        days.update(r.start // DAY_MS for r in plan.added)
+        days.update(before.start // DAY_MS for before, _ in plan.trimmed)
+        await self._timeline.written(user, entry, apps, days, apps_key(user), generations_key(user))
         return len(candidates)
 
     async def _with_ledger(

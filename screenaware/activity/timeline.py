@@ -17,13 +17,17 @@ duration.
 sorted set scored by start, one compact member per snapshot: its interval, key,
 sub-millisecond offset, effective duration, trims so far and tags), so a batch
 reads the neighbourhood of all its snapshots in one round trip and never reads
-InfluxDB. A per-user lock
-serialises ingest and corrections of one user across workers; it is held until
-InfluxDB acknowledged the points and the coverage is updated, so a failed write
-changes nothing and a retry computes the same points again. Only a snapshot
-older than the horizon (a sensor that was offline for weeks) makes its batch read
-its neighbourhood from the ``activity`` ledger instead: one query per stretch of
-such snapshots, never per snapshot.
+InfluxDB. A per-user lock serialises resolving (ingest, corrections) of one user
+across workers. It is held only while Redis is read and updated, not during the
+InfluxDB write, so concurrent requests of one user still share group commits:
+the batch's points are kept in a per-user *journal* in Redis with the coverage
+update, written to InfluxDB after the lock is released, and dropped from the
+journal once acknowledged. A journal entry whose writer failed or died is written
+by the next lock holder (InfluxDB keeps one copy of a point written twice), and
+whoever reads the ledger under the lock (a correction) first writes the whole
+journal. Only a snapshot older than the horizon (a sensor that was offline for
+weeks) makes its batch read its neighbourhood from the ``activity`` ledger: one
+query per stretch of such snapshots, never per snapshot.
 
 **Ledger.** A new snapshot's ``activity`` entry carries its effective duration at
 the time it arrives. When a later snapshot takes time from one already stored, the
@@ -39,6 +43,7 @@ import asyncio
 import bisect
 import contextlib
 import itertools
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -46,8 +51,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from screenaware.errors import StorageUnavailable
+from screenaware.activity.store import DAY_MS, generations_key
+from screenaware.errors import StorageUnavailable, WriteRejected
+from screenaware.storage.influx import GroupCommitWriter
 from screenaware.storage.redisstore import RedisStore
+
+LOG = logging.getLogger(__name__)
 
 _RELEASE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -242,13 +251,32 @@ def clusters(spans: Iterable[tuple[int, int]], reach: int) -> list[tuple[int, in
     return out
 
 
+def journal_key(user: str) -> str:
+    return f"{{sa}}:tjournal:{user}"
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the lock holder learns when it gets the lock.
+
+    Attributes:
+        longest: the longest snapshot in the coverage (ms).
+        journal: the ids of the journal entries not yet acknowledged.
+    """
+
+    longest: int
+    journal: list[str]
+
+
 class TimelineStore(RedisStore):
-    """The users' recent coverage in Redis, and the per-user lock.
+    """The users' recent coverage and journal in Redis, and the per-user lock.
 
     Args:
         redis: zero-argument callable returning the open Redis client.
+        writer: the InfluxDB group-commit writer (journal entries).
         horizon_ms: how long a snapshot stays in the coverage (by its start).
-        lock_ttl_ms: how long a lock outlives a worker that died holding it.
+        lock_ttl_ms: how long a lock outlives a worker that died holding it; a
+            journal entry this old has lost its writer.
         lock_wait_s: how long to wait for the lock before answering 503.
         clock: the current Unix time in seconds.
     """
@@ -256,23 +284,30 @@ class TimelineStore(RedisStore):
     def __init__(
         self,
         redis: Callable[[], aioredis.Redis],
+        writer: GroupCommitWriter,
         horizon_ms: int,
         lock_ttl_ms: int,
         lock_wait_s: float,
         clock: Callable[[], float],
     ) -> None:
         super().__init__(redis)
+        self._writer = writer
         self.horizon_ms = horizon_ms
         self._lock_ttl_ms = lock_ttl_ms
         self._lock_wait_s = lock_wait_s
         self._clock = clock
 
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
     @contextlib.asynccontextmanager
-    async def locked(self, user: str) -> AsyncIterator[int]:
-        """Hold the user's timeline lock; yields the longest snapshot stored (ms).
+    async def locked(self, user: str) -> AsyncIterator[Held]:
+        """Hold the user's timeline lock. Journal entries that lost their writer
+        are written first.
 
         Raises:
-            StorageUnavailable: the lock stayed taken for ``lock_wait_s``.
+            StorageUnavailable: the lock stayed taken for ``lock_wait_s``, or a
+                lost journal entry could not be written.
         """
         token = secrets.token_hex(8)
         key = lock_key(user)
@@ -283,7 +318,8 @@ class TimelineStore(RedisStore):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(key, token, nx=True, px=self._lock_ttl_ms)
                 pipe.hget(meta_key(user), "longest")
-                got, longest = await pipe.execute()
+                pipe.hkeys(journal_key(user))
+                got, longest, journal = await pipe.execute()
             if got:
                 break
             if loop.time() > deadline:
@@ -291,10 +327,38 @@ class TimelineStore(RedisStore):
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.02)
         try:
-            yield int(longest or 0)
+            ids = [j.decode() if isinstance(j, bytes) else str(j) for j in journal]
+            lost = [j for j in ids if int(j.split(":")[0]) < self._now_ms() - self._lock_ttl_ms]
+            if lost:
+                await self.flush(user, lost)
+            yield Held(int(longest or 0), [j for j in ids if j not in lost])
         finally:
             # Shielded: a cancelled request must still let the others go on.
             await asyncio.shield(self._redis.eval(_RELEASE, 1, key, token))
+
+    async def flush(self, user: str, ids: Sequence[str]) -> None:
+        """Write journal entries to InfluxDB and drop them (entries another worker
+        is writing at the same time are simply stored twice: once)."""
+        if not ids:
+            return
+        bodies = await self._redis.hmget(journal_key(user), list(ids))
+        lines = [
+            line
+            for body in bodies
+            if body
+            for line in (body.decode() if isinstance(body, bytes) else str(body)).split("\n")
+        ]
+        try:
+            await self._writer.write(lines)
+        except WriteRejected:
+            LOG.exception("journal of %s rejected by InfluxDB; dropped", user)
+        # The days the points fall on (line protocol ends with the time in ns).
+        days = {int(line.rsplit(" ", 1)[1]) // 1_000_000 // DAY_MS for line in lines}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(journal_key(user), *ids)
+            for day in days:
+                pipe.hincrby(generations_key(user), str(day), 1)
+            await pipe.execute()
 
     async def around(
         self, user: str, spans: Sequence[tuple[int, int]], longest: int
@@ -310,20 +374,15 @@ class TimelineStore(RedisStore):
             found = await pipe.execute()
         return [Record.decode(raw) for members in found for raw in members]
 
-    async def commit(
-        self,
-        user: str,
-        plan: Plan,
-        longest: int,
-        apps: Mapping[str, str],
-        days: Iterable[int],
-        apps_key: str,
-        generations_key: str,
-    ) -> None:
-        """Store the plan, the applications seen and the written days' counters,
-        and drop what fell behind the horizon, in one round."""
+    async def commit(self, user: str, plan: Plan, longest: int, lines: Sequence[str]) -> str:
+        """Under the lock: store the plan in the coverage and the batch's points in
+        the journal, and drop what fell behind the horizon, in one round. Returns
+        the journal entry's id."""
         key = coverage_key(user)
-        async with self._redis.pipeline(transaction=False) as pipe:
+        entry = f"{self._now_ms()}:{secrets.token_hex(6)}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if lines:
+                pipe.hset(journal_key(user), entry, "\n".join(lines))
             if plan.trimmed:
                 pipe.zrem(key, *(before.encode() for before, _ in plan.trimmed))
             members = {r.encode(): r.start for r in plan.added}
@@ -334,6 +393,22 @@ class TimelineStore(RedisStore):
             batch_longest = max((r.end - r.start for r in plan.added), default=0)
             if batch_longest > longest:
                 pipe.hset(meta_key(user), "longest", batch_longest)
+            await pipe.execute()
+        return entry
+
+    async def written(
+        self,
+        user: str,
+        entry: str,
+        apps: Mapping[str, str],
+        days: Iterable[int],
+        apps_key: str,
+        generations_key: str,
+    ) -> None:
+        """After InfluxDB acknowledged a batch: drop its journal entry, record the
+        applications seen and bump the written days' counters, in one round."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(journal_key(user), entry)
             for app_uuid, name in apps.items():
                 pipe.hset(apps_key, app_uuid, name)
             for day in set(days):
@@ -342,7 +417,7 @@ class TimelineStore(RedisStore):
 
     def oldest_ms(self) -> int:
         """Snapshots starting before this are no longer in the coverage."""
-        return int(self._clock() * 1000) - self.horizon_ms
+        return self._now_ms() - self.horizon_ms
 
     async def set_project(
         self, user: str, instants: Sequence[tuple[int, int]], project: str

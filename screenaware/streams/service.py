@@ -254,7 +254,10 @@ class StreamService:
         span = day_span_ms(day, zone)
         # Under the user's timeline lock: a reversing entry must reverse what the
         # snapshot owns now, which a concurrent overlap resolution could change.
-        async with self._timeline.locked(user):
+        async with self._timeline.locked(user) as held:
+            # What other workers resolved but have not written yet goes first:
+            # the reversing entries must reverse what the ledger will say.
+            await self._timeline.flush(user, held.journal)
             # The process name is needed only to learn from a correction.
             activities = await self._activities(user, span, DAY_COLUMNS + ', "process"')
             streams = make_streams(user, activities, self.thresholds)
