@@ -20,6 +20,7 @@ import json
 import logging
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -33,7 +34,8 @@ from screenaware.activity.timeline import (
     records_from_ledger,
     resolve,
 )
-from screenaware.errors import Invalid
+from screenaware.errors import Invalid, WriteQueueFull
+from screenaware.storage.batching import Coalescer
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
 from screenaware.timeutil import to_ms
 
@@ -44,6 +46,9 @@ FUTURE_LIMIT_MS = DAY_MS
 # snapshot another one that overlaps it can start.
 TIMELINE_REACH_MS = 10_000
 LEDGER_QUERIES_AT_ONCE = 4
+# A round resolves at most this many snapshots; this many may wait for rounds.
+ROUND_MAX_SNAPSHOTS = 10_000
+ROUND_MAX_PENDING = 200_000
 LEDGER_COLUMNS = '"duration_ms", "span_ms", "project", "category", "application", "rev", "snapshot"'
 _NS_PER_MS = 1_000_000
 
@@ -75,6 +80,17 @@ def away_offset(key: str) -> int:
     return 500_000 + int(key[:8], 16) % 500_000
 
 
+@dataclass
+class _Job:
+    """One request's snapshots, attributed, waiting for a round of its user."""
+
+    user: str
+    candidates: dict[str, tuple[Record, Attribution, dict[str, Any]]]
+    away_lines: list[str]
+    away_days: set[int]
+    apps: dict[str, str]
+
+
 class SnapshotService:
     """Turns validated snapshots into points.
 
@@ -102,6 +118,14 @@ class SnapshotService:
         self._timeline = timeline
         self._clock = clock
         self._min_score = min_score
+        self._rounds: Coalescer[_Job, asyncio.Task[None]] = Coalescer(
+            self._run_rounds,
+            name="timeline-rounds",
+            max_batch=ROUND_MAX_SNAPSHOTS,
+            max_pending=ROUND_MAX_PENDING,
+            weight=lambda job: len(job.candidates) + 1,
+            full_error=lambda: WriteQueueFull("too many snapshots wait to be resolved"),
+        )
 
     def _starts(self, snapshots: Sequence[dict[str, Any]]) -> list[int]:
         now_ms = int(self._clock() * 1000)
@@ -149,42 +173,86 @@ class SnapshotService:
                 application=a.application_uuid or NONE,
             )
             candidates[key] = (record, a)
-        points: list[Point] = []
-        for key, start_ms, snapshot in away:
-            points.extend(window_points(user, key, start_ms * _NS_PER_MS + away_offset(key),
-                                        snapshot))  # fmt: skip
+        away_lines = [
+            p.to_line_protocol()
+            for key, start_ms, snapshot in away
+            for p in window_points(user, key, start_ms * _NS_PER_MS + away_offset(key), snapshot)
+        ]
+        job = _Job(
+            user,
+            {key: (record, a, by_key[key][1]) for key, (record, a) in candidates.items()},
+            away_lines,
+            {start // DAY_MS for _, start, _ in away},
+            apps,
+        )
+        # Concurrent batches of one user in this worker are resolved together, in
+        # one round under the user's lock; the InfluxDB write follows the round.
+        write = await self._rounds.submit(job)
+        await asyncio.shield(write)
+        return len(candidates)
+
+    async def _run_rounds(self, jobs: list[_Job]) -> list[asyncio.Task[None] | BaseException]:
+        by_user: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_user.setdefault(job.user, []).append(job)
+        outcome: dict[str, asyncio.Task[None] | BaseException] = {}
+
+        async def one(user: str, group: list[_Job]) -> None:
+            try:
+                outcome[user] = await self._round(user, group)
+            except Exception as exc:  # each request of the round raises it
+                outcome[user] = exc
+
+        await asyncio.gather(*(one(user, group) for user, group in by_user.items()))
+        return [outcome[job.user] for job in jobs]
+
+    async def _round(self, user: str, jobs: list[_Job]) -> asyncio.Task[None]:
+        """Resolve a round of one user's batches under the lock; returns the task
+        writing their points."""
+        candidates: dict[str, tuple[Record, Attribution, dict[str, Any]]] = {}
+        for job in jobs:
+            for key, item in job.candidates.items():
+                candidates.setdefault(key, item)
+        if not candidates:  # only away snapshots: nothing to resolve
+            away_lines = [line for job in jobs for line in job.away_lines]
+            away_days = {day for job in jobs for day in job.away_days}
+            return asyncio.create_task(self._write(user, away_lines, "", {}, away_days))
         # Resolving under the user's lock: two workers ingesting overlapping
         # snapshots of one user at once still apply the rule in turn. The write
         # happens after it (the journal keeps the points until acknowledged), so
-        # concurrent batches still share InfluxDB writes.
+        # concurrent rounds still share InfluxDB writes.
         async with self._timeline.locked(user) as held:
-            spans = [(r.start, r.end) for r, _ in candidates.values()]
+            spans = [(r.start, r.end) for r, _, _ in candidates.values()]
             existing = await self._timeline.around(user, spans, held.longest)
             oldest = self._timeline.oldest_ms()
             old = [span for span in spans if span[0] - TIMELINE_REACH_MS < oldest]
             if old:
                 await self._timeline.flush(user, held.journal)  # the ledger complete
                 existing = await self._with_ledger(user, existing, old)
-            plan = resolve(existing, (r for r, _ in candidates.values()))
+            plan = resolve(existing, (r for r, _, _ in candidates.values()))
             lines: list[str] = []
             for record in plan.added:
-                _, snapshot = by_key[record.key]
+                _, a, snapshot = candidates[record.key]
                 lines.extend(
                     p.to_line_protocol()
                     for p in window_points(user, record.key, record.time_ns, snapshot)
                 )
-                lines.append(
-                    activity_point(user, record, candidates[record.key][1]).to_line_protocol()
-                )
+                lines.append(activity_point(user, record, a).to_line_protocol())
             for before, after in plan.trimmed:
                 lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
             entry = await self._timeline.commit(user, plan, held.longest, lines)
-        await self._writer.write([*points, *lines])
-        days = {start // DAY_MS for _, start, _ in away}
+        days = {day for job in jobs for day in job.away_days}
         days.update(r.start // DAY_MS for r in plan.added)
         days.update(before.start // DAY_MS for before, _ in plan.trimmed)
+        apps = {k: v for job in jobs for k, v in job.apps.items()}
+        lines.extend(line for job in jobs for line in job.away_lines)
+        return asyncio.create_task(self._write(user, lines, entry, apps, days))
+
+    async def _write(
+        self, user: str, lines: list[str], entry: str, apps: dict[str, str], days: set[int]
+    ) -> None:
+        await self._writer.write(lines)
         await self._timeline.written(user, entry, apps, days, apps_key(user), generations_key(user))
-        return len(candidates)
 
     async def _with_ledger(
         self, user: str, existing: list[Record], spans: Sequence[tuple[int, int]]

@@ -408,7 +408,8 @@ class TimelineStore(RedisStore):
         """After InfluxDB acknowledged a batch: drop its journal entry, record the
         applications seen and bump the written days' counters, in one round."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hdel(journal_key(user), entry)
+            if entry:
+                pipe.hdel(journal_key(user), entry)
             for app_uuid, name in apps.items():
                 pipe.hset(apps_key, app_uuid, name)
             for day in set(days):
