@@ -22,7 +22,7 @@ from screenaware.activity.attribution import application_uuid
 from screenaware.activity.snapshots import snapshot_key
 from screenaware.activity.timeline import Record, resolve
 from screenaware.app import create_app
-from screenaware.config import Config
+from screenaware.config import Config, ConfigError
 from screenaware.timeutil import iso, to_ms
 from tests.conftest import Api, FakeClock, InfluxHelper, dead_url
 
@@ -398,3 +398,9 @@ async def test_a_batch_whose_write_failed_is_written_by_a_later_request(
     times = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
     assert times["sum"] == 15_000
     assert times["grouped"][application_uuid("code")]["sum"] == 5_000
+
+
+def test_the_coverage_horizon_is_configured_in_days() -> None:
+    assert Config.load(environ={"SCREENAWARE_TIMELINE_DAYS": "7"}).timeline_days == 7
+    with pytest.raises(ConfigError, match="SCREENAWARE_TIMELINE_DAYS"):
+        Config.load(environ={"SCREENAWARE_TIMELINE_DAYS": "0"})
