@@ -332,27 +332,34 @@ async def test_two_workers_ingesting_overlaps_at_once_converge(
 ) -> None:
     """Two app instances (two workers: own Redis and InfluxDB clients) ingest
     interleaved, overlapping snapshots of one user concurrently."""
-    headers = await api.new_user("ann@example.org")
     device_a = [snapshot(T0_MS + 10_000 * (i + 1), 10_000, "code") for i in range(30)]
     device_b = [snapshot(T0_MS + 10_000 * (i + 1) + 5_000, 10_000, "slack") for i in range(30)]
     async with testing.ASGIConductor(create_app(identity_config, clock=clock)) as other:
+        # A few users, batches of 1-3: the interleaving differs from run to run.
+        for size in (1, 2, 3):
+            headers = await api.new_user(f"ann{size}@example.org")
 
-        async def send(client: testing.ASGIConductor, snaps: list[dict[str, Any]]) -> None:
-            for i in range(0, len(snaps), 3):
-                result = await client.simulate_post(
-                    "/api/snapshots", json=snaps[i : i + 3], headers=headers
-                )
-                assert result.status_code == 200, result.text
+            async def send(
+                client: testing.ASGIConductor,
+                snaps: list[dict[str, Any]],
+                headers: dict[str, str] = headers,
+                size: int = size,
+            ) -> None:
+                for i in range(0, len(snaps), size):
+                    result = await client.simulate_post(
+                        "/api/snapshots", json=snaps[i : i + size], headers=headers
+                    )
+                    assert result.status_code == 200, result.text
 
-        await asyncio.gather(send(api.client, device_a), send(other, device_b))
-    user = await user_id(api, headers)
-    times = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
-    union, _ = union_ms(device_a + device_b)
-    assert times["sum"] == union == 305_000
-    expected = reference(user, device_a + device_b)
-    assert {k: v["sum"] for k, v in times["grouped"].items()} == {
-        application_uuid(app): ms for app, ms in expected.items()
-    }
+            await asyncio.gather(send(api.client, device_a), send(other, device_b))
+            user = await user_id(api, headers)
+            times = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
+            union, _ = union_ms(device_a + device_b)
+            assert times["sum"] == union == 305_000
+            expected = reference(user, device_a + device_b)
+            assert {k: v["sum"] for k, v in times["grouped"].items()} == {
+                application_uuid(app): ms for app, ms in expected.items()
+            }
 
 
 async def test_snapshots_older_than_the_coverage_follow_the_rule_from_the_ledger(
