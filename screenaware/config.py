@@ -85,6 +85,7 @@ class Config:
     stream_interruption: int = 120
     stream_idle_gap: int = 300
     learn_min_score: int = 3
+    timeline_days: int = 31
     log_batch_max: int = 1000
     log_rate_anonymous: int = 6000
     log_rate_user: int = 3_000_000
@@ -164,6 +165,7 @@ class Config:
         for name in ("substream_join_gap", "stream_interruption", "stream_idle_gap"):
             _require(getattr(self, name) >= 0, name, "must not be negative (seconds)")
         _require(self.learn_min_score >= 1, "learn_min_score", "must be at least 1")
+        _require(self.timeline_days >= 1, "timeline_days", "must be at least 1 (days)")
         _require(self.log_rate_anonymous >= 1, "log_rate_anonymous", "must be at least 1")
         _require(self.log_rate_user >= 1, "log_rate_user", "must be at least 1")
         _require(self.crash_max_bytes >= 1, "crash_max_bytes", "must be at least 1")

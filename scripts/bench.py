@@ -315,7 +315,10 @@ def login(url: str) -> dict[str, str]:
 
 
 # A snapshot of 5 windows, as a Lua string builder: every snapshot gets its own
-# millisecond (thread id + counter), so none replaces another in InfluxDB.
+# millisecond (thread id + counter), so none replaces another in InfluxDB. Each wrk
+# thread is one device; they alternate every 10 ms. With DURATION = 10 they never
+# overlap; with 15 each snapshot overlaps the other device's by 5 ms at each end, so
+# half of the time is covered twice and the one-timeline rule trims every snapshot.
 SNAPSHOT_LUA = r"""
 local counter = 0
 local threads = {}
@@ -328,7 +331,7 @@ local function snapshot()
   local ms = (counter * 2 + id) * 10
   local secs = BASE + math.floor(ms / 1000)
   local stamp = os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", ms % 1000)
-  return '{"timeTaken":"' .. stamp .. '","durationMs":10,"windows":[' ..
+  return '{"timeTaken":"' .. stamp .. '","durationMs":' .. DURATION .. ',"windows":[' ..
     '{"processName":"code.exe","title":"influxdb tuning - main.py - Visual Studio Code",' ..
     '"isFocused":true,"screenPercentage":0.5,"visiblePercentage":1.0,' ..
     '"tags":{"influxdb":3,"python":1},' ..
@@ -363,11 +366,12 @@ def bench_snapshots(args: argparse.Namespace) -> None:
             json={"name": "ScreenAware", "keywords": ["influxdb"], "localPaths": ["C:\\work"]},
             headers=headers,
         )
-        for run, (batch, connections) in enumerate(((100, 8), (1, 32))):
+        runs = ((100, 8, 10, ""), (1, 32, 10, ""), (100, 8, 15, ", 2 devices overlapping half"))
+        for run, (batch, connections, duration, label) in enumerate(runs):
             # Each run (and its warm-up) gets its own past day, so no snapshot of
             # one lands on the time of another.
             base = int(time.time()) - (20 - 3 * run) * 86400
-            script = f"BATCH = {batch}\nBASE = {base}\n" + SNAPSHOT_LUA
+            script = f"BATCH = {batch}\nBASE = {base}\nDURATION = {duration}\n" + SNAPSHOT_LUA
             url = f"{s.url}/api/snapshots"
             warm = script.replace(f"BASE = {base}", f"BASE = {base + 86400}")
             wrk(url, headers, connections, 2, warm, s.tmp)
@@ -375,7 +379,8 @@ def bench_snapshots(args: argparse.Namespace) -> None:
             r = wrk(url, headers, connections, args.seconds, script, s.tmp)
             time.sleep(2)
             stored = s.influx_count("activity") - before
-            results.append((f"arrays of {batch}, {connections} connections", r, batch, stored))
+            name = f"arrays of {batch}, {connections} connections{label}"
+            results.append((name, r, batch, stored))
         batches = s.stop_service()
     print(
         f"\nPOST /api/snapshots (5 windows each), {args.seconds} s per row, "
@@ -394,10 +399,11 @@ def bench_snapshots(args: argparse.Namespace) -> None:
 DAYS, PER_DAY = 30, 8 * 360  # 8 hours of 10-second snapshots a day
 
 
-def load_month(s: Stack, headers: dict[str, str]) -> tuple[dt.datetime, float]:
+def load_month(s: Stack, headers: dict[str, str], shift_s: int = 0) -> tuple[dt.datetime, float]:
     """The times/streams data set: 30 days x 8 h of 10 s snapshots, through the API.
 
-    Returns the first day (08:00 UTC) and the seconds the load took.
+    ``shift_s`` moves every snapshot later: a second device whose snapshots overlap
+    the first one's. Returns the first day (08:00 UTC) and the seconds the load took.
     """
     days, per_day = DAYS, PER_DAY
     apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
@@ -408,7 +414,7 @@ def load_month(s: Stack, headers: dict[str, str]) -> tuple[dt.datetime, float]:
         batch: list[dict[str, Any]] = []
         for day in range(days):
             for i in range(per_day):
-                end = first_day + dt.timedelta(days=day, seconds=10 * (i + 1))
+                end = first_day + dt.timedelta(days=day, seconds=10 * (i + 1) + shift_s)
                 app = apps[(i // 30) % len(apps)]
                 batch.append(
                     {
@@ -476,6 +482,20 @@ def bench_times(args: argparse.Namespace) -> None:
                 client.delete(key)
             cold.append(timed())
         cached = [timed() for _ in range(5)]
+        # A second device, 5 s behind: each of its snapshots takes half of one of
+        # the first device's (the one-timeline rule), and the union grows by 5 s a day.
+        _, elapsed_b = load_month(s, headers, shift_s=5)
+        total_b = total * 10000 + days * 5000
+        cold_b = []
+        for _ in range(5):
+            for key in client.scan_iter("{sa}:tcache:*"):
+                client.delete(key)
+            started = time.perf_counter()
+            resp = http.get("/api/times", params=params)
+            resp.raise_for_status()
+            assert resp.json()["sum"] == total_b, resp.json()["sum"]
+            cold_b.append((time.perf_counter() - started) * 1000)
+        stored_b = s.influx_count("activity") - stored
         s.stop_service()
     print(f"\n/times over {days} days x 8 h of 10 s snapshots ({total:,} snapshots, one user)\n")
     print("| what | value |")
@@ -485,7 +505,10 @@ def bench_times(args: argparse.Namespace) -> None:
     print(f"| GET /api/times groupBy=applicationUuid resolution=day, cold (p50 of 5) | "
           f"{statistics.median(cold):.1f} ms |")  # fmt: skip
     print(f"| same, cached (p50 of 5) | {statistics.median(cached):.1f} ms |")
-    print(f"\nactivities stored: {stored:,}")
+    print(f"| a second device overlapping half of each snapshot: ingest | "
+          f"{total / elapsed_b:,.0f} snapshots/s |")  # fmt: skip
+    print(f"| then GET /api/times as above, cold (p50 of 5) | {statistics.median(cold_b):.1f} ms |")
+    print(f"\nactivities stored: {stored:,}, then {stored_b:,} more (second device + trims)")
 
 
 def bench_streams(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ import redis
 from falcon import testing
 
 from screenaware.activity.attribution import application_uuid, category_uuid
+from screenaware.activity.catalogue import BUILTIN_CATEGORIES
 from tests.conftest import Api, FakeClock, InfluxHelper
 
 UTC = dt.UTC
@@ -116,16 +117,17 @@ async def test_start_comes_from_time_taken_or_time(
     headers = await api.new_user("bob@example.org")
     batch = [
         {
-            "timeTaken": "2023-11-15T10:00:10.000Z",
+            "timeTaken": "2023-11-15T10:00:30.000Z",
             "durationMs": 4000,
             "windows": [{"processName": "a"}],
         },
+        # Apart from a: where snapshots overlap, the later one owns the overlap.
         {"time": "2023-11-15T11:00:00+01:00", "windows": [{"processName": "b"}]},
     ]
     assert (await post(api, headers, batch)).status_code == 200
     rows = influx_db.query('SELECT duration_ms, process FROM "activity"')
     starts = {r["process"]: int(r["time"]) // 1_000_000 for r in rows}
-    assert starts["a"] == int(dt.datetime(2023, 11, 15, 10, 0, 6, tzinfo=UTC).timestamp() * 1000)
+    assert starts["a"] == int(dt.datetime(2023, 11, 15, 10, 0, 26, tzinfo=UTC).timestamp() * 1000)
     assert starts["b"] == int(dt.datetime(2023, 11, 15, 10, 0, tzinfo=UTC).timestamp() * 1000)
     assert {r["process"]: r["duration_ms"] for r in rows} == {"a": 4000, "b": 10000}
 
@@ -350,7 +352,9 @@ async def test_times_grouped_by_category_and_application(
     api: Api, day_data: dict[str, str]
 ) -> None:
     by_category = await times(api, day_data, **RANGE, groupBy="categoryUuid")
+    # Every category is listed, the ones without time with 0.
     assert {k: v["sum"] for k, v in by_category["grouped"].items()} == {
+        **{rule.uuid: 0 for rule in BUILTIN_CATEGORIES},
         category_uuid("development"): 50000,
         category_uuid("media"): 10000,
     }
@@ -492,6 +496,43 @@ async def test_cached_answers_and_exact_invalidation(
     # A snapshot inside the range invalidates it.
     await post(api, day_data, snap("2023-11-14T09:50:10Z", "code"))
     assert (await times(api, day_data, **RANGE))["sum"] == 60000 + 5 + 10000
+
+
+async def test_groups_without_time_in_the_range_are_listed_with_0(
+    api: Api, day_data: dict[str, str]
+) -> None:
+    p3 = "3f6b0c3e-8f3e-4c59-9d8e-6a1b2c3d4e5f"
+    result = await api.client.simulate_post(
+        "/api/projects", json={"uuid": p3, "name": "idle project"}, headers=day_data
+    )
+    assert result.status_code == 201
+    own = await api.client.simulate_post(
+        "/api/categories", json={"name": "Reading", "applications": ["okular"]}, headers=day_data
+    )
+    assert own.status_code in (200, 201), own.text
+    # Only the 08:00 hour: P2, vlc and chrome have no time in it.
+    early = {"start": H8, "end": "2023-11-14T08:59:59.999Z"}
+    by_project = await times(api, day_data, **early, groupBy="projectUuid")
+    assert {k: v["sum"] for k, v in by_project["grouped"].items()} == {P1: 30000, P2: 0, p3: 0}
+    assert by_project["grouped"][p3] == {**early, "sum": 0, "projectUuid": p3}
+    by_app = await times(api, day_data, **early, groupBy="applicationUuid", resolution="hour")
+    assert {k: v["sum"] for k, v in by_app["grouped"][H8]["grouped"].items()} == {
+        application_uuid("code"): 30000, application_uuid("chrome"): 0,
+        application_uuid("vlc"): 0,
+    }  # fmt: skip
+    by_category = await times(
+        api, day_data, **early, groupBy="categoryUuid", resolution="hour",
+        nestTimeBucketsInsideGroups=True,
+    )  # fmt: skip
+    reading = by_category["grouped"][own.json["uuid"]]
+    assert (reading["sum"], reading["grouped"][H8]["sum"]) == (0, 0)
+    # A project created after an answer was cached is listed at once.
+    p4 = "4f6b0c3e-8f3e-4c59-9d8e-6a1b2c3d4e5f"
+    await api.client.simulate_post(
+        "/api/projects", json={"uuid": p4, "name": "new project"}, headers=day_data
+    )
+    again = await times(api, day_data, **early, groupBy="projectUuid")
+    assert again["grouped"][p4]["sum"] == 0
 
 
 async def test_two_users_never_see_each_others_time(api: Api, day_data: dict[str, str]) -> None:

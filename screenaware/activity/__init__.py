@@ -22,6 +22,7 @@ from screenaware.activity.resources import (
 )
 from screenaware.activity.snapshots import SnapshotService
 from screenaware.activity.store import DAY_MS, ActivityStore
+from screenaware.activity.timeline import TimelineStore
 from screenaware.activity.times import TimesService
 from screenaware.config import Config
 from screenaware.storage.backends import Backends
@@ -33,6 +34,7 @@ __all__ = [
     "Activity",
     "ActivityStore",
     "LearningStore",
+    "TimelineStore",
     "application_name",
     "features",
     "mount",
@@ -45,12 +47,25 @@ class Activity:
 
     store: ActivityStore
     learning: LearningStore
+    timeline: TimelineStore
 
 
 def mount(app: App, config: Config, backends: Backends, clock: Callable[[], float]) -> Activity:
     """Add the snapshot, times, application and category routes to ``app``."""
     store = ActivityStore(backends.get_redis)
-    snapshots = SnapshotService(backends.writer, store, clock, config.learn_min_score)
+    timeline = TimelineStore(
+        backends.get_redis,
+        backends.writer,
+        horizon_ms=config.timeline_days * DAY_MS,
+        # A worker that dies holding the lock frees it once a write would have
+        # timed out anyway.
+        lock_ttl_ms=int(max(config.influx_timeout * 3, 10) * 1000),
+        lock_wait_s=config.influx_timeout * 2,
+        clock=clock,
+    )
+    snapshots = SnapshotService(
+        backends.writer, backends.influx, store, timeline, clock, config.learn_min_score
+    )
     times = TimesService(backends.influx, store, clock)
     app.body_limits.set("/api/snapshots", config.bulk_body_bytes)
     app.add_route("/api/snapshots", SnapshotsResource(snapshots, config.snapshot_batch_max))
@@ -58,4 +73,4 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
     app.add_route("/api/applications", ApplicationsResource(store))
     app.add_route("/api/categories", CategoriesResource(store))
     app.add_route("/api/categories/{category_id}", CategoryResource(store))
-    return Activity(store, LearningStore(backends.get_redis))
+    return Activity(store, LearningStore(backends.get_redis), timeline)

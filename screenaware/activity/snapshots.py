@@ -3,27 +3,53 @@
 A snapshot covers ``[start, start + durationMs]``: ``timeTaken`` is its end,
 the deprecated ``time`` its start, and without either it ends on receipt.
 Every window becomes a ``window`` point and the activity window one ``activity``
-point, all at the snapshot's start (ms precision), so a snapshot sent again
-lands on the same points and is stored once.
+point, all at the snapshot's start (ms precision; snapshots starting in the same
+millisecond are kept apart by a few nanoseconds). A snapshot's key is a hash of
+its content, so a snapshot sent again is recognised and stored once.
+
+Where activity snapshots overlap, the one-timeline rule (:mod:`.timeline`) decides
+who owns each millisecond: the ``activity`` entry carries the snapshot's effective
+duration, and the snapshots it takes time from get reversing and new entries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
 import uuid as uuidlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from screenaware.activity.attribution import NONE, Attributor, activity_window
-from screenaware.activity.store import DAY_MS, ActivityStore
-from screenaware.errors import Invalid
-from screenaware.storage.influx import GroupCommitWriter, Point
+import orjson
+
+from screenaware.activity.attribution import NONE, Attribution, Attributor, activity_window
+from screenaware.activity.store import DAY_MS, ActivityStore, apps_key, generations_key
+from screenaware.activity.timeline import (
+    Record,
+    TimelineStore,
+    clusters,
+    records_from_ledger,
+    resolve,
+)
+from screenaware.errors import Invalid, WriteQueueFull
+from screenaware.storage.batching import Coalescer
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
 from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)
 
 FUTURE_LIMIT_MS = DAY_MS
+# The longest a snapshot can be (durationMs is at most 10 s): how far before a
+# snapshot another one that overlaps it can start.
+TIMELINE_REACH_MS = 10_000
+LEDGER_QUERIES_AT_ONCE = 4
+# A round resolves at most this many snapshots; this many may wait for rounds.
+ROUND_MAX_SNAPSHOTS = 10_000
+ROUND_MAX_PENDING = 200_000
+LEDGER_COLUMNS = '"duration_ms", "span_ms", "project", "category", "application", "rev", "snapshot"'
 _NS_PER_MS = 1_000_000
 
 
@@ -37,9 +63,32 @@ def snapshot_start_ms(snapshot: dict[str, Any], now_ms: int) -> tuple[int, str |
     return now_ms - duration, None
 
 
-def snapshot_id(user: str, start_ms: int) -> str:
-    """Links a snapshot's window points to its activity point; stable on resend."""
-    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"snapshot:{user}:{start_ms}"))
+def snapshot_key(user: str, start_ms: int, snapshot: Mapping[str, Any]) -> str:
+    """The snapshot's key: the same for the same content (a re-send), different for
+    two devices' snapshots of the same instant. Links window points to activity and
+    breaks ties of the one-timeline rule."""
+    content = orjson.dumps(
+        [snapshot["durationMs"], snapshot["windows"]], option=orjson.OPT_SORT_KEYS
+    )
+    digest = hashlib.sha256(content).hexdigest()
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"snapshot:{user}:{start_ms}:{digest}"))
+
+
+def away_offset(key: str) -> int:
+    """Sub-millisecond offset of an away snapshot's window points (activity
+    snapshots get theirs from the timeline, counting up from 0)."""
+    return 500_000 + int(key[:8], 16) % 500_000
+
+
+@dataclass
+class _Job:
+    """One request's snapshots, attributed, waiting for a round of its user."""
+
+    user: str
+    candidates: dict[str, tuple[Record, Attribution, dict[str, Any]]]
+    away_lines: list[str]
+    away_days: set[int]
+    apps: dict[str, str]
 
 
 class SnapshotService:
@@ -47,7 +96,9 @@ class SnapshotService:
 
     Args:
         writer: the InfluxDB group-commit writer.
+        influx: the InfluxDB client (snapshots older than the coverage horizon).
         store: the Redis activity store (rules, applications, cache counters).
+        timeline: the users' coverage and lock (the one-timeline rule).
         clock: the current Unix time in seconds.
         min_score: how sure learned associations must be to attribute.
     """
@@ -55,14 +106,26 @@ class SnapshotService:
     def __init__(
         self,
         writer: GroupCommitWriter,
+        influx: InfluxClient,
         store: ActivityStore,
+        timeline: TimelineStore,
         clock: Callable[[], float],
         min_score: int = 3,
     ) -> None:
         self._writer = writer
+        self._influx = influx
         self._store = store
+        self._timeline = timeline
         self._clock = clock
         self._min_score = min_score
+        self._rounds: Coalescer[_Job, asyncio.Task[None]] = Coalescer(
+            self._run_rounds,
+            name="timeline-rounds",
+            max_batch=ROUND_MAX_SNAPSHOTS,
+            max_pending=ROUND_MAX_PENDING,
+            weight=lambda job: len(job.candidates) + 1,
+            full_error=lambda: WriteQueueFull("too many snapshots wait to be resolved"),
+        )
 
     def _starts(self, snapshots: Sequence[dict[str, Any]]) -> list[int]:
         now_ms = int(self._clock() * 1000)
@@ -84,65 +147,198 @@ class SnapshotService:
         after InfluxDB acknowledged every point.
         """
         starts = self._starts(snapshots)
-        # The same start twice in one batch is the same snapshot: the last one wins.
-        by_start = dict(zip(starts, snapshots, strict=True))
+        # The same content twice (in one batch or again later) is one snapshot.
+        by_key: dict[str, tuple[int, dict[str, Any]]] = {}
+        for start_ms, snapshot in zip(starts, snapshots, strict=True):
+            by_key[snapshot_key(user, start_ms, snapshot)] = (start_ms, snapshot)
         projects, categories, learned = await self._store.rules(user)
         attributor = Attributor(projects, categories, learned, self._min_score)
-        points: list[Point] = []
         apps: dict[str, str] = {}
-        for start_ms, snapshot in sorted(by_start.items()):
-            points.extend(self._points(user, start_ms, snapshot, attributor, apps))
-        await self._writer.write(points)
-        days = {start // DAY_MS for start in by_start}
-        await self._store.after_ingest(user, apps, days)
-        return sum(1 for snapshot in by_start.values() if snapshot["windows"])
-
-    @staticmethod
-    def _points(
-        user: str,
-        start_ms: int,
-        snapshot: dict[str, Any],
-        attributor: Attributor,
-        apps: dict[str, str],
-    ) -> list[Point]:
-        time_ns = start_ms * _NS_PER_MS
-        duration = int(snapshot["durationMs"])
-        sid = snapshot_id(user, start_ms)
-        windows = snapshot["windows"]
-        points = [
-            Point("window")
-            .tag("user", user)
-            .tag("idx", str(idx))
-            .tag("focused", "true" if window.get("isFocused") else "false")
-            .field("snapshot", sid)
-            .field("process", window.get("processName") or "")
-            .field("title", window.get("title") or "")
-            .field("screen", float(window.get("screenPercentage") or 0.0))
-            .field("visible", float(window.get("visiblePercentage") or 0.0))
-            .field("documents", json.dumps(window.get("documents") or []))
-            .field("tags", json.dumps(window.get("tags") or {}))
-            .field("duration_ms", duration)
-            .time(time_ns)
-            for idx, window in enumerate(windows)
+        candidates: dict[str, tuple[Record, Attribution]] = {}
+        away: list[tuple[str, int, dict[str, Any]]] = []
+        for key, (start_ms, snapshot) in by_key.items():
+            active = activity_window(snapshot["windows"])
+            if active is None:
+                away.append((key, start_ms, snapshot))  # no windows: away, no activity
+                continue
+            a = attributor.attribute(active)
+            if a.application and a.application_uuid:
+                apps[a.application_uuid] = a.application
+            record = Record(
+                start=start_ms,
+                end=start_ms + int(snapshot["durationMs"]),
+                key=key,
+                project=a.project_uuid or NONE,
+                category=a.category_uuid or NONE,
+                application=a.application_uuid or NONE,
+            )
+            candidates[key] = (record, a)
+        away_lines = [
+            p.to_line_protocol()
+            for key, start_ms, snapshot in away
+            for p in window_points(user, key, start_ms * _NS_PER_MS + away_offset(key), snapshot)
         ]
-        active = activity_window(windows)
-        if active is None:
-            return points  # no windows: away, no activity
-        a = attributor.attribute(active)
-        if a.application and a.application_uuid:
-            apps[a.application_uuid] = a.application
-        points.append(
+        job = _Job(
+            user,
+            {key: (record, a, by_key[key][1]) for key, (record, a) in candidates.items()},
+            away_lines,
+            {start // DAY_MS for _, start, _ in away},
+            apps,
+        )
+        # Concurrent batches of one user in this worker are resolved together, in
+        # one round under the user's lock; the InfluxDB write follows the round.
+        write = await self._rounds.submit(job)
+        await asyncio.shield(write)
+        return len(candidates)
+
+    async def _run_rounds(self, jobs: list[_Job]) -> list[asyncio.Task[None] | BaseException]:
+        by_user: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_user.setdefault(job.user, []).append(job)
+        outcome: dict[str, asyncio.Task[None] | BaseException] = {}
+
+        async def one(user: str, group: list[_Job]) -> None:
+            try:
+                outcome[user] = await self._round(user, group)
+            except Exception as exc:  # each request of the round raises it
+                outcome[user] = exc
+
+        await asyncio.gather(*(one(user, group) for user, group in by_user.items()))
+        return [outcome[job.user] for job in jobs]
+
+    async def _round(self, user: str, jobs: list[_Job]) -> asyncio.Task[None]:
+        """Resolve a round of one user's batches under the lock; returns the task
+        writing their points."""
+        candidates: dict[str, tuple[Record, Attribution, dict[str, Any]]] = {}
+        for job in jobs:
+            for key, item in job.candidates.items():
+                candidates.setdefault(key, item)
+        if not candidates:  # only away snapshots: nothing to resolve
+            away_lines = [line for job in jobs for line in job.away_lines]
+            away_days = {day for job in jobs for day in job.away_days}
+            return asyncio.create_task(self._write(user, away_lines, "", {}, away_days))
+        # Resolving under the user's lock: two workers ingesting overlapping
+        # snapshots of one user at once still apply the rule in turn. The write
+        # happens after it (the journal keeps the points until acknowledged), so
+        # concurrent rounds still share InfluxDB writes.
+        async with self._timeline.locked(user) as held:
+            spans = [(r.start, r.end) for r, _, _ in candidates.values()]
+            existing = await self._timeline.around(user, spans, held.longest)
+            oldest = self._timeline.oldest_ms()
+            old = [span for span in spans if span[0] - TIMELINE_REACH_MS < oldest]
+            if old:
+                await self._timeline.flush(user, held.journal)  # the ledger complete
+                existing = await self._with_ledger(user, existing, old)
+            plan = resolve(existing, (r for r, _, _ in candidates.values()))
+            lines: list[str] = []
+            for record in plan.added:
+                _, a, snapshot = candidates[record.key]
+                lines.extend(
+                    p.to_line_protocol()
+                    for p in window_points(user, record.key, record.time_ns, snapshot)
+                )
+                lines.append(activity_point(user, record, a).to_line_protocol())
+            for before, after in plan.trimmed:
+                lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
+            entry = await self._timeline.commit(user, plan, held.longest, lines)
+        days = {day for job in jobs for day in job.away_days}
+        days.update(r.start // DAY_MS for r in plan.added)
+        days.update(before.start // DAY_MS for before, _ in plan.trimmed)
+        apps = {k: v for job in jobs for k, v in job.apps.items()}
+        lines.extend(line for job in jobs for line in job.away_lines)
+        return asyncio.create_task(self._write(user, lines, entry, apps, days))
+
+    async def _write(
+        self, user: str, lines: list[str], entry: str, apps: dict[str, str], days: set[int]
+    ) -> None:
+        await self._writer.write(lines)
+        await self._timeline.written(user, entry, apps, days, apps_key(user), generations_key(user))
+
+    async def _with_ledger(
+        self, user: str, existing: list[Record], spans: Sequence[tuple[int, int]]
+    ) -> list[Record]:
+        """``existing`` plus the stored snapshots near ``spans`` that the coverage
+        no longer holds, read from the ``activity`` ledger (a few stretches at once)."""
+        gate = asyncio.Semaphore(LEDGER_QUERIES_AT_ONCE)
+
+        async def stretch(lo: int, hi: int) -> list[Record]:
+            async with gate:
+                series = await self._influx.query(
+                    f'SELECT {LEDGER_COLUMNS} FROM "activity" '  # noqa: S608 - constants only
+                    'WHERE "user" = $user AND time >= $start AND time < $end',
+                    {"user": user, "start": lo * _NS_PER_MS, "end": hi * _NS_PER_MS},
+                )
+            return [r for s in series for r in records_from_ledger(s.columns, s.values)]
+
+        found = await asyncio.gather(
+            *(stretch(lo, hi) for lo, hi in clusters(spans, TIMELINE_REACH_MS))
+        )
+        known = {r.key for r in existing}
+        return existing + [r for rs in found for r in rs if r.key not in known]
+
+
+def window_points(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[Point]:
+    """The ``window`` points of a snapshot (raw facts, never rewritten)."""
+    duration = int(snapshot["durationMs"])
+    return [
+        Point("window")
+        .tag("user", user)
+        .tag("idx", str(idx))
+        .tag("focused", "true" if window.get("isFocused") else "false")
+        .field("snapshot", key)
+        .field("process", window.get("processName") or "")
+        .field("title", window.get("title") or "")
+        .field("screen", float(window.get("screenPercentage") or 0.0))
+        .field("visible", float(window.get("visiblePercentage") or 0.0))
+        .field("documents", json.dumps(window.get("documents") or []))
+        .field("tags", json.dumps(window.get("tags") or {}))
+        .field("duration_ms", duration)
+        .time(time_ns)
+        for idx, window in enumerate(snapshot["windows"])
+    ]
+
+
+def activity_point(user: str, record: Record, a: Attribution) -> Point:
+    """A new snapshot's ``activity`` entry: its effective duration when it arrived
+    (``span_ms`` keeps its own length)."""
+    return (
+        Point("activity")
+        .tag("user", user)
+        .tag("project", record.project)
+        .tag("category", record.category)
+        .tag("application", record.application)
+        .field("duration_ms", record.effective)
+        .field("span_ms", record.end - record.start)
+        .field("document", a.base_document or "")
+        .field("title", a.title)
+        .field("process", a.process)
+        .field("reason", a.reason or "")
+        .field("snapshot", record.key)
+        .time(record.time_ns)
+    )
+
+
+def trim_points(user: str, before: Record, after: Record) -> list[Point]:
+    """A stored snapshot loses time to a later one: a reversing entry of what it
+    owned, and a new entry of what it keeps (none when nothing is left). The rev
+    tags count its trims, so a retried write lands on the same points."""
+    out = []
+    for sign, duration, rev, reason in (
+        (-1, before.effective, f"t{after.trims}r", "reversed by overlap"),
+        (1, after.effective, f"t{after.trims}", "trimmed by overlap"),
+    ):
+        if duration <= 0:
+            continue
+        out.append(
             Point("activity")
             .tag("user", user)
-            .tag("project", a.project_uuid or NONE)
-            .tag("category", a.category_uuid or NONE)
-            .tag("application", a.application_uuid or NONE)
-            .field("duration_ms", duration)
-            .field("document", a.base_document or "")
-            .field("title", a.title)
-            .field("process", a.process)
-            .field("reason", a.reason or "")
-            .field("snapshot", sid)
-            .time(time_ns)
+            .tag("project", before.project)
+            .tag("category", before.category)
+            .tag("application", before.application)
+            .tag("rev", rev)
+            .field("duration_ms", sign * duration)
+            .field("reason", reason)
+            .field("snapshot", before.key)
+            .time(before.time_ns)
         )
-        return points
+    return out

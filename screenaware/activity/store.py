@@ -94,6 +94,16 @@ class ActivityStore(RedisStore):
                 pipe.hincrby(generations_key(user), str(day), 1)
             await pipe.execute()
 
+    async def group_ids(self, user: str, group_by: str) -> list[str]:
+        """Every group a /times answer lists for ``group_by``, with time or not: the
+        user's projects, categories (own and built-in) or applications seen."""
+        if group_by == "projectUuid":
+            return sorted(str(k) for k in await self._redis.hkeys(projects_key(user)))
+        if group_by == "categoryUuid":
+            own = [str(k) for k in await self._redis.hkeys(categories_key(user))]
+            return sorted({*own, *(rule.uuid for rule in BUILTIN_CATEGORIES)})
+        return sorted(str(k) for k in await self._redis.hkeys(apps_key(user)))
+
     async def applications(self, user: str) -> dict[str, str]:
         raw = await self._redis.hgetall(apps_key(user))
         return {str(k): str(v) for k, v in raw.items()}

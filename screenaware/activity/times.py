@@ -42,7 +42,7 @@ def shape(
 ) -> dict[str, Any]:
     """The documented /times object from bucket and group sums.
 
-    Every bucket and every group is listed, with 0 where nothing was logged;
+    Every bucket and every group given is listed, with 0 where nothing was logged;
     activity without a group value is under the key ``none`` with a null id.
     """
 
@@ -121,18 +121,23 @@ class TimesService:
         resolution = params.get("resolution")
         nest = bool(params.get("nestTimeBucketsInsideGroups"))
         start_ms, end_ms = to_ms(start), to_ms(end)
+        # Groups without time in the range are listed too (sum 0). They are not
+        # part of the cache key (a write invalidates exactly the days it touches);
+        # a cached answer that lacks a group the user has since got is recomputed.
+        known = await self._store.group_ids(user, group_by) if group_by else []
         key = await self._store.cache_key(
             user, start_ms, end_ms, [start_ms, end_ms, group_by, resolution, nest, zone_name]
         )
         cached = await self._store.cached(key)
-        if cached is not None:
-            return dict(cached)
+        if cached is not None and set(known) <= set(cached["groups"]):
+            return dict(cached["answer"])
         bucket_list = buckets(start, end, resolution, zone) if resolution else None
-        sums, groups = await self._sums(
+        sums, found = await self._sums(
             user, start_ms, end_ms, group_by, resolution, bucket_list, zone_name
         )
+        groups = sorted({*found, *known}, key=lambda g: (g == NONE, g))
         answer = shape(start, end, group_by, bucket_list, sums, groups, nest)
-        await self._store.cache(key, answer)
+        await self._store.cache(key, {"groups": groups, "answer": answer})
         return answer
 
     async def _sums(

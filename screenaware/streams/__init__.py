@@ -40,6 +40,7 @@ def mount(
         backends.writer,
         activity.store,
         activity.learning,
+        activity.timeline,
         backends.get_redis,
         clock,
         thresholds,

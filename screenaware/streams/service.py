@@ -33,6 +33,7 @@ from screenaware.activity import (
     NONE,
     ActivityStore,
     LearningStore,
+    TimelineStore,
     application_name,
     features,
 )
@@ -82,6 +83,8 @@ class StreamService:
         writer: the group-commit writer (corrections).
         activity: the activity store (write counters, projects).
         learning: the learned associations.
+        timeline: the users' coverage and lock (corrections and overlap
+            resolution of one user take turns).
         redis: zero-argument callable returning the open Redis client (day cache).
         clock: the current Unix time in seconds.
         thresholds: the sessionisation thresholds.
@@ -93,6 +96,7 @@ class StreamService:
         writer: GroupCommitWriter,
         activity: ActivityStore,
         learning: LearningStore,
+        timeline: TimelineStore,
         redis: Callable[[], aioredis.Redis],
         clock: Callable[[], float],
         thresholds: Thresholds,
@@ -101,6 +105,7 @@ class StreamService:
         self._writer = writer
         self._activity = activity
         self._learning = learning
+        self._timeline = timeline
         self._redis = redis
         self._clock = clock
         self.thresholds = thresholds
@@ -247,39 +252,49 @@ class StreamService:
             raise NotFound("Stream not found")
         day = from_ms(start_ms).astimezone(zone).date()
         span = day_span_ms(day, zone)
-        # The process name is needed only to learn from a correction.
-        activities = await self._activities(user, span, DAY_COLUMNS + ', "process"')
-        streams = make_streams(user, activities, self.thresholds)
-        stream = next((s for s in streams if s.uuid == stream_uuid), None)
-        if stream is None:
-            raise NotFound("Stream not found")
-        projects, _, _ = await self._activity.rules(user)
-        if project is not None and project not in projects:
-            raise Invalid(
-                "projectUuid must be one of your projects", {"projectUuid": ["Unknown project."]}
-            )
-        # Revisions must sort in the order they were made, across workers and
-        # within a millisecond: a per-user counter, zero-padded.
-        rev = f"{await self._redis().incr(f'{{sa}}:rev:{user}'):012d}"
-        points = []
-        changed = [a for a in stream.activities if a.project != project]
-        for act in changed:
-            for owner, sign in ((act.project, -1), (project, 1)):
-                points.append(
-                    Point("activity")
-                    .tag("user", user)
-                    .tag("project", owner or NONE)
-                    .tag("category", act.category or NONE)
-                    .tag("application", act.application or NONE)
-                    .tag("rev", rev)
-                    .field("duration_ms", sign * act.duration)
-                    .field("document", act.document or "")
-                    .field("title", act.title)
-                    .field("process", act.process)
-                    .field("reason", CORRECTED if sign > 0 else "reversed by correction")
-                    .time(act.start * 1_000_000)
+        # Under the user's timeline lock: a reversing entry must reverse what the
+        # snapshot owns now, which a concurrent overlap resolution could change.
+        async with self._timeline.locked(user) as held:
+            # What other workers resolved but have not written yet goes first:
+            # the reversing entries must reverse what the ledger will say.
+            await self._timeline.flush(user, held.journal)
+            # The process name is needed only to learn from a correction.
+            activities = await self._activities(user, span, DAY_COLUMNS + ', "process"')
+            streams = make_streams(user, activities, self.thresholds)
+            stream = next((s for s in streams if s.uuid == stream_uuid), None)
+            if stream is None:
+                raise NotFound("Stream not found")
+            projects, _, _ = await self._activity.rules(user)
+            if project is not None and project not in projects:
+                raise Invalid(
+                    "projectUuid must be one of your projects",
+                    {"projectUuid": ["Unknown project."]},
                 )
-        await self._writer.write(points)
+            # Revisions must sort in the order they were made, across workers and
+            # within a millisecond: a per-user counter, zero-padded.
+            rev = f"{await self._redis().incr(f'{{sa}}:rev:{user}'):012d}"
+            points = []
+            changed = [a for a in stream.activities if a.project != project]
+            for act in changed:
+                for owner, sign in ((act.project, -1), (project, 1)):
+                    points.append(
+                        Point("activity")
+                        .tag("user", user)
+                        .tag("project", owner or NONE)
+                        .tag("category", act.category or NONE)
+                        .tag("application", act.application or NONE)
+                        .tag("rev", rev)
+                        .field("duration_ms", sign * act.duration)
+                        .field("document", act.document or "")
+                        .field("title", act.title)
+                        .field("process", act.process)
+                        .field("reason", CORRECTED if sign > 0 else "reversed by correction")
+                        .time(act.start * 1_000_000 + act.offset)
+                    )
+            await self._writer.write(points)
+            await self._timeline.set_project(
+                user, [(a.start, a.offset) for a in changed], project or NONE
+            )
         await self._activity.after_ingest(user, {}, {a.start // DAY_MS for a in changed})
         keys = features(
             [a.document for a in stream.activities],

@@ -41,6 +41,7 @@ class Activity(NamedTuple):
     title: str = ""
     reason: str | None = None
     process: str = ""
+    offset: int = 0  # ns after the start ms: where its ledger entries are
 
     @property
     def end(self) -> int:
@@ -300,12 +301,14 @@ ROW_COLUMNS = (
 
 
 def resolve_values(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> list[Activity]:
-    """Activity from an InfluxDB answer's time-ordered values, corrections applied.
+    """Activity from an InfluxDB answer's time-ordered values, ledger applied.
 
-    At one instant there is the original entry (no ``rev``) and, per correction,
-    a reversing and a new entry tagged with that correction's ``rev``. The entry
-    with a positive duration and the newest ``rev`` names the project now. Rows
-    come sorted by time, so one pass suffices (a month is ~100k rows).
+    At one instant there is a snapshot's original entry (no ``rev``) and maybe
+    reversing and new entries: corrections (a numeric ``rev``) and time taken by a
+    later overlapping snapshot (``rev`` ``t<k>r``/``t<k>``). The sum of all entries
+    is what the snapshot owns now (as ``/times`` sums it), and the project with a
+    positive balance is its project now. Rows come sorted by time, so one pass
+    suffices (a month is ~100k rows).
     """
     ix = {name: index for index, name in enumerate(columns)}
     t, dur, rev, proj = ix["time"], ix["duration_ms"], ix["rev"], ix["project"]
@@ -318,34 +321,47 @@ def resolve_values(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> l
         base = values[i]
         time_ns = base[t]
         j = i + 1
+        project = base[proj]
+        duration = int(base[dur] or 0)
+        corrected = False
         if (j < n and values[j][t] == time_ns) or base[rev]:
-            # Several entries at this instant: an original and corrections.
+            # Several entries at this instant: an original and its ledger.
             while j < n and values[j][t] == time_ns:
                 j += 1
             group = values[i:j]
-            originals = [row for row in group if not row[rev]]
-            corrections = [row for row in group if row[rev] and (row[dur] or 0) > 0]
             i = j
+            originals = [row for row in group if not row[rev]]
             if not originals:
                 continue
             base = originals[0]
-            latest = max(corrections, key=lambda row: str(row[rev])) if corrections else None
+            balance: dict[Any, int] = {}
+            for row in group:
+                balance[row[proj]] = balance.get(row[proj], 0) + int(row[dur] or 0)
+            duration = sum(balance.values())
+            project = max(balance, key=balance.__getitem__)
+            # A correction's new entry (numeric rev; overlap trims are t<k>).
+            corrected = any(
+                row[rev] and not str(row[rev]).startswith("t") and int(row[dur] or 0) > 0
+                for row in group
+            )
         else:
-            latest = None
             i = j
-        project = (latest or base)[proj]
+        if duration <= 0:
+            continue  # all of its time belongs to later snapshots
         reason = (base[reason_i] or None) if reason_i is not None else None
+        time_ns = int(time_ns)
         out.append(
             Activity(
-                int(time_ns) // 1_000_000,
-                int(base[dur] or 0),
+                time_ns // 1_000_000,
+                duration,
                 None if project in (None, "", "none") else project,
                 _tag(base[cat]) if cat is not None else None,
                 _tag(base[app]) if app is not None else None,
                 (base[doc] or None) if doc is not None else None,
                 (base[title_i] or "") if title_i is not None else "",
-                CORRECTED if latest else reason,
+                CORRECTED if corrected else reason,
                 (base[process_i] or "") if process_i is not None else "",
+                time_ns % 1_000_000,
             )
         )
     return out

@@ -1,0 +1,447 @@
+"""One person, one timeline: who owns each millisecond where snapshots overlap.
+
+**The rule.** Every millisecond covered by a user's activity snapshots belongs to
+exactly one of them: the one of highest *priority* that covers it. Priority is
+``(end, start, key)``: the snapshot taken later (greater ``timeTaken``) wins; on an
+equal end the one that started later (the shorter one); then the greater snapshot
+key (a hash of the snapshot's content). The rule depends only on the set of
+snapshots, so arrival order, batching and worker do not matter. Snapshots without
+windows (away) own nothing and cut nothing.
+
+Because a higher-priority snapshot ends at or after a lower one, it can only take
+a *suffix* of it: what a snapshot owns is always one interval
+``[start, start + effective)``, so its share is one number, the *effective*
+duration.
+
+**Coverage.** The recent snapshots of a user (``timeline_days``) live in Redis (a
+sorted set scored by start, one compact member per snapshot: its interval, key,
+sub-millisecond offset, effective duration, trims so far and tags), so a batch
+reads the neighbourhood of all its snapshots in one round trip and never reads
+InfluxDB. A per-user lock serialises resolving (ingest, corrections) of one user
+across workers. It is held only while Redis is read and updated, not during the
+InfluxDB write, so concurrent requests of one user still share group commits:
+the batch's points are kept in a per-user *journal* in Redis with the coverage
+update, written to InfluxDB after the lock is released, and dropped from the
+journal once acknowledged. A journal entry whose writer failed or died is written
+by the next lock holder (InfluxDB keeps one copy of a point written twice), and
+whoever reads the ledger under the lock (a correction) first writes the whole
+journal. Only a snapshot older than the horizon (a sensor that was offline for
+weeks) makes its batch read its neighbourhood from the ``activity`` ledger: one
+query per stretch of such snapshots, never per snapshot.
+
+**Ledger.** A new snapshot's ``activity`` entry carries its effective duration at
+the time it arrives. When a later snapshot takes time from one already stored, the
+loser gets a reversing entry (minus its current effective duration, rev ``t<k>r``)
+and, unless nothing is left, a new entry (its new effective duration, rev
+``t<k>``), ``k`` counting its trims: append-only, deterministic on retry, and
+``sum(duration_ms)`` stays the answer of ``/times``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import itertools
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from screenaware.activity.store import DAY_MS, generations_key
+from screenaware.errors import StorageUnavailable, WriteRejected
+from screenaware.storage.influx import GroupCommitWriter
+from screenaware.storage.redisstore import RedisStore
+
+LOG = logging.getLogger(__name__)
+
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+def coverage_key(user: str) -> str:
+    return f"{{sa}}:cov:{user}"
+
+
+def meta_key(user: str) -> str:
+    return f"{{sa}}:covmeta:{user}"
+
+
+def lock_key(user: str) -> str:
+    return f"{{sa}}:tlock:{user}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One activity snapshot on the timeline.
+
+    Attributes:
+        start: start in Unix ms.
+        end: end (``timeTaken``) in Unix ms.
+        key: the snapshot key (stable for the same content).
+        offset: nanoseconds added to the start so that snapshots starting in the
+            same millisecond get points of their own (-1: not placed yet).
+        effective: the milliseconds this snapshot owns now.
+        trims: how many times later snapshots took time from it.
+        project: the project tag now (corrections change it).
+        category: the category tag.
+        application: the application tag.
+    """
+
+    start: int
+    end: int
+    key: str
+    offset: int = -1
+    effective: int = 0
+    trims: int = 0
+    project: str = "none"
+    category: str = "none"
+    application: str = "none"
+
+    @property
+    def priority(self) -> tuple[int, int, str]:
+        return (self.end, self.start, self.key)
+
+    @property
+    def time_ns(self) -> int:
+        return self.start * 1_000_000 + max(self.offset, 0)
+
+    def encode(self) -> str:
+        return (
+            f"{self.start}|{self.offset}|{self.end}|{self.effective}|{self.trims}|{self.key}|"
+            f"{self.project}|{self.category}|{self.application}"
+        )
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Record:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        start, offset, end, effective, trims, key, project, category, application = text.split("|")
+        return cls(
+            int(start),
+            int(end),
+            key,
+            int(offset),
+            int(effective),
+            int(trims),
+            project,
+            category,
+            application,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a batch changes: the snapshots it adds (placed, with their effective
+    duration) and the stored ones it takes time from, as (before, after)."""
+
+    added: list[Record]
+    trimmed: list[tuple[Record, Record]]
+
+
+def _overlap(a: Record, b: Record) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def resolve(existing: Sequence[Record], new: Iterable[Record]) -> Plan:
+    """Apply the rule to a batch of new snapshots against the stored neighbourhood.
+
+    Args:
+        existing: every stored snapshot that may overlap one of ``new`` (with its
+            effective duration as stored).
+        new: the batch's activity snapshots; one already stored (same key) or
+            repeated in the batch is an identical re-send and changes nothing.
+
+    Returns:
+        The plan; the stored snapshots' effective durations only ever shrink.
+    """
+    known = {r.key for r in existing}
+    fresh: dict[str, Record] = {}
+    for record in new:
+        if record.key not in known and record.key not in fresh:
+            fresh[record.key] = record
+    if not fresh:
+        return Plan([], [])
+    everyone = sorted([*existing, *fresh.values()], key=lambda r: r.start)
+    starts = [r.start for r in everyone]
+    longest = max(r.end - r.start for r in everyone)
+
+    def cut(target: Record, pool: Sequence[Record], pool_starts: Sequence[int], end: int) -> int:
+        # Higher-priority snapshots overlapping target take everything from their
+        # start on: the owned part ends at the earliest such start.
+        lo = bisect.bisect_left(pool_starts, target.start - longest + 1)
+        hi = bisect.bisect_left(pool_starts, target.end)
+        for other in pool[lo:hi]:
+            if other.priority > target.priority and _overlap(other, target):
+                end = min(end, other.start)
+        return max(0, end - target.start)
+
+    used = {(r.start, r.offset) for r in existing}
+    added = []
+    for record in sorted(fresh.values(), key=lambda r: (r.start, r.key)):
+        offset = 0
+        while (record.start, offset) in used:
+            offset += 1
+        used.add((record.start, offset))
+        added.append(
+            replace(record, offset=offset, effective=cut(record, everyone, starts, record.end))
+        )
+    batch = sorted(fresh.values(), key=lambda r: r.start)
+    batch_starts = [r.start for r in batch]
+    trimmed = []
+    for record in existing:
+        if record.effective <= 0:
+            continue  # nothing left to take
+        left = cut(record, batch, batch_starts, record.start + record.effective)
+        if left < record.effective:
+            trimmed.append((record, replace(record, effective=left, trims=record.trims + 1)))
+    return Plan(added, trimmed)
+
+
+def records_from_ledger(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> list[Record]:
+    """The timeline records of stored snapshots, rebuilt from their time-ordered
+    ``activity`` entries (for snapshots older than the coverage horizon)."""
+    ix = {name: index for index, name in enumerate(columns)}
+    t, dur, rev, proj = ix["time"], ix["duration_ms"], ix["rev"], ix["project"]
+    span, key, cat, app = ix["span_ms"], ix["snapshot"], ix["category"], ix["application"]
+    out = []
+    for time_ns, rows in itertools.groupby(values, key=lambda row: row[t]):
+        group = list(rows)
+        original = next((row for row in group if not row[rev]), None)
+        if original is None:
+            continue
+        balance: dict[str, int] = {}
+        trims = 0
+        for row in group:
+            balance[row[proj]] = balance.get(row[proj], 0) + int(row[dur] or 0)
+            tag = str(row[rev] or "")
+            if tag.startswith("t") and tag.endswith("r") and tag[1:-1].isdigit():
+                trims = max(trims, int(tag[1:-1]))
+        start, offset = divmod(int(time_ns), 1_000_000)
+        length = int(original[span] or original[dur] or 0)
+        out.append(
+            Record(
+                start=start,
+                end=start + length,
+                key=str(original[key] or f"legacy:{time_ns}"),
+                offset=offset,
+                effective=sum(balance.values()),
+                trims=trims,
+                project=str(max(balance, key=balance.__getitem__)),
+                category=str(original[cat] or "none"),
+                application=str(original[app] or "none"),
+            )
+        )
+    return out
+
+
+def clusters(spans: Iterable[tuple[int, int]], reach: int) -> list[tuple[int, int]]:
+    """The start-score ranges ``[lo, hi)`` holding every stored snapshot that may
+    overlap one of ``spans``, merged where they touch."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        lo, hi = start - reach + 1, end
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def journal_key(user: str) -> str:
+    return f"{{sa}}:tjournal:{user}"
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the lock holder learns when it gets the lock.
+
+    Attributes:
+        longest: the longest snapshot in the coverage (ms).
+        journal: the ids of the journal entries not yet acknowledged.
+    """
+
+    longest: int
+    journal: list[str]
+
+
+class TimelineStore(RedisStore):
+    """The users' recent coverage and journal in Redis, and the per-user lock.
+
+    Args:
+        redis: zero-argument callable returning the open Redis client.
+        writer: the InfluxDB group-commit writer (journal entries).
+        horizon_ms: how long a snapshot stays in the coverage (by its start).
+        lock_ttl_ms: how long a lock outlives a worker that died holding it; a
+            journal entry this old has lost its writer.
+        lock_wait_s: how long to wait for the lock before answering 503.
+        clock: the current Unix time in seconds.
+    """
+
+    def __init__(
+        self,
+        redis: Callable[[], aioredis.Redis],
+        writer: GroupCommitWriter,
+        horizon_ms: int,
+        lock_ttl_ms: int,
+        lock_wait_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(redis)
+        self._writer = writer
+        self.horizon_ms = horizon_ms
+        self._lock_ttl_ms = lock_ttl_ms
+        self._lock_wait_s = lock_wait_s
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, user: str) -> AsyncIterator[Held]:
+        """Hold the user's timeline lock. Journal entries that lost their writer
+        are written first.
+
+        Raises:
+            StorageUnavailable: the lock stayed taken for ``lock_wait_s``, or a
+                lost journal entry could not be written.
+        """
+        token = secrets.token_hex(8)
+        key = lock_key(user)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_wait_s
+        pause = 0.001
+        while True:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, token, nx=True, px=self._lock_ttl_ms)
+                pipe.hget(meta_key(user), "longest")
+                pipe.hkeys(journal_key(user))
+                got, longest, journal = await pipe.execute()
+            if got:
+                break
+            if loop.time() > deadline:
+                raise StorageUnavailable("timeline lock of a user stayed taken")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        try:
+            ids = [j.decode() if isinstance(j, bytes) else str(j) for j in journal]
+            lost = [j for j in ids if int(j.split(":")[0]) < self._now_ms() - self._lock_ttl_ms]
+            if lost:
+                await self.flush(user, lost)
+            yield Held(int(longest or 0), [j for j in ids if j not in lost])
+        finally:
+            # Shielded: a cancelled request must still let the others go on.
+            await asyncio.shield(self._redis.eval(_RELEASE, 1, key, token))
+
+    async def flush(self, user: str, ids: Sequence[str]) -> None:
+        """Write journal entries to InfluxDB and drop them (entries another worker
+        is writing at the same time are simply stored twice: once)."""
+        if not ids:
+            return
+        bodies = await self._redis.hmget(journal_key(user), list(ids))
+        lines = [
+            line
+            for body in bodies
+            if body
+            for line in (body.decode() if isinstance(body, bytes) else str(body)).split("\n")
+        ]
+        try:
+            await self._writer.write(lines)
+        except WriteRejected:
+            LOG.exception("journal of %s rejected by InfluxDB; dropped", user)
+        # The days the points fall on (line protocol ends with the time in ns).
+        days = {int(line.rsplit(" ", 1)[1]) // 1_000_000 // DAY_MS for line in lines}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(journal_key(user), *ids)
+            for day in days:
+                pipe.hincrby(generations_key(user), str(day), 1)
+            await pipe.execute()
+
+    async def around(
+        self, user: str, spans: Sequence[tuple[int, int]], longest: int
+    ) -> list[Record]:
+        """Every stored snapshot that may overlap one of ``spans``, in one round."""
+        reach = max(longest, max((e - s for s, e in spans), default=0), 1)
+        ranges = clusters(spans, reach)
+        if not ranges:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for lo, hi in ranges:
+                pipe.zrangebyscore(coverage_key(user), lo, f"({hi}")
+            found = await pipe.execute()
+        return [Record.decode(raw) for members in found for raw in members]
+
+    async def commit(self, user: str, plan: Plan, longest: int, lines: Sequence[str]) -> str:
+        """Under the lock: store the plan in the coverage and the batch's points in
+        the journal, and drop what fell behind the horizon, in one round. Returns
+        the journal entry's id."""
+        key = coverage_key(user)
+        entry = f"{self._now_ms()}:{secrets.token_hex(6)}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if lines:
+                pipe.hset(journal_key(user), entry, "\n".join(lines))
+            if plan.trimmed:
+                pipe.zrem(key, *(before.encode() for before, _ in plan.trimmed))
+            members = {r.encode(): r.start for r in plan.added}
+            members.update({after.encode(): after.start for _, after in plan.trimmed})
+            if members:
+                pipe.zadd(key, members)
+                pipe.zremrangebyscore(key, "-inf", f"({self.oldest_ms()}")
+            batch_longest = max((r.end - r.start for r in plan.added), default=0)
+            if batch_longest > longest:
+                pipe.hset(meta_key(user), "longest", batch_longest)
+            await pipe.execute()
+        return entry
+
+    async def written(
+        self,
+        user: str,
+        entry: str,
+        apps: Mapping[str, str],
+        days: Iterable[int],
+        apps_key: str,
+        generations_key: str,
+    ) -> None:
+        """After InfluxDB acknowledged a batch: drop its journal entry, record the
+        applications seen and bump the written days' counters, in one round."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if entry:
+                pipe.hdel(journal_key(user), entry)
+            for app_uuid, name in apps.items():
+                pipe.hset(apps_key, app_uuid, name)
+            for day in set(days):
+                pipe.hincrby(generations_key, str(day), 1)
+            await pipe.execute()
+
+    def oldest_ms(self) -> int:
+        """Snapshots starting before this are no longer in the coverage."""
+        return self._now_ms() - self.horizon_ms
+
+    async def set_project(
+        self, user: str, instants: Sequence[tuple[int, int]], project: str
+    ) -> None:
+        """Record a correction: the snapshots at ``(start ms, offset)`` now belong
+        to ``project`` (snapshots outside the coverage are left alone)."""
+        if not instants:
+            return
+        key = coverage_key(user)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start, _ in instants:
+                pipe.zrangebyscore(key, start, start)
+            found = await pipe.execute()
+        wanted = set(instants)
+        old, new = [], {}
+        for members in found:
+            for raw in members:
+                record = Record.decode(raw)
+                if (record.start, record.offset) in wanted and record.project != project:
+                    old.append(record.encode())
+                    new[replace(record, project=project).encode()] = record.start
+        if old:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(key, *old)
+                pipe.zadd(key, new)
+                await pipe.execute()
