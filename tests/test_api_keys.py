@@ -333,7 +333,9 @@ async def test_last_used_is_written_at_most_once_a_minute(
 
     async def last_used() -> str | None:
         [listed] = await keys_of(api, headers)
-        return listed["lastUsedAt"]
+        value = listed["lastUsedAt"]
+        assert value is None or isinstance(value, str)
+        return value
 
     assert await last_used() is None
     first = clock.now

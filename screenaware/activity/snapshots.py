@@ -301,7 +301,7 @@ def window_points(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]
 def activity_point(user: str, record: Record, a: Attribution) -> Point:
     """A new snapshot's ``activity`` entry: its effective duration when it arrived
     (``span_ms`` keeps its own length)."""
-    return (
+    point: Point = (
         Point("activity")
         .tag("user", user)
         .tag("project", record.project)
@@ -316,6 +316,7 @@ def activity_point(user: str, record: Record, a: Attribution) -> Point:
         .field("snapshot", record.key)
         .time(record.time_ns)
     )
+    return point
 
 
 def trim_points(user: str, before: Record, after: Record) -> list[Point]:
