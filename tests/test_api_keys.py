@@ -197,6 +197,22 @@ async def test_a_key_is_refused_on_the_key_routes_and_password_changes(api: Api)
     assert (await api.login("dan@example.org", "taken-over-99")).status_code == 401
 
 
+async def test_a_password_change_revokes_the_users_keys(api: Api) -> None:
+    # A thief with a login token could have made a key; it must not outlive the change.
+    headers = await api.new_user("fay@example.org")
+    key = bearer((await make_key(api, headers))["key"])
+    assert (await api.me(key)).status_code == 200
+    changed = await api.client.simulate_put(
+        "/api/users/me/password",
+        json={"currentPassword": PASSWORD, "password": "a-new-password-7"},
+        headers=headers,
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await api.me(key)).status_code == 401
+    fresh = bearer(changed.json["token"])
+    assert await keys_of(api, fresh) == []
+
+
 async def test_an_admins_key_is_refused_on_admin_key_and_password_routes(api: Api) -> None:
     user = await api.new_user("eve@example.org")
     user_uuid = await uuid_of(api, user)

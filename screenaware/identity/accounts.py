@@ -69,17 +69,27 @@ redis.call('DEL', keys)
 redis.call('DEL', KEYS[1], '{sa}:email:' .. string.lower(email),
            '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1], '{sa}:apps:' .. ARGV[1],
            '{sa}:categories:' .. ARGV[1], '{sa}:tgen:' .. ARGV[1], '{sa}:learn:' .. ARGV[1],
-           '{sa}:rev:' .. ARGV[1])
+           '{sa}:rev:' .. ARGV[1], '{sa}:cov:' .. ARGV[1], '{sa}:covmeta:' .. ARGV[1],
+           '{sa}:tjournal:' .. ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """)
 
 # Update fields of an existing user only (never resurrect a deleted one);
-# ARGV[1] = '1' bumps the version, which invalidates every token issued before.
+# ARGV[1] = '1' bumps the version, which invalidates every token issued before, and
+# revokes the user's API keys: a stolen login token could have made one, and a key
+# that outlived the password change would be a permanent takeover.
 _UPDATE = Script("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
-if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'version', 1) end
+if ARGV[1] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
+  local keys = '{sa}:apikeys:' .. redis.call('HGET', KEYS[1], 'uuid')
+  for _, digest in ipairs(redis.call('HVALS', keys)) do
+    redis.call('DEL', '{sa}:apikey:' .. digest)
+  end
+  redis.call('DEL', keys)
+end
 return 1
 """)
 
