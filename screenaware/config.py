@@ -83,6 +83,7 @@ class Config:
     write_batch_max: int = 5000
     write_queue_max: int = 100_000
     retry_after: int = 5
+    outage_log_interval: float = 60.0
     log_level: str = "INFO"
 
     @classmethod
@@ -153,6 +154,7 @@ class Config:
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")
         _require(self.retry_after >= 1, "retry_after", "must be at least 1")
+        _require(self.outage_log_interval > 0, "outage_log_interval", "must be positive (seconds)")
         _require(bool(self.influx_db.strip()), "influx_db", "must not be empty")
         host, _, port = self.bind.rpartition(":")
         _require(

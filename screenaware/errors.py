@@ -10,7 +10,16 @@ from typing import Any
 
 
 class StorageUnavailable(Exception):
-    """A backing store (InfluxDB or Redis) cannot be reached or refused to work."""
+    """A backing store (InfluxDB or Redis) cannot be reached or refused to work.
+
+    Args:
+        *args: the message.
+        backend: which store, ``"influxdb"`` (the default) or ``"redis"``.
+    """
+
+    def __init__(self, *args: object, backend: str = "influxdb") -> None:
+        super().__init__(*args)
+        self.backend = backend
 
 
 class WriteQueueFull(StorageUnavailable):

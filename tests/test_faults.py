@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -358,3 +359,58 @@ async def test_slow_influxdb_keeps_batching_and_bounds_the_queue(
     stats = httpx.get(f"http://127.0.0.1:{stack.influx_port}/ping")
     assert stats.status_code == 204
     assert stack.count("beat") >= codes.count(200)
+
+
+def warnings_in(log: Path) -> list[str]:
+    """The messages of the WARNING lines of a service log (JSON lines)."""
+    found = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("level") == "WARNING":
+                found.append(record["message"])
+    return found
+
+
+async def test_an_influxdb_outage_logs_its_transitions_not_every_request(
+    stack: Stack, tmp_path: Path
+) -> None:
+    config = stack.config.replace(outage_log_interval=1)
+    with run_service(config, tmp_path, workers=2) as svc:
+        device, _ = setup_clients(svc.url)
+        # A connection per request, so that both workers get some.
+        client = httpx.Client(
+            base_url=svc.url,
+            headers={"Authorization": device},
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        stack.kill_influxd()
+        unavailable = 0
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            assert client.post("/api/beat").status_code == 503
+            unavailable += 1
+        stack.start_influxd()
+        deadline = time.monotonic() + 30
+        while True:
+            status = client.post("/api/beat").status_code
+            messages = warnings_in(svc.log)
+            downs = [m for m in messages if m.startswith("influxdb down")]
+            ups = [m for m in messages if m.startswith("influxdb up again")]
+            if status == 200 and downs and len(ups) == len(downs):
+                break
+            assert time.monotonic() < deadline, messages
+        client.close()
+    assert unavailable > 200
+    # A handful of lines, not one per failed request: per worker the outage (down,
+    # still down about every second, up again) and each coalescer's first failure
+    # and recovery.
+    assert len(messages) <= 2 * 12, messages
+    assert 1 <= len(downs) <= 2
+    still = [m for m in messages if m.startswith("influxdb still down")]
+    assert still, messages
+    for line in still:
+        assert re.search(r": \d+ failures in the last \d+ s, \d+ in all; last: StorageUnav", line)
+    # Every 503 was counted once, in the worker that answered it.
+    counted = sum(int(re.search(r"; (\d+) failures in that time", m)[1]) for m in ups)  # type: ignore[index]
+    assert counted == unavailable, ups

@@ -11,12 +11,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from screenaware.config import Config
 from screenaware.errors import StorageUnavailable
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, UniqueClock
+from screenaware.storage.outages import INFLUXDB, REDIS, OutageLog
 
 LOG = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class Backends:
 
     def __init__(self, config: Config, point_clock: UniqueClock | None = None) -> None:
         self.config = config
+        self.outages = OutageLog(config.outage_log_interval)
         self.point_clock = point_clock or UniqueClock()
-        self.influx = InfluxClient(config)
+        self.influx = InfluxClient(config, self.outages)
         self.writer = GroupCommitWriter(
             self.influx,
             max_batch_lines=config.write_batch_max,
@@ -94,12 +96,14 @@ class Backends:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
+        # Every answer of Redis ends an outage of it in the log.
+        pool.connection_class = _reporting_success(pool.connection_class, self.outages)
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         await self._lease_slot()
         try:
             await self.influx.ensure_database()
         except StorageUnavailable as exc:
-            LOG.warning("InfluxDB not reachable at start (%s); will retry on use", exc)
+            self.outages.failure(INFLUXDB, exc)
 
     async def _lease_slot(self) -> None:
         try:
@@ -118,6 +122,27 @@ class Backends:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+
+def _reporting_success(connection_class: type[Any], outages: OutageLog) -> type[Any]:
+    """``connection_class`` telling ``outages`` of every answer Redis gives.
+
+    A subclass of whichever class the URL chose (TCP, TLS or Unix socket); an
+    error answer is an answer too.
+    """
+
+    class Reporting(connection_class):
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                response = await super().read_response(*args, **kwargs)
+            except ResponseError:
+                outages.success(REDIS)
+                raise
+            outages.success(REDIS)
+            return response
+
+    Reporting.__name__ = Reporting.__qualname__ = "Reporting" + connection_class.__name__
+    return Reporting
 
 
 class Lifespan:

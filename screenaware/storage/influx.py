@@ -26,9 +26,15 @@ import orjson
 from influxdb_client import Point
 
 from screenaware.config import Config
-from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
+from screenaware.errors import (
+    QueryFailed,
+    StorageUnavailable,
+    WriteQueueFull,
+    WriteRejected,
+)
 from screenaware.storage.batching import Coalescer
 from screenaware.storage.http11 import HTTPClient, Response, TransportError
+from screenaware.storage.outages import INFLUXDB, OutageLog
 from screenaware.web import metrics
 
 LOG = logging.getLogger(__name__)
@@ -55,9 +61,11 @@ class InfluxClient:
 
     Args:
         config: the service configuration (URL, database, credentials, time-out).
+        outages: told of every answer, so that the end of an outage is logged.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, outages: OutageLog | None = None) -> None:
+        self._outages = outages
         self._url = config.influx_url.rstrip("/")
         self.database = config.influx_db
         self._timeout = config.influx_timeout
@@ -109,8 +117,10 @@ class InfluxClient:
             # The reason names the origin (never credentials) and the failure.
             raise StorageUnavailable(f"InfluxDB unreachable: {exc}") from None
         if resp.status >= 500 or resp.status in (401, 403):
-            LOG.error("InfluxDB answered %s to %s", resp.status, path.partition("?")[0])
-            raise StorageUnavailable(f"InfluxDB answered {resp.status}")
+            # Logged by whoever counts the failure (the outage log), not per request here.
+            raise StorageUnavailable(f"InfluxDB answered {resp.status} to {path.partition('?')[0]}")
+        if self._outages is not None:
+            self._outages.success(INFLUXDB)
         return resp
 
     async def ping(self) -> None:

@@ -20,6 +20,7 @@ from screenaware.errors import (
     StorageUnavailable,
     WriteQueueFull,
 )
+from screenaware.storage.outages import REDIS, OutageLog, backend_of
 from screenaware.web import metrics
 
 LOG = logging.getLogger(__name__)
@@ -43,20 +44,24 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTP
     resp.media = body
 
 
-def register(app: falcon.asgi.App, retry_after: int) -> None:
+def register(app: falcon.asgi.App, retry_after: int, outages: OutageLog) -> None:
     """Install the error handlers and the JSON error serializer on ``app``.
 
     Args:
         app: the application.
         retry_after: seconds a client should wait after a 503.
+        outages: counts the 503s of a backend that is down and logs its transitions.
     """
 
     async def unavailable(
         req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
     ) -> None:
-        # The class name only: messages of client libraries can carry URLs with secrets.
-        LOG.warning("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
-        backend = "influxdb" if isinstance(exc, StorageUnavailable) else "redis"
+        # Not a line per request (an outage wrote tens of thousands): the outage log
+        # writes when the backend goes down, every so often while it stays down, and
+        # when it is up again.
+        backend = backend_of(exc) or REDIS
+        outages.failure(backend, exc)
+        LOG.debug("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
         metrics.BACKEND_ERRORS.labels(backend).inc()
         message = (
             "Too many writes are waiting for the database; try again shortly"
