@@ -84,6 +84,7 @@ class Config:
     write_queue_max: int = 100_000
     retry_after: int = 5
     outage_log_interval: float = 60.0
+    clock_slot_ttl: int = 30
     log_level: str = "INFO"
 
     @classmethod
@@ -155,6 +156,7 @@ class Config:
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")
         _require(self.retry_after >= 1, "retry_after", "must be at least 1")
         _require(self.outage_log_interval > 0, "outage_log_interval", "must be positive (seconds)")
+        _require(self.clock_slot_ttl >= 3, "clock_slot_ttl", "must be at least 3 seconds")
         _require(bool(self.influx_db.strip()), "influx_db", "must not be empty")
         host, _, port = self.bind.rpartition(":")
         _require(

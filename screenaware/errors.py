@@ -22,6 +22,14 @@ class StorageUnavailable(Exception):
         self.backend = backend
 
 
+class SlotNotLeased(StorageUnavailable):
+    """This process holds no point-clock slot (Redis unreachable since it started, or
+    the lease lapsed): points it stamped could collide with another process's."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args, backend="redis")
+
+
 class WriteQueueFull(StorageUnavailable):
     """Too many points wait for InfluxDB; new writes are refused rather than queued."""
 

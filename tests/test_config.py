@@ -48,6 +48,7 @@ def test_toml_file_overrides_defaults_and_env_overrides_file(tmp_path: Path) -> 
         ({"SCREENAWARE_JWT_TTL": "-1"}, "SCREENAWARE_JWT_TTL"),
         ({"SCREENAWARE_CONFIG": "/nonexistent.toml"}, "file not found"),
         ({"SCREENAWARE_OUTAGE_LOG_INTERVAL": "0"}, "SCREENAWARE_OUTAGE_LOG_INTERVAL: must be"),
+        ({"SCREENAWARE_CLOCK_SLOT_TTL": "2"}, "SCREENAWARE_CLOCK_SLOT_TTL: must be at least 3"),
     ],
 )
 def test_invalid_values_fail_with_a_clear_message(env: dict[str, str], message: str) -> None:
