@@ -155,3 +155,17 @@ async def test_503s_of_a_dead_database_are_counted_not_logged_one_by_one(
             r.getMessage() for r in warnings
         ]
         assert all(isinstance(r.exc_info[1], StorageUnavailable) for r in warnings if r.exc_info)
+
+
+async def test_page_views_during_an_outage_render_and_are_only_counted(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    dead = config.replace(influx_url=dead_url("http"))
+    async with testing.ASGIConductor(create_app(dead, clock=FakeClock())) as client:
+        caplog.clear()
+        for _ in range(30):
+            assert (await client.simulate_get("/")).status_code == 200
+        # Not a line per uncounted visit: the writer's first failed call, once.
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1 and warnings[0].startswith("influx-group-commit"), warnings
