@@ -32,12 +32,12 @@ LOG = logging.getLogger(__name__)
 
 SLOT_KEY_PREFIX = "{sa}:clock_slot:"
 
-# One round trip, atomic: the lowest slot whose key is free becomes ours.
+# One round trip, atomic: the lowest slot whose key is free becomes ours. Every slot
+# key is passed in KEYS (all share the {sa} hash tag), as a Redis Cluster requires.
 _ACQUIRE = Script(
     """
-local prefix, owner, ttl, slots = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-for slot = 0, slots - 1 do
-  if redis.call('SET', prefix .. slot, owner, 'NX', 'EX', ttl) then return slot end
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[2]) then return i - 1 end
 end
 return -1
 """
@@ -70,6 +70,9 @@ return 0
 def slot_key(slot: int) -> str:
     """The Redis key of ``slot``."""
     return f"{SLOT_KEY_PREFIX}{slot}"
+
+
+_ALL_KEYS = [slot_key(slot) for slot in range(UniqueClock.SLOTS)]
 
 
 class SlotLease:
@@ -160,11 +163,7 @@ class SlotLease:
         return bool(await _RENEW(self._redis(), [slot_key(self.slot)], [self.owner, self._ttl]))
 
     async def _acquire(self) -> int | None:
-        slot = int(
-            await _ACQUIRE(
-                self._redis(), [], [SLOT_KEY_PREFIX, self.owner, self._ttl, UniqueClock.SLOTS]
-            )
-        )
+        slot = int(await _ACQUIRE(self._redis(), _ALL_KEYS, [self.owner, self._ttl]))
         if slot < 0:
             if not self._all_taken_logged:
                 LOG.warning("all %d clock slots are held; retrying", UniqueClock.SLOTS)
