@@ -45,8 +45,9 @@ def mount(
         backends.point_clock,
         max_batch=config.write_batch_max,
         max_pending=config.write_queue_max,
+        outages=backends.outages,
     )
-    broadcaster = StatsBroadcaster(service.stats)
+    broadcaster = StatsBroadcaster(service.stats, outages=backends.outages)
 
     async def mark_first_setup() -> None:
         await store.mark_first_setup(service.now())

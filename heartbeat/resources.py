@@ -13,6 +13,7 @@ import falcon.asgi
 from heartbeat import pages
 from heartbeat.service import HeartbeatService, StatsBroadcaster
 from schemas.heartbeat import DeviceCreateSchema, DeviceSchema, StatsSchema
+from screenaware.storage.outages import backend_of
 from screenaware.web.headers import SECURITY_HEADERS
 from screenaware.web.validation import load_body
 
@@ -124,7 +125,11 @@ class StatsSocketResource:
         try:
             first = _stats_schema.dump(await self._service.stats())
         except Exception as exc:
-            LOG.warning("stats socket refused: %s", type(exc).__name__)
+            backend = backend_of(exc)
+            if backend is None:
+                LOG.warning("stats socket refused: %s", type(exc).__name__)
+            else:  # one line per outage, not per socket
+                self._service.outages.failure(backend, exc)
             await ws.close(1011)
             return
         await ws.accept()

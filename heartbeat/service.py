@@ -19,6 +19,7 @@ from heartbeat.store import HeartbeatStore, hash_token
 from screenaware.errors import StorageUnavailable, WriteQueueFull
 from screenaware.storage.batching import Coalescer, cancel_task
 from screenaware.storage.influx import GroupCommitWriter, Point, UniqueClock
+from screenaware.storage.outages import INFLUXDB, REDIS_DOWN, OutageLog, backend_of
 
 LOG = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class HeartbeatService:
         max_batch: beats handled together at most (one InfluxDB write).
         max_pending: beats that may wait; past it a beat fails at once with
             :class:`~screenaware.errors.WriteQueueFull` (503).
+        outages: where the failures of uncounted visits go (logged per outage,
+            not per visit).
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class HeartbeatService:
         *,
         max_batch: int = 5000,
         max_pending: int = 100_000,
+        outages: OutageLog | None = None,
     ) -> None:
         self.store = store
+        self.outages = outages or OutageLog(60)
         self._writer = writer
         self._clock = clock
         self._point_time = point_time
@@ -99,11 +104,16 @@ class HeartbeatService:
         A page must still render when InfluxDB is down, so a failed visit is
         logged and dropped; the Redis counter only moves after the point is stored.
         """
-        point = Point("visit").tag("page", page).field("n", 1).time(self._point_time())
         try:
+            # Stamped inside: a clock without its slot (Redis down) drops the visit too.
+            point = Point("visit").tag("page", page).field("n", 1).time(self._point_time())
             await self._writer.write([point])
             await self.store.record_visit()
-        except (StorageUnavailable, OSError) as exc:
+        except (StorageUnavailable, *REDIS_DOWN) as exc:
+            # One line per outage, not per page view.
+            self.outages.failure(backend_of(exc) or INFLUXDB, exc)
+            LOG.debug("visit to %s not counted: %s", page, type(exc).__name__)
+        except OSError as exc:
             LOG.warning("visit to %s not counted: %s", page, type(exc).__name__)
 
     async def stats(self) -> dict[str, Any]:
@@ -121,10 +131,17 @@ class StatsBroadcaster:
     Args:
         stats: coroutine function producing the stats object.
         interval: seconds between messages.
+        outages: counts a tick that found a store down (else a line every second).
     """
 
-    def __init__(self, stats: Callable[[], Awaitable[dict[str, Any]]], interval: float = 1.0):
+    def __init__(
+        self,
+        stats: Callable[[], Awaitable[dict[str, Any]]],
+        interval: float = 1.0,
+        outages: OutageLog | None = None,
+    ):
         self._stats = stats
+        self._outages = outages or OutageLog(60)
         self._interval = interval
         self._queues: set[asyncio.Queue[str]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -160,7 +177,11 @@ class StatsBroadcaster:
             try:
                 payload = json.dumps(await self._stats())
             except Exception as exc:
-                LOG.warning("stats tick skipped: %s", type(exc).__name__)
+                backend = backend_of(exc)
+                if backend is None:
+                    LOG.warning("stats tick skipped: %s", type(exc).__name__)
+                else:
+                    self._outages.failure(backend, exc)
                 continue
             for queue in list(self._queues):
                 if queue.full():

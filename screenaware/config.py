@@ -98,6 +98,8 @@ class Config:
     write_batch_max: int = 5000
     write_queue_max: int = 100_000
     retry_after: int = 5
+    outage_log_interval: float = 60.0
+    clock_slot_ttl: int = 30
     log_level: str = "INFO"
 
     @classmethod
@@ -187,6 +189,8 @@ class Config:
             "must be at least 1024",
         )
         _require(self.retry_after >= 1, "retry_after", "must be at least 1")
+        _require(self.outage_log_interval > 0, "outage_log_interval", "must be positive (seconds)")
+        _require(self.clock_slot_ttl >= 3, "clock_slot_ttl", "must be at least 3 seconds")
         _require(bool(self.influx_db.strip()), "influx_db", "must not be empty")
         host, _, port = self.bind.rpartition(":")
         _require(
@@ -334,14 +338,34 @@ class Config:
     __str__ = __repr__
 
 
+# Query parameters that carry credentials: redis-py reads ``?password=``, InfluxDB
+# 1.x ``?p=``; anything named like a password, token or secret is hidden too.
+_SECRET_PARAM = re.compile(r"^(p|pass|pwd|.*password.*|.*passwd.*|.*token.*|.*secret.*)$", re.I)
+
+
 def redact_url(url: str) -> str:
-    """Hide the password of a URL's user-info part."""
+    """Hide the credentials of a URL: the user-info password and password-like
+    query parameters (``redis://h/0?password=...``, ``unix:///s.sock?password=...``)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    if query:
+        params = []
+        for param in query.split("&"):
+            name, eq, value = param.partition("=")
+            if eq and value and _SECRET_PARAM.match(urllib.parse.unquote_plus(name)):
+                param = f"{name}=***"
+            params.append(param)
+        query = "&".join(params)
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if "//" not in url:
+        return urllib.parse.urlunsplit(parts._replace(query=query))
+    # Built by hand: urlunsplit would turn unix:///path into unix:/path.
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    shown += f"?{query}" if query else ""
+    return shown + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _no_password() -> bytes:
@@ -359,6 +383,10 @@ def _require(ok: bool, name: str, message: str) -> None:
 
 def _convert(name: str, type_name: Any, value: Any) -> Any:
     env_name = ENV_PREFIX + name.upper()
+    # A secret is never echoed, whatever its type: a mistyped one may still be a real
+    # one. Nor is a URL that is not a string (a list holding one, say).
+    hidden = name in SECRET_KEYS or name in URL_KEYS
+    got = f"a {type(value).__name__} (value not shown)" if hidden else repr(value)
     if str(type_name) == "bool":
         if isinstance(value, bool):
             return value
@@ -367,16 +395,16 @@ def _convert(name: str, type_name: Any, value: Any) -> Any:
             return True
         if text in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{env_name}: expected true or false, got {value!r}")
+        raise ConfigError(f"{env_name}: expected true or false, got {got}")
     target = {"int": int, "float": float, "str": str}.get(str(type_name))
     if target is None:
         return value
     if isinstance(value, bool) or (target is str and not isinstance(value, str)):
-        raise ConfigError(f"{env_name}: expected {target.__name__}, got {value!r}")
+        raise ConfigError(f"{env_name}: expected {target.__name__}, got {got}")
     try:
         return target(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{env_name}: expected {target.__name__}, got {value!r}") from None
+        raise ConfigError(f"{env_name}: expected {target.__name__}, got {got}") from None
 
 
 def _read_toml(path: str) -> dict[str, Any]:

@@ -10,7 +10,24 @@ from typing import Any
 
 
 class StorageUnavailable(Exception):
-    """A backing store (InfluxDB or Redis) cannot be reached or refused to work."""
+    """A backing store (InfluxDB or Redis) cannot be reached or refused to work.
+
+    Args:
+        *args: the message.
+        backend: which store, ``"influxdb"`` (the default) or ``"redis"``.
+    """
+
+    def __init__(self, *args: object, backend: str = "influxdb") -> None:
+        super().__init__(*args)
+        self.backend = backend
+
+
+class SlotNotLeased(StorageUnavailable):
+    """This process holds no point-clock slot (Redis unreachable since it started, or
+    the lease lapsed): points it stamped could collide with another process's."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args, backend="redis")
 
 
 class WriteQueueFull(StorageUnavailable):

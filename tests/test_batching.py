@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import traceback
 
 import pytest
 
@@ -23,7 +25,11 @@ class Recorder:
         self.batches.append(list(items))
         await self.gate.wait()
         if self.fail:
-            raise ConnectionError("backend down")
+            missing: dict[str, int] = {}
+            try:
+                missing["socket"]
+            except KeyError as exc:
+                raise ConnectionError("backend down") from exc
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
 
 
@@ -50,10 +56,59 @@ async def test_each_item_gets_its_own_outcome_and_a_failed_call_fails_its_batch(
     down: Coalescer[int, int] = Coalescer(Recorder(fail=True), name="t")
     failed = await asyncio.gather(*(down.submit(i) for i in range(3)), return_exceptions=True)
     assert all(isinstance(f, ConnectionError) for f in failed)
-    # Every waiter raises its own copy, so tracebacks do not pile up on one object.
-    assert len({id(f) for f in failed}) == 3
     await co.stop()
     await down.stop()
+
+
+async def test_a_failed_call_hands_its_own_exception_to_every_waiter_and_logs_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "screenaware.storage.batching")
+    down: Coalescer[int, int] = Coalescer(Recorder(fail=True), name="t")
+    failed = await asyncio.gather(*(down.submit(i) for i in range(3)), return_exceptions=True)
+    # The very exception the runner raised: its cause and where it came from kept.
+    assert failed[0] is failed[1] is failed[2]
+    first = failed[0]
+    assert isinstance(first, BaseException)
+    assert isinstance(first.__cause__, KeyError)
+    frames = [f.name for f in traceback.extract_tb(first.__traceback__)]
+    assert "__call__" in frames  # the runner's own frame
+    # Raised by three waiters, yet the traceback did not grow with each of them.
+    depths = []
+    for _ in range(3):
+        with pytest.raises(ConnectionError) as raised:
+            await down.submit(0)
+        depths.append(len(traceback.extract_tb(raised.value.__traceback__)))
+    assert len(set(depths)) == 1
+    # Logged once, as a warning with that exception, although six calls failed.
+    failures = [r for r in caplog.records if r.name == "screenaware.storage.batching"]
+    assert len(failures) == 1
+    assert failures[0].levelno == logging.WARNING
+    assert failures[0].exc_info is not None and failures[0].exc_info[1] is failed[0]
+    await down.stop()
+
+
+async def test_failures_are_logged_again_after_a_success_or_another_kind_of_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "screenaware.storage.batching")
+    run = Recorder(fail=True)
+    co: Coalescer[int, int] = Coalescer(run, name="t")
+    for _ in range(20):
+        with pytest.raises(ConnectionError):
+            await co.submit(1)
+    run.fail = False
+    assert await co.submit(2) == 20
+    assert await co.submit(3) == 30
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert "failed" in messages[0]
+    assert messages[1] == "t: calls succeed again after 20 failed"
+    run.fail = True
+    with pytest.raises(ConnectionError):
+        await co.submit(4)
+    assert len(caplog.records) == 3 and caplog.records[2].exc_info is not None
+    await co.stop()
 
 
 async def test_a_cancelled_submitter_leaves_the_batch_to_the_others(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from screenaware.config import Config, ConfigError, redact_url
+from screenaware.config import SECRET_KEYS, URL_KEYS, Config, ConfigError, redact_url
 
 
 def test_defaults_match_the_design() -> None:
@@ -49,6 +49,8 @@ def test_toml_file_overrides_defaults_and_env_overrides_file(tmp_path: Path) -> 
         ({"SCREENAWARE_API_KEYS_PER_USER": "0"}, "SCREENAWARE_API_KEYS_PER_USER: must be"),
         ({"SCREENAWARE_API_KEY_TOUCH_INTERVAL": "0"}, "SCREENAWARE_API_KEY_TOUCH_INTERVAL: must"),
         ({"SCREENAWARE_CONFIG": "/nonexistent.toml"}, "file not found"),
+        ({"SCREENAWARE_OUTAGE_LOG_INTERVAL": "0"}, "SCREENAWARE_OUTAGE_LOG_INTERVAL: must be"),
+        ({"SCREENAWARE_CLOCK_SLOT_TTL": "2"}, "SCREENAWARE_CLOCK_SLOT_TTL: must be at least 3"),
     ],
 )
 def test_invalid_values_fail_with_a_clear_message(env: dict[str, str], message: str) -> None:
@@ -97,6 +99,47 @@ def test_secrets_never_appear_in_repr() -> None:
 def test_redact_url() -> None:
     assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://h:6379/0?password=pw-9f3a", "redis://h:6379/0?password=***"),
+        ("redis://h/0?db=1&password=pw-9f3a&x=2", "redis://h/0?db=1&password=***&x=2"),
+        ("rediss://u:pw-9f3a@h:6380/0?password=pw-9f3a", "rediss://u:***@h:6380/0?password=***"),
+        (
+            "unix:///run/redis.sock?password=pw-9f3a&db=0",
+            "unix:///run/redis.sock?password=***&db=0",
+        ),
+        ("unix://:pw-9f3a@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
+        ("redis://h/0?PASSWORD=pw%2D9f3a", "redis://h/0?PASSWORD=***"),
+        ("http://influx:8086?u=me&p=pw-9f3a", "http://influx:8086?u=me&p=***"),
+        ("unix:///run/redis.sock?db=0", "unix:///run/redis.sock?db=0"),
+    ],
+)
+def test_redact_url_hides_query_and_user_info_passwords(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_a_query_password_in_the_redis_url_stays_out_of_repr() -> None:
+    config = Config.load(
+        environ={"SCREENAWARE_REDIS_URL": "unix:///run/redis.sock?db=0&password=pw-9f3a"}
+    )
+    assert "pw-9f3a" not in repr(config)
+    assert "unix:///run/redis.sock?db=0&password=***" in repr(config)
+
+
+@pytest.mark.parametrize("key", sorted(SECRET_KEYS | URL_KEYS))
+@pytest.mark.parametrize("value", ["12345678", "1234.5678", '["s3cr3t-678"]', '{a = "s3cr3t-678"}'])
+def test_a_mistyped_secret_in_the_file_is_not_echoed(tmp_path: Path, key: str, value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"{key} = {value}\n")
+    with pytest.raises(ConfigError) as raised:
+        Config.load(environ={"SCREENAWARE_CONFIG": str(path)})
+    message = str(raised.value)
+    assert f"SCREENAWARE_{key.upper()}: expected str" in message
+    for part in ("12345678", "1234", "5678", "s3cr3t"):
+        assert part not in message
 
 
 def test_replace_validates() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -360,3 +361,121 @@ async def test_slow_influxdb_keeps_batching_and_bounds_the_queue(
     stats = httpx.get(f"http://127.0.0.1:{stack.influx_port}/ping")
     assert stats.status_code == 204
     assert stack.count("beat") >= codes.count(200)
+
+
+def warnings_in(log: Path) -> list[str]:
+    """The messages of the WARNING lines of a service log (JSON lines)."""
+    found = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("level") == "WARNING":
+                found.append(record["message"])
+    return found
+
+
+def failures_in(ups: list[str]) -> int:
+    """The failures the "up again" lines counted, summed."""
+    total = 0
+    for line in ups:
+        found = re.search(r"; (\d+) failures in that time", line)
+        assert found, line
+        total += int(found[1])
+    return total
+
+
+async def test_an_influxdb_outage_logs_its_transitions_not_every_request(
+    stack: Stack, tmp_path: Path
+) -> None:
+    config = stack.config.replace(outage_log_interval=1)
+    with run_service(config, tmp_path, workers=2) as svc:
+        device, _ = setup_clients(svc.url)
+        # A connection per request, so that both workers get some.
+        client = httpx.Client(
+            base_url=svc.url,
+            headers={"Authorization": device},
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        stack.kill_influxd()
+        down_at = time.monotonic()
+        unavailable = 0
+        # At least 300 failed requests and 3.5 s (for "still down" lines).
+        until = time.monotonic() + 3.5
+        while unavailable < 300 or time.monotonic() < until:
+            assert client.post("/api/beat").status_code == 503
+            unavailable += 1
+        stack.start_influxd()
+        deadline = time.monotonic() + 30
+        while True:
+            status = client.post("/api/beat").status_code
+            # Until both workers have written again, one may still fail.
+            unavailable += 1 if status == 503 else 0
+            messages = warnings_in(svc.log)
+            downs = [m for m in messages if m.startswith("influxdb down")]
+            ups = [m for m in messages if m.startswith("influxdb up again")]
+            if status == 200 and downs and len(ups) == len(downs):
+                break
+            assert time.monotonic() < deadline, messages
+        client.close()
+    seconds = time.monotonic() - down_at
+    # A handful of lines, not one per failed request: per worker the outage (down,
+    # still down about every second, up again) and each coalescer's first failure
+    # and recovery.
+    assert len(messages) * 3 < unavailable, messages
+    still = [m for m in messages if m.startswith("influxdb still down")]
+    assert 1 <= len(still) <= 2 * (seconds + 1), messages
+    assert len(messages) - len(still) <= 2 * 6, messages
+    assert 1 <= len(downs) <= 2
+    for line in still:
+        assert re.search(r": \d+ failures in the last \d+ s, \d+ in all; last: StorageUnav", line)
+    # Every 503 was counted once, in the worker that answered it.
+    counted = failures_in(ups)
+    assert counted == unavailable, ups
+
+
+async def test_a_redis_outage_logs_its_transitions_not_every_request(
+    stack: Stack, tmp_path: Path
+) -> None:
+    config = stack.config.replace(outage_log_interval=1)
+    with run_service(config, tmp_path, workers=2) as svc:
+        client = httpx.Client(base_url=svc.url, limits=httpx.Limits(max_keepalive_connections=0))
+        stack.kill_redis()
+        down_at = time.monotonic()
+        codes: list[int] = []
+        # At least 200 failed requests and 2.5 s (for "still down" lines), however
+        # slow the machine.
+        until = time.monotonic() + 2.5
+
+        async def fail() -> None:
+            # A failed Redis command takes its retries (~0.2 s): 20 at a time.
+            async with httpx.AsyncClient(base_url=svc.url, timeout=30) as requests:
+                while len(codes) < 200 or time.monotonic() < until:
+                    codes.append((await requests.get("/api/stats")).status_code)
+
+        await asyncio.gather(*(fail() for _ in range(20)))
+        assert set(codes) == {503}
+        unavailable = len(codes)
+        stack.start_redis()
+        deadline = time.monotonic() + 30
+        while True:
+            status = client.get("/api/stats").status_code
+            messages = warnings_in(svc.log)
+            downs = [m for m in messages if m.startswith("redis down")]
+            ups = [m for m in messages if m.startswith("redis up again")]
+            if status == 200 and downs and len(ups) == len(downs):
+                break
+            assert time.monotonic() < deadline, messages
+        client.close()
+    seconds = time.monotonic() - down_at
+    assert unavailable >= 200
+    assert len(messages) * 3 < unavailable, messages
+    still = [m for m in messages if m.startswith("redis still down")]
+    assert 1 <= len(still) <= 2 * (seconds + 1), messages
+    # Per worker down and up (and a worker still starting then: its startup hooks).
+    assert len(messages) - len(still) <= 2 * 4, messages
+    assert all(
+        m.startswith(("redis down: ConnectionError", "redis down: TimeoutError")) for m in downs
+    )
+    # Each 503 counted once (and the lease's retries, if the slot lapsed meanwhile).
+    counted = failures_in(ups)
+    assert counted >= unavailable, ups

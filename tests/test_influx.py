@@ -36,7 +36,7 @@ async def writer(influx: InfluxClient) -> AsyncIterator[GroupCommitWriter]:
 async def test_concurrent_writes_share_batches_and_all_land(
     writer: GroupCommitWriter, influx_db: InfluxHelper
 ) -> None:
-    stamp = UniqueClock()
+    stamp = UniqueClock(slot=0)
 
     async def one(i: int) -> None:
         await writer.write([Point("m").tag("k", str(i % 7)).field("i", i).time(stamp())])
@@ -53,7 +53,7 @@ async def test_a_batch_respects_the_line_limit(
     influx: InfluxClient, influx_db: InfluxHelper
 ) -> None:
     writer = GroupCommitWriter(influx, max_batch_lines=10, max_pending_lines=10_000)
-    stamp = UniqueClock()
+    stamp = UniqueClock(slot=0)
     try:
         await asyncio.gather(
             *(writer.write([Point("m").field("i", i).time(stamp())]) for i in range(95))
@@ -67,7 +67,7 @@ async def test_a_batch_respects_the_line_limit(
 async def test_rejected_points_fail_only_their_own_request(
     writer: GroupCommitWriter, influx_db: InfluxHelper
 ) -> None:
-    stamp = UniqueClock()
+    stamp = UniqueClock(slot=0)
     await writer.write([Point("m").field("v", 1).time(stamp())])  # v is an integer field now
     good = [writer.write([Point("m").field("v", i).time(stamp())]) for i in range(5)]
     bad = writer.write([Point("m").field("v", "a string").time(stamp())])
@@ -93,7 +93,7 @@ async def test_dead_server_fails_every_waiting_request(config: Config) -> None:
 
 async def test_a_full_queue_refuses_instead_of_piling_up(influx: InfluxClient) -> None:
     writer = GroupCommitWriter(influx, max_batch_lines=5, max_pending_lines=5)
-    stamp = UniqueClock()
+    stamp = UniqueClock(slot=0)
     try:
         results = await asyncio.gather(
             *(writer.write([Point("m").field("v", i).time(stamp())]) for i in range(50)),
@@ -173,7 +173,7 @@ async def test_strings_round_trip_exactly(
 ) -> None:
     marker = json.dumps([title, tag])
     point = Point("window").tag("user", tag).field("title", title).field("marker", marker)
-    await writer.write([point.time(UniqueClock()())])
+    await writer.write([point.time(UniqueClock(slot=0)())])
     series = await influx.query('SELECT title, "user" FROM window WHERE marker = $m', {"m": marker})
     assert len(series) == 1
     row = series[0].rows()[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -11,18 +10,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from screenaware.config import Config
 from screenaware.errors import StorageUnavailable
+from screenaware.storage.clockslots import SlotLease
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, UniqueClock
+from screenaware.storage.outages import INFLUXDB, REDIS, OutageLog
 
 LOG = logging.getLogger(__name__)
-
-# Each process takes the next slot; 1000 processes later a slot comes round again,
-# by then long free.
-SLOT_COUNTER = "{sa}:point_clock_slots"
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -40,8 +37,12 @@ class Backends:
 
     def __init__(self, config: Config, point_clock: UniqueClock | None = None) -> None:
         self.config = config
+        self.outages = OutageLog(config.outage_log_interval)
         self.point_clock = point_clock or UniqueClock()
-        self.influx = InfluxClient(config)
+        self.slots = SlotLease(
+            self.get_redis, self.point_clock, ttl=config.clock_slot_ttl, outages=self.outages
+        )
+        self.influx = InfluxClient(config, self.outages)
         self.writer = GroupCommitWriter(
             self.influx,
             max_batch_lines=config.write_batch_max,
@@ -94,30 +95,47 @@ class Backends:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
+        # Every answer of Redis ends an outage of it in the log.
+        pool.connection_class = _reporting_success(pool.connection_class, self.outages)
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
-        await self._lease_slot()
+        # A Redis that is down now leaves the clock without a slot (beats answer 503)
+        # until the lease, retried in the background, succeeds.
+        await self.slots.start()
         try:
             await self.influx.ensure_database()
         except StorageUnavailable as exc:
-            LOG.warning("InfluxDB not reachable at start (%s); will retry on use", exc)
-
-    async def _lease_slot(self) -> None:
-        try:
-            counter = await self.redis.incr(SLOT_COUNTER)
-        except RedisError as exc:
-            # Still distinct from any other process with probability 999/1000.
-            self.point_clock.slot = secrets.randbelow(UniqueClock.SLOTS)
-            LOG.warning("Redis down at start (%s); random point slot", type(exc).__name__)
-            return
-        self.point_clock.slot = (counter - 1) % UniqueClock.SLOTS
+            self.outages.failure(INFLUXDB, exc)
 
     async def close(self) -> None:
-        """Flush pending writes and close the clients."""
+        """Flush pending writes, free the clock slot and close the clients."""
         await self.writer.stop()
+        if self._redis is not None:
+            await self.slots.stop()
         await self.influx.close()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+
+def _reporting_success(connection_class: type[Any], outages: OutageLog) -> type[Any]:
+    """``connection_class`` telling ``outages`` of every answer Redis gives.
+
+    A subclass of whichever class the URL chose (TCP, TLS or Unix socket); an
+    error answer is an answer too.
+    """
+
+    class Reporting(connection_class):  # type: ignore[misc]  # redis-py's classes are untyped here
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                response = await super().read_response(*args, **kwargs)
+            except ResponseError:
+                outages.success(REDIS)
+                raise
+            outages.success(REDIS)
+            return response
+
+    Reporting.__name__ = Reporting.__qualname__ = "Reporting" + connection_class.__name__
+    return Reporting
 
 
 class Lifespan:

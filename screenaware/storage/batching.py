@@ -41,7 +41,11 @@ class Coalescer(Generic[T, R]):
     Args:
         run: takes a batch, returns one outcome per item (a result or an
             exception instance). If it raises, every item of the batch gets
-            a fresh copy of that exception.
+            that same exception object, traceback and cause intact. The first
+            failure of a run of failed calls is logged as a WARNING with its
+            traceback, further ones only counted until a call succeeds again (an
+            outage would otherwise log once per batch), and a failure of another
+            exception class is logged again.
         name: for logs and the task name.
         max_batch: weight per call at most (a heavier single item still goes alone).
         max_pending: weight that may wait; past it :meth:`submit` raises
@@ -78,6 +82,8 @@ class Coalescer(Generic[T, R]):
         self._stopping = False
         self.calls = 0
         self.items = 0
+        self._failing: type[BaseException] | None = None
+        self._failed_calls = 0
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its outcome."""
@@ -108,6 +114,19 @@ class Coalescer(Generic[T, R]):
         if self.calls:
             LOG.info("%s: %d items in %d calls", self.name, self.items, self.calls)
 
+    def _failed(self, exc: Exception, size: int) -> None:
+        self._failed_calls += 1
+        if type(exc) is self._failing:
+            return
+        self._failing = type(exc)
+        LOG.warning(
+            "%s: a call with %d items failed (further failures of this kind are counted "
+            "until one succeeds)",
+            self.name,
+            size,
+            exc_info=exc,
+        )
+
     def _take(self) -> list[_Pending[T, R]]:
         batch: list[_Pending[T, R]] = []
         weight = 0
@@ -133,10 +152,16 @@ class Coalescer(Generic[T, R]):
         try:
             outcomes = await self._run_batch([p.item for p in batch])
         except Exception as exc:
-            LOG.debug("%s: batch of %d failed: %s", self.name, len(batch), type(exc).__name__)
+            self._failed(exc, len(batch))
+            # The same object for every waiter: asyncio re-raises it with the
+            # traceback it had when set, so each waiter sees where it came from.
             for pending in batch:
-                _settle(pending.future, _copy(exc))
+                _settle(pending.future, exc)
             return
+        if self._failing is not None:
+            LOG.warning("%s: calls succeed again after %d failed", self.name, self._failed_calls)
+            self._failing = None
+            self._failed_calls = 0
         self.calls += 1
         self.items += len(batch)
         for pending, outcome in zip(batch, outcomes, strict=True):
@@ -152,14 +177,6 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
         await task
     except asyncio.CancelledError:
         pass
-
-
-def _copy(exc: Exception) -> BaseException:
-    # Each waiter raises its own instance, so tracebacks do not pile up on one object.
-    try:
-        return type(exc)(*exc.args)
-    except Exception:
-        return exc
 
 
 def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:

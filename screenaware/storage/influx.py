@@ -16,6 +16,7 @@ import base64
 import itertools
 import json
 import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ from screenaware.config import Config
 from screenaware.errors import (
     InfluxAnswerTooLarge,
     QueryFailed,
+    SlotNotLeased,
     StorageUnavailable,
     WriteQueueFull,
     WriteRejected,
@@ -36,6 +38,7 @@ from screenaware.errors import (
 from screenaware.storage import metrics
 from screenaware.storage.batching import Coalescer
 from screenaware.storage.http11 import HTTPClient, Response, ResponseTooLarge, TransportError
+from screenaware.storage.outages import INFLUXDB, OutageLog
 
 LOG = logging.getLogger(__name__)
 
@@ -62,9 +65,11 @@ class InfluxClient:
     Args:
         config: the service configuration (URL, database, credentials, TLS,
             time-out, answer size cap).
+        outages: told of every answer, so that the end of an outage is logged.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, outages: OutageLog | None = None) -> None:
+        self._outages = outages
         self._url = config.influx_base_url
         self.database = config.influx_db
         self._timeout = config.influx_timeout
@@ -127,8 +132,10 @@ class InfluxClient:
             # The reason names the origin (never credentials) and the failure.
             raise StorageUnavailable(f"InfluxDB unreachable: {exc}") from None
         if resp.status >= 500 or resp.status in (401, 403):
-            LOG.error("InfluxDB answered %s to %s", resp.status, path.partition("?")[0])
-            raise StorageUnavailable(f"InfluxDB answered {resp.status}")
+            # Logged by whoever counts the failure (the outage log), not per request here.
+            raise StorageUnavailable(f"InfluxDB answered {resp.status} to {path.partition('?')[0]}")
+        if self._outages is not None:
+            self._outages.success(INFLUXDB)
         return resp
 
     async def ping(self) -> None:
@@ -218,31 +225,60 @@ def _error_text(resp: Response) -> str:
 
 
 class UniqueClock:
-    """Nanosecond point times that no other process of the service repeats.
+    """Nanosecond point times that no other live process of the service repeats.
 
     InfluxDB replaces a point with the same series and time, so two beats of one
     device acknowledged in the same instant by two workers (or machines) must
     still get distinct times. Times have microsecond resolution; the three
-    sub-microsecond digits hold this process's ``slot`` (leased from Redis at
-    start, distinct across live processes), and within a process every value
-    is at least a microsecond after the previous one.
+    sub-microsecond digits hold this process's ``slot``, leased from Redis and
+    held by no other live process (:class:`~screenaware.storage.clockslots.SlotLease`),
+    and within a process every value is at least a microsecond after the previous one.
+
+    Without a valid lease the clock refuses to stamp (:class:`SlotNotLeased`, a 503)
+    rather than guess a slot another process may hold.
 
     Args:
         time_ns: the wall clock in nanoseconds.
-        slot: 0-999; set again once the slot is leased.
+        slot: a fixed slot (0-999) valid for good; None: none until :meth:`lease`.
+        monotonic: the clock, in seconds, that lease deadlines are measured on.
     """
 
     SLOTS = 1000
 
-    def __init__(self, time_ns: Callable[[], int] = time.time_ns, slot: int = 0) -> None:
+    def __init__(
+        self,
+        time_ns: Callable[[], int] = time.time_ns,
+        slot: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._time_ns = time_ns
-        self.slot = slot
+        self._monotonic = monotonic
+        self._slot = 0 if slot is None else slot
+        self._valid_until = -math.inf if slot is None else math.inf
         self._last_us = 0
 
+    @property
+    def slot(self) -> int | None:
+        """The slot, or None while none is validly leased."""
+        return self._slot if self._monotonic() < self._valid_until else None
+
+    def lease(self, slot: int, valid_until: float) -> None:
+        """Stamp with ``slot`` until ``valid_until`` (on the ``monotonic`` clock)."""
+        if not 0 <= slot < self.SLOTS:
+            raise ValueError(f"slot must be in 0..{self.SLOTS - 1}, got {slot}")
+        self._slot = slot
+        self._valid_until = valid_until
+
+    def revoke(self) -> None:
+        """Stop stamping: the slot may now belong to another process."""
+        self._valid_until = -math.inf
+
     def __call__(self) -> int:
+        if self._monotonic() >= self._valid_until:
+            raise SlotNotLeased("no point-clock slot leased; Redis unreachable?")
         now_us = self._time_ns() // 1000
         self._last_us = now_us if now_us > self._last_us else self._last_us + 1
-        return self._last_us * 1000 + self.slot
+        return self._last_us * 1000 + self._slot
 
 
 class GroupCommitWriter:

@@ -62,7 +62,7 @@ async def optimistic(
                 continue
             finally:
                 await pipe.reset()
-    raise StorageUnavailable("too much contention on " + ", ".join(keys))
+    raise StorageUnavailable("too much contention on " + ", ".join(keys), backend="redis")
 
 
 class RedisStore:

@@ -121,7 +121,7 @@ def new_app(config: Config, backends: Backends) -> App:
     json_handler = falcon.media.JSONHandler(dumps=_dump_json, loads=orjson.loads)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
-    errors.register(app, config.retry_after)
+    errors.register(app, config.retry_after, backends.outages)
     return app
 
 

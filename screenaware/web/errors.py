@@ -23,6 +23,7 @@ from screenaware.errors import (
     WriteQueueFull,
 )
 from screenaware.storage import metrics
+from screenaware.storage.outages import REDIS, OutageLog, backend_of
 
 LOG = logging.getLogger(__name__)
 
@@ -46,21 +47,27 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTP
 
 
 def register(
-    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response], retry_after: int
+    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response],
+    retry_after: int,
+    outages: OutageLog,
 ) -> None:
     """Install the error handlers and the JSON error serializer on ``app``.
 
     Args:
         app: the application.
         retry_after: seconds a client should wait after a 503.
+        outages: counts the 503s of a backend that is down and logs its transitions.
     """
 
     async def unavailable(
         req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
     ) -> None:
-        # The class name only: messages of client libraries can carry URLs with secrets.
-        LOG.warning("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
-        backend = "influxdb" if isinstance(exc, StorageUnavailable) else "redis"
+        # Not a line per request (an outage wrote tens of thousands): the outage log
+        # writes when the backend goes down, every so often while it stays down, and
+        # when it is up again.
+        backend = backend_of(exc) or REDIS
+        outages.failure(backend, exc)
+        LOG.debug("storage unavailable on %s %s: %s", req.method, req.path, type(exc).__name__)
         metrics.BACKEND_ERRORS.labels(backend).inc()
         if isinstance(exc, WriteQueueFull):
             message = "Too many writes are waiting for the database; try again shortly"

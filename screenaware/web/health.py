@@ -9,6 +9,7 @@ import falcon.asgi
 
 from schemas.heartbeat import HealthSchema
 from screenaware.storage.backends import Backends
+from screenaware.storage.outages import INFLUXDB, REDIS
 
 _schema = HealthSchema()
 
@@ -22,14 +23,18 @@ class HealthResource:
     async def _check_influx(self) -> str:
         try:
             await self._backends.influx.ping()
-        except Exception:
+        except Exception as exc:
+            # Whatever the failure, the check answers; the outage log says which
+            # backend and why (class name, no secrets), once per transition.
+            self._backends.outages.failure(INFLUXDB, exc)
             return "unavailable"
         return "ok"
 
     async def _check_redis(self) -> str:
         try:
             await self._backends.redis.ping()
-        except Exception:
+        except Exception as exc:
+            self._backends.outages.failure(REDIS, exc)
             return "unavailable"
         return "ok"
 
