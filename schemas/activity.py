@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
-from schemas.identity import _Lenient, _timezone
+from schemas.identity import TimeZone, _Lenient
 
 GROUP_BY = ("projectUuid", "categoryUuid", "applicationUuid")
 RESOLUTIONS = ("hour", "day", "week", "month")
@@ -70,7 +70,7 @@ class TimesQuerySchema(_Lenient):
     groupBy = fields.String(validate=validate.OneOf(GROUP_BY))
     resolution = fields.String(validate=validate.OneOf(RESOLUTIONS))
     nestTimeBucketsInsideGroups = fields.Boolean(load_default=False)
-    tz = fields.String(validate=_timezone)
+    tz = TimeZone()
 
 
 class TimeBucketSchema(Schema):
@@ -133,7 +133,7 @@ class _RangeQuery(_Lenient):
     sort = fields.String(
         load_default="time ASC", validate=validate.OneOf(["time ASC", "time DESC"])
     )
-    tz = fields.String(validate=_timezone)
+    tz = TimeZone()
 
 
 class StreamsQuerySchema(_RangeQuery):
@@ -149,6 +149,12 @@ class StreamsQuerySchema(_RangeQuery):
 
 class SubstreamsQuerySchema(_RangeQuery):
     """Parameters of ``GET /api/substreams``."""
+
+
+class ZoneQuerySchema(_Lenient):
+    """The query of ``PUT /api/stream/:uuid/project``: the zone of its days."""
+
+    tz = TimeZone()
 
 
 class StreamProjectSchema(_Lenient):

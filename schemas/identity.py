@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
+from screenaware.timeutil import parse_zone
 from screenaware.web.auth import MIN_PASSWORD_LENGTH, ROLES
 
 _not_blank = validate.Regexp(r"(?s).*\S", error="Must not be blank.")
 
 
-def _timezone(value: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError("Unknown IANA time zone.") from None
+class TimeZone(fields.String):
+    """An IANA zone name, checked by :func:`screenaware.timeutil.parse_zone`.
+
+    The OpenAPI document lists the names (``#/components/schemas/TimeZone``).
+    """
+
+    default_error_messages = {"zone": "Unknown IANA time zone."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        name = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            parse_zone(name)
+        except ValueError:
+            raise self.make_error("zone") from None
+        return name
 
 
 def _password() -> fields.String:
@@ -79,7 +89,7 @@ class UserCreateSchema(_Lenient):
     password = _password()
     nameFirst = _name()
     nameLast = _name()
-    timezone = fields.String(allow_none=True, validate=_timezone)
+    timezone = TimeZone(allow_none=True)
     role = fields.String(validate=validate.OneOf(list(ROLES)))
 
 
@@ -90,7 +100,7 @@ class UserUpdateSchema(_Lenient):
     password = fields.String(validate=validate.Length(min=MIN_PASSWORD_LENGTH, max=1024))
     nameFirst = _name()
     nameLast = _name()
-    timezone = fields.String(allow_none=True, validate=_timezone)
+    timezone = TimeZone(allow_none=True)
 
 
 class OwnProfileSchema(_Lenient):
@@ -98,7 +108,7 @@ class OwnProfileSchema(_Lenient):
 
     nameFirst = _name()
     nameLast = _name()
-    timezone = fields.String(allow_none=True, validate=_timezone)
+    timezone = TimeZone(allow_none=True)
 
 
 class PasswordSchema(_Lenient):

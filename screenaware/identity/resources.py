@@ -14,6 +14,7 @@ import falcon.asgi
 from schemas.identity import (
     IntegrationSchema,
     LoginSchema,
+    OkSchema,
     OwnPasswordSchema,
     OwnProfileSchema,
     PasswordSchema,
@@ -21,6 +22,8 @@ from schemas.identity import (
     ProjectSchema,
     TaskInSchema,
     TaskSchema,
+    TokenOkSchema,
+    TokenSchema,
     UserCreateSchema,
     UserSchema,
     UserUpdateSchema,
@@ -29,6 +32,7 @@ from screenaware.errors import Invalid, NotFound
 from screenaware.identity.accounts import Accounts
 from screenaware.identity.projects import ProjectStore, public_project
 from screenaware.web.auth import caller
+from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body
 
 OK = {"ok": True}
@@ -69,6 +73,12 @@ class LoginResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation(
+        "Log in: a bearer token",
+        "auth",
+        responses={200: TokenSchema},
+        body_types=("application/json", "application/x-www-form-urlencoded"),
+    )
     @load_body(LoginSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -84,9 +94,11 @@ class UsersResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("All users", "users", responses={200: UserSchema(many=True)})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = _users.dump([u.public() for u in await self._accounts.store.all()])
 
+    @operation("Create a user", "users", responses={201: TokenSchema})
     @load_body(UserCreateSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -101,6 +113,7 @@ class UsersResource:
         resp.status = falcon.HTTP_201
         resp.media = {"token": await self._accounts.token_for(user)}
 
+    @operation("Update a user found by email", "users", responses={200: OkSchema})
     @load_body(UserUpdateSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -123,11 +136,13 @@ class UserResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("A user", "users", responses={200: UserSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
     ) -> None:
         resp.media = _user.dump((await self._accounts.store.require(user_id)).public())
 
+    @operation("Delete a user", "users", responses={200: UserSchema})
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
     ) -> None:
@@ -144,6 +159,7 @@ class UserPasswordResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("Set a user's password", "users", responses={200: OkSchema})
     @load_body(PasswordSchema())
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
@@ -160,9 +176,11 @@ class MeResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("Your user", "users", responses={200: UserSchema})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = _user.dump((await self._accounts.store.require(caller(req))).public())
 
+    @operation("Update your names and time zone", "users", responses={200: UserSchema})
     @load_body(OwnProfileSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         fields = _profile_fields(req.context.body)
@@ -179,6 +197,7 @@ class MyPasswordResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("Change your password", "users", responses={200: TokenOkSchema})
     @load_body(OwnPasswordSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -196,11 +215,13 @@ class ProjectsResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("Your projects", "projects", responses={200: ProjectSchema(many=True)})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         projects = await self._store.projects(caller(req))
         ordered = sorted(projects.values(), key=lambda p: (p["name"].casefold(), p["uuid"]))
         resp.media = _projects.dump([public_project(p, caller(req)) for p in ordered])
 
+    @operation("Create a project", "projects", responses={201: OkSchema})
     @load_body(ProjectInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         project = await self._store.create_project(caller(req), req.context.body)
@@ -217,12 +238,14 @@ class ProjectResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("A project", "projects", responses={200: ProjectSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
         project = await self._store.project(caller(req), project_id)
         resp.media = _project.dump(public_project(project, caller(req)))
 
+    @operation("Change a project", "projects", responses={200: OkSchema})
     @load_body(ProjectInSchema(partial=True))
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
@@ -233,6 +256,7 @@ class ProjectResource:
         await self._store.update_project(caller(req), project_id, changes)
         resp.media = OK
 
+    @operation("Delete a project", "projects", responses={200: ProjectSchema})
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
@@ -248,11 +272,13 @@ class TasksResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("Your tasks", "tasks", responses={200: TaskSchema(many=True)})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         tasks = await self._store.tasks(caller(req))
         ordered = sorted(tasks.values(), key=lambda t: (t["title"].casefold(), t["uuid"]))
         resp.media = _tasks.dump(ordered)
 
+    @operation("Create a task", "tasks", responses={201: TaskSchema})
     @load_body(TaskInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         task = await self._store.save_task(caller(req), req.context.body)
@@ -269,11 +295,13 @@ class TaskResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("A task", "tasks", responses={200: TaskSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
     ) -> None:
         resp.media = _task.dump(await self._store.task(caller(req), task_id))
 
+    @operation("Change a task", "tasks", responses={200: TaskSchema})
     @load_body(TaskInSchema(partial=True))
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
@@ -283,6 +311,7 @@ class TaskResource:
             raise Invalid("uuid differs from the one in the path", {"uuid": ["Mismatch."]})
         resp.media = _task.dump(await self._store.save_task(caller(req), changes, task_id))
 
+    @operation("Delete a task", "tasks", responses={200: TaskSchema})
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
     ) -> None:
@@ -295,6 +324,11 @@ class IntegrationsResource:
     auth_roles = {"GET": "user"}
     _schema = IntegrationSchema()
 
+    @operation(
+        "Third-party integrations",
+        "users",
+        responses={200: {"type": "object", "additionalProperties": IntegrationSchema}},
+    )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = {
             key: self._schema.dump(

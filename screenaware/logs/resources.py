@@ -9,7 +9,9 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from schemas.identity import OkSchema
 from schemas.logs import (
+    CountSchema,
     LogBucketSchema,
     LogPointInSchema,
     LogPointSchema,
@@ -21,6 +23,7 @@ from screenaware.errors import Invalid, NotFound
 from screenaware.logs.service import LogService
 from screenaware.storage.ratelimit import Quota
 from screenaware.timeutil import to_ms
+from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body, load_query
 
 _point = LogPointSchema()
@@ -30,6 +33,27 @@ _buckets = LogBucketSchema(many=True)
 
 DEFAULT_SPAN = dt.timedelta(days=2)
 _CHUNK = 64 * 1024
+
+# Breakpad's form: text fields, then the dump; or the dump as the whole body.
+CRASH_UPLOAD = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"upload_file_minidump": {"type": "string", "format": "binary"}},
+            "required": ["upload_file_minidump"],
+            "additionalProperties": {"type": "string"},
+        },
+    },
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}
+# Fields may come in the query string too (prod, ver, guid, ...).
+CRASH_FIELDS = {
+    "in": "query",
+    "name": "fields",
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
 
 
 class LogLimits:
@@ -72,12 +96,14 @@ class LogsResource:
         self._limits = limits
         self.batch_max = batch_max
 
+    @operation("Send one log point or an array", "logs", responses={200: OkSchema})
     @load_body(LogPointInSchema(), batch="batch_max")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         user = await self._limits.take(req, len(req.context.body))
         await self._service.ingest(req.context.body, user)
         resp.media = {"ok": True}
 
+    @operation("Log series with their counts", "logs", responses={200: LogSeriesSchema(many=True)})
     @load_query(LogRangeSchema())
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         start, end = _range(self._service, req.context.query)
@@ -92,6 +118,19 @@ class LogTypeResource:
     def __init__(self, service: LogService) -> None:
         self._service = service
 
+    @operation(
+        "Points of a series, counts, or 5-minute counts",
+        "logs",
+        responses={
+            200: {
+                "anyOf": [
+                    LogPointSchema(many=True),
+                    LogBucketSchema(many=True),
+                    CountSchema,
+                ]
+            }
+        },
+    )
     @load_query(LogQuerySchema())
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, log_type: str
@@ -118,6 +157,7 @@ class LogPointResource:
     def __init__(self, service: LogService) -> None:
         self._service = service
 
+    @operation("One log point", "logs", responses={200: LogPointSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
     ) -> None:
@@ -138,6 +178,17 @@ class CrashUploadResource:
         self._service = service
         self._limits = limits
 
+    @operation(
+        "Upload a Breakpad crash dump",
+        "logs",
+        responses={200: ("text/plain", {"type": "string", "description": "the point's uuid"})},
+        request_body=CRASH_UPLOAD,
+        parameters=[CRASH_FIELDS],
+        description=(
+            "Breakpad's multipart form (its fields, then the upload_file_minidump part) "
+            "or the raw dump as the body; other fields may come in the query string."
+        ),
+    )
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         user = await self._limits.take(req, 1)
         fields = {k: v if isinstance(v, str) else v[-1] for k, v in req.params.items()}
@@ -168,6 +219,11 @@ class CrashDumpResource:
     def __init__(self, service: LogService) -> None:
         self._service = service
 
+    @operation(
+        "Download a crash dump",
+        "logs",
+        responses={200: ("application/octet-stream", {"type": "string", "format": "binary"})},
+    )
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
     ) -> None:
