@@ -6,27 +6,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
-from screenaware.timeutil import parse_zone
+from schemas.common import NOT_BLANK as _not_blank
+from schemas.common import TimeZone, Uuid
 from screenaware.web.auth import MIN_PASSWORD_LENGTH, ROLES
-
-_not_blank = validate.Regexp(r"(?s).*\S", error="Must not be blank.")
-
-
-class TimeZone(fields.String):
-    """An IANA zone name, checked by :func:`screenaware.timeutil.parse_zone`.
-
-    The OpenAPI document lists the names (``#/components/schemas/TimeZone``).
-    """
-
-    default_error_messages = {"zone": "Unknown IANA time zone."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        name = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            parse_zone(name)
-        except ValueError:
-            raise self.make_error("zone") from None
-        return name
 
 
 def _password() -> fields.String:
@@ -145,9 +127,9 @@ class UserSchema(Schema):
 class ProjectInSchema(_Lenient):
     """Body of ``POST /api/projects`` and (partial) ``PUT /api/projects/:id``."""
 
-    uuid = fields.UUID()
+    uuid = Uuid()
     name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _not_blank])
-    parentProject = fields.UUID(allow_none=True)
+    parentProject = Uuid(allow_none=True)
     localPaths = fields.List(
         fields.String(validate=[validate.Length(min=1, max=1024), _not_blank]),
         validate=validate.Length(max=200),
@@ -190,9 +172,9 @@ class ProjectSchema(Schema):
 class TaskInSchema(_Lenient):
     """Body of ``POST /api/tasks`` and (partial) ``PUT /api/tasks/:id``."""
 
-    uuid = fields.UUID()
+    uuid = Uuid()
     title = fields.String(required=True, validate=[validate.Length(min=1, max=500), _not_blank])
-    projectUuid = fields.UUID(required=True)
+    projectUuid = Uuid(required=True)
 
     @post_load
     def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -41,7 +41,8 @@ CRASH_UPLOAD = {
             "type": "object",
             "properties": {"upload_file_minidump": {"type": "string", "format": "binary"}},
             "required": ["upload_file_minidump"],
-            "additionalProperties": {"type": "string"},
+            # Breakpad's text fields (prod, ver, guid, ...): any, kept as text.
+            "additionalProperties": {},
         },
     },
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -52,7 +53,8 @@ CRASH_FIELDS = {
     "name": "fields",
     "style": "form",
     "explode": True,
-    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+    # Any name, any value: nothing in a query string can break this.
+    "schema": {},
 }
 
 

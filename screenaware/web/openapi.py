@@ -21,7 +21,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
-from schemas.identity import ErrorSchema, TimeZone
+from schemas.common import Moment, TimeZone
+from schemas.identity import ErrorSchema
 from screenaware import __version__
 from screenaware.timeutil import zone_names
 from screenaware.web.validation import DOC_ATTRIBUTE, record
@@ -109,9 +110,9 @@ def operation(
     return decorator
 
 
-def one_or_many(schema: type[Schema]) -> dict[str, Any]:
+def one_or_many(schema: Any, max_items: int) -> dict[str, Any]:
     """A body of one object or an array of them (``load_body(..., batch=...)``)."""
-    return {"oneOf": [schema, {"type": "array", "items": schema}]}
+    return {"oneOf": [schema, {"type": "array", "items": schema, "maxItems": max_items}]}
 
 
 # --- walking the app ----------------------------------------------------------
@@ -226,7 +227,10 @@ def _operation(
     if parameters:
         op["parameters"] = parameters
     if doc.get("body") is not None:
-        body = one_or_many(doc["body"]) if doc["batch"] else doc["body"]
+        batch = doc["batch"]
+        if isinstance(batch, str):
+            batch = getattr(resource, batch)  # a configured limit, as load_body reads it
+        body = doc["body"] if batch is None else one_or_many(doc["body"], batch)
         content = {media: {"schema": resolve(body)} for media in doc["body_types"]}
         op["requestBody"] = {"required": True, "content": content}
     elif doc["request_body"] is not None:
@@ -247,6 +251,27 @@ def _time_zone(
     return {"anyOf": [ref, {"type": "null"}]} if field.allow_none else ref
 
 
+def _dict_keys(
+    converter: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """Attribute function: a Dict's key rule as ``propertyNames``, its size in properties.
+
+    (apispec writes a Length validator as ``maxLength``, which no object has.)
+    """
+    if not isinstance(field, fields.Dict):
+        return {}
+    found: dict[str, Any] = {}
+    for length, properties in (("minLength", "minProperties"), ("maxLength", "maxProperties")):
+        if length in ret:
+            found[properties] = ret.pop(length)
+    if field.key_field is not None:
+        names = converter.field2property(field.key_field)
+        names.pop("type", None)
+        if names:
+            found["propertyNames"] = names
+    return found
+
+
 def build_spec(app: falcon.App) -> dict[str, Any]:
     """The OpenAPI document of every route of ``app``, as a dict.
 
@@ -262,7 +287,11 @@ def build_spec(app: falcon.App) -> dict[str, Any]:
         plugins=[plugin],
         info={"description": "Heartbeat API and ScreenAware API of one self-hosted service."},
     )
+    # Moment's pattern is its whole rule (it takes no offset as UTC, which the
+    # date-time format would not allow).
+    plugin.map_to_openapi_type(Moment, "string", None)
     plugin.converter.add_attribute_function(_time_zone)  # type: ignore[union-attr]
+    plugin.converter.add_attribute_function(_dict_keys)  # type: ignore[union-attr]
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
     spec.components.schema(

@@ -66,7 +66,7 @@ def load_body(
                 raise ValidationFailed(exc.messages, "Invalid request body") from None
             await responder(self, req, resp, *args, **kw)
 
-        record(wrapper, body=schema, batch=batch is not None)
+        record(wrapper, body=schema, batch=batch)
         return wrapper  # type: ignore[return-value]
 
     return decorator
