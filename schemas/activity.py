@@ -23,8 +23,8 @@ GROUP_BY = ("projectUuid", "categoryUuid", "applicationUuid")
 RESOLUTIONS = ("hour", "day", "week", "month")
 
 
-# InfluxDB stores nanoseconds in 64 bits (1677-2262): keep times well inside.
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# InfluxDB stores nanoseconds in 64 bits (1677-2262): keep times well inside
+# (date-times: schemas.common.Moment; Unix-ms integers up to this).
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 

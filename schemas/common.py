@@ -47,7 +47,10 @@ class Uuid(fields.UUID):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(metadata={"pattern": UUID_PATTERN}, **kwargs)
+        super().__init__(
+            metadata={"pattern": UUID_PATTERN, "example": "d8abeaa0-466e-4228-8e93-404cb8cd984b"},
+            **kwargs,
+        )
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str) or not re.fullmatch(UUID_PATTERN, value):
@@ -88,6 +91,7 @@ class Moment(fields.AwareDateTime):
             metadata={
                 "pattern": MOMENT_PATTERN,
                 "description": "RFC 3339, years 1970 to 2199; UTC without an offset.",
+                "example": "2015-05-17T05:52:22.907Z",
             },
             **kwargs,
         )
