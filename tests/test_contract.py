@@ -4,21 +4,25 @@ operation against the real service (gunicorn, InfluxDB, Redis) with all its chec
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import falcon.inspect
 import httpx
+import marshmallow
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.config._checks import (
     POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES,
     PositiveDataAcceptanceConfig,
 )
 
+from schemas.common import MOMENT_PATTERN, Moment
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.timeutil import zone_names
@@ -137,6 +141,43 @@ async def test_reference_page_is_swagger_ui_from_the_service(client: Any) -> Non
     missing = await client.simulate_get("/api/docs/..%2Fopenapi.py")
     assert missing.status_code == 404
     assert (await client.simulate_get("/api/docs/index.html")).status_code == 404
+
+
+@given(st.from_regex(MOMENT_PATTERN, fullmatch=True))
+@settings(max_examples=300, deadline=None, database=None)
+def test_every_moment_the_document_allows_is_taken(text: str) -> None:
+    """The pattern is the whole rule: nothing it allows fails to parse."""
+    moment = Moment().deserialize(text)
+    assert 1969 <= moment.astimezone(dt.UTC).year <= 2200
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("2024-02-29T00:00:00Z", True),
+        ("2000-02-29T12:00:00.123456789+05:30", True),
+        ("2015-05-17T05:52:22.907", True),  # no offset: UTC
+        ("1970-01-01T00:00:00Z", True),
+        ("2199-12-31T23:59:59Z", True),
+        ("2023-02-29T00:00:00Z", False),
+        ("2100-02-29T00:00:00Z", False),
+        ("2023-04-31T00:00:00Z", False),
+        ("0199-01-01T00:00:00Z", False),
+        ("1969-12-31T23:59:59Z", False),
+        ("2200-01-01T00:00:00Z", False),
+        ("2023-01-01T00:00:60Z", False),
+        ("2023-01-01 00:00:00Z", False),
+        ("2023-01-01T00:00:00Z\n", False),
+        ("2023-01-01", False),
+    ],
+)
+def test_moments_pattern_and_parser_agree(text: str, valid: bool) -> None:
+    assert bool(re.fullmatch(MOMENT_PATTERN, text)) is valid
+    if valid:
+        Moment().deserialize(text)
+    else:
+        with pytest.raises(marshmallow.ValidationError):
+            Moment().deserialize(text)
 
 
 # --- fuzzing ----------------------------------------------------------------
