@@ -81,6 +81,8 @@ class Config:
     log_rate_anonymous: int = 6000
     log_rate_user: int = 3_000_000
     crash_max_bytes: int = 10 * 1024 * 1024
+    # 5-minute counts one GET /api/logs/:type?structure=grouped may answer (~35 days).
+    log_max_buckets: int = 10_000
     write_batch_max: int = 5000
     write_queue_max: int = 100_000
     retry_after: int = 5
@@ -150,6 +152,7 @@ class Config:
         _require(self.log_rate_anonymous >= 1, "log_rate_anonymous", "must be at least 1")
         _require(self.log_rate_user >= 1, "log_rate_user", "must be at least 1")
         _require(self.crash_max_bytes >= 1, "crash_max_bytes", "must be at least 1")
+        _require(self.log_max_buckets >= 1, "log_max_buckets", "must be at least 1")
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")

@@ -28,6 +28,7 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         clock,
         config.data_path / "crashes",
         config.crash_max_bytes,
+        max_buckets=config.log_max_buckets,
     )
     limits = LogLimits(
         Quota(backends.get_redis, "logs", 60), config.log_rate_anonymous, config.log_rate_user

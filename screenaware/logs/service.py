@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from schemas.logs import SEMVER, TAG_SAFE
-from screenaware.errors import BodyTooLarge, NotFound
+from screenaware.errors import BodyTooLarge, Invalid, NotFound
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
 from screenaware.timeutil import from_ms, iso
@@ -134,8 +134,10 @@ class LogService:
         clock: Callable[[], float],
         crash_dir: Path,
         crash_max_bytes: int,
+        max_buckets: int = 10_000,
     ) -> None:
         self._influx = influx
+        self._max_buckets = max_buckets
         self._writer = writer
         self._redis = redis
         self._clock = clock
@@ -208,7 +210,18 @@ class LogService:
     async def grouped(
         self, log_type: str, start_ms: int, end_ms: int, user: str | None
     ) -> list[dict[str, Any]]:
-        """Counts in 5-minute intervals over the range, empty intervals included."""
+        """Counts in 5-minute intervals over the range, empty intervals included.
+
+        Raises:
+            Invalid: the range has more intervals than the configured limit (every
+                one is answered, so a range of years would fill a worker's memory).
+        """
+        intervals = (end_ms - start_ms) // 300_000 + 1
+        if intervals > self._max_buckets:
+            raise Invalid(
+                f"At most {self._max_buckets} 5-minute intervals per request",
+                {"start": ["The range is too long for structure=grouped."]},
+            )
         clause, params = self._where(log_type, start_ms, end_ms, user)
         statement = f'SELECT count("uuid") FROM "log" WHERE {clause} GROUP BY time(5m) fill(0)'  # noqa: S608
         result = await self._influx.query(statement, params)
