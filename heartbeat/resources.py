@@ -15,11 +15,13 @@ from heartbeat.service import HeartbeatService, StatsBroadcaster
 from schemas.heartbeat import DeviceCreateSchema, DeviceSchema, StatsSchema
 from screenaware.storage.outages import backend_of
 from screenaware.web.headers import SECURITY_HEADERS
+from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body
 
 LOG = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+HTML = ("text/html", {"type": "string"})
 
 _device_schema = DeviceSchema()
 _stats_schema = StatsSchema()
@@ -62,6 +64,13 @@ class DevicesResource:
         self._service = service
         self.auth = auth
 
+    @operation(
+        "Register a device",
+        "heartbeat",
+        security="secretKey",
+        responses={200: DeviceSchema},
+        description="Exists only when a secret key is configured.",
+    )
     @falcon.before(require_secret_key)
     @load_body(DeviceCreateSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -78,6 +87,12 @@ class DeviceTokenResource:
         self._service = service
         self.auth = auth
 
+    @operation(
+        "Generate a new token for a device (the old one stops working)",
+        "heartbeat",
+        security="secretKey",
+        responses={200: DeviceSchema},
+    )
     @falcon.before(require_secret_key)
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, device_id: int
@@ -96,6 +111,14 @@ class BeatResource:
     def __init__(self, service: HeartbeatService) -> None:
         self._service = service
 
+    @operation(
+        "Send a beat",
+        "heartbeat",
+        security="deviceToken",
+        responses={
+            200: ("text/plain", {"type": "string", "description": "Unix seconds of the beat"})
+        },
+    )
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         acknowledged = await self._service.beat(_credential(req))
         if acknowledged is None:
@@ -110,6 +133,7 @@ class StatsResource:
     def __init__(self, service: HeartbeatService) -> None:
         self._service = service
 
+    @operation("Presence statistics", "heartbeat", responses={200: StatsSchema})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = _stats_schema.dump(await self._service.stats())
 
@@ -121,6 +145,12 @@ class StatsSocketResource:
         self._service = service
         self._broadcaster = broadcaster
 
+    @operation(
+        "Statistics over a WebSocket, once a second",
+        "heartbeat",
+        responses={101: None},
+        description="Upgrade to a WebSocket; every message is the stats object.",
+    )
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         try:
             first = _stats_schema.dump(await self._service.stats())
@@ -168,6 +198,10 @@ class IndexPage(_Page):
 
     page = "index"
 
+    @operation("Presence page", "pages", responses={200: HTML})
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await super().on_get(req, resp)
+
     def render(self, stats: dict[str, Any]) -> str:
         return pages.render_index(self._server_name, stats)
 
@@ -176,6 +210,10 @@ class StatsPage(_Page):
     """``/stats``: every statistic and the device table."""
 
     page = "stats"
+
+    @operation("Statistics page", "pages", responses={200: HTML})
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await super().on_get(req, resp)
 
     def render(self, stats: dict[str, Any]) -> str:
         return pages.render_stats(self._server_name, stats)
@@ -187,6 +225,7 @@ class PrivacyPage:
     def __init__(self, server_name: str) -> None:
         self._html = pages.render_privacy(server_name)
 
+    @operation("Privacy page", "pages", responses={200: HTML})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.set_headers(SECURITY_HEADERS)
         resp.content_type = falcon.MEDIA_HTML
@@ -204,6 +243,11 @@ class BadgeResource:
     def __init__(self, service: HeartbeatService) -> None:
         self._service = service
 
+    @operation(
+        "SVG badge: last-seen or total-beats",
+        "pages",
+        responses={200: ("image/svg+xml", {"type": "string"})},
+    )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str) -> None:
         renderer = self._renderers.get(name)
         if renderer is None:

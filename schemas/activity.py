@@ -7,27 +7,34 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
-from schemas.identity import _Lenient, _timezone
+from schemas.common import (
+    Moment,
+    Pattern,
+    StrictBoolean,
+    StrictFloat,
+    StrictInteger,
+    TimeZone,
+    Uuid,
+    flag,
+)
+from schemas.identity import _Lenient
 
 GROUP_BY = ("projectUuid", "categoryUuid", "applicationUuid")
 RESOLUTIONS = ("hour", "day", "week", "month")
 
 
-# InfluxDB stores nanoseconds in 64 bits (1677-2262): keep times well inside.
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# InfluxDB stores nanoseconds in 64 bits (1677-2262): keep times well inside
+# (date-times: schemas.common.Moment; Unix-ms integers up to this).
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 
-def _time() -> fields.AwareDateTime:
-    return fields.AwareDateTime(
-        default_timezone=dt.UTC,
-        validate=validate.Range(min=EARLIEST, max=LATEST, error="Must be between 1970 and 2200."),
-    )
+def _time() -> Moment:
+    return Moment()
 
 
-def _share() -> fields.Float:
+def _share() -> StrictFloat:
     # Shares of the screen, 0..1, as in the documented example.
-    return fields.Float(allow_none=True, validate=validate.Range(min=0.0, max=1.0))
+    return StrictFloat(allow_none=True, validate=validate.Range(min=0.0, max=1.0))
 
 
 class DocumentSchema(_Lenient):
@@ -37,13 +44,13 @@ class DocumentSchema(_Lenient):
 
 class WindowSchema(_Lenient):
     title = fields.String(allow_none=True, validate=validate.Length(max=4096))
-    isFocused = fields.Boolean(load_default=False)
+    isFocused = StrictBoolean(load_default=False)
     processName = fields.String(allow_none=True, validate=validate.Length(max=512))
     screenPercentage = _share()
     visiblePercentage = _share()
     tags = fields.Dict(
         keys=fields.String(validate=validate.Length(min=1, max=256)),
-        values=fields.Float(),
+        values=StrictFloat(),
         validate=validate.Length(max=200),
     )
     documents = fields.List(fields.Nested(DocumentSchema), validate=validate.Length(max=100))
@@ -54,9 +61,7 @@ class SnapshotSchema(_Lenient):
 
     time = _time()
     timeTaken = _time()
-    durationMs = fields.Integer(
-        load_default=10000, strict=True, validate=validate.Range(min=1, max=10000)
-    )
+    durationMs = StrictInteger(load_default=10000, validate=validate.Range(min=1, max=10000))
     windows = fields.List(
         fields.Nested(WindowSchema), load_default=list, validate=validate.Length(max=200)
     )
@@ -69,8 +74,8 @@ class TimesQuerySchema(_Lenient):
     end = _time()
     groupBy = fields.String(validate=validate.OneOf(GROUP_BY))
     resolution = fields.String(validate=validate.OneOf(RESOLUTIONS))
-    nestTimeBucketsInsideGroups = fields.Boolean(load_default=False)
-    tz = fields.String(validate=_timezone)
+    nestTimeBucketsInsideGroups = flag(load_default=False)
+    tz = TimeZone()
 
 
 class TimeBucketSchema(Schema):
@@ -133,28 +138,34 @@ class _RangeQuery(_Lenient):
     sort = fields.String(
         load_default="time ASC", validate=validate.OneOf(["time ASC", "time DESC"])
     )
-    tz = fields.String(validate=_timezone)
+    tz = TimeZone()
 
 
 class StreamsQuerySchema(_RangeQuery):
     """Parameters of ``GET /api/streams``."""
 
     projectUuid = fields.String(
-        validate=validate.Regexp(r"^(none|[0-9a-fA-F-]{36})$", error="Not a project uuid.")
+        validate=Pattern(r"^(none|[0-9a-fA-F-]{36})$", error="Not a project uuid.")
     )
-    expanded = fields.Boolean(load_default=False)
-    showGaps = fields.Boolean(load_default=False)
-    groupByDay = fields.Boolean(load_default=False)
+    expanded = flag(load_default=False)
+    showGaps = flag(load_default=False)
+    groupByDay = flag(load_default=False)
 
 
 class SubstreamsQuerySchema(_RangeQuery):
     """Parameters of ``GET /api/substreams``."""
 
 
+class ZoneQuerySchema(_Lenient):
+    """The query of ``PUT /api/stream/:uuid/project``: the zone of its days."""
+
+    tz = TimeZone()
+
+
 class StreamProjectSchema(_Lenient):
     """Body of ``PUT /api/stream/:uuid/project``: a project of the caller's, or null."""
 
-    projectUuid = fields.UUID(required=True, allow_none=True)
+    projectUuid = Uuid(required=True, allow_none=True)
 
 
 class StreamSchema(Schema):

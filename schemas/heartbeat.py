@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from schemas.common import NOT_BLANK
+
 
 class DeviceCreateSchema(Schema):
     """Body of ``POST /api/devices``."""
@@ -15,7 +17,7 @@ class DeviceCreateSchema(Schema):
         required=True,
         validate=[
             validate.Length(min=1, max=128),
-            validate.Regexp(r"(?s).*\S", error="Name must not be blank."),
+            NOT_BLANK,
         ],
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Any
 
 from marshmallow import (
@@ -15,18 +14,12 @@ from marshmallow import (
     validates_schema,
 )
 
+from schemas.common import NOT_BLANK as _not_blank
+from schemas.common import TimeZone, Uuid
+
 # Part of the contract: the role names with their bit masks, and the password rule.
 ROLES = {"user": 2, "admin": 4}
 MIN_PASSWORD_LENGTH = 8
-
-_not_blank = validate.Regexp(r"(?s).*\S", error="Must not be blank.")
-
-
-def _timezone(value: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError("Unknown IANA time zone.") from None
 
 
 def _password() -> fields.String:
@@ -101,7 +94,7 @@ class UserCreateSchema(_Lenient):
     password = _password()
     nameFirst = _name()
     nameLast = _name()
-    timezone = fields.String(allow_none=True, validate=_timezone)
+    timezone = TimeZone(allow_none=True)
     role = fields.String(validate=validate.OneOf(list(ROLES)))
 
 
@@ -138,7 +131,7 @@ class UserUpdateSchema(_CurrentPassword):
     password = fields.String(validate=validate.Length(min=MIN_PASSWORD_LENGTH, max=1024))
     nameFirst = _name()
     nameLast = _name()
-    timezone = fields.String(allow_none=True, validate=_timezone)
+    timezone = TimeZone(allow_none=True)
 
 
 class OwnProfileSchema(_Lenient):
@@ -146,7 +139,7 @@ class OwnProfileSchema(_Lenient):
 
     nameFirst = _name()
     nameLast = _name()
-    timezone = fields.String(allow_none=True, validate=_timezone)
+    timezone = TimeZone(allow_none=True)
 
 
 class PasswordSchema(_CurrentPassword):
@@ -190,9 +183,9 @@ class UserSchema(Schema):
 class ProjectInSchema(_Lenient):
     """Body of ``POST /api/projects`` and (partial) ``PUT /api/projects/:id``."""
 
-    uuid = fields.UUID()
+    uuid = Uuid()
     name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _not_blank])
-    parentProject = fields.UUID(allow_none=True)
+    parentProject = Uuid(allow_none=True)
     localPaths = fields.List(
         fields.String(validate=[validate.Length(min=1, max=1024), _not_blank]),
         validate=validate.Length(max=200),
@@ -235,9 +228,9 @@ class ProjectSchema(Schema):
 class TaskInSchema(_Lenient):
     """Body of ``POST /api/tasks`` and (partial) ``PUT /api/tasks/:id``."""
 
-    uuid = fields.UUID()
+    uuid = Uuid()
     title = fields.String(required=True, validate=[validate.Length(min=1, max=500), _not_blank])
-    projectUuid = fields.UUID(required=True)
+    projectUuid = Uuid(required=True)
 
     @post_load
     def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

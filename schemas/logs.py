@@ -8,14 +8,16 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.activity import LATEST, _time
+from schemas.common import Pattern, StrictBoolean, StrictFloat, StrictInteger, Uuid, flag
 from schemas.identity import _Lenient
 
 LEVELS = ("nothing", "error", "warn", "info", "debug", "trace")
 
 # semver.org's official pattern.
 SEMVER = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+    r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 TYPE = r"^[A-Za-z0-9_]{1,128}$"
@@ -25,26 +27,24 @@ TAG_SAFE = r"^[^\t\r\n]*[^\t\r\n\\]$"
 
 
 class LogDataSchema(_Lenient):
-    time = fields.Integer(strict=True, validate=validate.Range(min=0, max=LATEST_MS))
+    time = StrictInteger(validate=validate.Range(min=0, max=LATEST_MS))
     origin = fields.String(
         required=True,
-        validate=[validate.Length(min=1, max=128), validate.Regexp(TAG_SAFE)],
+        validate=[validate.Length(min=1, max=128), Pattern(TAG_SAFE)],
     )
     originId = fields.String(validate=validate.Length(max=256))
-    version = fields.String(
-        required=True, validate=[validate.Length(max=256), validate.Regexp(SEMVER)]
-    )
-    userUuid = fields.UUID()
+    version = fields.String(required=True, validate=[validate.Length(max=256), Pattern(SEMVER)])
+    userUuid = Uuid()
     message = fields.String(required=True, validate=validate.Length(max=4096))
-    messageNumeric = fields.Float(allow_nan=False)
-    messageBool = fields.Boolean()
+    messageNumeric = StrictFloat(allow_nan=False)
+    messageBool = StrictBoolean()
     details = fields.String(load_default="", validate=validate.Length(max=65536))
 
 
 class LogPointInSchema(_Lenient):
     """One point of ``POST /api/logs``."""
 
-    type = fields.String(required=True, validate=validate.Regexp(TYPE))
+    type = fields.String(required=True, validate=Pattern(TYPE))
     level = fields.String(required=True, validate=validate.OneOf(LEVELS))
     data = fields.Nested(LogDataSchema, required=True)
 
@@ -101,9 +101,9 @@ class Interval(fields.String):
 class LogQuerySchema(LogRangeSchema):
     """``GET /api/logs/:type``."""
 
-    userUuid = fields.UUID()
+    userUuid = Uuid()
     structure = fields.String(validate=validate.OneOf(["grouped"]))
-    metaonly = fields.Boolean(load_default=False)
+    metaonly = flag(load_default=False)
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
     cursor = fields.UUID(metadata={"description": "uuid of the last point of the previous page"})

@@ -13,11 +13,12 @@ import re
 import ssl
 import tomllib
 import urllib.parse
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from screenaware.timeutil import parse_zone
 
 ENV_PREFIX = "SCREENAWARE_"
 
@@ -234,8 +235,8 @@ class Config:
             "must be a redis://, rediss:// or unix:// URL",
         )
         try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            parse_zone(self.timezone)
+        except ValueError:
             raise ConfigError(
                 f"{ENV_PREFIX}TIMEZONE: unknown IANA time zone {self.timezone!r}"
             ) from None

@@ -75,7 +75,7 @@ class Conflict(Exception):
 
 
 class Invalid(Exception):
-    """The request is well-formed but its content is not acceptable (400).
+    """The request is well-formed but its content is not acceptable (422).
 
     Args:
         message: what is wrong.

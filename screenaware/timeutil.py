@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import zoneinfo
 from zoneinfo import ZoneInfo
 
 from screenaware.errors import Invalid
+
+
+@functools.cache
+def zone_names() -> frozenset[str]:
+    """The IANA zone names this machine knows, and ``UTC`` (read once: it walks the disk)."""
+    return frozenset(zoneinfo.available_timezones() | {"UTC"})
+
+
+def parse_zone(name: str) -> ZoneInfo:
+    """The zone of an IANA name; the one parser of every zone the service accepts.
+
+    Only names listed by :func:`zoneinfo.available_timezones` (and ``UTC``) pass:
+    ``ZoneInfo`` itself would open paths such as ``America`` (a directory),
+    ``/etc/localtime`` or ``../..`` and fail with an ``OSError``.
+
+    Raises:
+        ValueError: the name is not a known zone.
+    """
+    if name not in zone_names():
+        raise ValueError(f"Unknown IANA time zone {name!r}")
+    return ZoneInfo(name)
 
 
 def iso(moment: dt.datetime) -> str:

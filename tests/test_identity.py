@@ -355,7 +355,7 @@ async def test_an_admin_sets_another_users_password_without_theirs(api: Api) -> 
 async def test_admins_cannot_delete_themselves(api: Api) -> None:
     me = (await api.me(api.admin)).json
     result = await api.client.simulate_delete(f"/api/users/{me['uuid']}", headers=api.admin)
-    assert result.status_code == 400
+    assert result.status_code == 422
 
 
 # --- projects ------------------------------------------------------------
@@ -426,7 +426,8 @@ async def test_project_validation(api: Api) -> None:
         ({"name": "x", "parentProject": str(uuid.uuid4())}, "parentProject"),
     ):
         result = await api.client.simulate_post("/api/projects", json=body, headers=headers)
-        assert result.status_code == 400, body
+        # An unknown parent fits the document (a uuid): 422, not 400.
+        assert result.status_code == (422 if field == "parentProject" else 400), body
         assert field in result.json["errors"], result.json
     assert (await api.client.simulate_get("/api/projects", headers=headers)).json == []
     existing = await create_project(api, headers, name="one")
@@ -445,7 +446,7 @@ async def test_project_cycles_are_refused(api: Api) -> None:
         result = await api.client.simulate_put(
             f"/api/projects/{project}", json={"parentProject": parent}, headers=headers
         )
-        assert result.status_code == 400, (project, parent)
+        assert result.status_code == 422, (project, parent)
         assert "parentProject" in result.json["errors"]
     # Detaching is fine.
     result = await api.client.simulate_put(
@@ -496,11 +497,11 @@ async def test_other_users_projects_and_tasks_do_not_exist_for_them(api: Api) ->
         assert result.status_code == 404, (method, path)
     for body in ({"name": "child", "parentProject": project},):
         result = await api.client.simulate_post("/api/projects", json=body, headers=mallory)
-        assert result.status_code == 400
+        assert result.status_code == 422
     result = await api.client.simulate_post(
         "/api/tasks", json={"title": "x", "projectUuid": project}, headers=mallory
     )
-    assert result.status_code == 400
+    assert result.status_code == 422
     assert (await api.client.simulate_get("/api/projects", headers=mallory)).json == []
     assert (await api.client.simulate_get("/api/tasks", headers=mallory)).json == []
     # Alice's data is untouched.

@@ -164,6 +164,13 @@ async def test_anyone_may_send_and_a_token_fills_the_user(
         (entry(message=5), "data.message"),
         (entry(messageNumeric="many"), "data.messageNumeric"),
         (entry(messageBool="maybe"), "data.messageBool"),
+        # Strict types (issue 11.5): 0 is no boolean, "1.5" no number, 1.5 no integer.
+        (entry(messageBool=0), "data.messageBool"),
+        (entry(messageNumeric="1.5"), "data.messageNumeric"),
+        (entry(time=1.5), "data.time"),
+        (entry(origin="trailing\n"), "data.origin"),
+        (entry(version="1.0.0\n"), "data.version"),
+        (entry(userUuid="{12345678-1234-1234-1234-123456789abc}"), "data.userUuid"),
         (entry(details="x" * 65537), "data.details"),
         (entry(originId="x" * 257), "data.originId"),
     ],
@@ -267,6 +274,13 @@ async def test_review_series_points_grouped_and_meta(api: Api) -> None:
         "/api/logs/nothing", params={**span, "structure": "grouped"}, headers=api.admin
     )
     assert [b["count"] for b in empty.json] == [0] * 5
+    # Years of 5-minute counts would fill the worker (found by the contract fuzzing).
+    decades = {"start": "2015-05-17T05:52:22.907Z", "end": "2053-07-31T11:07:44Z"}
+    for log_type in ("a", "nothing"):
+        huge = await api.client.simulate_get(
+            f"/api/logs/{log_type}", params={**decades, "structure": "grouped"}, headers=api.admin
+        )
+        assert huge.status_code == 422 and "start" in huge.json["errors"], huge.text
     meta = await api.client.simulate_get(
         "/api/logs/a", params={**span, "metaonly": "true"}, headers=api.admin
     )
@@ -318,10 +332,13 @@ async def test_review_parameters_are_validated(api: Api) -> None:
         {"offset": "-1"},
         {"structure": "flat"},
         {"userUuid": "x"},
-        {"start": "2023-11-16T00:00:00Z", "end": "2023-11-15T00:00:00Z"},
+        {"start": "0199-01-01T00:00:00Z"},
     ):
         result = await api.client.simulate_get("/api/logs/a", params=params, headers=api.admin)
         assert result.status_code == 400, params
+    after = {"start": "2023-11-16T00:00:00Z", "end": "2023-11-15T00:00:00Z"}
+    result = await api.client.simulate_get("/api/logs/a", params=after, headers=api.admin)
+    assert result.status_code == 422, after
 
 
 # --- crash uploads through the real gunicorn ------------------------------

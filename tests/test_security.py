@@ -23,7 +23,8 @@ from screenaware.web.openapi import build_spec
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, Api, FakeClock, bearer
 from tests.service import run_service
 
-SPEC = build_spec()
+# Built in-process (nothing is contacted before the lifespan starts).
+SPEC = build_spec(create_app(Config.load(environ={}, secret_key=SECRET_KEY)))
 MATRIX = [
     (path, method, op["x-required-role"])
     for path, ops in SPEC["paths"].items()

@@ -168,8 +168,12 @@ async def test_windowless_snapshots_are_away(
         ({"windows": [{"tags": {"a": "heavy"}}]}, "windows"),
         ({"windows": [{"documents": [{"title": "no path"}]}]}, "windows"),
         ({"windows": [{"title": 5}]}, "windows"),
-        ({"timeTaken": "2023-11-16T12:00:01Z"}, "timeTaken"),  # > a day ahead
-        ({"time": "2023-11-17T00:00:00Z"}, "time"),
+        # Strict types (issue 11.5): 0 is no boolean, "0.5" no number.
+        ({"windows": [{"isFocused": 0}]}, "windows"),
+        ({"windows": [{"screenPercentage": "0.5"}]}, "windows"),
+        ({"windows": [{"tags": {"": 1.0}}]}, "windows"),
+        ({"timeTaken": "0199-01-01T00:00:00Z"}, "timeTaken"),
+        ({"timeTaken": "2023-02-29T00:00:00Z"}, "timeTaken"),
     ],
 )
 async def test_invalid_snapshots_are_400_and_store_nothing(
@@ -182,6 +186,28 @@ async def test_invalid_snapshots_are_400_and_store_nothing(
     assert field in result.json["errors"]["1"], result.json
     single = await post(api, headers, body)
     assert single.status_code == 400
+    assert field in single.json["errors"]
+    assert influx_db.count("window") == 0 and influx_db.count("activity") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"timeTaken": "2023-11-16T12:00:01Z"}, "timeTaken"),  # > a day ahead
+        ({"time": "2023-11-17T00:00:00Z"}, "time"),
+    ],
+)
+async def test_snapshots_in_the_future_are_422_and_store_nothing(
+    api: Api, now: FakeClock, influx_db: InfluxHelper, body: dict[str, Any], field: str
+) -> None:
+    """Valid by the document, refused for their content: 422."""
+    headers = await api.new_user("eve@example.org")
+    good = snap("2023-11-15T10:00:10Z", "code")
+    result = await post(api, headers, [good, body])
+    assert result.status_code == 422, result.text
+    assert field in result.json["errors"]["1"], result.json
+    single = await post(api, headers, body)
+    assert single.status_code == 422
     assert field in single.json["errors"]
     assert influx_db.count("window") == 0 and influx_db.count("activity") == 0
 
@@ -453,23 +479,24 @@ async def test_parameters_may_come_as_a_json_body(api: Api, day_data: dict[str, 
 
 
 @pytest.mark.parametrize(
-    ("params", "field"),
+    ("params", "field", "status"),
     [
-        ({"start": "2023-11-15T00:00:00Z", "end": "2023-11-14T00:00:00Z"}, "start"),
-        ({"start": "2020-01-01T00:00:00Z", "end": "2023-01-02T00:00:00Z"}, "end"),
-        ({"groupBy": "taskUuid"}, "groupBy"),
-        ({"resolution": "minute"}, "resolution"),
-        ({"tz": "Mars/Olympus"}, "tz"),
-        ({"start": "soon"}, "start"),
-        ({"nestTimeBucketsInsideGroups": "perhaps"}, "nestTimeBucketsInsideGroups"),
+        # Each value fits the document; together they are refused (422).
+        ({"start": "2023-11-15T00:00:00Z", "end": "2023-11-14T00:00:00Z"}, "start", 422),
+        ({"start": "2020-01-01T00:00:00Z", "end": "2023-01-02T00:00:00Z"}, "end", 422),
+        ({"groupBy": "taskUuid"}, "groupBy", 400),
+        ({"resolution": "minute"}, "resolution", 400),
+        ({"tz": "Mars/Olympus"}, "tz", 400),
+        ({"start": "soon"}, "start", 400),
+        ({"nestTimeBucketsInsideGroups": "perhaps"}, "nestTimeBucketsInsideGroups", 400),
     ],
 )
 async def test_invalid_times_parameters(
-    api: Api, now: FakeClock, params: dict[str, str], field: str
+    api: Api, now: FakeClock, params: dict[str, str], field: str, status: int
 ) -> None:
     headers = await api.new_user("val@example.org")
     result = await api.client.simulate_get("/api/times", params=params, headers=headers)
-    assert result.status_code == 400
+    assert result.status_code == status
     assert field in result.json["errors"]
 
 

@@ -10,12 +10,15 @@ from schemas.activity import (
     CategoryInSchema,
     CategorySchema,
     SnapshotSchema,
+    TimeBucketSchema,
     TimesQuerySchema,
 )
+from schemas.identity import OkSchema
 from screenaware.activity.snapshots import SnapshotService
 from screenaware.activity.store import ActivityStore
 from screenaware.activity.times import TimesService
 from screenaware.web.auth import caller, caller_zone
+from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body, load_query
 
 _applications = ApplicationSchema(many=True)
@@ -32,6 +35,7 @@ class SnapshotsResource:
         self._service = service
         self.batch_max = batch_max
 
+    @operation("Send one snapshot or an array", "activity", responses={200: OkSchema})
     @load_body(SnapshotSchema(), batch="batch_max")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         await self._service.ingest(caller(req), req.context.body)
@@ -47,6 +51,7 @@ class TimesResource:
         self._service = service
         self._default_zone = default_zone
 
+    @operation("Time by group and bucket", "activity", responses={200: TimeBucketSchema})
     @load_query(TimesQuerySchema())
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
@@ -62,6 +67,7 @@ class ApplicationsResource:
     def __init__(self, store: ActivityStore) -> None:
         self._store = store
 
+    @operation("Your applications", "activity", responses={200: ApplicationSchema(many=True)})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         apps = await self._store.applications(caller(req))
         ordered = sorted(apps.items(), key=lambda item: (item[1], item[0]))
@@ -76,9 +82,15 @@ class CategoriesResource:
     def __init__(self, store: ActivityStore) -> None:
         self._store = store
 
+    @operation(
+        "Your categories, then the built-in ones",
+        "activity",
+        responses={200: CategorySchema(many=True)},
+    )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = _categories.dump(await self._store.categories(caller(req)))
 
+    @operation("Create a category", "activity", responses={201: CategorySchema})
     @load_body(CategoryInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         category = await self._store.save_category(caller(req), req.context.body)
@@ -94,6 +106,7 @@ class CategoryResource:
     def __init__(self, store: ActivityStore) -> None:
         self._store = store
 
+    @operation("Change one of your categories", "activity", responses={200: CategorySchema})
     @load_body(CategoryInSchema(partial=True))
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, category_id: str
@@ -101,6 +114,7 @@ class CategoryResource:
         category = await self._store.save_category(caller(req), req.context.body, category_id)
         resp.media = _category.dump(category)
 
+    @operation("Delete one of your categories", "activity", responses={200: CategorySchema})
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, category_id: str
     ) -> None:

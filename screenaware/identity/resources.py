@@ -17,13 +17,17 @@ from schemas.identity import (
     ApiKeySchema,
     IntegrationSchema,
     LoginSchema,
+    OkSchema,
     OwnPasswordSchema,
     OwnProfileSchema,
     PasswordSchema,
+    PasswordSetSchema,
     ProjectInSchema,
     ProjectSchema,
     TaskInSchema,
     TaskSchema,
+    TokenOkSchema,
+    TokenSchema,
     UserCreateSchema,
     UserSchema,
     UserUpdateSchema,
@@ -33,7 +37,10 @@ from screenaware.identity.accounts import Accounts
 from screenaware.identity.keys import ApiKeyStore
 from screenaware.identity.projects import ProjectStore, public_project
 from screenaware.web.auth import caller
+from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body
+
+_LOGIN_ONLY = "Needs a login token: an API key is refused here (403)."
 
 OK = {"ok": True}
 
@@ -81,6 +88,12 @@ class LoginResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation(
+        "Log in: a bearer token",
+        "auth",
+        responses={200: TokenSchema},
+        body_types=("application/json", "application/x-www-form-urlencoded"),
+    )
     @load_body(LoginSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -98,9 +111,11 @@ class UsersResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("All users", "users", responses={200: UserSchema(many=True)})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = _users.dump([u.public() for u in await self._accounts.store.all()])
 
+    @operation("Create a user", "users", responses={201: TokenSchema})
     @load_body(UserCreateSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -115,6 +130,15 @@ class UsersResource:
         resp.status = falcon.HTTP_201
         resp.media = {"token": await self._accounts.token_for(user)}
 
+    @operation(
+        "Update a user found by email",
+        "users",
+        responses={200: PasswordSetSchema},
+        description=(
+            "A password change voids every token of that user; admins changing their own "
+            "must send `currentPassword` (401 if wrong) and get a fresh token. " + _LOGIN_ONLY
+        ),
+    )
     @load_body(UserUpdateSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -137,11 +161,13 @@ class UserResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("A user", "users", responses={200: UserSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
     ) -> None:
         resp.media = _user.dump((await self._accounts.store.require(user_id)).public())
 
+    @operation("Delete a user", "users", responses={200: UserSchema})
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
     ) -> None:
@@ -159,6 +185,15 @@ class UserPasswordResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation(
+        "Set a user's password",
+        "users",
+        responses={200: PasswordSetSchema},
+        description=(
+            "Voids every token of that user; admins setting their own password must send "
+            "`currentPassword` (401 if wrong) and get a fresh token. " + _LOGIN_ONLY
+        ),
+    )
     @load_body(PasswordSchema())
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
@@ -178,9 +213,11 @@ class MeResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation("Your user", "users", responses={200: UserSchema})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = _user.dump((await self._accounts.store.require(caller(req))).public())
 
+    @operation("Update your names and time zone", "users", responses={200: UserSchema})
     @load_body(OwnProfileSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         fields = _profile_fields(req.context.body)
@@ -198,6 +235,15 @@ class MyPasswordResource:
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
 
+    @operation(
+        "Change your password",
+        "users",
+        responses={200: TokenOkSchema},
+        description=(
+            "Needs the current password (401 if wrong); voids every earlier token, the one "
+            "used included, and the user's API keys, and answers a fresh token. " + _LOGIN_ONLY
+        ),
+    )
     @load_body(OwnPasswordSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
@@ -218,9 +264,25 @@ class KeysResource:
     def __init__(self, keys: ApiKeyStore) -> None:
         self._keys = keys
 
+    @operation(
+        "Your API keys (never their secrets)",
+        "keys",
+        responses={200: ApiKeySchema(many=True)},
+        description=_LOGIN_ONLY,
+    )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = _keys.dump([k.public() for k in await self._keys.list(caller(req))])
 
+    @operation(
+        "Make an API key: its secret is shown this once",
+        "keys",
+        responses={201: ApiKeyCreatedSchema},
+        description=(
+            "The key (a UUID v4 string) works as `Authorization: Bearer <key>` wherever "
+            "your login token does, except on the key routes and password changes. "
+            "409 when you hold the most keys allowed. " + _LOGIN_ONLY
+        ),
+    )
     @load_body(ApiKeyCreateSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         key, secret = await self._keys.create(caller(req), req.context.body["name"].strip())
@@ -238,6 +300,12 @@ class KeyResource:
     def __init__(self, keys: ApiKeyStore) -> None:
         self._keys = keys
 
+    @operation(
+        "Revoke one of your API keys (at once, on every worker)",
+        "keys",
+        responses={200: ApiKeySchema},
+        description="404 for a key that is not yours. " + _LOGIN_ONLY,
+    )
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, key_uuid: str
     ) -> None:
@@ -254,6 +322,12 @@ class UserKeysResource:
         self._accounts = accounts
         self._keys = keys
 
+    @operation(
+        "A user's API keys (never their secrets)",
+        "keys",
+        responses={200: ApiKeySchema(many=True)},
+        description=_LOGIN_ONLY,
+    )
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str
     ) -> None:
@@ -270,6 +344,12 @@ class UserKeyResource:
     def __init__(self, keys: ApiKeyStore) -> None:
         self._keys = keys
 
+    @operation(
+        "Revoke a user's API key",
+        "keys",
+        responses={200: ApiKeySchema},
+        description=_LOGIN_ONLY,
+    )
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_id: str, key_uuid: str
     ) -> None:
@@ -284,11 +364,13 @@ class ProjectsResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("Your projects", "projects", responses={200: ProjectSchema(many=True)})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         projects = await self._store.projects(caller(req))
         ordered = sorted(projects.values(), key=lambda p: (p["name"].casefold(), p["uuid"]))
         resp.media = _projects.dump([public_project(p, caller(req)) for p in ordered])
 
+    @operation("Create a project", "projects", responses={201: OkSchema})
     @load_body(ProjectInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         project = await self._store.create_project(caller(req), req.context.body)
@@ -305,12 +387,14 @@ class ProjectResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("A project", "projects", responses={200: ProjectSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
         project = await self._store.project(caller(req), project_id)
         resp.media = _project.dump(public_project(project, caller(req)))
 
+    @operation("Change a project", "projects", responses={200: OkSchema})
     @load_body(ProjectInSchema(partial=True))
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
@@ -321,6 +405,7 @@ class ProjectResource:
         await self._store.update_project(caller(req), project_id, changes)
         resp.media = OK
 
+    @operation("Delete a project", "projects", responses={200: ProjectSchema})
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
@@ -336,11 +421,13 @@ class TasksResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("Your tasks", "tasks", responses={200: TaskSchema(many=True)})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         tasks = await self._store.tasks(caller(req))
         ordered = sorted(tasks.values(), key=lambda t: (t["title"].casefold(), t["uuid"]))
         resp.media = _tasks.dump(ordered)
 
+    @operation("Create a task", "tasks", responses={201: TaskSchema})
     @load_body(TaskInSchema())
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         task = await self._store.save_task(caller(req), req.context.body)
@@ -357,11 +444,13 @@ class TaskResource:
     def __init__(self, store: ProjectStore) -> None:
         self._store = store
 
+    @operation("A task", "tasks", responses={200: TaskSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
     ) -> None:
         resp.media = _task.dump(await self._store.task(caller(req), task_id))
 
+    @operation("Change a task", "tasks", responses={200: TaskSchema})
     @load_body(TaskInSchema(partial=True))
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
@@ -371,6 +460,7 @@ class TaskResource:
             raise Invalid("uuid differs from the one in the path", {"uuid": ["Mismatch."]})
         resp.media = _task.dump(await self._store.save_task(caller(req), changes, task_id))
 
+    @operation("Delete a task", "tasks", responses={200: TaskSchema})
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
     ) -> None:
@@ -383,6 +473,11 @@ class IntegrationsResource:
     auth_roles = {"GET": "user"}
     _schema = IntegrationSchema()
 
+    @operation(
+        "Third-party integrations",
+        "users",
+        responses={200: {"type": "object", "additionalProperties": IntegrationSchema}},
+    )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = {
             key: self._schema.dump(

@@ -12,7 +12,9 @@ import falcon
 import falcon.asgi
 import orjson
 
+from schemas.identity import OkSchema
 from schemas.logs import (
+    CountSchema,
     LogBucketSchema,
     LogPointInSchema,
     LogPointSchema,
@@ -25,6 +27,7 @@ from screenaware.logs.crashes import CrashStore
 from screenaware.logs.service import LogService
 from screenaware.storage.ratelimit import Quota
 from screenaware.timeutil import to_ms
+from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body, load_query
 
 LOG = logging.getLogger(__name__)
@@ -36,6 +39,29 @@ _buckets = LogBucketSchema(many=True)
 
 DEFAULT_SPAN = dt.timedelta(days=2)
 _CHUNK = 64 * 1024
+
+# Breakpad's form: text fields, then the dump; or the dump as the whole body.
+CRASH_UPLOAD = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"upload_file_minidump": {"type": "string", "format": "binary"}},
+            "required": ["upload_file_minidump"],
+            # Breakpad's text fields (prod, ver, guid, ...): any, kept as text.
+            "additionalProperties": {},
+        },
+    },
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}
+# Fields may come in the query string too (prod, ver, guid, ...).
+CRASH_FIELDS = {
+    "in": "query",
+    "name": "fields",
+    "style": "form",
+    "explode": True,
+    # Any name, any value: nothing in a query string can break this.
+    "schema": {},
+}
 
 
 class LogLimits:
@@ -112,12 +138,14 @@ class LogsResource:
         self._limits = limits
         self.batch_max = batch_max
 
+    @operation("Send one log point or an array", "logs", responses={200: OkSchema})
     @load_body(LogPointInSchema(), batch="batch_max")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         user = await self._limits.take(req, len(req.context.body))
         await self._service.ingest(req.context.body, user)
         resp.media = {"ok": True}
 
+    @operation("Log series with their counts", "logs", responses={200: LogSeriesSchema(many=True)})
     @load_query(LogRangeSchema())
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         start, end = _range(self._service, req.context.query)
@@ -132,6 +160,19 @@ class LogTypeResource:
     def __init__(self, service: LogService) -> None:
         self._service = service
 
+    @operation(
+        "Points of a series, counts, or 5-minute counts",
+        "logs",
+        responses={
+            200: {
+                "anyOf": [
+                    LogPointSchema(many=True),
+                    LogBucketSchema(many=True),
+                    CountSchema,
+                ]
+            }
+        },
+    )
     @load_query(LogQuerySchema())
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, log_type: str
@@ -162,6 +203,7 @@ class LogPointResource:
     def __init__(self, service: LogService) -> None:
         self._service = service
 
+    @operation("One log point", "logs", responses={200: LogPointSchema})
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
     ) -> None:
@@ -182,6 +224,17 @@ class CrashUploadResource:
         self._store = store
         self._limits = limits
 
+    @operation(
+        "Upload a Breakpad crash dump",
+        "logs",
+        responses={200: ("text/plain", {"type": "string", "description": "the point's uuid"})},
+        request_body=CRASH_UPLOAD,
+        parameters=[CRASH_FIELDS],
+        description=(
+            "Breakpad's multipart form (its fields, then the upload_file_minidump part) "
+            "or the raw dump as the body; other fields may come in the query string."
+        ),
+    )
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         user = await self._limits.take(req, 1)
         fields = {k: v if isinstance(v, str) else v[-1] for k, v in req.params.items()}
@@ -219,6 +272,11 @@ class CrashDumpResource:
     def __init__(self, store: CrashStore) -> None:
         self._store = store
 
+    @operation(
+        "Download a crash dump",
+        "logs",
+        responses={200: ("application/octet-stream", {"type": "string", "format": "binary"})},
+    )
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, point_uuid: str
     ) -> None:

@@ -9,14 +9,20 @@ import falcon.asgi
 
 from schemas.activity import (
     AssociationSchema,
+    ForgetSchema,
     StreamProjectSchema,
+    StreamSchema,
     StreamsQuerySchema,
+    SubstreamSchema,
     SubstreamsQuerySchema,
+    ZoneQuerySchema,
 )
+from schemas.identity import OkSchema
 from screenaware.activity import LearningStore
 from screenaware.identity import ProjectStore
 from screenaware.streams.service import StreamService
 from screenaware.web.auth import caller, caller_zone
+from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body, load_query
 
 _associations = AssociationSchema(many=True)
@@ -38,6 +44,19 @@ class StreamsResource(_Zoned):
 
     auth_roles = {"GET": "user"}
 
+    @operation(
+        "Streams (and gap streams)",
+        "streams",
+        responses={
+            200: {
+                "oneOf": [
+                    StreamSchema(many=True),
+                    {"type": "object", "additionalProperties": StreamSchema(many=True)},
+                ]
+            }
+        },
+        description="With groupByDay, an object of arrays keyed by the local day.",
+    )
     @load_query(StreamsQuerySchema())
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
@@ -52,6 +71,7 @@ class SubstreamsResource(_Zoned):
 
     auth_roles = {"GET": "user"}
 
+    @operation("Substreams", "streams", responses={200: SubstreamSchema(many=True)})
     @load_query(SubstreamsQuerySchema())
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
@@ -64,6 +84,13 @@ class StreamProjectResource(_Zoned):
 
     auth_roles = {"PUT": "user"}
 
+    @operation(
+        "Correct the project of a stream (teaches the attribution)",
+        "streams",
+        responses={200: OkSchema},
+        description="Also as /api/streams/{stream_uuid}/project.",
+    )
+    @load_query(ZoneQuerySchema(), from_body=False)
     @load_body(StreamProjectSchema())
     async def on_put(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, stream_uuid: str
@@ -73,7 +100,7 @@ class StreamProjectResource(_Zoned):
             caller(req),
             stream_uuid,
             None if project is None else str(project),
-            self.zone(req, req.get_param("tz")),
+            self.zone(req, req.context.query.get("tz")),
         )
         resp.media = {"ok": True}
 
@@ -87,12 +114,22 @@ class AssociationsResource:
         self._learning = learning
         self._projects = projects
 
+    @operation(
+        "What corrections taught about a project",
+        "projects",
+        responses={200: AssociationSchema(many=True)},
+    )
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:
         await self._projects.project(caller(req), project_id)  # 404 unless the caller's
         resp.media = _associations.dump(await self._learning.for_project(caller(req), project_id))
 
+    @operation(
+        "Forget what corrections taught about a project",
+        "projects",
+        responses={200: ForgetSchema},
+    )
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str
     ) -> None:

@@ -19,10 +19,11 @@ from screenaware.errors import BodyTooLarge
 from screenaware.storage.backends import Backends, Lifespan
 from screenaware.web import errors
 from screenaware.web.accesslog import AccessLog
-from screenaware.web.docs import DocsResource, OpenAPIResource
+from screenaware.web.docs import DocsAssetResource, DocsResource, OpenAPIResource
 from screenaware.web.headers import WorkerPidHeader
 from screenaware.web.health import HealthResource
 from screenaware.web.metrics import MetricsResource
+from screenaware.web.openapi import build_spec
 
 
 class BodyLimits:
@@ -130,8 +131,15 @@ def mount(
     config: Config,
     backends: Backends,
 ) -> None:
-    """Add the operational routes: health, Prometheus metrics, OpenAPI and its docs."""
+    """Add the operational routes: health, Prometheus metrics, OpenAPI and its docs.
+
+    Call it after every feature has mounted: the OpenAPI document is built here,
+    from the routes the app then has.
+    """
     app.add_route("/.well-known/health", HealthResource(backends))
     app.add_route("/metrics", MetricsResource(config.metrics_token))
-    app.add_route("/api/openapi.json", OpenAPIResource())
+    openapi = OpenAPIResource()
+    app.add_route("/api/openapi.json", openapi)
     app.add_route("/api/docs", DocsResource())
+    app.add_route("/api/docs/{name}", DocsAssetResource())
+    openapi.spec = build_spec(app)

@@ -24,6 +24,7 @@ import falcon.asgi
 
 from schemas.identity import ROLES
 from screenaware.errors import AuthFailed, Forbidden
+from screenaware.timeutil import parse_zone
 
 LOG = logging.getLogger(__name__)
 
@@ -58,9 +59,23 @@ def caller(req: falcon.asgi.Request) -> str:
 
 
 def caller_zone(req: falcon.asgi.Request, tz: str | None, default: str) -> str:
-    """The zone for day boundaries: ``tz``, else the caller's own, else ``default``."""
+    """The zone for day boundaries: ``tz``, else the caller's own, else ``default``.
+
+    ``tz`` and ``default`` were validated already; a stored zone is checked again
+    (one saved before validation was strict falls back to ``default``), since the
+    name ends up in InfluxQL's ``tz()``.
+    """
+    if tz:
+        return tz
     principal = req.context.principal
-    return tz or (principal.timezone if principal else None) or default
+    own = principal.timezone if principal else None
+    if own:
+        try:
+            parse_zone(own)
+        except ValueError:
+            return default
+        return str(own)
+    return default
 
 
 class TokenVerifier(Protocol):

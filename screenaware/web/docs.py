@@ -1,115 +1,122 @@
 """``GET /api/openapi.json`` and ``GET /api/docs``: the contract, as JSON and as a page.
 
-The page is rendered on the server from the same document (no script, no external
-assets), so it works offline and under the strict Content-Security-Policy.
+The page is Swagger UI, served from the files of the ``swagger-ui-py`` package (no
+CDN): its bundle and style sheet, and our ``static/docs.js`` that starts it on
+``/api/openapi.json``. "Try it out" sends requests to this service, which the
+page's Content-Security-Policy (``connect-src 'self'``) allows and nothing else.
 """
 
 from __future__ import annotations
 
-import json
-from html import escape
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import falcon
 import falcon.asgi
 
-from screenaware.web.headers import SECURITY_HEADERS
-from screenaware.web.openapi import build_spec
+from screenaware.web.openapi import operation
+
+# What the page needs: its scripts, style sheet and the documents it fetches from
+# the service itself; Swagger UI's icons are data: URIs. (It sets styles through
+# the DOM, which style-src does not restrict: no 'unsafe-inline'.)
+DOCS_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>ScreenAware API reference</title>
+<link rel="stylesheet" href="/api/docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="/api/docs/favicon-32x32.png">
+</head>
+<body>
+<noscript>This page needs JavaScript; the document itself is
+<a href="/api/openapi.json">/api/openapi.json</a>.</noscript>
+<div id="swagger-ui"></div>
+<script src="/api/docs/swagger-ui-bundle.js"></script>
+<script src="/api/docs/docs.js"></script>
+</body>
+</html>
+"""
+
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
 
-def _type(schema: dict[str, Any]) -> str:
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[1]
-        return f'<a href="#schema-{escape(name)}">{escape(name)}</a>'
-    for key in ("oneOf", "anyOf"):
-        if key in schema:
-            return " | ".join(_type(s) for s in schema[key])
-    kind = schema.get("type", "any")
-    if isinstance(kind, list):
-        kind = " | ".join(str(k) for k in kind)
-    if kind == "array" and "items" in schema:
-        return f"array of {_type(schema['items'])}"
-    extra = []
-    if "enum" in schema:
-        extra.append("one of " + ", ".join(escape(json.dumps(v)) for v in schema["enum"]))
-    if "format" in schema:
-        extra.append(escape(schema["format"]))
-    return escape(str(kind)) + (f" ({'; '.join(extra)})" if extra else "")
+def swagger_ui_dir() -> Path:
+    """The ``static`` directory of the installed ``swagger-ui-py`` package.
+
+    Found without importing the package (its handlers import web frameworks).
+    """
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
-def render(spec: dict[str, Any]) -> str:
-    """The reference page for an OpenAPI document."""
-    info = spec["info"]
-    out = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{escape(info['title'])} API reference</title>",
-        "<link rel='stylesheet' href='/static/docs.css'></head><body>",
-        f"<h1>{escape(info['title'])} API reference <small>{escape(info['version'])}</small></h1>",
-        f"<p>{escape(info.get('description', ''))} The machine-readable document is "
-        "<a href='/api/openapi.json'>/api/openapi.json</a>.</p>",
-    ]
-    by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
-    for path, operations in spec["paths"].items():
-        for method, op in operations.items():
-            by_tag.setdefault(op["tags"][0], []).append((method, path, op))
-    for tag, ops in by_tag.items():
-        out.append(f"<h2>{escape(tag)}</h2>")
-        for method, path, op in ops:
-            out.append(f"<div class='op' id='{escape(op['operationId'])}'>")
-            out.append(f"<p><span class='m'>{escape(method)}</span><code>{escape(path)}</code>"
-                       f" — {escape(op['summary'])}</p>")  # fmt: skip
-            if op.get("description"):
-                out.append(f"<p>{escape(op['description'])}</p>")
-            security = [name for req in op.get("security", []) for name in req] or ["none"]
-            out.append(f"<p>Authentication: {escape(', '.join(security))}</p>")
-            if op.get("parameters"):
-                out.append("<table><tr><th>parameter</th><th>in</th><th>type</th></tr>")
-                for p in op["parameters"]:
-                    needed = " (required)" if p.get("required") else ""
-                    name = f"<td><code>{escape(p['name'])}</code>{needed}</td>"
-                    out.append(
-                        f"<tr>{name}<td>{escape(p['in'])}</td><td>{_type(p['schema'])}</td></tr>"
-                    )
-                out.append("</table>")
-            if "requestBody" in op:
-                for media, content in op["requestBody"]["content"].items():
-                    out.append(f"<p>Body ({escape(media)}): {_type(content['schema'])}</p>")
-            for code, response in op["responses"].items():
-                kinds = [f"{escape(m)}: {_type(c['schema'])}"
-                         for m, c in response.get("content", {}).items()]  # fmt: skip
-                out.append(f"<p>{escape(code)} — {escape(response['description'])}"
-                           f"{' — ' + '; '.join(kinds) if kinds else ''}</p>")  # fmt: skip
-            out.append("</div>")
-    out.append("<h2>Schemas</h2>")
-    for name, schema in spec["components"]["schemas"].items():
-        required = set(schema.get("required", []))
-        out.append(f"<h3 id='schema-{escape(name)}'>{escape(name)}</h3><table>")
-        for prop, sub in schema.get("properties", {}).items():
-            mark = " (required)" if prop in required else ""
-            cells = f"<td><code>{escape(prop)}</code>{mark}</td><td>{_type(sub)}</td>"
-            out.append(f"<tr>{cells}</tr>")
-        out.append("</table>")
-    out.append("</body></html>")
-    return "\n".join(out)
+def assets() -> dict[str, Path]:
+    """The files the page loads, by name under ``/api/docs/``."""
+    ui = swagger_ui_dir()
+    found = {
+        name: ui / name for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+    }
+    found["docs.js"] = Path(__file__).parent / "static" / "docs.js"
+    return found
 
 
 class OpenAPIResource:
-    """``GET /api/openapi.json``."""
+    """``GET /api/openapi.json``; ``spec`` is set once every route is mounted."""
 
     def __init__(self) -> None:
-        self._spec = build_spec()
+        self.spec: dict[str, Any] = {}
 
+    @operation("This document", "pages", responses={200: {"type": "object"}})
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = self._spec
+        resp.media = self.spec
 
 
 class DocsResource:
-    """``GET /api/docs``."""
+    """``GET /api/docs``: the interactive reference."""
+
+    @operation(
+        "The interactive reference (Swagger UI) of this document",
+        "pages",
+        responses={200: ("text/html", {"type": "string"})},
+    )
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.set_headers(DOCS_HEADERS)
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = PAGE
+
+
+class DocsAssetResource:
+    """``GET /api/docs/{name}``: the page's scripts, style sheet and icon.
+
+    Read into memory once (about 1.6 MB); a name not listed is a 404.
+    """
 
     def __init__(self) -> None:
-        self._html = render(build_spec())
+        self._files = {name: path.read_bytes() for name, path in assets().items()}
 
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.set_headers(SECURITY_HEADERS)
-        resp.content_type = falcon.MEDIA_HTML
-        resp.text = self._html
+    @operation(
+        "A script, style sheet or icon of the reference page",
+        "pages",
+        responses={200: (tuple(_TYPES.values()), {"type": "string", "format": "binary"})},
+    )
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str) -> None:
+        data = self._files.get(name)
+        if data is None:
+            raise falcon.HTTPNotFound(description=f"No asset named {name!r}")
+        resp.set_headers(DOCS_HEADERS)
+        resp.cache_control = ["public", "max-age=3600"]
+        resp.content_type = _TYPES[Path(name).suffix]
+        resp.data = data

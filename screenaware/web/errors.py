@@ -29,9 +29,22 @@ LOG = logging.getLogger(__name__)
 
 
 class ValidationFailed(falcon.HTTPBadRequest):
-    """400 whose body lists the errors per field."""
+    """400 whose body lists the errors per field: the request breaks the document."""
 
     def __init__(self, errors: Any, message: str = "Invalid request") -> None:
+        super().__init__(description=message)
+        self.errors = errors
+
+
+class Unprocessable(falcon.HTTPUnprocessableEntity):
+    """422 with the errors per field: the request fits the document, but its content
+    is refused (a reference to an unknown project, start after end, ...).
+
+    A 400 therefore always means "not what the OpenAPI document allows", which the
+    contract tests hold the service to.
+    """
+
+    def __init__(self, errors: Any, message: str) -> None:
         super().__init__(description=message)
         self.errors = errors
 
@@ -108,7 +121,7 @@ def register(
     async def invalid(
         req: falcon.Request, resp: falcon.Response, exc: Invalid, params: Any
     ) -> None:
-        raise ValidationFailed(exc.errors, str(exc))
+        raise Unprocessable(exc.errors, str(exc))
 
     async def limited(
         req: falcon.Request, resp: falcon.Response, exc: RateLimited, params: Any

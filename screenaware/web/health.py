@@ -10,6 +10,7 @@ import falcon.asgi
 from schemas.heartbeat import HealthSchema
 from screenaware.storage.backends import Backends
 from screenaware.storage.outages import INFLUXDB, REDIS
+from screenaware.web.openapi import operation
 
 _schema = HealthSchema()
 
@@ -38,6 +39,11 @@ class HealthResource:
             return "unavailable"
         return "ok"
 
+    @operation(
+        "Are InfluxDB and Redis answering?",
+        "pages",
+        responses={200: HealthSchema, 503: HealthSchema},
+    )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         influx, redis = await asyncio.gather(self._check_influx(), self._check_redis())
         healthy = influx == "ok" and redis == "ok"

@@ -25,6 +25,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from screenaware.web.openapi import operation
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter(
@@ -54,6 +56,13 @@ class MetricsResource:
     def __repr__(self) -> str:
         return "MetricsResource(token='***')"
 
+    @operation(
+        "Prometheus metrics of every worker",
+        "pages",
+        security="metricsToken",
+        responses={200: ("text/plain", {"type": "string"})},
+        description="Needs the metrics token as a bearer token when one is configured.",
+    )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         if self._token:
             given = (req.get_header("Authorization") or "").removeprefix("Bearer ").encode()

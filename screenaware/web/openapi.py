@@ -1,702 +1,330 @@
-"""The published contract: an OpenAPI 3.1 document built from the marshmallow schemas.
+"""The published contract: an OpenAPI 3.1 document built from the app's own routes.
 
-Every route of both APIs is listed in :data:`OPERATIONS`; a test compares it with
-the routes the app really has, in both directions.
+Nothing here lists the operations. :func:`build_spec` walks the app's router; for
+each responder it reads what :func:`~screenaware.web.validation.load_body` and
+:func:`~screenaware.web.validation.load_query` recorded (the very schemas that
+validate the request) and what :func:`operation` adds beside it (summary, tag,
+answers); the roles come from the resource's ``auth_roles``, the table
+:class:`~screenaware.web.auth.AuthMiddleware` enforces. A route, its validator and
+its documentation therefore cannot disagree, and a responder without
+:func:`operation` stops the app from being built.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
+import falcon
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
-from schemas import activity as act
-from schemas import heartbeat as hb
-from schemas import identity as idn
-from schemas import logs as lg
+from schemas.common import Moment, TimeZone
+from schemas.identity import ErrorSchema
 from screenaware import __version__
+from screenaware.timeutil import zone_names
+from screenaware.web.validation import DOC_ATTRIBUTE, record
 
-# Operations a user's token is not enough for.
-ADMIN_ONLY = {
-    ("/api/users", "get"),
-    ("/api/users", "post"),
-    ("/api/users", "put"),
-    ("/api/users/{user_id}", "get"),
-    ("/api/users/{user_id}", "delete"),
-    ("/api/users/{user_id}/password", "put"),
-    ("/api/users/{user_id}/keys", "get"),
-    ("/api/users/{user_id}/keys/{key_uuid}", "delete"),
-    ("/api/logs", "get"),
-    ("/api/logs/{log_type}", "get"),
-    ("/api/logs/point/{point_uuid}", "get"),
-    ("/api/logs/crash/{point_uuid}", "get"),
+F = TypeVar("F", bound=Callable[..., Any])
+
+# What a responder answers: a schema (JSON), or (media type, schema) for anything else.
+Answer = Any
+
+# Credentials other than a bearer token, for resources that check their own
+# (the Heartbeat API's raw keys, the metrics token): name -> security requirement.
+SECURITY: dict[str, tuple[list[dict[str, list[str]]], str]] = {
+    "secretKey": ([{"secretKey": []}], "secret-key"),
+    "deviceToken": ([{"deviceToken": []}], "device-token"),
+    "metricsToken": ([{}, {"metricsToken": []}], "all"),
 }
 
-Security = list[dict[str, list[str]]]
-BEARER: Security = [{"bearerAuth": []}]
-SECRET: Security = [{"secretKey": []}]
-DEVICE: Security = [{"deviceToken": []}]
-OPTIONAL_BEARER: Security = [{}, {"bearerAuth": []}]
-METRICS: Security = [{}, {"metricsToken": []}]
-
-
-@dataclass
-class Operation:
-    """One method of one route."""
-
-    path: str
-    method: str
-    summary: str
-    tag: str
-    security: list[dict[str, list[str]]] = field(default_factory=list)
-    body: Any = None
-    body_types: tuple[str, ...] = ("application/json",)
-    query: Any = None
-    path_params: dict[str, str] = field(default_factory=dict)
-    status: int = 200
-    response: Any = None
-    response_type: str = "application/json"
-    description: str = ""
-
-    @property
-    def required_role(self) -> str:
-        """What the caller must be: all, user, admin, secret-key or device-token."""
-        names = {name for requirement in self.security for name in requirement}
-        if {} in self.security or not names:
-            return "all"
-        if "secretKey" in names:
-            return "secret-key"
-        if "deviceToken" in names:
-            return "device-token"
-        return "admin" if (self.path, self.method) in ADMIN_ONLY else "user"
-
-
-def _one_or_many(schema: type[Schema]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "array", "items": schema}]}
-
-
-def act_ref(name: str) -> dict[str, str]:
-    """A reference to a component schema by its class name."""
-    return {"$ref": f"#/components/schemas/{_component(name)}"}
-
-
-def _component(name: str) -> str:
-    return name.removesuffix("Schema")
-
-
-UUID = "string"
-_LOGIN_ONLY = "Needs a login token: an API key is refused here (403)."
-OPERATIONS = [
-    # --- Heartbeat ----------------------------------------------------------
-    Operation(
-        "/api/devices",
-        "post",
-        "Register a device",
-        "heartbeat",
-        SECRET,
-        body=hb.DeviceCreateSchema,
-        response=hb.DeviceSchema,
-        description="Exists only when a secret key is configured.",
-    ),
-    Operation(
-        "/api/devices/{device_id}/token/generate",
-        "post",
-        "Generate a new token for a device (the old one stops working)",
-        "heartbeat",
-        SECRET,
-        path_params={"device_id": "integer"},
-        response=hb.DeviceSchema,
-    ),
-    Operation(
-        "/api/beat",
-        "post",
-        "Send a beat",
-        "heartbeat",
-        DEVICE,
-        response={"type": "string", "description": "Unix seconds of the acknowledgement"},
-        response_type="text/plain",
-    ),
-    Operation("/api/stats", "get", "Presence statistics", "heartbeat", response=hb.StatsSchema),
-    Operation(
-        "/api/stats/ws",
-        "get",
-        "Statistics over a WebSocket, once a second",
-        "heartbeat",
-        status=101,
-        response=None,
-        description="Upgrade to a WebSocket; every message is the stats object.",
-    ),
-    Operation(
-        "/", "get", "Presence page", "pages", response_type="text/html", response={"type": "string"}
-    ),
-    Operation(
-        "/stats",
-        "get",
-        "Statistics page",
-        "pages",
-        response_type="text/html",
-        response={"type": "string"},
-    ),
-    Operation(
-        "/privacy",
-        "get",
-        "Privacy page",
-        "pages",
-        response_type="text/html",
-        response={"type": "string"},
-    ),
-    Operation(
-        "/badge/{name}",
-        "get",
-        "SVG badge: last-seen or total-beats",
-        "pages",
-        path_params={"name": "string"},
-        response_type="image/svg+xml",
-        response={"type": "string"},
-    ),
-    Operation(
-        "/.well-known/health",
-        "get",
-        "Are InfluxDB and Redis answering?",
-        "pages",
-        response=hb.HealthSchema,
-    ),
-    Operation("/api/openapi.json", "get", "This document", "pages", response={"type": "object"}),
-    Operation(
-        "/api/docs",
-        "get",
-        "This document as a page",
-        "pages",
-        response_type="text/html",
-        response={"type": "string"},
-    ),
-    Operation(
-        "/metrics",
-        "get",
-        "Prometheus metrics of every worker",
-        "pages",
-        METRICS,
-        response={"type": "string"},
-        response_type="text/plain",
-        description="Needs the metrics token as a bearer token when one is configured.",
-    ),
-    # --- Identity -----------------------------------------------------------
-    Operation(
-        "/api/auth/local",
-        "post",
-        "Log in: a bearer token",
-        "auth",
-        body=idn.LoginSchema,
-        body_types=("application/json", "application/x-www-form-urlencoded"),
-        response=idn.TokenSchema,
-    ),
-    Operation(
-        "/api/users", "get", "All users", "users", BEARER, response=idn.UserSchema(many=True)
-    ),
-    Operation(
-        "/api/users",
-        "post",
-        "Create a user",
-        "users",
-        BEARER,
-        body=idn.UserCreateSchema,
-        status=201,
-        response=idn.TokenSchema,
-    ),
-    Operation(
-        "/api/users",
-        "put",
-        "Update a user found by email",
-        "users",
-        BEARER,
-        body=idn.UserUpdateSchema,
-        response=idn.PasswordSetSchema,
-        description=(
-            "A password change voids every token of that user; admins changing their own "
-            "must send `currentPassword` (401 if wrong) and get a fresh token. " + _LOGIN_ONLY
+SECURITY_SCHEMES = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "A login token (a JWT from /api/auth/local) or an API key (a UUID v4 string "
+            "from POST /api/keys)."
         ),
-    ),
-    Operation("/api/users/me", "get", "Your user", "users", BEARER, response=idn.UserSchema),
-    Operation(
-        "/api/users/me",
-        "put",
-        "Update your names and time zone",
-        "users",
-        BEARER,
-        body=idn.OwnProfileSchema,
-        response=idn.UserSchema,
-    ),
-    Operation(
-        "/api/users/me/password",
-        "put",
-        "Change your password",
-        "users",
-        BEARER,
-        body=idn.OwnPasswordSchema,
-        response=idn.TokenOkSchema,
-        description=(
-            "Needs the current password (401 if wrong); voids every earlier token, the one "
-            "used included, and answers a fresh one. " + _LOGIN_ONLY
-        ),
-    ),
-    Operation(
-        "/api/users/{user_id}",
-        "get",
-        "A user",
-        "users",
-        BEARER,
-        path_params={"user_id": UUID},
-        response=idn.UserSchema,
-    ),
-    Operation(
-        "/api/users/{user_id}",
-        "delete",
-        "Delete a user",
-        "users",
-        BEARER,
-        path_params={"user_id": UUID},
-        response=idn.UserSchema,
-    ),
-    Operation(
-        "/api/users/{user_id}/password",
-        "put",
-        "Set a user's password",
-        "users",
-        BEARER,
-        path_params={"user_id": UUID},
-        body=idn.PasswordSchema,
-        response=idn.PasswordSetSchema,
-        description=(
-            "Voids every token of that user; admins setting their own password must send "
-            "`currentPassword` (401 if wrong) and get a fresh token. " + _LOGIN_ONLY
-        ),
-    ),
-    Operation(
-        "/api/projects",
-        "get",
-        "Your projects",
-        "projects",
-        BEARER,
-        response=idn.ProjectSchema(many=True),
-    ),
-    Operation(
-        "/api/projects",
-        "post",
-        "Create a project",
-        "projects",
-        BEARER,
-        body=idn.ProjectInSchema,
-        status=201,
-        response=idn.OkSchema,
-    ),
-    Operation(
-        "/api/projects/{project_id}",
-        "get",
-        "A project",
-        "projects",
-        BEARER,
-        path_params={"project_id": UUID},
-        response=idn.ProjectSchema,
-    ),
-    Operation(
-        "/api/projects/{project_id}",
-        "put",
-        "Change a project",
-        "projects",
-        BEARER,
-        path_params={"project_id": UUID},
-        body=idn.ProjectInSchema(partial=True),
-        response=idn.OkSchema,
-    ),
-    Operation(
-        "/api/projects/{project_id}",
-        "delete",
-        "Delete a project",
-        "projects",
-        BEARER,
-        path_params={"project_id": UUID},
-        response=idn.ProjectSchema,
-    ),
-    Operation(
-        "/api/projects/{project_id}/associations",
-        "get",
-        "What corrections taught about a project",
-        "projects",
-        BEARER,
-        path_params={"project_id": UUID},
-        response=act.AssociationSchema(many=True),
-    ),
-    Operation(
-        "/api/projects/{project_id}/associations",
-        "delete",
-        "Forget what corrections taught about a project",
-        "projects",
-        BEARER,
-        path_params={"project_id": UUID},
-        response=act.ForgetSchema,
-    ),
-    Operation(
-        "/api/tasks", "get", "Your tasks", "tasks", BEARER, response=idn.TaskSchema(many=True)
-    ),
-    Operation(
-        "/api/tasks",
-        "post",
-        "Create a task",
-        "tasks",
-        BEARER,
-        body=idn.TaskInSchema,
-        status=201,
-        response=idn.TaskSchema,
-    ),
-    Operation(
-        "/api/tasks/{task_id}",
-        "get",
-        "A task",
-        "tasks",
-        BEARER,
-        path_params={"task_id": UUID},
-        response=idn.TaskSchema,
-    ),
-    Operation(
-        "/api/tasks/{task_id}",
-        "put",
-        "Change a task",
-        "tasks",
-        BEARER,
-        path_params={"task_id": UUID},
-        body=idn.TaskInSchema(partial=True),
-        response=idn.TaskSchema,
-    ),
-    Operation(
-        "/api/tasks/{task_id}",
-        "delete",
-        "Delete a task",
-        "tasks",
-        BEARER,
-        path_params={"task_id": UUID},
-        response=idn.TaskSchema,
-    ),
-    Operation(
-        "/api/keys",
-        "get",
-        "Your API keys (never their secrets)",
-        "keys",
-        BEARER,
-        response=idn.ApiKeySchema(many=True),
-        description=_LOGIN_ONLY,
-    ),
-    Operation(
-        "/api/keys",
-        "post",
-        "Make an API key: its secret is shown this once",
-        "keys",
-        BEARER,
-        body=idn.ApiKeyCreateSchema,
-        status=201,
-        response=idn.ApiKeyCreatedSchema,
-        description=(
-            "The key (a UUID v4 string) works as `Authorization: Bearer <key>` wherever "
-            "your login token does, except on the key routes and password changes. "
-            "409 when you hold the most keys allowed. " + _LOGIN_ONLY
-        ),
-    ),
-    Operation(
-        "/api/keys/{key_uuid}",
-        "delete",
-        "Revoke one of your API keys (at once, on every worker)",
-        "keys",
-        BEARER,
-        path_params={"key_uuid": UUID},
-        response=idn.ApiKeySchema,
-        description="404 for a key that is not yours. " + _LOGIN_ONLY,
-    ),
-    Operation(
-        "/api/users/{user_id}/keys",
-        "get",
-        "A user's API keys (never their secrets)",
-        "keys",
-        BEARER,
-        path_params={"user_id": UUID},
-        response=idn.ApiKeySchema(many=True),
-        description=_LOGIN_ONLY,
-    ),
-    Operation(
-        "/api/users/{user_id}/keys/{key_uuid}",
-        "delete",
-        "Revoke a user's API key",
-        "keys",
-        BEARER,
-        path_params={"user_id": UUID, "key_uuid": UUID},
-        response=idn.ApiKeySchema,
-        description=_LOGIN_ONLY,
-    ),
-    Operation(
-        "/api/integrations",
-        "get",
-        "Third-party integrations",
-        "users",
-        BEARER,
-        response={"type": "object", "additionalProperties": act_ref("IntegrationSchema")},
-    ),
-    # --- Activity -----------------------------------------------------------
-    Operation(
-        "/api/snapshots",
-        "post",
-        "Send one snapshot or an array",
-        "activity",
-        BEARER,
-        body=_one_or_many(act.SnapshotSchema),
-        response=idn.OkSchema,
-    ),
-    Operation(
-        "/api/times",
-        "get",
-        "Time by group and bucket",
-        "activity",
-        BEARER,
-        query=act.TimesQuerySchema,
-        response=act.TimeBucketSchema,
-    ),
-    Operation(
-        "/api/applications",
-        "get",
-        "Your applications",
-        "activity",
-        BEARER,
-        response=act.ApplicationSchema(many=True),
-    ),
-    Operation(
-        "/api/categories",
-        "get",
-        "Your categories, then the built-in ones",
-        "activity",
-        BEARER,
-        response=act.CategorySchema(many=True),
-    ),
-    Operation(
-        "/api/categories",
-        "post",
-        "Create a category",
-        "activity",
-        BEARER,
-        body=act.CategoryInSchema,
-        status=201,
-        response=act.CategorySchema,
-    ),
-    Operation(
-        "/api/categories/{category_id}",
-        "put",
-        "Change one of your categories",
-        "activity",
-        BEARER,
-        path_params={"category_id": UUID},
-        body=act.CategoryInSchema(partial=True),
-        response=act.CategorySchema,
-    ),
-    Operation(
-        "/api/categories/{category_id}",
-        "delete",
-        "Delete one of your categories",
-        "activity",
-        BEARER,
-        path_params={"category_id": UUID},
-        response=act.CategorySchema,
-    ),
-    Operation(
-        "/api/streams",
-        "get",
-        "Streams (and gap streams)",
-        "streams",
-        BEARER,
-        query=act.StreamsQuerySchema,
-        response={
-            "oneOf": [
-                {"type": "array", "items": act_ref("StreamSchema")},
-                {
-                    "type": "object",
-                    "additionalProperties": {"type": "array", "items": act_ref("StreamSchema")},
-                },
-            ]
-        },
-    ),
-    Operation(
-        "/api/substreams",
-        "get",
-        "Substreams",
-        "streams",
-        BEARER,
-        query=act.SubstreamsQuerySchema,
-        response=act.SubstreamSchema(many=True),
-    ),
-    Operation(
-        "/api/stream/{stream_uuid}/project",
-        "put",
-        "Correct the project of a stream (teaches the attribution)",
-        "streams",
-        BEARER,
-        path_params={"stream_uuid": UUID},
-        body=act.StreamProjectSchema,
-        response=idn.OkSchema,
-    ),
-    Operation(
-        "/api/streams/{stream_uuid}/project",
-        "put",
-        "Correct the project of a stream (same as /api/stream/…)",
-        "streams",
-        BEARER,
-        path_params={"stream_uuid": UUID},
-        body=act.StreamProjectSchema,
-        response=idn.OkSchema,
-    ),
-    # --- Logs ---------------------------------------------------------------
-    Operation(
-        "/api/logs",
-        "post",
-        "Send one log point or an array",
-        "logs",
-        OPTIONAL_BEARER,
-        body=_one_or_many(lg.LogPointInSchema),
-        response=idn.OkSchema,
-    ),
-    Operation(
-        "/api/logs",
-        "get",
-        "Log series with their counts",
-        "logs",
-        BEARER,
-        query=lg.LogRangeSchema,
-        response=lg.LogSeriesSchema(many=True),
-    ),
-    Operation(
-        "/api/logs/{log_type}",
-        "get",
-        "Points of a series, counts, or 5-minute counts",
-        "logs",
-        BEARER,
-        path_params={"log_type": "string"},
-        query=lg.LogQuerySchema,
-        response={
-            "anyOf": [
-                {"type": "array", "items": act_ref("LogPointSchema")},
-                {"type": "array", "items": act_ref("LogBucketSchema")},
-                act_ref("CountSchema"),
-            ]
-        },
-    ),
-    Operation(
-        "/api/logs/point/{point_uuid}",
-        "get",
-        "One log point",
-        "logs",
-        BEARER,
-        path_params={"point_uuid": UUID},
-        response=lg.LogPointSchema,
-    ),
-    Operation(
-        "/api/logs/crash/sensor",
-        "post",
-        "Upload a Breakpad crash dump",
-        "logs",
-        OPTIONAL_BEARER,
-        body={"type": "string", "format": "binary"},
-        body_types=("multipart/form-data", "application/octet-stream"),
-        response={"type": "string", "description": "the crash point's uuid"},
-        response_type="text/plain",
-    ),
-    Operation(
-        "/api/logs/crash/{point_uuid}",
-        "get",
-        "Download a crash dump",
-        "logs",
-        BEARER,
-        path_params={"point_uuid": UUID},
-        response={"type": "string", "format": "binary"},
-        response_type="application/octet-stream",
-    ),
-]
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "SCREENAWARE_METRICS_TOKEN",
+    },
+    "secretKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "The server's secret key, raw (no scheme).",
+    },
+    "deviceToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "A device token, raw (no scheme).",
+    },
+}
 
 
-def _content(schema: Any, media_types: tuple[str, ...]) -> dict[str, Any]:
-    return {media: {"schema": schema} for media in media_types}
+def operation(
+    summary: str,
+    tag: str,
+    *,
+    responses: Mapping[int, Answer] | None = None,
+    description: str = "",
+    security: str | None = None,
+    body_types: tuple[str, ...] = ("application/json",),
+    request_body: Mapping[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> Callable[[F], F]:
+    """Decorate a responder with what its documentation needs besides its schemas.
+
+    Args:
+        summary: one line.
+        tag: the group in the reference.
+        responses: status -> answer: a marshmallow schema (class or instance, JSON),
+            ``(media type or types, schema)`` for anything else (a schema may be an OpenAPI
+            dict holding marshmallow schemas), or None for no body. Default: 200
+            with no body described.
+        description: more text.
+        security: for a resource without ``auth_roles``, the credential it checks
+            itself: ``secretKey``, ``deviceToken`` or ``metricsToken``.
+        body_types: the media types the body schema of ``load_body`` accepts.
+        request_body: the ``content`` of a body not loaded by ``load_body``
+            (media type -> OpenAPI media type object).
+        parameters: OpenAPI parameters the responder reads without ``load_query``.
+    """
+    if security is not None and security not in SECURITY:
+        raise ValueError(f"unknown security {security!r}")
+
+    def decorator(responder: F) -> F:
+        record(
+            responder,
+            summary=summary,
+            tag=tag,
+            responses=dict(responses or {200: None}),
+            description=description,
+            security=security,
+            body_types=body_types,
+            request_body=request_body,
+            parameters=list(parameters or []),
+        )
+        return responder
+
+    return decorator
 
 
-def build_spec() -> dict[str, Any]:
-    """The OpenAPI document as a dict."""
+def one_or_many(schema: Any, max_items: int) -> dict[str, Any]:
+    """A body of one object or an array of them (``load_body(..., batch=...)``)."""
+    return {"oneOf": [schema, {"type": "array", "items": schema, "maxItems": max_items}]}
+
+
+# --- walking the app ----------------------------------------------------------
+
+_PARAM = re.compile(r"\{(\w+)(?::(\w+)(?:\(([^)]*)\))?)?\}")
+
+
+def _routes(app: falcon.App[Any, Any]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(URI template, resource, method map) of every route, in the order added."""
+    router: Any = app._router
+    stack = list(reversed(router._roots))
+    while stack:
+        node = stack.pop()
+        if node.resource is not None:
+            yield node.uri_template, node.resource, dict(node.method_map)
+        stack.extend(reversed(node.children or []))
+
+
+def _is_internal(responder: Any) -> bool:
+    """Falcon's own default responders (405, OPTIONS)."""
+    return bool(getattr(responder, "__module__", "").startswith("falcon"))
+
+
+def _path(template: str) -> tuple[str, list[dict[str, Any]]]:
+    """``/a/{id:int(min=0)}`` -> ``/a/{id}`` and its path parameters."""
+    parameters = []
+    for name, converter, args in _PARAM.findall(template):
+        schema: dict[str, Any] = {"type": "string"}
+        if converter == "int":
+            schema = {"type": "integer"}
+            for arg in filter(None, (a.strip() for a in args.split(","))):
+                key, _, value = arg.partition("=")
+                if key in ("min", "max"):
+                    schema["minimum" if key == "min" else "maximum"] = int(value)
+        elif converter == "uuid":
+            schema = {"type": "string", "format": "uuid"}
+        elif converter:
+            raise ValueError(f"{template}: document the {converter!r} converter")
+        parameters.append({"in": "path", "name": name, "required": True, "schema": schema})
+    return _PARAM.sub(lambda m: "{" + m.group(1) + "}", template), parameters
+
+
+def _security(resource: Any, method: str, doc: Mapping[str, Any]) -> tuple[Any, str]:
+    """The security requirement and the role (``x-required-role``) of an operation."""
+    role = getattr(resource, "auth_roles", {}).get(method)
+    if role is not None:
+        if doc["security"] is not None:
+            raise ValueError(f"{type(resource).__name__}.{method}: auth_roles and security")
+        if role == "all":
+            return [{}, {"bearerAuth": []}], "all"
+        return [{"bearerAuth": []}], role
+    if doc["security"] is not None:
+        return SECURITY[doc["security"]]
+    return [], "all"
+
+
+class _Resolver:
+    """Replaces marshmallow schemas inside OpenAPI dicts by component references."""
+
+    def __init__(self, plugin: MarshmallowPlugin) -> None:
+        self._plugin = plugin
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, Schema) or (isinstance(value, type) and issubclass(value, Schema)):
+            return self._plugin.converter.resolve_nested_schema(value)  # type: ignore[union-attr]
+        if isinstance(value, dict):
+            return {key: self(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self(item) for item in value]
+        return value
+
+
+def _operation(
+    path: str,
+    method: str,
+    resource: Any,
+    responder: Any,
+    path_params: list[dict[str, Any]],
+    resolve: _Resolver,
+) -> dict[str, Any]:
+    doc = getattr(responder, DOC_ATTRIBUTE, {})
+    name = f"{type(resource).__name__}.{responder.__name__}"
+    if "summary" not in doc:
+        raise ValueError(f"{name} ({method} {path}) has no @operation")
+    verb = "get" if method == "WEBSOCKET" else method.lower()
+    security, role = _security(resource, method, doc)
+    responses: dict[str, Any] = {}
+    for status, answer in doc["responses"].items():
+        response: dict[str, Any] = {"description": "Success"}
+        if answer is not None:
+            media, schema = answer if isinstance(answer, tuple) else ("application/json", answer)
+            types = (media,) if isinstance(media, str) else media
+            response["content"] = {kind: {"schema": resolve(schema)} for kind in types}
+        responses[str(status)] = response
+    responses["default"] = {
+        "description": "Error (4xx, 503)",
+        "content": {"application/json": {"schema": resolve(ErrorSchema)}},
+    }
+    op: dict[str, Any] = {
+        "summary": doc["summary"],
+        "tags": [doc["tag"]],
+        "operationId": f"{verb}_{re.sub(r'[^a-zA-Z0-9]+', '_', path).strip('_')}",
+        "responses": responses,
+        "security": security,
+        "x-required-role": role,
+    }
+    if doc["description"]:
+        op["description"] = doc["description"]
+    parameters = list(path_params) + doc["parameters"]
+    if doc.get("query") is not None:
+        parameters.append({"in": "query", "schema": doc["query"]})
+    if parameters:
+        op["parameters"] = parameters
+    if doc.get("body") is not None:
+        batch = doc["batch"]
+        if isinstance(batch, str):
+            batch = getattr(resource, batch)  # a configured limit, as load_body reads it
+        body = doc["body"] if batch is None else one_or_many(doc["body"], batch)
+        content = {media: {"schema": resolve(body)} for media in doc["body_types"]}
+        op["requestBody"] = {"required": True, "content": content}
+    elif doc["request_body"] is not None:
+        op["requestBody"] = {"required": True, "content": resolve(doc["request_body"])}
+    return {verb: op}
+
+
+def _time_zone(
+    converter: Any, field: fields.Field[Any], ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """Attribute function: a :class:`TimeZone` field refers to the list of zone names."""
+    if not isinstance(field, TimeZone):
+        return {}
+    # The reference replaces the plain (maybe nullable) string the converter gave.
+    for key in ("type", "anyOf"):
+        ret.pop(key, None)
+    ref = {"$ref": "#/components/schemas/TimeZone"}
+    return {"anyOf": [ref, {"type": "null"}]} if field.allow_none else ref
+
+
+def _dict_keys(
+    converter: Any, field: fields.Field[Any], ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """Attribute function: a Dict's key rule as ``propertyNames``, its size in properties.
+
+    (apispec writes a Length validator as ``maxLength``, which no object has.)
+    """
+    if not isinstance(field, fields.Dict):
+        return {}
+    found: dict[str, Any] = {}
+    for length, properties in (("minLength", "minProperties"), ("maxLength", "maxProperties")):
+        if length in ret:
+            found[properties] = ret.pop(length)
+    if field.key_field is not None:
+        names = converter.field2property(field.key_field)
+        names.pop("type", None)
+        if names:
+            found["propertyNames"] = names
+    return found
+
+
+def build_spec(app: falcon.App[Any, Any]) -> dict[str, Any]:
+    """The OpenAPI document of every route of ``app``, as a dict.
+
+    Raises:
+        ValueError: a responder is not documented, or a route uses a path
+            converter this function cannot describe.
+    """
+    plugin = MarshmallowPlugin(schema_name_resolver=_schema_name)
     spec = APISpec(
         title="ScreenAware",
         version=__version__,
         openapi_version="3.1.0",
-        plugins=[MarshmallowPlugin(schema_name_resolver=_resolver)],
+        plugins=[plugin],
         info={"description": "Heartbeat API and ScreenAware API of one self-hosted service."},
     )
-    spec.components.security_scheme(
-        "bearerAuth",
-        {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-         "description": "A login token (JWT from /api/auth/local) or an API key "
-                        "(a UUID v4 string from POST /api/keys)."},
-    )  # fmt: skip
-    spec.components.security_scheme(
-        "metricsToken",
-        {"type": "http", "scheme": "bearer", "description": "SCREENAWARE_METRICS_TOKEN"},
+    # Moment's pattern is its whole rule (it takes no offset as UTC, which the
+    # date-time format would not allow).
+    plugin.map_to_openapi_type(Moment, "string", None)  # type: ignore[no-untyped-call]
+    plugin.converter.add_attribute_function(_time_zone)  # type: ignore[union-attr]
+    plugin.converter.add_attribute_function(_dict_keys)  # type: ignore[union-attr]
+    for name, scheme in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, scheme)
+    spec.components.schema(
+        "TimeZone",
+        {
+            "type": "string",
+            "enum": sorted(zone_names()),
+            "description": "An IANA time zone name.",
+        },
     )
-    spec.components.security_scheme(
-        "secretKey",
-        {"type": "apiKey", "in": "header", "name": "Authorization",
-         "description": "The server's secret key, raw (no scheme)."},
-    )  # fmt: skip
-    spec.components.security_scheme(
-        "deviceToken",
-        {"type": "apiKey", "in": "header", "name": "Authorization",
-         "description": "A device token, raw (no scheme)."},
-    )  # fmt: skip
-    for schema in (idn.ErrorSchema, idn.IntegrationSchema, act.StreamSchema, lg.LogPointSchema,
-                   lg.LogBucketSchema, lg.CountSchema):  # fmt: skip
-        spec.components.schema(_component(schema.__name__), schema=schema)
-    error = {"application/json": {"schema": idn.ErrorSchema}}
+    resolve = _Resolver(plugin)
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        operation: dict[str, Any] = {
-            "summary": op.summary,
-            "tags": [op.tag],
-            "operationId": f"{op.method}_{re.sub(r'[^a-zA-Z0-9]+', '_', op.path).strip('_')}",
-            "responses": {
-                str(op.status): {"description": "Success"},
-                "default": {"description": "Error (4xx, 503)", "content": error},
-            },
-        }
-        if op.description:
-            operation["description"] = op.description
-        if op.response is not None:
-            operation["responses"][str(op.status)]["content"] = _content(
-                op.response, (op.response_type,)
-            )
-        operation["security"] = op.security
-        operation["x-required-role"] = op.required_role
-        parameters: list[dict[str, Any]] = [
-            {"in": "path", "name": name, "required": True, "schema": {"type": kind}}
-            for name, kind in op.path_params.items()
-        ]
-        if op.query is not None:
-            parameters.append({"in": "query", "schema": op.query})
-        if parameters:
-            operation["parameters"] = parameters
-        if op.body is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": _content(op.body, op.body_types),
-            }
-        paths.setdefault(op.path, {})[op.method] = operation
+    for template, resource, method_map in _routes(app):
+        path, path_params = _path(template)
+        for method, responder in method_map.items():
+            if _is_internal(responder):
+                continue
+            operation_ = _operation(path, method, resource, responder, path_params, resolve)
+            paths.setdefault(path, {}).update(operation_)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()
 
 
-def _resolver(schema: Any) -> str:
+def _schema_name(schema: Any) -> str:
     cls = schema if isinstance(schema, type) else type(schema)
-    name = _component(cls.__name__)
+    name = cls.__name__.removesuffix("Schema")
     partial = not isinstance(schema, type) and getattr(schema, "partial", False)
     return f"{name}Partial" if partial else name

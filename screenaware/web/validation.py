@@ -1,4 +1,9 @@
-"""Request validation: one decorator that loads the JSON body with a schema."""
+"""Request validation: decorators that load the JSON body or the query with a schema.
+
+Each records its schema on the responder (see :func:`record`), where
+:mod:`screenaware.web.openapi` finds it: the document describes exactly what is
+validated.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,14 @@ import marshmallow
 from screenaware.web.errors import ValidationFailed
 
 Responder = TypeVar("Responder", bound=Callable[..., Awaitable[None]])
+
+# The attribute of a responder that holds what documents it.
+DOC_ATTRIBUTE = "__openapi__"
+
+
+def record(responder: Any, **doc: Any) -> None:
+    """Add ``doc`` to what documents ``responder`` (kept by ``functools.wraps`` above)."""
+    setattr(responder, DOC_ATTRIBUTE, {**getattr(responder, DOC_ATTRIBUTE, {}), **doc})
 
 
 def load_body(
@@ -53,16 +66,24 @@ def load_body(
                 raise ValidationFailed(exc.messages, "Invalid request body") from None
             await responder(self, req, resp, *args, **kw)
 
+        record(wrapper, body=schema, batch=batch)
         return wrapper  # type: ignore[return-value]
 
     return decorator
 
 
-def load_query(schema: marshmallow.Schema) -> Callable[[Responder], Responder]:
+def load_query(
+    schema: marshmallow.Schema, *, from_body: bool = True
+) -> Callable[[Responder], Responder]:
     """Like :func:`load_body` for GET parameters, into ``req.context.query``.
 
     Parameters come from the query string or, as the API examples show, from a
     JSON body; the query string wins.
+
+    Args:
+        schema: the schema of the parameters.
+        from_body: also read them from a JSON body (False where the body is
+            something else, such as on a PUT).
     """
 
     def decorator(responder: Responder) -> Responder:
@@ -71,7 +92,7 @@ def load_query(schema: marshmallow.Schema) -> Callable[[Responder], Responder]:
             self: Any, req: falcon.asgi.Request, resp: falcon.asgi.Response, *args: Any, **kw: Any
         ) -> None:
             params: dict[str, Any] = {}
-            if req.content_length:
+            if from_body and req.content_length:
                 media = await req.get_media(default_when_empty=None)
                 if media is not None and not isinstance(media, dict):
                     raise ValidationFailed({"_schema": ["Expected an object."]})
@@ -84,6 +105,7 @@ def load_query(schema: marshmallow.Schema) -> Callable[[Responder], Responder]:
                 raise ValidationFailed(exc.messages, "Invalid query parameters") from None
             await responder(self, req, resp, *args, **kw)
 
+        record(wrapper, query=schema)
         return wrapper  # type: ignore[return-value]
 
     return decorator
