@@ -87,6 +87,11 @@ class Invalid(Exception):
         self.errors = errors or {}
 
 
+class Malformed(Invalid):
+    """The request breaks the documented contract where no schema loader could check
+    it, e.g. a multipart upload without its required part (400, not 422)."""
+
+
 class RateLimited(Exception):
     """Too many attempts (429)."""
 

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 import redis.asyncio as aioredis
 
-from screenaware.errors import BodyTooLarge, Invalid, RateLimited, StoreFull
+from screenaware.errors import BodyTooLarge, Malformed, RateLimited, StoreFull
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.ratelimit import Quota
 
@@ -276,7 +276,7 @@ class CrashStore:
             RateLimited: an anonymous address passed its hourly count or bytes.
             StoreFull: no room in the budget, even after evicting anonymous dumps.
             BodyTooLarge: the dump passes the largest size.
-            Invalid: the dump is empty.
+            Malformed: the dump is empty.
         """
         anonymous = user is None
         bytes_key = f"bytes:{address}"
@@ -305,7 +305,7 @@ class CrashStore:
                     digest.update(chunk)
                     await asyncio.to_thread(out.write, chunk)
                 if size == 0:
-                    raise Invalid(
+                    raise Malformed(
                         "The upload carries no dump", {"upload_file_minidump": ["Empty."]}
                     )
                 if anonymous and size > charged:

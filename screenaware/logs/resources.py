@@ -22,7 +22,7 @@ from schemas.logs import (
     LogRangeSchema,
     LogSeriesSchema,
 )
-from screenaware.errors import Invalid, NotFound
+from screenaware.errors import Invalid, Malformed, NotFound
 from screenaware.logs.crashes import CrashStore
 from screenaware.logs.service import LogService
 from screenaware.storage.ratelimit import Quota
@@ -258,7 +258,7 @@ class CrashUploadResource:
                     fields, _chunks(part.stream), user, req.remote_addr, req.content_length
                 )
             fields[part.name] = (await part.get_text()) or ""
-        raise Invalid(
+        raise Malformed(
             "No upload_file_minidump part in the upload",
             {"upload_file_minidump": ["Missing."]},
         )

@@ -16,6 +16,7 @@ from screenaware.errors import (
     Forbidden,
     InfluxAnswerTooLarge,
     Invalid,
+    Malformed,
     NotFound,
     RateLimited,
     StorageUnavailable,
@@ -121,6 +122,8 @@ def register(
     async def invalid(
         req: falcon.Request, resp: falcon.Response, exc: Invalid, params: Any
     ) -> None:
+        if isinstance(exc, Malformed):
+            raise ValidationFailed(exc.errors, str(exc))
         raise Unprocessable(exc.errors, str(exc))
 
     async def limited(
