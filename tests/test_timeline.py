@@ -407,6 +407,26 @@ async def test_a_batch_whose_write_failed_is_written_by_a_later_request(
     assert times["grouped"][application_uuid("code")]["sum"] == 5_000
 
 
+async def test_a_resend_is_acknowledged_only_once_influxdb_has_it(
+    identity_config: Config, clock: FakeClock, api: Api, redis_client: redis.Redis
+) -> None:
+    # A sensor re-sends its queue after a 503: the coverage already has the snapshot,
+    # but its points wait in the journal; a 200 now would be a write InfluxDB lacks.
+    headers = await api.new_user("ben@example.org")
+    user = await user_id(api, headers)
+    first = snapshot(T0_MS + 10_000, 10_000, "code")
+    dead = identity_config.replace(influx_url=dead_url("http"), influx_timeout=1.0)
+    async with testing.ASGIConductor(create_app(dead, clock=clock)) as broken:
+        for _ in range(2):
+            result = await broken.simulate_post("/api/snapshots", json=first, headers=headers)
+            assert result.status_code == 503, result.text
+    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
+    # InfluxDB answers again: the resend writes the journal before its 200.
+    await post(api, headers, first)
+    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
+    assert (await get(api, headers, "/api/times", **DAY))["sum"] == 10_000
+
+
 def test_the_coverage_horizon_is_configured_in_days() -> None:
     assert Config.load(environ={"SCREENAWARE_TIMELINE_DAYS": "7"}).timeline_days == 7
     with pytest.raises(ConfigError, match="SCREENAWARE_TIMELINE_DAYS"):

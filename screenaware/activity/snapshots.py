@@ -230,6 +230,11 @@ class SnapshotService:
                 await self._timeline.flush(user, held.journal)  # the ledger complete
                 existing = await self._with_ledger(user, existing, old)
             plan = resolve(existing, (r for r, _, _ in candidates.values()))
+            if held.journal and len(plan.added) < len(candidates):
+                # A snapshot sent again may still wait in the journal entry of a
+                # write that failed: it is acknowledged only once InfluxDB has it
+                # (if InfluxDB is still down, this answer is a 503 too).
+                await self._timeline.flush(user, held.journal)
             lines: list[str] = []
             for record in plan.added:
                 _, a, snapshot = candidates[record.key]
