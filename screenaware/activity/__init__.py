@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from screenaware.activity.attribution import NONE, application_name
-from screenaware.activity.learning import LearningStore, features
+from screenaware.activity.learning import Association, LearningStore, features
 from screenaware.activity.resources import (
     ApplicationsResource,
     CategoriesResource,
@@ -32,7 +32,10 @@ __all__ = [
     "NONE",
     "Activity",
     "ActivityStore",
+    "Association",
     "LearningStore",
+    "SnapshotService",
+    "TimesService",
     "application_name",
     "features",
     "mount",
@@ -45,6 +48,8 @@ class Activity:
 
     store: ActivityStore
     learning: LearningStore
+    snapshots: SnapshotService
+    times: TimesService
 
 
 def mount(app: App, config: Config, backends: Backends, clock: Callable[[], float]) -> Activity:
@@ -58,4 +63,4 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
     app.add_route("/api/applications", ApplicationsResource(store))
     app.add_route("/api/categories", CategoriesResource(store))
     app.add_route("/api/categories/{category_id}", CategoryResource(store))
-    return Activity(store, LearningStore(backends.get_redis))
+    return Activity(store, LearningStore(backends.get_redis), snapshots, times)

@@ -18,6 +18,7 @@ from schemas import activity as act
 from schemas import heartbeat as hb
 from schemas import identity as idn
 from schemas import logs as lg
+from schemas import portability as pt
 from screenaware import __version__
 
 # Operations a user's token is not enough for.
@@ -384,6 +385,27 @@ OPERATIONS = [
         "users",
         BEARER,
         response={"type": "object", "additionalProperties": act_ref("IntegrationSchema")},
+    ),
+    # --- Portability --------------------------------------------------------
+    Operation(
+        "/api/export",
+        "get",
+        "Everything of yours as JSON Lines (an admin: of ?user=<uuid>)",
+        "portability",
+        BEARER,
+        query=pt.ExportQuerySchema,
+        response={"type": "string", "description": "JSON Lines: a header, then one item a line"},
+        response_type="application/x-ndjson",
+    ),
+    Operation(
+        "/api/import/screenaware",
+        "post",
+        "Restore a ScreenAware export into your account",
+        "portability",
+        BEARER,
+        body={"type": "string", "format": "binary"},
+        body_types=("application/x-ndjson", "multipart/form-data"),
+        response=pt.ImportSummarySchema,
     ),
     # --- Activity -----------------------------------------------------------
     Operation(

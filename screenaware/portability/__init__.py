@@ -1,0 +1,53 @@
+"""Portability: the full export of a user, its restore, and imports from other
+trackers (ActivityWatch, WakaTime)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from screenaware.activity import Activity
+from screenaware.config import Config
+from screenaware.identity import Identity
+from screenaware.portability.native import Exporter, Restorer, Stores
+from screenaware.portability.resources import ExportResource, ImportScreenAwareResource
+from screenaware.storage.backends import Backends
+from screenaware.streams import StreamService
+from screenaware.web.app import App
+
+__all__ = ["Exporter", "Restorer", "Stores", "mount"]
+
+
+def mount(
+    app: App,
+    config: Config,
+    backends: Backends,
+    clock: Callable[[], float],
+    *,
+    activity: Activity,
+    identity: Identity,
+    streams: StreamService,
+) -> None:
+    """Add the export and import routes to ``app``."""
+    stores = Stores(
+        accounts=identity.accounts,
+        projects=identity.projects,
+        activity=activity.store,
+        learning=activity.learning,
+        snapshots=activity.snapshots,
+        streams=streams,
+        influx=backends.influx,
+    )
+    app.add_route(
+        "/api/export",
+        ExportResource(Exporter(stores, clock, config.export_page_rows), identity.accounts),
+    )
+    path = "/api/import/screenaware"
+    app.body_limits.set(path, config.import_max_bytes)
+    app.add_route(
+        path,
+        ImportScreenAwareResource(
+            Restorer(stores, config.import_batch),
+            config.import_max_bytes,
+            config.import_max_line_bytes,
+        ),
+    )
