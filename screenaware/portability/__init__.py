@@ -8,8 +8,9 @@ from collections.abc import Callable
 from screenaware.activity import Activity
 from screenaware.config import Config
 from screenaware.identity import Identity
+from screenaware.portability import activitywatch
 from screenaware.portability.native import Exporter, Restorer, Stores
-from screenaware.portability.resources import ExportResource, ImportScreenAwareResource
+from screenaware.portability.resources import ExportResource, Importer, ImportResource
 from screenaware.storage.backends import Backends
 from screenaware.streams import StreamService
 from screenaware.web.app import App
@@ -41,13 +42,21 @@ def mount(
         "/api/export",
         ExportResource(Exporter(stores, clock, config.export_page_rows), identity.accounts),
     )
-    path = "/api/import/screenaware"
-    app.body_limits.set(path, config.import_max_bytes)
-    app.add_route(
-        path,
-        ImportScreenAwareResource(
-            Restorer(stores, config.import_batch),
-            config.import_max_bytes,
-            config.import_max_line_bytes,
+    restorer = Restorer(stores, config.import_batch)
+
+    def now_ms() -> int:
+        return int(clock() * 1000)
+
+    importers: dict[str, tuple[Importer, int | None]] = {
+        "screenaware": (restorer.restore, config.import_max_line_bytes),
+        "activitywatch": (
+            lambda user, spool: activitywatch.import_file(
+                activity.snapshots, user, spool, now_ms(), config.import_batch
+            ),
+            None,
         ),
-    )
+    }
+    for name, (importer, max_line) in importers.items():
+        path = f"/api/import/{name}"
+        app.body_limits.set(path, config.import_max_bytes)
+        app.add_route(path, ImportResource(importer, config.import_max_bytes, max_line))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import falcon
@@ -11,7 +11,7 @@ import falcon.asgi
 
 from schemas.portability import ExportQuerySchema
 from screenaware.errors import Invalid, NotFound
-from screenaware.portability.native import Exporter, Restorer
+from screenaware.portability.native import Exporter
 from screenaware.portability.spool import Spool
 from screenaware.web.auth import caller
 from screenaware.web.validation import load_query
@@ -72,17 +72,26 @@ async def spool_upload(req: falcon.asgi.Request, spool: Spool) -> Spool:
     return spool
 
 
-class ImportScreenAwareResource:
-    """``POST /api/import/screenaware``: restore an export into the caller."""
+Importer = Callable[[str, Spool], Awaitable[dict[str, Any]]]
+
+
+class ImportResource:
+    """``POST /api/import/<format>``: a file into the caller's account.
+
+    Args:
+        importer: stores a spooled file into a user; returns the summary.
+        max_bytes: the largest file.
+        max_line: the longest line (JSON Lines formats), or None.
+    """
 
     auth_roles = {"POST": "user"}
 
-    def __init__(self, restorer: Restorer, max_bytes: int, max_line: int) -> None:
-        self._restorer = restorer
+    def __init__(self, importer: Importer, max_bytes: int, max_line: int | None) -> None:
+        self._importer = importer
         self._max_bytes = max_bytes
         self._max_line = max_line
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         with Spool(self._max_bytes, self._max_line) as spool:
             await spool_upload(req, spool)
-            resp.media = await self._restorer.restore(caller(req), spool)
+            resp.media = await self._importer(caller(req), spool)

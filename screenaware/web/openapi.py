@@ -407,6 +407,16 @@ OPERATIONS = [
         body_types=("application/x-ndjson", "multipart/form-data"),
         response=pt.ImportSummarySchema,
     ),
+    Operation(
+        "/api/import/activitywatch",
+        "post",
+        "Import an aw-server export file (GET /api/0/export)",
+        "portability",
+        BEARER,
+        body={"type": "string", "format": "binary"},
+        body_types=("application/json", "multipart/form-data"),
+        response=pt.ImportSummarySchema,
+    ),
     # --- Activity -----------------------------------------------------------
     Operation(
         "/api/snapshots",
