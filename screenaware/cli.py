@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
     export.set_defaults(func=cmd_export)
     imp = sub.add_parser("import", help="import a file into a user")
-    imp.add_argument("kind", choices=["screenaware", "activitywatch"])
+    imp.add_argument("kind", choices=["screenaware", "activitywatch", "wakatime"])
     imp.add_argument("file")
     imp.add_argument("--user", required=True, metavar="EMAIL")
     imp.set_defaults(func=cmd_import)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from screenaware.activity import Activity
 from screenaware.config import Config
 from screenaware.identity import Identity
-from screenaware.portability import activitywatch
+from screenaware.portability import activitywatch, wakatime
 from screenaware.portability.native import Exporter, Restorer, Stores
 from screenaware.portability.resources import ExportResource, Importer, ImportResource
 from screenaware.storage.backends import Backends
@@ -52,6 +52,18 @@ def mount(
         "activitywatch": (
             lambda user, spool: activitywatch.import_file(
                 activity.snapshots, user, spool, now_ms(), config.import_batch
+            ),
+            None,
+        ),
+        "wakatime": (
+            lambda user, spool: wakatime.import_file(
+                activity.snapshots,
+                identity.projects,
+                user,
+                spool,
+                now_ms(),
+                config.wakatime_timeout * 1000,
+                config.import_batch,
             ),
             None,
         ),

@@ -47,12 +47,14 @@ _NO_FILTERS = Privacy()
 FUTURE_MS = DAY_MS  # as live snapshots: at most a day ahead of the server's clock
 
 
-def _bad(where: str, message: str) -> Invalid:
+def bad(where: str, message: str) -> Invalid:
+    """The error of a bad file: ``where`` names the item and field."""
     return Invalid(f"{where}: {message}", {where: [message]})
 
 
-class _Events:
-    """ijson's events with one event of look-ahead."""
+class JsonEvents:
+    """The parse events of a JSON file, read as a stream (``ijson``); parse errors
+    as :class:`Invalid`."""
 
     def __init__(self, source: IO[bytes]) -> None:
         self._it = ijson.basic_parse(source, use_float=True)
@@ -61,10 +63,10 @@ class _Events:
         try:
             return next(self._it)
         except StopIteration:
-            raise _bad("file", "Ends too early (truncated?).") from None
+            raise bad("file", "Ends too early (truncated?).") from None
         except ijson.JSONError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else "not JSON"
-            raise _bad("file", f"Not valid JSON ({reason}).") from None
+            raise bad("file", f"Not valid JSON ({reason}).") from None
 
     def value(self, first: tuple[str, Any]) -> Any:
         """Build the value starting with ``first`` (small values only)."""
@@ -139,37 +141,37 @@ class Scratch:
 
 def _event(item: Any, where: str, now_ms: int) -> Event | None:
     if not isinstance(item, dict):
-        raise _bad(where, "Not an object.")
+        raise bad(where, "Not an object.")
     if not isinstance(item.get("timestamp"), str):
-        raise _bad(f"{where}.timestamp", "Missing or not a string.")
+        raise bad(f"{where}.timestamp", "Missing or not a string.")
     duration = item.get("duration", 0)
     if (
         isinstance(duration, bool)
         or not isinstance(duration, int | float)
         or not math.isfinite(duration)
     ):
-        raise _bad(f"{where}.duration", "Not a number of seconds.")
+        raise bad(f"{where}.duration", "Not a number of seconds.")
     if duration < 0:
-        raise _bad(f"{where}.duration", "Negative.")
+        raise bad(f"{where}.duration", "Negative.")
     if item.get("data") is not None and not isinstance(item["data"], dict):
-        raise _bad(f"{where}.data", "Not an object.")
+        raise bad(f"{where}.data", "Not an object.")
     try:
         event = event_of(item)
     except ValueError:
-        raise _bad(f"{where}.timestamp", "Not an ISO 8601 time.") from None
+        raise bad(f"{where}.timestamp", "Not an ISO 8601 time.") from None
     if event is not None and (event.start < 0 or event.end > now_ms + FUTURE_MS):
-        raise _bad(f"{where}.timestamp", "Before 1970 or more than a day in the future.")
+        raise bad(f"{where}.timestamp", "Before 1970 or more than a day in the future.")
     return event
 
 
 def load(source: IO[bytes], now_ms: int) -> Scratch:
     """Parse an export file into a scratch database; :class:`Invalid` naming the
     first bad bucket, event index and field."""
-    events = _Events(source)
+    events = JsonEvents(source)
     scratch = Scratch.create()
     try:
         if events.next()[0] != "start_map":
-            raise _bad("file", "Not an aw-server export (expected an object).")
+            raise bad("file", "Not an aw-server export (expected an object).")
         seen_buckets = False
         while (item := events.next())[0] == "map_key":
             if item[1] != "buckets":
@@ -177,11 +179,11 @@ def load(source: IO[bytes], now_ms: int) -> Scratch:
                 continue
             seen_buckets = True
             if events.next()[0] != "start_map":
-                raise _bad("buckets", "Not an object.")
+                raise bad("buckets", "Not an object.")
             while (key := events.next())[0] == "map_key":
                 _bucket(events, scratch, str(key[1]), now_ms)
         if not seen_buckets:
-            raise _bad("buckets", "Missing.")
+            raise bad("buckets", "Missing.")
         scratch.db.execute("CREATE INDEX by_time ON events (bucket, start)")
         scratch.db.commit()
         return scratch
@@ -190,10 +192,10 @@ def load(source: IO[bytes], now_ms: int) -> Scratch:
         raise
 
 
-def _bucket(events: _Events, scratch: Scratch, bucket_id: str, now_ms: int) -> None:
+def _bucket(events: JsonEvents, scratch: Scratch, bucket_id: str, now_ms: int) -> None:
     where = f"buckets.{bucket_id}"
     if events.next()[0] != "start_map":
-        raise _bad(where, "Not an object.")
+        raise bad(where, "Not an object.")
     meta: dict[str, Any] = {}
     rows: list[tuple[str, int, int, str]] = []
     count = 0
@@ -207,7 +209,7 @@ def _bucket(events: _Events, scratch: Scratch, bucket_id: str, now_ms: int) -> N
                 meta[name] = first[1]
             continue
         if first[0] != "start_array":
-            raise _bad(f"{where}.events", "Not an array.")
+            raise bad(f"{where}.events", "Not an array.")
         index = 0
         while (start := events.next())[0] != "end_array":
             event = _event(events.value(start), f"{where}.events[{index}]", now_ms)
@@ -222,7 +224,7 @@ def _bucket(events: _Events, scratch: Scratch, bucket_id: str, now_ms: int) -> N
         scratch.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
     for name in ("type", "hostname"):
         if meta.get(name) is not None and not isinstance(meta[name], str):
-            raise _bad(f"{where}.{name}", "Not a string.")
+            raise bad(f"{where}.{name}", "Not a string.")
     scratch.buckets[bucket_id] = Bucket(
         bucket_id,
         bucket_kind(bucket_id, meta),
@@ -256,7 +258,7 @@ def snapshots(scratch: Scratch) -> Iterator[dict[str, Any]]:
                 try:
                     yield _snapshot_schema.load(body)
                 except marshmallow.ValidationError as exc:
-                    raise _bad(
+                    raise bad(
                         f"buckets.{window_id}",
                         f"An event gives an invalid snapshot: {exc.messages}",
                     ) from None

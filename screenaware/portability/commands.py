@@ -15,7 +15,7 @@ from typing import IO, Any
 from screenaware import activity, identity, streams
 from screenaware.config import Config
 from screenaware.errors import NotFound
-from screenaware.portability import activitywatch
+from screenaware.portability import activitywatch, wakatime
 from screenaware.portability.native import Exporter, Restorer, Stores
 from screenaware.portability.spool import Spool
 from screenaware.storage.backends import Backends
@@ -102,6 +102,28 @@ async def import_activitywatch(
         )
 
 
+async def import_wakatime(
+    config: Config, backends: Backends, email: str, path: Path, progress: Progress
+) -> dict[str, Any]:
+    """Import a WakaTime data dump into the user with ``email``."""
+    stores = make_stores(config, backends, time.time)
+    user = await user_uuid(stores, email)
+    with Spool(config.import_max_bytes) as spool:
+        with path.open("rb") as source:
+            spool.fill_from(source)
+        size = spool.size
+        return await wakatime.import_file(
+            stores.snapshots,
+            stores.projects,
+            user,
+            spool,
+            int(time.time() * 1000),
+            config.wakatime_timeout * 1000,
+            config.import_batch,
+            lambda done, total: progress(done, total, size),
+        )
+
+
 @contextmanager
 def progress_display(stream: Any, what: str) -> Iterator[Progress]:
     """A progress bar (items, bytes, rate, ETA) on a terminal, plain lines otherwise."""
@@ -151,4 +173,5 @@ Importer = Callable[[Config, Backends, str, Path, Progress], Awaitable[dict[str,
 IMPORTERS: dict[str, Importer] = {
     "screenaware": import_native,
     "activitywatch": import_activitywatch,
+    "wakatime": import_wakatime,
 }

@@ -417,6 +417,16 @@ OPERATIONS = [
         body_types=("application/json", "multipart/form-data"),
         response=pt.ImportSummarySchema,
     ),
+    Operation(
+        "/api/import/wakatime",
+        "post",
+        "Import a WakaTime heartbeats data dump",
+        "portability",
+        BEARER,
+        body={"type": "string", "format": "binary"},
+        body_types=("application/json", "multipart/form-data"),
+        response=pt.ImportSummarySchema,
+    ),
     # --- Activity -----------------------------------------------------------
     Operation(
         "/api/snapshots",
