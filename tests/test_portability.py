@@ -423,3 +423,54 @@ async def test_cli_export_and_import(source: Instance, target: Instance, tmp_pat
     broken.write_bytes(file.read_bytes()[:-30])
     refused = cli(target, "import", "screenaware", str(broken), "--user", "bob@elsewhere.org")
     assert refused.returncode == 2 and f"line {len(lines)}".encode() in refused.stderr
+
+
+async def test_times_and_streams_as_csv(source: Instance) -> None:
+    import csv
+    import io
+
+    ann = await fill(source)
+
+    async def as_csv(path: str, accept: str = "text/csv", **params: Any) -> list[dict[str, str]]:
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
+        result = await source.client.simulate_get(
+            path, params=query, headers={**ann, "Accept": accept}
+        )
+        assert result.status_code == 200, result.text
+        assert result.headers["content-type"] == "text/csv; charset=utf-8"
+        return list(csv.DictReader(io.StringIO(result.text)))
+
+    hourly = await as_csv("/api/times", **DAY, groupBy="projectUuid", resolution="hour")
+    answer = await source.get(ann, "/api/times", **DAY, groupBy="projectUuid", resolution="hour")
+    assert list(hourly[0]) == ["start", "end", "projectUuid", "sum"]
+    projects = answer["grouped"]["2023-11-14T10:00:00.000Z"]["grouped"]
+    assert len(hourly) == 24 * len(projects)
+    ten = {
+        r["projectUuid"]: int(r["sum"]) for r in hourly if r["start"].startswith("2023-11-14T10")
+    }
+    assert ten == {(k if k != "none" else ""): v["sum"] for k, v in projects.items()}
+    assert sum(int(r["sum"]) for r in hourly) == answer["sum"]
+    assert hourly[0]["start"] == "2023-11-14T00:00:00.000Z"
+    nested = await as_csv(
+        "/api/times", **DAY, groupBy="projectUuid", resolution="day",
+        nestTimeBucketsInsideGroups=True,
+    )  # fmt: skip
+    assert sorted(int(r["sum"]) for r in nested) == sorted(v["sum"] for v in projects.values())
+    total = await as_csv("/api/times", "text/csv, application/json;q=0.5", **DAY)
+    assert total == [{"start": DAY["start"], "end": DAY["end"], "sum": str(answer["sum"])}]
+
+    streams = await source.get(ann, "/api/streams", **DAY, showGaps=True)
+    rows = await as_csv("/api/streams", **DAY, showGaps=True, expanded=True)
+    assert [r["uuid"] for r in rows] == [s["uuid"] for s in streams]
+    assert [int(r["durationMs"]) for r in rows] == [s["durationMs"] for s in streams]
+    assert [r["isGap"] for r in rows] == ["true" if s.get("isGap") else "false" for s in streams]
+    assert list(rows[0]) == ["uuid", "time", "durationMs", "projectUuid", "isGap"]
+    by_day = await as_csv("/api/streams", **DAY, groupByDay=True)
+    assert {r["day"] for r in by_day} == {"2023-11-14"}
+    # Without Accept, or preferring JSON: JSON as before.
+    plain = await source.client.simulate_get("/api/times", params=DAY, headers=ann)
+    assert plain.headers["content-type"].startswith("application/json")
+    prefer = await source.client.simulate_get(
+        "/api/streams", params=DAY, headers={**ann, "Accept": "application/json, text/csv;q=0.1"}
+    )
+    assert prefer.headers["content-type"].startswith("application/json")
