@@ -4,6 +4,8 @@ window, afk and web events through the real aw-client."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,8 +13,10 @@ import orjson
 import pytest
 
 from screenaware.activity.attribution import application_uuid
-from tests.conftest import Api, InfluxHelper
-from tests.test_sensor_bridge import aw_report, aw_server, feed
+from screenaware.config import Config
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, InfluxHelper
+from tests.service import run_service
+from tests.test_sensor_bridge import aw_report, aw_server, feed, user_token
 
 __all__ = ["aw_server"]  # the fixture, shared with the bridge's tests
 
@@ -175,3 +179,45 @@ async def test_malformed_exports_store_nothing(
         assert result.status_code == 400, (name, result.text)
         assert result.json["message"].startswith(message), (name, result.json)
         assert influx_db.count("activity") == 0 and influx_db.count("window") == 0, name
+
+
+def _peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+
+
+def test_a_large_export_is_never_held_in_a_worker(config: Config, tmp_path: Path) -> None:
+    """40 MB streamed to a real gunicorn worker: its peak memory barely moves."""
+    cfg = config.replace(admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD)
+    filler = "x" * 1000
+    window = {"id": WINDOW, "type": "currentwindow", "hostname": HOST, "events": [
+        {"timestamp": at(i * 10), "duration": 10.0, "data": {"app": "code", "title": "t"}}
+        for i in range(30)
+    ]}  # fmt: skip
+    head = orjson.dumps({"buckets": {WINDOW: window}})[:-2]  # open: more buckets follow
+    event = b'{"timestamp": "2023-11-14T08:00:00+00:00", "duration": 1.0, "data": {"k": "%s"}}'
+    count = 40_000
+
+    def body() -> Iterator[bytes]:
+        yield head + b', "aw-watcher-input_laptop": {"type": "os.hid.input", "events": ['
+        for i in range(count):
+            yield (b"," if i else b"") + event % filler.encode()
+        yield b"]}}}"
+
+    with run_service(cfg, tmp_path, workers=1) as service:
+        (worker,) = service.worker_pids()
+        token = user_token(service.url)
+        before = _peak_rss_kb(worker)
+        result = httpx.post(
+            service.url + "/api/import/activitywatch",
+            content=body(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=300,
+        )
+        assert result.status_code == 200, result.text
+        assert result.json()["snapshots"] == 30
+        assert result.json()["skipped"][0]["item"] == "aw-watcher-input_laptop"
+        grown_mb = (_peak_rss_kb(worker) - before) / 1024
+    size_mb = count * (len(event) + len(filler)) / 1024 / 1024
+    assert size_mb > 40
+    assert grown_mb < 20, f"the worker's peak memory grew {grown_mb:.0f} MB for {size_mb:.0f} MB"

@@ -210,11 +210,15 @@ def _bucket(events: JsonEvents, scratch: Scratch, bucket_id: str, now_ms: int) -
             continue
         if first[0] != "start_array":
             raise bad(f"{where}.events", "Not an array.")
+        # Events of buckets the conversion does not use are checked, not kept. The
+        # type comes before the events in aw-server's files; when it does not, they
+        # are kept until the type is known.
+        keep = "type" not in meta or bucket_kind(bucket_id, meta) != ""
         index = 0
         while (start := events.next())[0] != "end_array":
             event = _event(events.value(start), f"{where}.events[{index}]", now_ms)
             index += 1
-            if event is not None:
+            if event is not None and keep:
                 rows.append((bucket_id, event.start, event.end, json.dumps(dict(event.data))))
                 count += 1
             if len(rows) >= 5000:

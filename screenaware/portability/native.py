@@ -382,9 +382,13 @@ class Restorer:
         self._batch = batch
 
     def _items(self, spool: Spool, kind: str) -> Iterator[dict[str, Any]]:
+        # Each pass reads one type; lines that cannot be of it are not parsed.
+        marker = f'"{kind}"'.encode()
         lines = spool.lines()
         next(lines, None)  # the header
         for number, raw in lines:
+            if marker not in raw:
+                continue
             item = parse_line(number, raw)
             if item.get("type") == kind:
                 yield item
@@ -432,6 +436,9 @@ class Restorer:
         learned: dict[str, Association] = {}
         for item in self._items(spool, "association"):
             learned[item["key"]] = Association(item["project"], item["count"])
+            if len(learned) >= self._batch:
+                await self._s.learning.restore(user, learned)
+                learned = {}
         await self._s.learning.restore(user, learned)
         return {
             "snapshots": counts.get("snapshot", 0),
