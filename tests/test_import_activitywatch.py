@@ -168,6 +168,14 @@ async def test_malformed_exports_store_nothing(
             changed(lambda c: third_event(c, "timestamp", "2099-01-01T00:00:00+00:00")),
             f"buckets.{WINDOW}.events[2].timestamp: Before 1970",
         ),
+        "title": (
+            changed(lambda c: third_event(c, "data", {"app": "code", "title": "t" * 4097})),
+            f"buckets.{WINDOW}.events[2].data.title: Longer than 4096 characters.",
+        ),
+        "app": (
+            changed(lambda c: third_event(c, "data", {"app": ["code"]})),
+            f"buckets.{WINDOW}.events[2].data.app: Not a string.",
+        ),
         "bucket": (
             changed(lambda c: c["buckets"].__setitem__(AFK, "afk")),
             f"buckets.{AFK}: Not an object.",

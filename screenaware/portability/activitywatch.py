@@ -16,6 +16,7 @@ once before the first snapshot is stored, so a bad file stores nothing.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import math
 import sqlite3
@@ -26,14 +27,16 @@ from typing import IO, Any
 
 import ijson
 import marshmallow
+import orjson
 
-from schemas.activity import SnapshotSchema
+from schemas.activity import WindowSchema
 from screenaware.activity import SnapshotService
 from screenaware.errors import Invalid
 from screenaware.portability.spool import Spool
 from screenaware.timeutil import from_ms, iso
 from screenaware_sensor.activitywatch import (
     DAY_MS,
+    SNAPSHOT_MS,
     Event,
     browser_of,
     bucket_kind,
@@ -42,9 +45,42 @@ from screenaware_sensor.activitywatch import (
 )
 from screenaware_sensor.snapshot import Privacy
 
-_snapshot_schema = SnapshotSchema()
+_window_schema = WindowSchema()
 _NO_FILTERS = Privacy()
 FUTURE_MS = DAY_MS  # as live snapshots: at most a day ahead of the server's clock
+
+
+class SnapshotChecker:
+    """Loads the snapshots a conversion builds as the API's schema would, each
+    distinct window once: the ≤ 10 s pieces of one stretch share their window, and
+    the schema's work per snapshot was most of an import's time."""
+
+    MAX_CACHED = 10_000
+
+    def __init__(self) -> None:
+        self._windows: dict[bytes, dict[str, Any]] = {}
+
+    def load(self, body: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """The snapshot as :class:`SnapshotSchema` would load it; :class:`Invalid`
+        naming ``where`` when a window breaks the API's limits."""
+        if len(self._windows) > self.MAX_CACHED:
+            self._windows.clear()
+        windows = []
+        for window in body["windows"]:
+            key = orjson.dumps(window, option=orjson.OPT_SORT_KEYS)
+            loaded = self._windows.get(key)
+            if loaded is None:
+                try:
+                    loaded = _window_schema.load(window)
+                except marshmallow.ValidationError as exc:
+                    raise bad(where, f"Gives an invalid window: {exc.messages}") from None
+                self._windows[key] = loaded
+            windows.append(loaded)
+        duration = int(body["durationMs"])
+        if not 1 <= duration <= SNAPSHOT_MS:
+            raise bad(where, "Gives a snapshot of more than 10 s.")  # never, by construction
+        taken = dt.datetime.fromisoformat(body["timeTaken"])
+        return {"timeTaken": taken, "durationMs": duration, "windows": windows}
 
 
 def bad(where: str, message: str) -> Invalid:
@@ -139,7 +175,15 @@ class Scratch:
         return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
 
 
-def _event(item: Any, where: str, now_ms: int) -> Event | None:
+# What the conversion takes from events, and the API's limits on it.
+_LIMITS = {
+    "window": (("app", 512), ("title", 4096)),
+    "web": (("url", 4096), ("title", 4096)),
+    "afk": (("status", 64),),
+}
+
+
+def _event(item: Any, where: str, now_ms: int, kind: str) -> Event | None:
     if not isinstance(item, dict):
         raise bad(where, "Not an object.")
     if not isinstance(item.get("timestamp"), str):
@@ -155,6 +199,12 @@ def _event(item: Any, where: str, now_ms: int) -> Event | None:
         raise bad(f"{where}.duration", "Negative.")
     if item.get("data") is not None and not isinstance(item["data"], dict):
         raise bad(f"{where}.data", "Not an object.")
+    for name, longest in _LIMITS.get(kind, ()):
+        value = (item.get("data") or {}).get(name)
+        if value is not None and not isinstance(value, str):
+            raise bad(f"{where}.data.{name}", "Not a string.")
+        if value is not None and len(value) > longest:
+            raise bad(f"{where}.data.{name}", f"Longer than {longest} characters.")
     try:
         event = event_of(item)
     except ValueError:
@@ -216,7 +266,8 @@ def _bucket(events: JsonEvents, scratch: Scratch, bucket_id: str, now_ms: int) -
         keep = "type" not in meta or bucket_kind(bucket_id, meta) != ""
         index = 0
         while (start := events.next())[0] != "end_array":
-            event = _event(events.value(start), f"{where}.events[{index}]", now_ms)
+            kind = bucket_kind(bucket_id, meta)
+            event = _event(events.value(start), f"{where}.events[{index}]", now_ms, kind)
             index += 1
             if event is not None and keep:
                 rows.append((bucket_id, event.start, event.end, json.dumps(dict(event.data))))
@@ -242,6 +293,7 @@ def snapshots(scratch: Scratch) -> Iterator[dict[str, Any]]:
     """The snapshots of the file, validated as the API validates them, by window
     bucket and then time, one UTC day of events at a time."""
     buckets = scratch.buckets
+    checker = SnapshotChecker()
     webs = sorted(b for b, info in buckets.items() if info.kind == "web")
     for window_id in sorted(b for b, info in buckets.items() if info.kind == "window"):
         host = buckets[window_id].hostname
@@ -259,13 +311,7 @@ def snapshots(scratch: Scratch) -> Iterator[dict[str, Any]]:
             afk = scratch.events(afk_id, day, end) if afk_id is not None else None
             web = {browser_of(b): scratch.events(b, day, end) for b in webs}
             for body, _taken in cut(windows, afk, web, day, end, _NO_FILTERS):
-                try:
-                    yield _snapshot_schema.load(body)
-                except marshmallow.ValidationError as exc:
-                    raise bad(
-                        f"buckets.{window_id}",
-                        f"An event gives an invalid snapshot: {exc.messages}",
-                    ) from None
+                yield checker.load(body, f"buckets.{window_id}")
             day = end
 
 

@@ -25,18 +25,19 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-import marshmallow
-
-from schemas.activity import SnapshotSchema
 from screenaware.activity import SnapshotService
-from screenaware.errors import Invalid
 from screenaware.identity import ProjectStore
-from screenaware.portability.activitywatch import FUTURE_MS, JsonEvents, Summary, bad
+from screenaware.portability.activitywatch import (
+    FUTURE_MS,
+    JsonEvents,
+    SnapshotChecker,
+    Summary,
+    bad,
+)
 from screenaware.portability.spool import Spool
 from screenaware.timeutil import from_ms, iso
 
 SNAPSHOT_MS = 10_000
-_snapshot_schema = SnapshotSchema()
 _TEXT = ("entity", "type", "category", "project", "language", "branch", "editor")
 
 
@@ -167,23 +168,23 @@ def window(entity: str, kind: str, project: str, editor: str) -> dict[str, Any]:
 def snapshots(beats: Heartbeats, timeout_ms: int) -> Iterator[dict[str, Any]]:
     """The snapshots of the dump, validated as the API validates them, by time."""
     previous: tuple[int, str, str, str, str] | None = None
+    checker = SnapshotChecker()
     for current in beats.ordered():
         if previous is not None:
-            yield from _covered(previous, min(current[0], previous[0] + timeout_ms))
+            yield from _covered(previous, min(current[0], previous[0] + timeout_ms), checker)
         previous = current
 
 
-def _covered(beat: tuple[int, str, str, str, str], end: int) -> Iterator[dict[str, Any]]:
+def _covered(
+    beat: tuple[int, str, str, str, str], end: int, checker: SnapshotChecker
+) -> Iterator[dict[str, Any]]:
     start, entity, kind, project, editor = beat
     shown = window(entity, kind, project, editor)
     t = start
     while t < end:
         taken = min(t + SNAPSHOT_MS, end)
         body = {"timeTaken": iso(from_ms(taken)), "durationMs": taken - t, "windows": [shown]}
-        try:
-            yield _snapshot_schema.load(body)
-        except marshmallow.ValidationError as exc:
-            raise Invalid(f"heartbeat at {iso(from_ms(start))}: {exc.messages}") from None
+        yield checker.load(body, f"heartbeat at {iso(from_ms(start))}")
         t = taken
 
 
