@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from screenaware.activity.attribution import NONE
+from screenaware.config import Config
 from screenaware.portability import wakatime
 from tests.conftest import Api, InfluxHelper
 
+BIN = str(Path(sys.executable).with_name("screenaware"))
 T0 = dt.datetime(2023, 11, 13, 23, 50, tzinfo=dt.UTC).timestamp()
 RANGE = {"start": "2023-11-13T00:00:00.000Z", "end": "2023-11-14T23:59:59.999Z", "tz": "UTC"}
 SA = "5d4a1c7e-8f3b-4c2a-9e6d-1b0a2c3d4e5f"
@@ -145,3 +151,25 @@ async def test_malformed_dumps_store_nothing(api: Api, influx_db: InfluxHelper) 
         assert result.status_code == 400, (name, result.text)
         assert result.json["message"].startswith(message), (name, result.json)
         assert influx_db.count("activity") == 0, name
+
+
+async def test_cli_import(api: Api, identity_config: Config, tmp_path: Path) -> None:
+    user = await api.new_user("ann@example.org")
+    file = tmp_path / "wakatime.json"
+    file.write_bytes(orjson.dumps(dump()))
+    env = {**os.environ, **identity_config.as_environ()}
+    done = subprocess.run(
+        [BIN, "import", "wakatime", str(file), "--user", "ann@example.org"],
+        env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["snapshots"] == 113
+    assert b"import wakatime: 113/113 items" in done.stderr
+    assert sum((await times(api, user, "projectUuid")).values()) == 1_125_000
+    file.write_bytes(b'{"days": [{"heartbeats": [{"time": "soon"}]}]}')
+    refused = subprocess.run(
+        [BIN, "import", "wakatime", str(file), "--user", "ann@example.org"],
+        env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert b"days[0].heartbeats[0].time" in refused.stderr

@@ -336,9 +336,15 @@ async def test_malformed_files_are_refused_and_store_nothing(
             ),
             f"line {snapshot_at + 1}: windows.0.isFocused",
         ),
+        "cut at a line end": (b"".join(lines[:-3]), f"line {len(lines) - 2}: end: Missing"),
         "no header": (b"".join(lines[1:]), "line 1: format"),
         "version": (b'{"format": "screenaware-export", "version": 9}\n', "line 1: version"),
         "unknown": (lines[0] + b'{"type": "secret"}\n', "line 2: type"),
+        "after the end": (data + lines[1], f"line {len(lines) + 1}: type"),
+        "wrong count": (
+            b"".join(lines[:-1]) + b'{"type": "end", "items": 3}\n',
+            f"line {len(lines)}: items",
+        ),
         "long line": (
             lines[0] + b'{"type": "profile", "x": "' + b"a" * 100_000 + b'"}\n',
             "line 2: longer than",
@@ -420,9 +426,9 @@ async def test_cli_export_and_import(source: Instance, target: Instance, tmp_pat
     assert orjson.loads(result.stdout)["snapshots"] == 18 * 6
     assert await answers(target, bob) == before
     broken = tmp_path / "broken.jsonl"
-    broken.write_bytes(file.read_bytes()[:-30])
+    broken.write_bytes(b"\n".join(lines[:-1])[:-10])  # cut inside the line before the end
     refused = cli(target, "import", "screenaware", str(broken), "--user", "bob@elsewhere.org")
-    assert refused.returncode == 2 and f"line {len(lines)}".encode() in refused.stderr
+    assert refused.returncode == 2 and f"line {len(lines) - 1}:".encode() in refused.stderr
 
 
 async def test_times_and_streams_as_csv(source: Instance) -> None:

@@ -4,8 +4,9 @@ Line 1 is the header ``{"format": "screenaware-export", "version": 1, ...}``; ev
 other line is one item ``{"type": ..., ...}``, in this order: ``profile``,
 ``project`` (parents before children), ``task``, ``category``, ``snapshot`` (as
 sent: start, duration, windows with documents and tags), ``correction`` (an entry
-of the ``activity`` ledger made by a stream correction, with its revision) and
-``association`` (what corrections taught).
+of the ``activity`` ledger made by a stream correction, with its revision),
+``association`` (what corrections taught), and last ``{"type": "end", "items": N}``
+so that a file cut short is refused.
 
 InfluxDB is read in pages by time (keyset pagination with bind parameters), so
 an export never holds more than one page of the history.
@@ -198,24 +199,34 @@ class Exporter:
             }
         )
         yield _line({"type": "profile", **found.public()})
-        for project in parents_first(await self._s.projects.projects(user)):
+        projects = parents_first(await self._s.projects.projects(user))
+        for project in projects:
             yield _line({"type": "project", **project})
-        for task in (await self._s.projects.tasks(user)).values():
+        tasks = list((await self._s.projects.tasks(user)).values())
+        for task in tasks:
             yield _line({"type": "task", **task})
-        for category in await self._s.activity.own_categories(user):
+        categories = await self._s.activity.own_categories(user)
+        for category in categories:
             yield _line({"type": "category", **category})
+        items = 1 + len(projects) + len(tasks) + len(categories)
         count = 0
         async for snapshot in self.snapshots(user):
             count += 1
             if progress:
                 progress(count)
             yield _line(snapshot)
+        items += count
         async for correction in self.corrections(user):
+            items += 1
             yield _line(correction)
         for key, assoc in sorted((await self._s.learning.all(user)).items()):
+            items += 1
             yield _line(
                 {"type": "association", "key": key, "project": assoc.project, "count": assoc.count}
             )
+        # The last line: a file cut short at a line end (a failure mid-export) is
+        # refused on restore instead of restored in part.
+        yield _line({"type": "end", "items": items})
 
 
 # --- restore ------------------------------------------------------------------
@@ -344,9 +355,20 @@ def validate(spool: Spool) -> dict[str, int]:
         Invalid: naming the first bad line and field.
     """
     counts: dict[str, int] = {}
-    header = False
+    header = ended = False
+    number = 0
     for number, raw in spool.lines():
         item = parse_line(number, raw)
+        if ended:
+            raise _bad(number, "type", "Nothing may follow the end line.")
+        if header and item.get("type") == "end":
+            items = item.get("items")
+            if items != sum(counts.values()):
+                raise _bad(
+                    number, "items", f"The file has {sum(counts.values())} items, not {items!r}."
+                )
+            ended = True
+            continue
         if not header:
             if item.get("format") != FORMAT:
                 raise _bad(number, "format", f"Not a {FORMAT} file.")
@@ -366,6 +388,8 @@ def validate(spool: Spool) -> dict[str, int]:
         counts[str(kind)] = counts.get(str(kind), 0) + 1
     if not header:
         raise _bad(1, "file", "Empty file.")
+    if not ended:
+        raise _bad(number + 1, "end", "Missing: the file is cut short.")
     return counts
 
 
