@@ -170,9 +170,15 @@ class Exporter:
         }
 
     async def corrections(self, user: str) -> AsyncIterator[dict[str, Any]]:
-        """Every entry of the activity ledger a correction made, oldest first."""
+        """Every entry of the activity ledger a correction made, oldest first.
+
+        Corrections' revisions are numbers; entries the snapshot ingest itself
+        writes under a revision (resolving overlaps) are left out, as a restore's
+        ingest writes them again.
+        """
         statement = (
-            'SELECT * FROM "activity" WHERE "user" = $user AND "rev" =~ /./ AND time >= $after'
+            'SELECT * FROM "activity" WHERE "user" = $user AND "rev" =~ /^[0-9]+$/ '
+            "AND time >= $after"
         )
         async for rows in self._pages(statement, user):
             for row in rows:
