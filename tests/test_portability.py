@@ -381,6 +381,18 @@ async def test_multipart_upload(source: Instance, target: Instance) -> None:
         headers={**bob, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert result.status_code == 200, result.text
+    no_file = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+        + "x" * 100_000
+        + f"\r\n--{boundary}--\r\n"
+    ).encode()
+    missing = await target.client.simulate_post(
+        "/api/import/screenaware",
+        body=no_file,
+        headers={**bob, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert missing.status_code == 400
+    assert missing.json["message"] == "The multipart field 'file' is missing"
     assert (await answers(target, bob))["times-projectUuid"] == (await answers(source, ann))[
         "times-projectUuid"
     ]

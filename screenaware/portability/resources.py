@@ -51,7 +51,8 @@ async def upload_chunks(req: falcon.asgi.Request) -> AsyncIterator[bytes]:
                 async for chunk in part.stream:
                     yield chunk
                 return
-            await part.data  # skip other fields (bounded by the body limit)
+            async for _ in part.stream:  # other fields: read past, never kept
+                pass
         raise Invalid("The multipart field 'file' is missing", {"file": ["Missing."]})
     async for chunk in req.stream:
         yield chunk
