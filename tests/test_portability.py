@@ -322,7 +322,25 @@ async def test_malformed_files_are_refused_and_store_nothing(
     bad_type["durationMs"] = "ten seconds"
     bad_window = orjson.loads(lines[snapshot_at])
     bad_window["windows"][0]["isFocused"] = {"no": 1}
+    project_at = next(i for i, line in enumerate(lines) if b'"project"' in line)
+    orphan = orjson.loads(lines[project_at])
+    orphan["parentProject"] = str(uuid.uuid4())
+    task_at = next(i for i, line in enumerate(lines) if b'"task"' in line)
+    lost = orjson.loads(lines[task_at])
+    lost["projectUuid"] = str(uuid.uuid4())
+
+    p2_at = next(i for i, line in enumerate(lines) if b'"project"' in line and P2.encode() in line
+                 and b'"name":"sa"' in line)  # fmt: skip
+    looped = orjson.loads(lines[p2_at])
+    looped["parentProject"] = P4  # P4's parent is P2
+
+    def replaced(at: int, item: Any) -> bytes:
+        return b"".join([*lines[:at], orjson.dumps(item) + b"\n", *lines[at + 1 :]])
+
     cases = {
+        "orphan": (replaced(project_at, orphan), f"line {project_at + 1}: parentProject"),
+        "cycle": (replaced(p2_at, looped), "line "),
+        "lost task": (replaced(task_at, lost), f"line {task_at + 1}: projectUuid"),
         "truncated": (data[: len(data) - 20], f"line {len(lines)}: file"),
         "wrong type": (
             b"".join(
@@ -354,6 +372,8 @@ async def test_malformed_files_are_refused_and_store_nothing(
     for name, (body, message) in cases.items():
         result = await restore(target, bob, body)
         assert result.status_code == 400, (name, result.text)
+        if name == "cycle":
+            assert result.json["message"].endswith("would be its own ancestor."), result.json
         assert result.json["message"].startswith(message), (name, result.json)
         assert await _stored(target) == before, name
     too_big = await restore(target, bob, lines[0] + b"\n" * (9 * 1024 * 1024))

@@ -20,7 +20,7 @@ they would otherwise re-attribute).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -361,6 +361,9 @@ def validate(spool: Spool) -> dict[str, int]:
         Invalid: naming the first bad line and field.
     """
     counts: dict[str, int] = {}
+    # Small: what is needed to check the projects' tree and the tasks' projects.
+    parents: dict[str, tuple[str | None, int]] = {}
+    task_projects: list[tuple[str, int]] = []
     header = ended = False
     number = 0
     for number, raw in spool.lines():
@@ -392,11 +395,35 @@ def validate(spool: Spool) -> dict[str, int]:
             raise _bad(number, "type", f"Unknown item type {kind!r}.")
         check(item, number)
         counts[str(kind)] = counts.get(str(kind), 0) + 1
+        if kind == "project":
+            parents[item["uuid"]] = (item.get("parentProject"), number)
+        elif kind == "task":
+            task_projects.append((item["projectUuid"], number))
     if not header:
         raise _bad(1, "file", "Empty file.")
     if not ended:
         raise _bad(number + 1, "end", "Missing: the file is cut short.")
+    check_tree(parents, task_projects)
     return counts
+
+
+def check_tree(
+    parents: Mapping[str, tuple[str | None, int]], task_projects: Sequence[tuple[str, int]]
+) -> None:
+    """Every parent and every task's project is a project of the file, and no
+    project is its own ancestor; :class:`Invalid` naming the line otherwise."""
+    for uuid, (parent, line) in parents.items():
+        if parent is not None and parent not in parents:
+            raise _bad(line, "parentProject", "Not a project of this file.")
+        seen = {uuid}
+        while parent is not None:
+            if parent in seen:
+                raise _bad(line, "parentProject", "The project would be its own ancestor.")
+            seen.add(parent)
+            parent = parents[parent][0]
+    for project, line in task_projects:
+        if project not in parents:
+            raise _bad(line, "projectUuid", "Not a project of this file.")
 
 
 class Restorer:
