@@ -337,7 +337,10 @@ async def test_malformed_files_are_refused_and_store_nothing(
     def replaced(at: int, item: Any) -> bytes:
         return b"".join([*lines[:at], orjson.dumps(item) + b"\n", *lines[at + 1 :]])
 
+    future = orjson.loads(lines[snapshot_at])
+    future["time"] = "2023-11-17T00:00:00.000Z"  # the clock says 2023-11-15 12:00
     cases = {
+        "future": (replaced(snapshot_at, future), f"line {snapshot_at + 1}: time: More than"),
         "orphan": (replaced(project_at, orphan), f"line {project_at + 1}: parentProject"),
         "cycle": (replaced(p2_at, looped), "line "),
         "lost task": (replaced(task_at, lost), f"line {task_at + 1}: projectUuid"),

@@ -42,7 +42,7 @@ def mount(
         "/api/export",
         ExportResource(Exporter(stores, clock, config.export_page_rows), identity.accounts),
     )
-    restorer = Restorer(stores, config.import_batch)
+    restorer = Restorer(stores, config.import_batch, clock)
 
     def now_ms() -> int:
         return int(clock() * 1000)

@@ -79,7 +79,7 @@ async def import_native(
         def report(done: int, total: int | None = None) -> None:
             progress(done, total, size)
 
-        return await Restorer(stores, config.import_batch).restore(user, spool, report)
+        return await Restorer(stores, config.import_batch, time.time).restore(user, spool, report)
 
 
 async def import_activitywatch(

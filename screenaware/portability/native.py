@@ -35,8 +35,9 @@ from screenaware.identity import Accounts, ProjectStore
 from screenaware.portability.spool import Spool
 from screenaware.storage.influx import InfluxClient
 from screenaware.streams import CORRECTION_FIELDS, StreamService
-from screenaware.timeutil import from_ms, iso
+from screenaware.timeutil import from_ms, iso, to_ms
 
+DAY_MS = 86_400_000
 FORMAT = "screenaware-export"
 VERSION = 1
 PAGE_ROWS = 5000
@@ -354,8 +355,13 @@ def parse_line(number: int, raw: bytes) -> dict[str, Any]:
     return item
 
 
-def validate(spool: Spool) -> dict[str, int]:
+def validate(spool: Spool, now_ms: int | None = None) -> dict[str, int]:
     """Check every line of an export; returns the count of each item type.
+
+    Args:
+        spool: the file.
+        now_ms: the current time; snapshots ending more than a day later are
+            refused here, as the ingest would refuse them.
 
     Raises:
         Invalid: naming the first bad line and field.
@@ -393,7 +399,11 @@ def validate(spool: Spool) -> dict[str, int]:
         check = _CHECKS.get(kind) if isinstance(kind, str) else None
         if check is None:
             raise _bad(number, "type", f"Unknown item type {kind!r}.")
-        check(item, number)
+        checked = check(item, number)
+        if kind == "snapshot" and now_ms is not None:
+            end = to_ms(checked["time"]) + checked["durationMs"]
+            if end > now_ms + DAY_MS:
+                raise _bad(number, "time", "More than a day in the future.")
         counts[str(kind)] = counts.get(str(kind), 0) + 1
         if kind == "project":
             parents[item["uuid"]] = (item.get("parentProject"), number)
@@ -432,11 +442,13 @@ class Restorer:
     Args:
         stores: the stores of the features.
         batch: snapshots (and corrections) per write.
+        clock: the current Unix time in seconds.
     """
 
-    def __init__(self, stores: Stores, batch: int) -> None:
+    def __init__(self, stores: Stores, batch: int, clock: Callable[[], float]) -> None:
         self._s = stores
         self._batch = batch
+        self._clock = clock
 
     def _items(self, spool: Spool, kind: str) -> Iterator[dict[str, Any]]:
         # Each pass reads one type; lines that cannot be of it are not parsed.
@@ -460,7 +472,7 @@ class Restorer:
             spool: the export file.
             progress: called with (snapshots stored, snapshots in the file).
         """
-        counts = validate(spool)
+        counts = validate(spool, int(self._clock() * 1000))
         total = counts.get("snapshot", 0)
         await self._profile(user, spool)
         await self._projects(user, spool)
