@@ -8,7 +8,7 @@ from collections.abc import Callable
 import falcon.asgi
 
 import heartbeat
-from screenaware import activity, identity, logs, streams
+from screenaware import activity, identity, logs, portability, streams
 from screenaware.config import Config
 from screenaware.storage.backends import Backends
 from screenaware.storage.influx import UniqueClock
@@ -35,7 +35,10 @@ def create_app(
     heartbeat.mount(app, config, backends, clock)
     ident = identity.mount(app, config, backends, clock)
     act = activity.mount(app, config, backends, clock)
-    streams.mount(app, config, backends, clock, activity=act, identity=ident)
+    stream_service = streams.mount(app, config, backends, clock, activity=act, identity=ident)
+    portability.mount(
+        app, config, backends, clock, activity=act, identity=ident, streams=stream_service
+    )
     logs.mount(app, config, backends, clock)
     web.mount(app, config, backends)
     return app

@@ -137,6 +137,50 @@ def cmd_rebuild_stats(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(_with_backends(config, work))
 
 
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    """Write everything of a user as the JSON Lines export format."""
+    from screenaware.errors import NotFound
+    from screenaware.portability.commands import export_user, progress_display
+
+    async def work(backends: Any, out: Any) -> int:
+        try:
+            with progress_display(sys.stderr, "export") as progress:
+                lines = await export_user(config, backends, args.user, out, progress)
+        except NotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        LOG.info("exported %d lines", lines)
+        return 0
+
+    if args.output in (None, "-"):
+        return asyncio.run(_with_backends(config, lambda b: work(b, sys.stdout.buffer)))
+    with open(args.output, "wb") as out:
+        return asyncio.run(_with_backends(config, lambda b: work(b, out)))
+
+
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    """Import a file into a user; prints the summary as JSON."""
+    from screenaware.errors import Invalid, NotFound
+    from screenaware.portability.commands import IMPORTERS, progress_display
+
+    async def work(backends: Any) -> int:
+        try:
+            with progress_display(sys.stderr, f"import {args.kind}") as progress:
+                summary = await IMPORTERS[args.kind](
+                    config, backends, args.user, Path(args.file), progress
+                )
+        except NotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except Invalid as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(summary))
+        return 0
+
+    return asyncio.run(_with_backends(config, work))
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     """Validate the configuration (loading it already did) and print it, secrets hidden."""
     print(repr(config))
@@ -221,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("email")
     create.add_argument("--admin", action="store_true", help="with the admin role")
     create.set_defaults(func=cmd_create_user)
+    export = sub.add_parser("export", help="export everything of a user (JSON Lines)")
+    export.add_argument("--user", required=True, metavar="EMAIL")
+    export.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    export.set_defaults(func=cmd_export)
+    imp = sub.add_parser("import", help="import a file into a user")
+    imp.add_argument("kind", choices=["screenaware", "activitywatch", "wakatime"])
+    imp.add_argument("file")
+    imp.add_argument("--user", required=True, metavar="EMAIL")
+    imp.set_defaults(func=cmd_import)
     check = sub.add_parser("check-config", help="validate and print the configuration")
     check.set_defaults(func=cmd_check_config)
     services = sub.add_parser("services", help="local influxd and redis-server")

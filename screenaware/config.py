@@ -82,6 +82,15 @@ class Config:
     # Tests only: tells which worker answered (proof that two workers served).
     worker_pid_header: bool = False
     snapshot_batch_max: int = 1000
+    # Imports (/api/import/*): the largest upload spooled to disk, the longest
+    # line of a JSON Lines file, and snapshots per ingest batch.
+    import_max_bytes: int = 512 * 1024 * 1024
+    import_max_line_bytes: int = 1024 * 1024
+    import_batch: int = 500
+    # A WakaTime heartbeat covers the time to the next one, at most this long (s).
+    wakatime_timeout: int = 900
+    # Rows per InfluxDB query of an export: what one export holds at once.
+    export_page_rows: int = 5000
     substream_join_gap: int = 60
     stream_interruption: int = 120
     stream_idle_gap: int = 300
@@ -164,6 +173,13 @@ class Config:
             "must be '*' or comma-separated origins like https://app.example.org",
         )
         _require(self.snapshot_batch_max >= 1, "snapshot_batch_max", "must be at least 1")
+        _require(self.import_max_bytes >= 1024, "import_max_bytes", "must be at least 1024")
+        _require(
+            self.import_max_line_bytes >= 1024, "import_max_line_bytes", "must be at least 1024"
+        )
+        _require(self.import_batch >= 1, "import_batch", "must be at least 1")
+        _require(self.wakatime_timeout >= 1, "wakatime_timeout", "must be at least 1 second")
+        _require(self.export_page_rows >= 250, "export_page_rows", "must be at least 250")
         _require(self.log_batch_max >= 1, "log_batch_max", "must be at least 1")
         for name in ("substream_join_gap", "stream_interruption", "stream_idle_gap"):
             _require(getattr(self, name) >= 0, name, "must not be negative (seconds)")

@@ -49,7 +49,11 @@ def start_gunicorn(
     argv = gunicorn_argv(app, workers=workers, bind=f"127.0.0.1:{port}")
     proc = subprocess.Popen(
         [*argv, "--chdir", str(ROOT / "scripts"), "--log-level", "warning"],
-        env={**env, "PYTHONPATH": str(ROOT)},
+        # ROOT first; what the caller's PYTHONPATH adds (a work tree's sensor/) after.
+        env={
+            **env,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+        },
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -753,6 +757,106 @@ async def _transport_rounds(
         await session.close()
 
 
+def activitywatch_month(first: dt.datetime) -> dict[str, Any]:
+    """A 30-day aw-server export: 8 h a day, a window event every 30 s, afk
+    breaks, and a browser tab for the browser's events."""
+    host = "benchhost"
+    windows, afk, web = [], [], []
+    apps = [("code", "main.py - Code"), ("Google-chrome", "Docs - Google Chrome"),
+            ("slack", "Slack"), ("Google-chrome", "Issue - Google Chrome")]  # fmt: skip
+    for day in range(DAYS):
+        start = first + dt.timedelta(days=day)
+        for i in range(8 * 120):
+            app, title = apps[(i // 7) % len(apps)]
+            at = start + dt.timedelta(seconds=30 * i)
+            windows.append({"timestamp": at.isoformat(), "duration": 30.0,
+                            "data": {"app": app, "title": title}})  # fmt: skip
+            if app == "Google-chrome":
+                web.append({"timestamp": at.isoformat(), "duration": 30.0,
+                            "data": {"url": f"https://example.org/{i % 50}", "title": title,
+                                     "audible": False, "incognito": False}})  # fmt: skip
+        for hour in range(8):  # 50 minutes at the desk, 10 away, every hour
+            at = start + dt.timedelta(hours=hour)
+            afk.append({"timestamp": at.isoformat(), "duration": 3000.0,
+                        "data": {"status": "not-afk"}})  # fmt: skip
+            afk.append({"timestamp": (at + dt.timedelta(minutes=50)).isoformat(),
+                        "duration": 600.0, "data": {"status": "afk"}})  # fmt: skip
+
+    def bucket(bid: str, kind: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"id": bid, "created": first.isoformat(), "name": None, "type": kind,
+                "client": "bench", "hostname": host, "data": {}, "events": events}  # fmt: skip
+
+    return {"buckets": {
+        f"aw-watcher-window_{host}": bucket(f"aw-watcher-window_{host}", "currentwindow", windows),
+        f"aw-watcher-afk_{host}": bucket(f"aw-watcher-afk_{host}", "afkstatus", afk),
+        "aw-watcher-web-chrome": bucket("aw-watcher-web-chrome", "web.tab.current", web),
+    }}  # fmt: skip
+
+
+@contextlib.contextmanager
+def aw_server(tmp: Path) -> Iterator[str]:
+    port = free_port()
+    home = tmp / "aw-home"
+    env = {**os.environ, "HOME": str(home)}
+    for name in ("data", "config", "cache"):
+        env[f"XDG_{name.upper()}_HOME"] = str(home / name)
+    binary = ROOT / ".venv-activitywatch" / "bin" / "aw-server"
+    with (tmp / "aw-server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(binary), "--testing", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/api/0/info", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop(proc)
+
+
+def bench_import(args: argparse.Namespace) -> None:
+    import orjson
+
+    first = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    first -= dt.timedelta(days=DAYS + 1)
+    export = orjson.dumps(activitywatch_month(first))
+    events = sum(len(b["events"]) for b in orjson.loads(export)["buckets"].values())
+    rows = []
+    with stack(args.workers) as s:
+        headers = login(s.url)
+        started = time.perf_counter()
+        resp = httpx.post(
+            f"{s.url}/api/import/activitywatch", content=export, headers=headers, timeout=900
+        )
+        took = time.perf_counter() - started
+        resp.raise_for_status()
+        rows.append(("ScreenAware POST /api/import/activitywatch", took,
+                     f"{resp.json()['snapshots']:,} snapshots"))  # fmt: skip
+        with aw_server(s.tmp) as aw:
+            started = time.perf_counter()
+            resp = httpx.post(
+                f"{aw}/api/0/import",
+                content=export,
+                headers={"Content-Type": "application/json"},
+                timeout=900,
+            )
+            took = time.perf_counter() - started
+            resp.raise_for_status()
+            rows.append(("aw-server 0.12 POST /api/0/import", took, "its own buckets"))
+    print(f"\nImport of one 30-day ActivityWatch export: {events:,} events, "
+          f"{len(export) / 1e6:.1f} MB, {args.workers} workers, one request each, "
+          f"all on this machine ({os.cpu_count()} cores)\n")  # fmt: skip
+    print(f"| {'':44} | seconds | events/s | stored |")
+    print(f"|{'-' * 46}|---------|----------|--------|")
+    for name, took, stored in rows:
+        print(f"| {name:44} | {took:7.1f} | {events / took:8,.0f} | {stored} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -781,6 +885,8 @@ def main() -> None:
     tr.add_argument("--queries", type=int, default=3, help="queries per client per round")
     tr.add_argument("--query-points", type=int, default=200_000, help="points the query returns")
     tr.set_defaults(func=bench_transport)
+    im = sub.add_parser("import", help="a 30-day ActivityWatch export: ours and aw-server's")
+    im.set_defaults(func=bench_import)
     args = parser.parse_args()
     args.func(args)
 

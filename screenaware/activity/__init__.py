@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from screenaware.activity.attribution import NONE, application_name
-from screenaware.activity.learning import LearningStore, features
+from screenaware.activity.learning import Association, LearningStore, features
 from screenaware.activity.resources import (
     ApplicationsResource,
     CategoriesResource,
@@ -33,9 +33,13 @@ __all__ = [
     "NONE",
     "Activity",
     "ActivityStore",
+    "Association",
     "LearningStore",
+    "SnapshotService",
     "TimelineStore",
+    "TimesService",
     "application_name",
+    "build",
     "features",
     "mount",
 ]
@@ -48,10 +52,12 @@ class Activity:
     store: ActivityStore
     learning: LearningStore
     timeline: TimelineStore
+    snapshots: SnapshotService
+    times: TimesService
 
 
-def mount(app: App, config: Config, backends: Backends, clock: Callable[[], float]) -> Activity:
-    """Add the snapshot, times, application and category routes to ``app``."""
+def build(config: Config, backends: Backends, clock: Callable[[], float]) -> Activity:
+    """The activity feature's stores and services (for ``mount`` and the CLI)."""
     store = ActivityStore(backends.get_redis)
     timeline = TimelineStore(
         backends.get_redis,
@@ -67,10 +73,17 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         backends.writer, backends.influx, store, timeline, clock, config.learn_min_score
     )
     times = TimesService(backends.influx, store, clock)
+    return Activity(store, LearningStore(backends.get_redis), timeline, snapshots, times)
+
+
+def mount(app: App, config: Config, backends: Backends, clock: Callable[[], float]) -> Activity:
+    """Add the snapshot, times, application and category routes to ``app``."""
+    feature = build(config, backends, clock)
+    store = feature.store
     app.body_limits.set("/api/snapshots", config.bulk_body_bytes)
-    app.add_route("/api/snapshots", SnapshotsResource(snapshots, config.snapshot_batch_max))
-    app.add_route("/api/times", TimesResource(times, config.timezone))
+    app.add_route("/api/snapshots", SnapshotsResource(feature.snapshots, config.snapshot_batch_max))
+    app.add_route("/api/times", TimesResource(feature.times, config.timezone))
     app.add_route("/api/applications", ApplicationsResource(store))
     app.add_route("/api/categories", CategoriesResource(store))
     app.add_route("/api/categories/{category_id}", CategoryResource(store))
-    return Activity(store, LearningStore(backends.get_redis), timeline)
+    return feature

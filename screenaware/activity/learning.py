@@ -151,6 +151,21 @@ class LearningStore(RedisStore):
                 )
             await pipe.execute()
 
+    async def all(self, user: str) -> dict[str, Association]:
+        """Every association of the user (for export)."""
+        return decode(await self._redis.hgetall(learn_key(user)))
+
+    async def restore(self, user: str, learned: Mapping[str, Association]) -> None:
+        """Store associations as they are (restoring an export), replacing those keys."""
+        if not learned:
+            return
+        await self._redis.hset(
+            learn_key(user),
+            mapping={
+                k: json.dumps({"project": a.project, "count": a.count}) for k, a in learned.items()
+            },
+        )
+
     async def for_project(self, user: str, project: str) -> list[dict[str, Any]]:
         """What was learned for one project."""
         learned = decode(await self._redis.hgetall(learn_key(user)))

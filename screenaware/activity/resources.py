@@ -16,8 +16,9 @@ from schemas.activity import (
 from schemas.identity import OkSchema
 from screenaware.activity.snapshots import SnapshotService
 from screenaware.activity.store import ActivityStore
-from screenaware.activity.times import TimesService
+from screenaware.activity.times import TimesService, csv_rows
 from screenaware.web.auth import caller, caller_zone
+from screenaware.web.csvout import render, wants_csv
 from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body, load_query
 
@@ -56,7 +57,11 @@ class TimesResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
         zone = caller_zone(req, params.get("tz"), self._default_zone)
-        resp.media = await self._service.times(caller(req), params, zone)
+        answer = await self._service.times(caller(req), params, zone)
+        if wants_csv(req):
+            render(resp, *csv_rows(answer, params.get("groupBy")))
+            return
+        resp.media = answer
 
 
 class ApplicationsResource:

@@ -140,6 +140,18 @@ class ActivityStore(RedisStore):
         await self._redis.hset(key, category["uuid"], json.dumps(category))
         return public_category(_rule(category), False)
 
+    async def own_categories(self, user: str) -> list[dict[str, Any]]:
+        """The user's own categories as stored (for export)."""
+        raw = await self._redis.hgetall(categories_key(user))
+        return sorted((json.loads(v) for v in raw.values()), key=lambda c: c["uuid"])
+
+    async def restore_category(self, user: str, category: dict[str, Any]) -> None:
+        """Store a category with its own uuid (restoring an export), replacing it."""
+        rule = _rule(category)  # raises KeyError on a category without uuid or name
+        stored = public_category(rule, False)
+        del stored["builtin"]
+        await self._redis.hset(categories_key(user), rule.uuid, json.dumps(stored))
+
     async def delete_category(self, user: str, category_uuid: str) -> dict[str, Any]:
         raw = await self._redis.hget(categories_key(user), category_uuid)
         if raw is None or not await self._redis.hdel(categories_key(user), category_uuid):

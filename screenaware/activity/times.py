@@ -93,6 +93,25 @@ def shape(
     return root
 
 
+def csv_rows(answer: dict[str, Any], group_by: str | None) -> tuple[list[str], list[list[Any]]]:
+    """The /times answer as CSV columns and rows: one row per bucket and group (the
+    leaves of the answer), durations in ms, times ISO 8601."""
+    columns = ["start", "end", *([group_by] if group_by else []), "sum"]
+    rows: list[list[Any]] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if "grouped" in node:
+            for child in node["grouped"].values():
+                walk(child)
+            return
+        rows.append(
+            [node["start"], node["end"], *([node.get(group_by)] if group_by else []), node["sum"]]
+        )
+
+    walk(answer)
+    return columns, rows
+
+
 class TimesService:
     """Answers /times for one user.
 

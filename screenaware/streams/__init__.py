@@ -15,9 +15,35 @@ from screenaware.streams.resources import (
     StreamsResource,
     SubstreamsResource,
 )
-from screenaware.streams.service import StreamService
+from screenaware.streams.service import CORRECTION_FIELDS, StreamService
 from screenaware.streams.sessionise import Thresholds
 from screenaware.web.app import App
+
+__all__ = ["CORRECTION_FIELDS", "StreamService", "make_service", "mount"]
+
+
+def make_service(
+    config: Config,
+    backends: Backends,
+    clock: Callable[[], float],
+    activity: Activity,
+) -> StreamService:
+    """The stream service (also for the CLI, which mounts no routes)."""
+    thresholds = Thresholds(
+        join_gap=config.substream_join_gap * 1000,
+        interruption=config.stream_interruption * 1000,
+        idle_gap=config.stream_idle_gap * 1000,
+    )
+    return StreamService(
+        backends.influx,
+        backends.writer,
+        activity.store,
+        activity.learning,
+        activity.timeline,
+        backends.get_redis,
+        clock,
+        thresholds,
+    )
 
 
 def mount(
@@ -28,23 +54,9 @@ def mount(
     *,
     activity: Activity,
     identity: Identity,
-) -> None:
+) -> StreamService:
     """Add the stream, substream, correction and association routes to ``app``."""
-    thresholds = Thresholds(
-        join_gap=config.substream_join_gap * 1000,
-        interruption=config.stream_interruption * 1000,
-        idle_gap=config.stream_idle_gap * 1000,
-    )
-    service = StreamService(
-        backends.influx,
-        backends.writer,
-        activity.store,
-        activity.learning,
-        activity.timeline,
-        backends.get_redis,
-        clock,
-        thresholds,
-    )
+    service = make_service(config, backends, clock, activity)
     zone = config.timezone
     app.add_route("/api/streams", StreamsResource(service, zone))
     app.add_route("/api/substreams", SubstreamsResource(service, zone))
@@ -55,3 +67,4 @@ def mount(
         "/api/projects/{project_id}/associations",
         AssociationsResource(activity.learning, identity.projects),
     )
+    return service

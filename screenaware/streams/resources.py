@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import falcon
@@ -22,6 +23,7 @@ from screenaware.activity import LearningStore
 from screenaware.identity import ProjectStore
 from screenaware.streams.service import StreamService
 from screenaware.web.auth import caller, caller_zone
+from screenaware.web.csvout import render, wants_csv
 from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body, load_query
 
@@ -37,6 +39,24 @@ class _Zoned:
 
     def zone(self, req: falcon.asgi.Request, tz: str | None) -> ZoneInfo:
         return ZoneInfo(caller_zone(req, tz, self._default_zone))
+
+
+STREAM_COLUMNS = ("uuid", "time", "durationMs", "projectUuid", "isGap")
+
+
+def stream_rows(
+    answer: list[dict[str, Any]] | dict[str, list[dict[str, Any]]],
+) -> tuple[list[str], list[list[Any]]]:
+    """/streams as CSV columns and rows: one row per stream (with its day first when
+    grouped by day); what ``expanded`` adds is left out."""
+    if isinstance(answer, dict):
+        columns = ["day", *STREAM_COLUMNS]
+        rows = [[day, *(s.get(c, False if c == "isGap" else None) for c in STREAM_COLUMNS)]
+                for day, streams in answer.items() for s in streams]  # fmt: skip
+        return columns, rows
+    return list(STREAM_COLUMNS), [
+        [s.get(c, False if c == "isGap" else None) for c in STREAM_COLUMNS] for s in answer
+    ]
 
 
 class StreamsResource(_Zoned):
@@ -61,9 +81,11 @@ class StreamsResource(_Zoned):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
         # Already in the shape of StreamSchema; a dump of thousands would only cost time.
-        resp.media = await self._service.streams(
-            caller(req), params, self.zone(req, params.get("tz"))
-        )
+        answer = await self._service.streams(caller(req), params, self.zone(req, params.get("tz")))
+        if wants_csv(req):
+            render(resp, *stream_rows(answer))
+            return
+        resp.media = answer
 
 
 class SubstreamsResource(_Zoned):

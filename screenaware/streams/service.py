@@ -40,6 +40,7 @@ from screenaware.activity import (
 from screenaware.errors import Invalid, NotFound
 from screenaware.storage.ids import uuid7_ms
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
+from screenaware.storage.redisstore import Script
 from screenaware.streams.sessionise import (
     CORRECTED,
     Activity,
@@ -52,6 +53,17 @@ from screenaware.streams.sessionise import (
 from screenaware.timeutil import from_ms, iso, requested_range, to_ms
 
 LOG = logging.getLogger(__name__)
+
+# KEYS: the user's revision counter; ARGV: a revision restored from an export.
+# Later corrections must sort after every restored one.
+_RAISE_REV = Script("""
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+""")
+
+CORRECTION_FIELDS = ("project", "category", "application", "rev", "document", "title",
+                     "process", "reason")  # fmt: skip
 
 DAY_CACHE_TTL = 7 * 86_400
 MAX_SPAN = dt.timedelta(days=400)
@@ -304,3 +316,32 @@ class StreamService:
         await self._learning.learn(user, keys, project)
         LOG.info("stream %s corrected: %d snapshots", stream_uuid, len(changed))
         return len(changed)
+
+    async def restore_corrections(self, user: str, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Write correction entries of an export as they were (same revisions).
+
+        Each entry has ``timeMs``, ``durationMs`` and the :data:`CORRECTION_FIELDS`;
+        writing one twice lands on the same point. The revision counter is raised
+        past the highest restored revision.
+        """
+        if not entries:
+            return
+        points = [
+            Point("activity")
+            .tag("user", user)
+            .tag("project", e["project"] or NONE)
+            .tag("category", e["category"] or NONE)
+            .tag("application", e["application"] or NONE)
+            .tag("rev", e["rev"])
+            .field("duration_ms", int(e["durationMs"]))
+            .field("document", e["document"] or "")
+            .field("title", e["title"] or "")
+            .field("process", e["process"] or "")
+            .field("reason", e["reason"] or "")
+            .time(int(e["timeMs"]) * 1_000_000)
+            for e in entries
+        ]
+        await self._writer.write(points)
+        await self._activity.after_ingest(user, {}, {int(e["timeMs"]) // DAY_MS for e in entries})
+        highest = max(int(e["rev"]) for e in entries)
+        await _RAISE_REV(self._redis(), [f"{{sa}}:rev:{user}"], [highest])

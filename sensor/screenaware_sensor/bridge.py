@@ -13,54 +13,33 @@ and the afk bucket have recorded, and the next pass continues from there.
 
 from __future__ import annotations
 
-import bisect
-import datetime as dt
-import itertools
 import json
 import logging
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
+from screenaware_sensor.activitywatch import (
+    DAY_MS,
+    Event,
+    browser_of,
+    bucket_kind,
+    cut,
+    event_of,
+    to_iso,
+)
 from screenaware_sensor.queue import SnapshotQueue
-from screenaware_sensor.snapshot import Privacy, Window, build_snapshot
+from screenaware_sensor.snapshot import Privacy
 
 log = logging.getLogger("screenaware_sensor.bridge")
 
-DAY_MS = 86_400_000
-SNAPSHOT_MS = 10_000  # the API's longest snapshot
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# Browsers whose window a web bucket's name stands for (aw-watcher-web-<browser>).
-BROWSER_APPS = {"chrome": ("chrome", "chromium"), "firefox": ("firefox",)}
+__all__ = ["AwClient", "BridgeError", "Event", "bridge_pass", "cut"]
 
 
 class BridgeError(Exception):
     """aw-server cannot be read now."""
-
-
-@dataclass(frozen=True)
-class Event:
-    """An ActivityWatch event, in Unix milliseconds."""
-
-    start: int
-    end: int
-    data: Mapping[str, Any]
-
-
-def to_ms(value: str) -> int:
-    """An ActivityWatch timestamp (ISO 8601) as exact Unix milliseconds."""
-    when = dt.datetime.fromisoformat(value)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return (when - EPOCH) // dt.timedelta(milliseconds=1)
-
-
-def to_iso(ms: int) -> str:
-    """Unix milliseconds as the ISO 8601 aw-server takes."""
-    return (EPOCH + dt.timedelta(milliseconds=ms)).isoformat()
 
 
 class AwClient:
@@ -105,84 +84,11 @@ class AwClient:
         raw = self._get(f"/buckets/{urllib.parse.quote(bucket, safe='')}/events", params)
         events = []
         for item in raw if isinstance(raw, list) else ():
-            begin = to_ms(item["timestamp"])
-            length = round(float(item.get("duration", 0)) * 1000)
-            if length > 0:
-                events.append(Event(begin, begin + length, item.get("data") or {}))
+            event = event_of(item)
+            if event is not None:
+                events.append(event)
         events.sort(key=lambda e: e.start)
         return events
-
-
-def _kind(bucket_id: str, info: Mapping[str, Any]) -> str:
-    kind = str(info.get("type", ""))
-    if kind == "currentwindow" or bucket_id.startswith("aw-watcher-window"):
-        return "window"
-    if kind == "afkstatus" or bucket_id.startswith("aw-watcher-afk"):
-        return "afk"
-    if kind == "web.tab.current" or bucket_id.startswith("aw-watcher-web"):
-        return "web"
-    return ""
-
-
-def _covering(events: Sequence[Event], starts: Sequence[int], at: int) -> Event | None:
-    index = bisect.bisect_right(starts, at) - 1
-    if index >= 0 and events[index].end > at:
-        return events[index]
-    return None
-
-
-def _browser_matches(browser: str, app: str) -> bool:
-    app = app.lower()
-    return any(name in app for name in BROWSER_APPS.get(browser, (browser,)))
-
-
-def cut(
-    windows: Sequence[Event],
-    afk: Sequence[Event] | None,
-    web: Mapping[str, Sequence[Event]],
-    start: int,
-    end: int,
-    privacy: Privacy,
-) -> list[tuple[dict[str, Any], int]]:
-    """Snapshots (body, taken_ms) of ``[start, end)``: not-afk window time, ≤ 10 s each."""
-    bounds = {start, end}
-    for events in (windows, afk or (), *web.values()):
-        for e in events:
-            bounds.update(t for t in (e.start, e.end) if start < t < end)
-    points = sorted(bounds)
-    w_starts = [e.start for e in windows]
-    a_starts = [e.start for e in afk] if afk is not None else []
-    web_starts = {name: [e.start for e in events] for name, events in web.items()}
-    runs: list[list[Any]] = []  # [start, end, key]
-    for a, b in itertools.pairwise(points):
-        window = _covering(windows, w_starts, a)
-        if window is None:
-            continue
-        if afk is not None:
-            status = _covering(afk, a_starts, a)
-            if status is None or status.data.get("status") != "not-afk":
-                continue
-        app = str(window.data.get("app", ""))
-        url = ""
-        for browser, events in web.items():
-            tab = _covering(events, web_starts[browser], a)
-            if tab is not None and _browser_matches(browser, app) and tab.data.get("url"):
-                url = str(tab.data["url"])
-                break
-        key = (app, str(window.data.get("title", "")), url)
-        if runs and runs[-1][1] == a and runs[-1][2] == key:
-            runs[-1][1] = b
-        else:
-            runs.append([a, b, key])
-    snapshots = []
-    for run_start, run_end, (app, title, url) in runs:
-        seen = Window(title, app, True, 1.0, 1.0, (url,) if url else ())
-        t = run_start
-        while t < run_end:
-            taken = min(t + SNAPSHOT_MS, run_end)
-            snapshots.append((build_snapshot([seen], taken, taken - t, privacy), taken))
-            t = taken
-    return snapshots
 
 
 def bridge_pass(
@@ -201,7 +107,7 @@ def bridge_pass(
         BridgeError: aw-server cannot be read.
     """
     buckets = aw.buckets()
-    kinds = {bid: _kind(bid, info) for bid, info in buckets.items()}
+    kinds = {bid: bucket_kind(bid, info) for bid, info in buckets.items()}
     webs = sorted(b for b, k in kinds.items() if k == "web")
     queued = 0
     for window_id in sorted(b for b, k in kinds.items() if k == "window"):
@@ -223,8 +129,7 @@ def bridge_pass(
             step_end = min(final, cursor + DAY_MS)  # a day per request keeps memory bounded
             windows = aw.events(window_id, cursor, step_end)
             afk = aw.events(afk_id, cursor, step_end) if afk_id is not None else None
-            web = {b.removeprefix("aw-watcher-web-").split("_")[0]: aw.events(b, cursor, step_end)
-                   for b in webs}  # fmt: skip
+            web = {browser_of(b): aw.events(b, cursor, step_end) for b in webs}
             snapshots = cut(windows, afk, web, cursor, step_end, privacy)
             queue.put_many(snapshots, meta={cursor_name: str(step_end)})
             queued += len(snapshots)

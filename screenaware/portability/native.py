@@ -1,0 +1,561 @@
+"""The ScreenAware export format (JSON Lines) and its restore.
+
+Line 1 is the header ``{"format": "screenaware-export", "version": 1, ...}``; every
+other line is one item ``{"type": ..., ...}``, in this order: ``profile``,
+``project`` (parents before children), ``task``, ``category``, ``snapshot`` (as
+sent: start, duration, windows with documents and tags), ``correction`` (an entry
+of the ``activity`` ledger made by a stream correction, with its revision),
+``association`` (what corrections taught), and last ``{"type": "end", "items": N}``
+so that a file cut short is refused.
+
+InfluxDB is read in pages by time (keyset pagination with bind parameters), so
+an export never holds more than one page of the history.
+
+A restore validates the whole file first (nothing is stored when any line is
+bad), then stores it: rules first, then snapshots through the snapshot service
+(attribution as for live data, the rules of the export in place), then the
+corrections, then the associations last (they were learned after the snapshots
+they would otherwise re-attribute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import marshmallow
+import orjson
+
+from schemas.activity import SnapshotSchema
+from screenaware.activity import ActivityStore, Association, LearningStore, SnapshotService
+from screenaware.errors import Conflict, Invalid
+from screenaware.identity import Accounts, ProjectStore
+from screenaware.portability.spool import Spool
+from screenaware.storage.influx import InfluxClient
+from screenaware.streams import CORRECTION_FIELDS, StreamService
+from screenaware.timeutil import from_ms, iso, to_ms
+
+DAY_MS = 86_400_000
+FORMAT = "screenaware-export"
+VERSION = 1
+PAGE_ROWS = 5000
+_NS = 1_000_000
+
+_snapshot_schema = SnapshotSchema()
+
+
+@dataclass(frozen=True)
+class Stores:
+    """What export and restore read and write, all through their features."""
+
+    accounts: Accounts
+    projects: ProjectStore
+    activity: ActivityStore
+    learning: LearningStore
+    snapshots: SnapshotService
+    streams: StreamService
+    influx: InfluxClient
+
+
+def _line(item: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(item) + b"\n"
+
+
+def parents_first(projects: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Projects ordered so that each comes after its parent (cycles broken)."""
+    out: list[Mapping[str, Any]] = []
+    placed: set[str] = set()
+
+    def place(uuid: str, path: set[str]) -> None:
+        if uuid in placed or uuid in path:
+            return
+        parent = projects[uuid].get("parentProject")
+        if isinstance(parent, str) and parent in projects:
+            place(parent, path | {uuid})
+        placed.add(uuid)
+        out.append(projects[uuid])
+
+    for uuid in sorted(projects):
+        place(uuid, set())
+    return out
+
+
+def window_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A snapshot window as sent, from a ``window`` point."""
+    return {
+        "title": row.get("title") or "",
+        "isFocused": row.get("focused") == "true",
+        "processName": row.get("process") or "",
+        "screenPercentage": row.get("screen"),
+        "visiblePercentage": row.get("visible"),
+        "documents": orjson.loads(row.get("documents") or "[]"),
+        "tags": orjson.loads(row.get("tags") or "{}"),
+    }
+
+
+class Exporter:
+    """Writes one user's data as the export format, line by line.
+
+    Args:
+        stores: the stores of the features.
+        clock: the current Unix time in seconds.
+        page_rows: rows per InfluxDB query.
+    """
+
+    def __init__(
+        self, stores: Stores, clock: Callable[[], float], page_rows: int = PAGE_ROWS
+    ) -> None:
+        self._s = stores
+        self._clock = clock
+        self._page = page_rows
+
+    async def _pages(self, statement: str, user: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """Rows of ``statement`` (which filters ``time >= $after``) by page, whole
+        timestamps only: rows of the last timestamp of a full page may continue on
+        the next page, so they are held back and read again with it."""
+        after = 0
+        while True:
+            series = await self._s.influx.query(
+                statement + f" LIMIT {self._page}", {"user": user, "after": after}
+            )
+            rows = [r for s in series for r in s.rows()]
+            if len(rows) < self._page:
+                if rows:
+                    yield rows
+                return
+            last = rows[-1]["time"]
+            whole = [r for r in rows if r["time"] != last]
+            if whole:
+                yield whole
+                after = int(last)
+                continue
+            # One timestamp fills a page (a snapshot corrected many times): page
+            # through that timestamp alone.
+            offset = 0
+            while rows:
+                yield rows
+                offset += len(rows)
+                if len(rows) < self._page:
+                    break
+                series = await self._s.influx.query(
+                    statement.replace("time >= $after", "time = $after")
+                    + f" LIMIT {self._page} OFFSET {offset}",
+                    {"user": user, "after": int(last)},
+                )
+                rows = [r for s in series for r in s.rows()]
+            after = int(last) + 1
+
+    async def snapshots(self, user: str) -> AsyncIterator[dict[str, Any]]:
+        """Every stored snapshot of the user, oldest first."""
+        statement = 'SELECT * FROM "window" WHERE "user" = $user AND time >= $after'
+        async for rows in self._pages(statement, user):
+            current: list[dict[str, Any]] = []
+            for row in rows:
+                if current and row["time"] != current[0]["time"]:
+                    yield self._snapshot(current)
+                    current = []
+                current.append(row)
+            if current:
+                yield self._snapshot(current)
+
+    @staticmethod
+    def _snapshot(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        rows.sort(key=lambda r: int(r.get("idx") or 0))
+        return {
+            "type": "snapshot",
+            "time": iso(from_ms(int(rows[0]["time"]) // _NS)),
+            "durationMs": int(rows[0]["duration_ms"]),
+            "windows": [window_of(r) for r in rows],
+        }
+
+    async def corrections(self, user: str) -> AsyncIterator[dict[str, Any]]:
+        """Every entry of the activity ledger a correction made, oldest first.
+
+        Corrections' revisions are numbers; entries the snapshot ingest itself
+        writes under a revision (resolving overlaps) are left out, as a restore's
+        ingest writes them again.
+        """
+        statement = (
+            'SELECT * FROM "activity" WHERE "user" = $user AND "rev" =~ /^[0-9]+$/ '
+            "AND time >= $after"
+        )
+        async for rows in self._pages(statement, user):
+            for row in rows:
+                entry = {"type": "correction", "timeMs": int(row["time"]) // _NS}
+                entry["durationMs"] = int(row["duration_ms"])
+                for name in CORRECTION_FIELDS:
+                    value = row.get(name)
+                    entry[name] = None if value in (None, "none") and name in (
+                        "project", "category", "application"
+                    ) else value  # fmt: skip
+                yield entry
+
+    async def lines(
+        self, user: str, progress: Callable[[int], None] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The export of ``user``, one encoded line at a time."""
+        found = await self._s.accounts.store.require(user)
+        yield _line(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "exportedAt": iso(from_ms(int(self._clock() * 1000))),
+                "user": user,
+            }
+        )
+        yield _line({"type": "profile", **found.public()})
+        projects = parents_first(await self._s.projects.projects(user))
+        for project in projects:
+            yield _line({"type": "project", **project})
+        tasks = list((await self._s.projects.tasks(user)).values())
+        for task in tasks:
+            yield _line({"type": "task", **task})
+        categories = await self._s.activity.own_categories(user)
+        for category in categories:
+            yield _line({"type": "category", **category})
+        items = 1 + len(projects) + len(tasks) + len(categories)
+        count = 0
+        async for snapshot in self.snapshots(user):
+            count += 1
+            if progress:
+                progress(count)
+            yield _line(snapshot)
+        items += count
+        async for correction in self.corrections(user):
+            items += 1
+            yield _line(correction)
+        for key, assoc in sorted((await self._s.learning.all(user)).items()):
+            items += 1
+            yield _line(
+                {"type": "association", "key": key, "project": assoc.project, "count": assoc.count}
+            )
+        # The last line: a file cut short at a line end (a failure mid-export) is
+        # refused on restore instead of restored in part.
+        yield _line({"type": "end", "items": items})
+
+
+# --- restore ------------------------------------------------------------------
+
+
+def _bad(line: int, field: str, message: str) -> Invalid:
+    return Invalid(f"line {line}: {field}: {message}", {"line": line, field: [message]})
+
+
+def _need(item: Mapping[str, Any], line: int, name: str, kind: type | tuple[type, ...]) -> Any:
+    value = item.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _bad(line, name, f"Missing or not a {getattr(kind, '__name__', 'value')}.")
+    return value
+
+
+def _optional(item: Mapping[str, Any], line: int, name: str, kind: type) -> None:
+    if item.get(name) is not None and not isinstance(item[name], kind):
+        raise _bad(line, name, f"Not a {kind.__name__}.")
+
+
+def _check_profile(item: Mapping[str, Any], line: int) -> None:
+    for name in ("nameFirst", "nameLast", "timezone"):
+        _optional(item, line, name, str)
+    if item.get("timezone"):
+        try:
+            ZoneInfo(item["timezone"])
+        except (ValueError, ZoneInfoNotFoundError):
+            raise _bad(line, "timezone", "Unknown time zone.") from None
+
+
+def _check_project(item: Mapping[str, Any], line: int) -> None:
+    _need(item, line, "uuid", str)
+    _need(item, line, "name", str)
+    _optional(item, line, "parentProject", str)
+    for name in ("localPaths", "contactEmails", "keywords"):
+        value = item.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _bad(line, name, "Not a list of strings.")
+
+
+def _check_task(item: Mapping[str, Any], line: int) -> None:
+    _need(item, line, "uuid", str)
+    _need(item, line, "projectUuid", str)
+
+
+def _check_category(item: Mapping[str, Any], line: int) -> None:
+    _need(item, line, "uuid", str)
+    _need(item, line, "name", str)
+    for name in ("applications", "domains"):
+        value = item.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _bad(line, name, "Not a list of strings.")
+
+
+def _check_snapshot(item: Mapping[str, Any], line: int) -> dict[str, Any]:
+    if item.get("time") is None:
+        raise _bad(line, "time", "Missing.")
+    try:
+        loaded: dict[str, Any] = _snapshot_schema.load(
+            {k: v for k, v in item.items() if k != "type"}
+        )
+    except marshmallow.ValidationError as exc:
+        field, messages = next(iter(_flatten(exc.messages)))
+        raise _bad(line, field, "; ".join(messages)) from None
+    return loaded
+
+
+def _flatten(messages: Any, prefix: str = "") -> Iterator[tuple[str, list[str]]]:
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(messages, list) and messages and not isinstance(messages[0], str):
+        for index, value in enumerate(messages):
+            yield from _flatten(value, f"{prefix}.{index}")
+    else:
+        yield prefix, [str(m) for m in messages] if isinstance(messages, list) else [str(messages)]
+
+
+def _check_correction(item: Mapping[str, Any], line: int) -> None:
+    _need(item, line, "timeMs", int)
+    _need(item, line, "durationMs", int)
+    rev = _need(item, line, "rev", str)
+    if not rev.isdigit():
+        raise _bad(line, "rev", "Not a revision number.")
+    for name in CORRECTION_FIELDS:
+        _optional(item, line, name, str)
+
+
+def _check_association(item: Mapping[str, Any], line: int) -> None:
+    key = _need(item, line, "key", str)
+    if key.split(":", 1)[0] not in ("doc", "app", "word") or ":" not in key:
+        raise _bad(line, "key", "Not a feature key (doc:, app: or word:).")
+    _need(item, line, "project", str)
+    count = _need(item, line, "count", int)
+    if count < 1:
+        raise _bad(line, "count", "Must be at least 1.")
+
+
+_CHECKS: dict[str, Callable[[Mapping[str, Any], int], Any]] = {
+    "profile": lambda item, line: _check_profile(item, line),
+    "project": _check_project,
+    "task": _check_task,
+    "category": _check_category,
+    "snapshot": _check_snapshot,
+    "correction": _check_correction,
+    "association": _check_association,
+}
+
+
+def parse_line(number: int, raw: bytes) -> dict[str, Any]:
+    """One line as an object; :class:`Invalid` naming the line otherwise."""
+    try:
+        item = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _bad(number, "file", "Not valid JSON (truncated?).") from None
+    if not isinstance(item, dict):
+        raise _bad(number, "file", "Not a JSON object.")
+    return item
+
+
+def validate(spool: Spool, now_ms: int | None = None) -> dict[str, int]:
+    """Check every line of an export; returns the count of each item type.
+
+    Args:
+        spool: the file.
+        now_ms: the current time; snapshots ending more than a day later are
+            refused here, as the ingest would refuse them.
+
+    Raises:
+        Invalid: naming the first bad line and field.
+    """
+    counts: dict[str, int] = {}
+    # Small: what is needed to check the projects' tree and the tasks' projects.
+    parents: dict[str, tuple[str | None, int]] = {}
+    task_projects: list[tuple[str, int]] = []
+    header = ended = False
+    number = 0
+    for number, raw in spool.lines():
+        item = parse_line(number, raw)
+        if ended:
+            raise _bad(number, "type", "Nothing may follow the end line.")
+        if header and item.get("type") == "end":
+            items = item.get("items")
+            if items != sum(counts.values()):
+                raise _bad(
+                    number, "items", f"The file has {sum(counts.values())} items, not {items!r}."
+                )
+            ended = True
+            continue
+        if not header:
+            if item.get("format") != FORMAT:
+                raise _bad(number, "format", f"Not a {FORMAT} file.")
+            if item.get("version") != VERSION:
+                raise _bad(
+                    number,
+                    "version",
+                    f"Version {item.get('version')!r} is not supported (only {VERSION}).",
+                )
+            header = True
+            continue
+        kind = item.get("type")
+        check = _CHECKS.get(kind) if isinstance(kind, str) else None
+        if check is None:
+            raise _bad(number, "type", f"Unknown item type {kind!r}.")
+        checked = check(item, number)
+        if kind == "snapshot" and now_ms is not None:
+            end = to_ms(checked["time"]) + checked["durationMs"]
+            if end > now_ms + DAY_MS:
+                raise _bad(number, "time", "More than a day in the future.")
+        counts[str(kind)] = counts.get(str(kind), 0) + 1
+        if kind == "project":
+            parents[item["uuid"]] = (item.get("parentProject"), number)
+        elif kind == "task":
+            task_projects.append((item["projectUuid"], number))
+    if not header:
+        raise _bad(1, "file", "Empty file.")
+    if not ended:
+        raise _bad(number + 1, "end", "Missing: the file is cut short.")
+    check_tree(parents, task_projects)
+    return counts
+
+
+def check_tree(
+    parents: Mapping[str, tuple[str | None, int]], task_projects: Sequence[tuple[str, int]]
+) -> None:
+    """Every parent and every task's project is a project of the file, and no
+    project is its own ancestor; :class:`Invalid` naming the line otherwise."""
+    for uuid, (parent, line) in parents.items():
+        if parent is not None and parent not in parents:
+            raise _bad(line, "parentProject", "Not a project of this file.")
+        seen = {uuid}
+        while parent is not None:
+            if parent in seen:
+                raise _bad(line, "parentProject", "The project would be its own ancestor.")
+            seen.add(parent)
+            parent = parents[parent][0]
+    for project, line in task_projects:
+        if project not in parents:
+            raise _bad(line, "projectUuid", "Not a project of this file.")
+
+
+class Restorer:
+    """Stores a validated export into one user.
+
+    Args:
+        stores: the stores of the features.
+        batch: snapshots (and corrections) per write.
+        clock: the current Unix time in seconds.
+    """
+
+    def __init__(self, stores: Stores, batch: int, clock: Callable[[], float]) -> None:
+        self._s = stores
+        self._batch = batch
+        self._clock = clock
+
+    def _items(self, spool: Spool, kind: str) -> Iterator[dict[str, Any]]:
+        # Each pass reads one type; lines that cannot be of it are not parsed.
+        marker = f'"{kind}"'.encode()
+        lines = spool.lines()
+        next(lines, None)  # the header
+        for number, raw in lines:
+            if marker not in raw:
+                continue
+            item = parse_line(number, raw)
+            if item.get("type") == kind:
+                yield item
+
+    async def restore(
+        self, user: str, spool: Spool, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """Validate, then store; returns what was stored.
+
+        Args:
+            user: the uuid of the user restored into.
+            spool: the export file.
+            progress: called with (snapshots stored, snapshots in the file).
+        """
+        counts = validate(spool, int(self._clock() * 1000))
+        total = counts.get("snapshot", 0)
+        await self._profile(user, spool)
+        await self._projects(user, spool)
+        for task in self._items(spool, "task"):
+            data = {k: v for k, v in task.items() if k not in ("type", "userUuid")}
+            try:
+                await self._s.projects.save_task(user, data)
+            except Conflict:
+                await self._s.projects.save_task(user, data, data["uuid"])
+        for category in self._items(spool, "category"):
+            await self._s.activity.restore_category(user, category)
+        first, last, done = None, None, 0
+        batch: list[dict[str, Any]] = []
+        for item in self._items(spool, "snapshot"):
+            snapshot = _check_snapshot(item, 0)
+            start = snapshot["time"]
+            first = start if first is None or start < first else first
+            last = start if last is None or start > last else last
+            batch.append(snapshot)
+            if len(batch) >= self._batch:
+                done += await self._flush(user, batch, done, progress, total)
+        done += await self._flush(user, batch, done, progress, total)
+        entries: list[dict[str, Any]] = []
+        for item in self._items(spool, "correction"):
+            entries.append(item)
+            if len(entries) >= self._batch:
+                await self._s.streams.restore_corrections(user, entries)
+                entries = []
+        await self._s.streams.restore_corrections(user, entries)
+        learned: dict[str, Association] = {}
+        for item in self._items(spool, "association"):
+            learned[item["key"]] = Association(item["project"], item["count"])
+            if len(learned) >= self._batch:
+                await self._s.learning.restore(user, learned)
+                learned = {}
+        await self._s.learning.restore(user, learned)
+        return {
+            "snapshots": counts.get("snapshot", 0),
+            "projects": counts.get("project", 0),
+            "tasks": counts.get("task", 0),
+            "categories": counts.get("category", 0),
+            "corrections": counts.get("correction", 0),
+            "associations": counts.get("association", 0),
+            "skipped": [],
+            "from": iso(first) if first else None,
+            "to": iso(last) if last else None,
+        }
+
+    async def _flush(
+        self,
+        user: str,
+        batch: list[dict[str, Any]],
+        done: int,
+        progress: Callable[[int, int], None] | None,
+        total: int,
+    ) -> int:
+        if not batch:
+            return 0
+        await self._s.snapshots.ingest(user, batch)
+        count = len(batch)
+        batch.clear()
+        if progress:
+            progress(done + count, total)
+        return count
+
+    async def _profile(self, user: str, spool: Spool) -> None:
+        for profile in self._items(spool, "profile"):
+            changes = {
+                k: profile[k] for k in ("nameFirst", "nameLast") if isinstance(profile.get(k), str)
+            }
+            if isinstance(profile.get("timezone"), str):
+                changes["timezone"] = profile["timezone"]
+            if changes:
+                await self._s.accounts.store.update(user, changes)
+
+    async def _projects(self, user: str, spool: Spool) -> None:
+        """Create the projects with their uuids (parents first), or update them."""
+        projects = {p["uuid"]: p for p in self._items(spool, "project")}
+        for project in parents_first(projects):
+            data = {k: v for k, v in project.items() if k not in ("type", "id", "userUuid")}
+            try:
+                await self._s.projects.create_project(user, data)
+            except Conflict:  # restored before: the export's version wins
+                await self._s.projects.update_project(
+                    user, data["uuid"], {k: v for k, v in data.items() if k != "uuid"}
+                )

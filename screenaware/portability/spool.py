@@ -1,0 +1,89 @@
+"""Uploads spooled to a temporary file on disk, bounded in size and line length.
+
+An import is validated whole before anything is stored, so the upload is read
+twice; keeping it on disk instead of in memory keeps a worker's memory flat
+whatever the size of the file.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterable, Iterator
+from typing import IO
+
+from screenaware.errors import Invalid
+
+
+class Spool:
+    """A temporary file receiving an upload chunk by chunk.
+
+    Args:
+        max_bytes: the largest upload accepted.
+        max_line_bytes: the longest line accepted (JSON Lines files); None for
+            formats that are one JSON document.
+    """
+
+    def __init__(self, max_bytes: int, max_line_bytes: int | None = None) -> None:
+        self._file: IO[bytes] = tempfile.TemporaryFile()
+        self._max_bytes = max_bytes
+        self._max_line = max_line_bytes
+        self.size = 0
+        self._line = 1
+        self._line_length = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk; :class:`Invalid` past a limit."""
+        self.size += len(chunk)
+        if self.size > self._max_bytes:
+            raise Invalid(f"The file exceeds {self._max_bytes} bytes", {"file": ["Too large."]})
+        if self._max_line is not None:
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                piece = (newline if newline >= 0 else len(chunk)) - start
+                self._line_length += piece
+                if self._line_length > self._max_line:
+                    raise Invalid(
+                        f"line {self._line}: longer than {self._max_line} bytes",
+                        {"line": self._line, "file": ["Line too long."]},
+                    )
+                if newline < 0:
+                    break
+                self._line += 1
+                self._line_length = 0
+                start = newline + 1
+        self._file.write(chunk)
+
+    async def fill(self, chunks: AsyncIterable[bytes]) -> Spool:
+        """Write every chunk of an upload."""
+        async for chunk in chunks:
+            self.write(chunk)
+        self._file.flush()
+        return self
+
+    def fill_from(self, source: IO[bytes], chunk_size: int = 1 << 20) -> Spool:
+        """Write a local file (the CLI)."""
+        while chunk := source.read(chunk_size):
+            self.write(chunk)
+        self._file.flush()
+        return self
+
+    def reader(self) -> IO[bytes]:
+        """The file, rewound to its start."""
+        self._file.seek(0)
+        return self._file
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """The non-blank lines with their 1-based numbers."""
+        for number, line in enumerate(self.reader(), start=1):
+            if line.strip():
+                yield number, line
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,521 @@
+"""Export, restore and imports against real servers: two instances, each with its
+own influxd and redis-server."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import pty
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from falcon import testing
+
+from screenaware.app import create_app
+from screenaware.config import Config
+from screenaware.storage.localservers import free_port, start_influxd, start_redis
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    SECRET_KEY,
+    FakeClock,
+    InfluxHelper,
+    Servers,
+    bearer,
+)
+
+UTC = dt.UTC
+BIN = str(Path(sys.executable).with_name("screenaware"))
+P1 = "0fcdd1ec-05f7-49cc-931f-530c2c2f085c"
+P2 = "98254cc5-b623-43b6-8537-d9e0122cf975"
+P3 = "fe79e96c-a8ff-4ead-90eb-2c799db17439"
+P4 = "1b2a3c4d-0000-4000-8000-000000000004"
+DAY = {"start": "2023-11-14T00:00:00.000Z", "end": "2023-11-14T23:59:59.999Z", "tz": "UTC"}
+
+
+@dataclass
+class Instance:
+    client: testing.ASGIConductor
+    admin: dict[str, str]
+    influx: InfluxHelper
+    redis: redis.Redis
+    config: Config
+
+    async def new_user(self, email: str) -> dict[str, str]:
+        result = await self.client.simulate_post(
+            "/api/users",
+            json={"email": email, "password": "user-password-1"},
+            headers=self.admin,
+        )
+        assert result.status_code == 201, result.text
+        return bearer(result.json["token"])
+
+    async def get(self, headers: dict[str, str], path: str, **params: Any) -> Any:
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
+        result = await self.client.simulate_get(path, params=query, headers=headers)
+        assert result.status_code == 200, result.text
+        return result.json
+
+    async def post(self, headers: dict[str, str], path: str, body: Any) -> Any:
+        result = await self.client.simulate_post(path, json=body, headers=headers)
+        assert result.status_code in (200, 201), result.text
+        return result.json
+
+
+@pytest.fixture(scope="module")
+def other_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """A second influxd and redis-server: the instance a user moves to."""
+    base = tmp_path_factory.mktemp("other")
+    influx_port, redis_port = free_port(), free_port()
+    influxd = start_influxd(base / "influxdb", influx_port)
+    redis_server = start_redis(base / "redis", redis_port)
+    yield Servers(
+        f"http://127.0.0.1:{influx_port}",
+        f"redis://127.0.0.1:{redis_port}/0",
+        influxd,
+        redis_server,
+        base,
+    )
+    redis_server.stop()
+    influxd.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(dt.datetime(2023, 11, 15, 12, 0, tzinfo=UTC).timestamp())
+
+
+async def _instance(servers: Servers, tmp: Path, clock: FakeClock) -> AsyncIterator[Instance]:
+    influx = InfluxHelper(servers.influx_url, "test_" + uuid.uuid4().hex[:12])
+    client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
+    client.flushall()
+    config = Config.load(
+        environ={},
+        influx_url=servers.influx_url,
+        influx_db=influx.database,
+        redis_url=servers.redis_url,
+        secret_key=SECRET_KEY,
+        data_dir=str(tmp),
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        import_max_line_bytes=64 * 1024,
+        import_max_bytes=8 * 1024 * 1024,
+        import_batch=7,  # small batches and pages, so the tests cross their edges
+        export_page_rows=250,
+    )
+    try:
+        async with testing.ASGIConductor(create_app(config, clock=clock)) as conductor:
+            login = await conductor.simulate_post(
+                "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+            assert login.status_code == 200, login.text
+            yield Instance(conductor, bearer(login.json["token"]), influx, client, config)
+    finally:
+        influx.drop()
+        client.flushall()
+        client.close()
+
+
+@pytest.fixture
+async def source(servers: Servers, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Instance]:
+    async for instance in _instance(servers, tmp_path / "a", clock):
+        yield instance
+
+
+@pytest.fixture
+async def target(
+    other_servers: Servers, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Instance]:
+    async for instance in _instance(other_servers, tmp_path / "b", clock):
+        yield instance
+
+
+def at(hour: int, minute: int, second: int = 0) -> dt.datetime:
+    return dt.datetime(2023, 11, 14, hour, minute, second, tzinfo=UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", ".000Z")
+
+
+def snaps(
+    start: dt.datetime, minutes: float, app: str, title: str, **window: Any
+) -> list[dict[str, Any]]:
+    out = []
+    for i in range(int(minutes * 6)):
+        end = start + dt.timedelta(seconds=10 * (i + 1))
+        focused = {"processName": app, "title": title, "isFocused": True, **window}
+        other = {"processName": "slack", "title": "chat", "visiblePercentage": 0.25}
+        hidden = {"processName": "htop", "title": "", "screenPercentage": 0.1}
+        out.append({"timeTaken": iso(end), "windows": [focused, other, hidden]})
+    return out
+
+
+async def fill(inst: Instance) -> dict[str, str]:
+    """A user with nested projects, a task, a category, a day of activity with
+    documents and tags, away time, and a correction."""
+    user = await inst.new_user("ann@example.org")
+    await inst.client.simulate_put(
+        "/api/users/me", json={"timezone": "Europe/Berlin", "nameFirst": "Ann"}, headers=user
+    )
+    for body in (
+        {"uuid": P1, "name": "influx", "keywords": ["influxdb"]},
+        {"uuid": P2, "name": "sa", "keywords": ["screenaware"], "localPaths": ["/src/sa"]},
+        {"uuid": P3, "name": "unruled"},
+        {"uuid": P4, "name": "sa-web", "parentProject": P2, "keywords": ["frontend"]},
+    ):
+        await inst.post(user, "/api/projects", body)
+    await inst.post(
+        user, "/api/tasks", {"uuid": str(uuid.uuid4()), "title": "t", "projectUuid": P2}
+    )
+    await inst.post(user, "/api/categories", {"name": "reading", "applications": ["evince"]})
+    doc = {"documents": [{"path": "/src/sa/main.py", "title": "main.py — ünïcode"}]}
+    batch = (
+        snaps(at(10, 0), 5, "code", "influxdb tuning", tags={"focus": 1.0})
+        + snaps(at(10, 5), 3, "code", "editing", **doc)
+        + snaps(at(10, 8), 2, "evince", "paper.pdf")
+        + snaps(at(10, 10), 3, "chrome", "frontend PR")
+        + [{"timeTaken": iso(at(10, 13, 10)), "windows": []}]  # away
+        + snaps(at(10, 25), 5, "code", "influxdb tuning")
+    )
+    await inst.post(user, "/api/snapshots", batch[30:])
+    await inst.post(user, "/api/snapshots", batch[:30])
+    streams = await inst.get(user, "/api/streams", **DAY)
+    target = next(s for s in streams if s["projectUuid"] == P4)
+    result = await inst.client.simulate_put(
+        f"/api/stream/{target['uuid']}/project", json={"projectUuid": P3}, headers=user
+    )
+    assert result.status_code == 200, result.text
+    return user
+
+
+def _no_user(value: Any) -> Any:
+    """An answer without what names the user (its uuid differs between instances)."""
+    if isinstance(value, dict):
+        return {k: _no_user(v) for k, v in value.items() if k not in ("uuid", "userUuid", "id")}
+    if isinstance(value, list):
+        return [_no_user(v) for v in value]
+    return value
+
+
+async def answers(inst: Instance, user: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group in ("projectUuid", "categoryUuid", "applicationUuid"):
+        out[f"times-{group}"] = await inst.get(
+            user, "/api/times", **DAY, groupBy=group, resolution="hour"
+        )
+    out["streams"] = _no_user(await inst.get(user, "/api/streams", **DAY, expanded=True))
+    out["substreams"] = _no_user(await inst.get(user, "/api/substreams", **DAY))
+    out["projects"] = _no_user(await inst.get(user, "/api/projects"))
+    out["tasks"] = sorted(_no_user(t)["title"] for t in await inst.get(user, "/api/tasks"))
+    out["categories"] = await inst.get(user, "/api/categories")
+    out["associations"] = await inst.get(user, f"/api/projects/{P3}/associations")
+    me = await inst.get(user, "/api/users/me")
+    out["me"] = (me["timezone"], me["nameFirst"])
+    return out
+
+
+async def export(inst: Instance, headers: dict[str, str], **params: str) -> bytes:
+    result = await inst.client.simulate_get("/api/export", headers=headers, params=params)
+    assert result.status_code == 200, result.text
+    assert result.headers["content-type"].startswith("application/x-ndjson")
+    return result.content
+
+
+async def restore(inst: Instance, user: dict[str, str], body: bytes) -> testing.Result:
+    return await inst.client.simulate_post(
+        "/api/import/screenaware",
+        body=body,
+        headers={**user, "Content-Type": "application/x-ndjson"},
+    )
+
+
+async def test_export_restore_round_trip_into_another_instance(
+    source: Instance, target: Instance
+) -> None:
+    ann = await fill(source)
+    before = await answers(source, ann)
+    assert before["associations"], "the correction taught something"
+    assert before["times-projectUuid"]["sum"] > 0
+    data = await export(source, ann)
+    lines = [orjson.loads(line) for line in data.splitlines()]
+    assert lines[0]["format"] == "screenaware-export" and lines[0]["version"] == 1
+    kinds = [line.get("type") for line in lines[1:]]
+    assert kinds.count("snapshot") == 18 * 6, "every snapshot with windows, once"
+    assert kinds.count("project") == 4 and kinds.count("task") == 1
+    assert kinds.count("correction") == 2 * 3 * 6
+    assert "password" not in data.decode() and "scrypt" not in data.decode()
+    snapshot = next(line for line in lines if line.get("type") == "snapshot")
+    assert snapshot["windows"][0]["tags"] == {"focus": 1.0}
+
+    bob = await target.new_user("bob@elsewhere.org")
+    result = await restore(target, bob, data)
+    assert result.status_code == 200, result.text
+    summary = result.json
+    assert summary["snapshots"] == 18 * 6 and summary["corrections"] == 36
+    assert summary["from"] == "2023-11-14T10:00:00.000Z"
+    after = await answers(target, bob)
+    assert after == before
+
+    # Twice changes nothing.
+    points = target.influx.count("activity"), target.influx.count("window")
+    again = await restore(target, bob, data)
+    assert again.status_code == 200, again.text
+    assert (target.influx.count("activity"), target.influx.count("window")) == points
+    assert await answers(target, bob) == before
+
+    # A correction made after the restore still wins over the restored ones.
+    sums = await target.get(bob, "/api/times", **DAY, groupBy="projectUuid")
+    assert sums["grouped"][P3]["sum"] == 180_000
+    streams = await target.get(bob, "/api/streams", **DAY)
+    moved = next(s for s in streams if s["projectUuid"] == P3)
+    result = await target.client.simulate_put(
+        f"/api/stream/{moved['uuid']}/project", json={"projectUuid": P1}, headers=bob
+    )
+    assert result.status_code == 200, result.text
+    times = await target.get(bob, "/api/times", **DAY, groupBy="projectUuid")
+    assert times["grouped"][P3]["sum"] == 0
+    assert times["grouped"][P1]["sum"] == sums["grouped"][P1]["sum"] + 180_000
+
+
+async def test_export_of_others_only_for_admins(source: Instance) -> None:
+    ann = await fill(source)
+    eve = await source.new_user("eve@example.org")
+    me = await source.get(ann, "/api/users/me")
+    denied = await source.client.simulate_get(
+        "/api/export", headers=eve, params={"user": me["uuid"]}
+    )
+    assert denied.status_code == 404
+    by_admin = await export(source, source.admin, user=me["uuid"])
+    own = await export(source, ann)
+    assert by_admin.splitlines()[1:] == own.splitlines()[1:]
+    assert len(own.splitlines()) > 100
+    assert (await source.client.simulate_get("/api/export")).status_code == 401
+    bad = await source.client.simulate_get(
+        "/api/export", headers=source.admin, params={"user": "x"}
+    )
+    assert bad.status_code == 400
+
+
+async def _stored(inst: Instance) -> tuple[int, int, list[str]]:
+    keys = sorted(
+        str(k) for k in inst.redis.keys("*") if ":tgen:" not in str(k) and ":rev:" not in str(k)
+    )
+    return inst.influx.count("activity"), inst.influx.count("window"), keys
+
+
+async def test_malformed_files_are_refused_and_store_nothing(
+    source: Instance, target: Instance
+) -> None:
+    ann = await fill(source)
+    data = await export(source, ann)
+    bob = await target.new_user("bob@elsewhere.org")
+    before = await _stored(target)
+    lines = data.splitlines(keepends=True)
+    snapshot_at = next(i for i, line in enumerate(lines) if b'"snapshot"' in line)
+    bad_type = orjson.loads(lines[snapshot_at])
+    bad_type["durationMs"] = "ten seconds"
+    bad_window = orjson.loads(lines[snapshot_at])
+    bad_window["windows"][0]["isFocused"] = {"no": 1}
+    project_at = next(i for i, line in enumerate(lines) if b'"project"' in line)
+    orphan = orjson.loads(lines[project_at])
+    orphan["parentProject"] = str(uuid.uuid4())
+    task_at = next(i for i, line in enumerate(lines) if b'"task"' in line)
+    lost = orjson.loads(lines[task_at])
+    lost["projectUuid"] = str(uuid.uuid4())
+
+    p2_at = next(i for i, line in enumerate(lines) if b'"project"' in line and P2.encode() in line
+                 and b'"name":"sa"' in line)  # fmt: skip
+    looped = orjson.loads(lines[p2_at])
+    looped["parentProject"] = P4  # P4's parent is P2
+
+    def replaced(at: int, item: Any) -> bytes:
+        return b"".join([*lines[:at], orjson.dumps(item) + b"\n", *lines[at + 1 :]])
+
+    future = orjson.loads(lines[snapshot_at])
+    future["time"] = "2023-11-17T00:00:00.000Z"  # the clock says 2023-11-15 12:00
+    cases = {
+        "future": (replaced(snapshot_at, future), f"line {snapshot_at + 1}: time: More than"),
+        "orphan": (replaced(project_at, orphan), f"line {project_at + 1}: parentProject"),
+        "cycle": (replaced(p2_at, looped), "line "),
+        "lost task": (replaced(task_at, lost), f"line {task_at + 1}: projectUuid"),
+        "truncated": (data[: len(data) - 20], f"line {len(lines)}: file"),
+        "wrong type": (
+            b"".join(
+                [*lines[:snapshot_at], orjson.dumps(bad_type) + b"\n", *lines[snapshot_at + 1 :]]
+            ),
+            f"line {snapshot_at + 1}: durationMs",
+        ),
+        "nested": (
+            b"".join(
+                [*lines[:snapshot_at], orjson.dumps(bad_window) + b"\n", *lines[snapshot_at + 1 :]]
+            ),
+            f"line {snapshot_at + 1}: windows.0.isFocused",
+        ),
+        "cut at a line end": (b"".join(lines[:-3]), f"line {len(lines) - 2}: end: Missing"),
+        "no header": (b"".join(lines[1:]), "line 1: format"),
+        "version": (b'{"format": "screenaware-export", "version": 9}\n', "line 1: version"),
+        "unknown": (lines[0] + b'{"type": "secret"}\n', "line 2: type"),
+        "after the end": (data + lines[1], f"line {len(lines) + 1}: type"),
+        "wrong count": (
+            b"".join(lines[:-1]) + b'{"type": "end", "items": 3}\n',
+            f"line {len(lines)}: items",
+        ),
+        "long line": (
+            lines[0] + b'{"type": "profile", "x": "' + b"a" * 100_000 + b'"}\n',
+            "line 2: longer than",
+        ),
+        "not an object": (lines[0] + b"[1, 2]\n", "line 2: file"),
+    }
+    for name, (body, message) in cases.items():
+        result = await restore(target, bob, body)
+        assert result.status_code == 400, (name, result.text)
+        if name == "cycle":
+            assert result.json["message"].endswith("would be its own ancestor."), result.json
+        assert result.json["message"].startswith(message), (name, result.json)
+        assert await _stored(target) == before, name
+    too_big = await restore(target, bob, lines[0] + b"\n" * (9 * 1024 * 1024))
+    assert too_big.status_code == 413
+    assert await _stored(target) == before
+
+
+async def test_multipart_upload(source: Instance, target: Instance) -> None:
+    ann = await fill(source)
+    data = await export(source, ann)
+    bob = await target.new_user("bob@elsewhere.org")
+    boundary = "sa-boundary-1234"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n'
+            "Content-Type: application/x-ndjson\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    result = await target.client.simulate_post(
+        "/api/import/screenaware",
+        body=body,
+        headers={**bob, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert result.status_code == 200, result.text
+    no_file = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+        + "x" * 100_000
+        + f"\r\n--{boundary}--\r\n"
+    ).encode()
+    missing = await target.client.simulate_post(
+        "/api/import/screenaware",
+        body=no_file,
+        headers={**bob, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert missing.status_code == 400
+    assert missing.json["message"] == "The multipart field 'file' is missing"
+    assert (await answers(target, bob))["times-projectUuid"] == (await answers(source, ann))[
+        "times-projectUuid"
+    ]
+
+
+def cli(
+    inst: Instance, *args: str, stderr: Any = subprocess.PIPE
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, **inst.config.as_environ()}
+    return subprocess.run(
+        [BIN, *args], env=env, stdout=subprocess.PIPE, stderr=stderr, timeout=120, check=False
+    )
+
+
+async def test_cli_export_and_import(source: Instance, target: Instance, tmp_path: Path) -> None:
+    ann = await fill(source)
+    before = await answers(source, ann)
+    file = tmp_path / "ann.jsonl"
+    done = cli(source, "export", "--user", "ANN@example.org", "-o", str(file))
+    assert done.returncode == 0, done.stderr
+    assert b"export: " in done.stderr and b"items" in done.stderr  # plain lines, no terminal
+    lines = file.read_bytes().splitlines()
+    assert orjson.loads(lines[0])["format"] == "screenaware-export"
+    assert sum(b'"snapshot"' in line for line in lines) == 18 * 6
+    missing = cli(source, "export", "--user", "nobody@example.org")
+    assert missing.returncode == 1 and b"no user" in missing.stderr
+
+    bob = await target.new_user("bob@elsewhere.org")
+    # On a terminal: a progress bar (rich) with the count and the rate.
+    leader, follower = pty.openpty()
+    try:
+        result = cli(target, "import", "screenaware", str(file), "--user", "bob@elsewhere.org",
+                     stderr=follower)  # fmt: skip
+        os.close(follower)
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                shown += chunk
+    finally:
+        os.close(leader)
+    assert result.returncode == 0, shown
+    assert b"108/108" in shown and b"items/s" in shown
+    assert orjson.loads(result.stdout)["snapshots"] == 18 * 6
+    assert await answers(target, bob) == before
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"\n".join(lines[:-1])[:-10])  # cut inside the line before the end
+    refused = cli(target, "import", "screenaware", str(broken), "--user", "bob@elsewhere.org")
+    assert refused.returncode == 2 and f"line {len(lines) - 1}:".encode() in refused.stderr
+
+
+async def test_times_and_streams_as_csv(source: Instance) -> None:
+    import csv
+    import io
+
+    ann = await fill(source)
+
+    async def as_csv(path: str, accept: str = "text/csv", **params: Any) -> list[dict[str, str]]:
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
+        result = await source.client.simulate_get(
+            path, params=query, headers={**ann, "Accept": accept}
+        )
+        assert result.status_code == 200, result.text
+        assert result.headers["content-type"] == "text/csv; charset=utf-8"
+        return list(csv.DictReader(io.StringIO(result.text)))
+
+    hourly = await as_csv("/api/times", **DAY, groupBy="projectUuid", resolution="hour")
+    answer = await source.get(ann, "/api/times", **DAY, groupBy="projectUuid", resolution="hour")
+    assert list(hourly[0]) == ["start", "end", "projectUuid", "sum"]
+    projects = answer["grouped"]["2023-11-14T10:00:00.000Z"]["grouped"]
+    assert len(hourly) == 24 * len(projects)
+    ten = {
+        r["projectUuid"]: int(r["sum"]) for r in hourly if r["start"].startswith("2023-11-14T10")
+    }
+    assert ten == {(k if k != "none" else ""): v["sum"] for k, v in projects.items()}
+    assert sum(int(r["sum"]) for r in hourly) == answer["sum"]
+    assert hourly[0]["start"] == "2023-11-14T00:00:00.000Z"
+    nested = await as_csv(
+        "/api/times", **DAY, groupBy="projectUuid", resolution="day",
+        nestTimeBucketsInsideGroups=True,
+    )  # fmt: skip
+    assert sorted(int(r["sum"]) for r in nested) == sorted(v["sum"] for v in projects.values())
+    total = await as_csv("/api/times", "text/csv, application/json;q=0.5", **DAY)
+    assert total == [{"start": DAY["start"], "end": DAY["end"], "sum": str(answer["sum"])}]
+
+    streams = await source.get(ann, "/api/streams", **DAY, showGaps=True)
+    rows = await as_csv("/api/streams", **DAY, showGaps=True, expanded=True)
+    assert [r["uuid"] for r in rows] == [s["uuid"] for s in streams]
+    assert [int(r["durationMs"]) for r in rows] == [s["durationMs"] for s in streams]
+    assert [r["isGap"] for r in rows] == ["true" if s.get("isGap") else "false" for s in streams]
+    assert list(rows[0]) == ["uuid", "time", "durationMs", "projectUuid", "isGap"]
+    by_day = await as_csv("/api/streams", **DAY, groupByDay=True)
+    assert {r["day"] for r in by_day} == {"2023-11-14"}
+    # Without Accept, or preferring JSON: JSON as before.
+    plain = await source.client.simulate_get("/api/times", params=DAY, headers=ann)
+    assert plain.headers["content-type"].startswith("application/json")
+    prefer = await source.client.simulate_get(
+        "/api/streams", params=DAY, headers={**ann, "Accept": "application/json, text/csv;q=0.1"}
+    )
+    assert prefer.headers["content-type"].startswith("application/json")
