@@ -47,10 +47,12 @@ class Uuid(fields.UUID):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            metadata={"pattern": UUID_PATTERN, "example": "d8abeaa0-466e-4228-8e93-404cb8cd984b"},
-            **kwargs,
-        )
+        metadata = {
+            "pattern": UUID_PATTERN,
+            "example": "d8abeaa0-466e-4228-8e93-404cb8cd984b",
+            **kwargs.pop("metadata", {}),
+        }
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str) or not re.fullmatch(UUID_PATTERN, value):

@@ -7,11 +7,9 @@ from typing import Any
 from marshmallow import (
     EXCLUDE,
     Schema,
-    ValidationError,
     fields,
     post_load,
     validate,
-    validates_schema,
 )
 
 from schemas.common import NOT_BLANK as _not_blank
@@ -152,14 +150,9 @@ class OwnPasswordSchema(_CurrentPassword):
     """``PUT /api/users/me/password``: proves the current password."""
 
     currentPassword = _current_password(
-        "Your current password (required; `oldPassword` is accepted instead)."
+        "Your current password (needed, 422 without it; `oldPassword` is accepted instead)."
     )
     password = _password()
-
-    @validates_schema
-    def needs_current(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "currentPassword" not in data and "oldPassword" not in data:
-            raise ValidationError("Missing data for required field.", "currentPassword")
 
 
 class RoleSchema(Schema):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from schemas.activity import LATEST, _time
 from schemas.common import Pattern, StrictBoolean, StrictFloat, StrictInteger, Uuid, flag
@@ -87,15 +87,24 @@ class Interval(fields.String):
     sums the standard intervals.
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        # The pattern is in the document (checked in _deserialize, so the default,
+        # already in seconds, is not); that the width is a multiple of 5 minutes and
+        # at most 36500 days is checked with the request (422), see interval_ok.
+        metadata = {"pattern": r"^[1-9][0-9]{0,8}[smhdw]$", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         text = super()._deserialize(value, attr, data, **kwargs)
         match = re.fullmatch(r"([1-9][0-9]{0,8})([smhdw])", text)
         if match is None:
             raise ValidationError("Expected a duration such as 5m, 1h, 1d or 1w.")
-        seconds = int(match[1]) * _UNITS[match[2]]
-        if seconds % BASE_INTERVAL or not BASE_INTERVAL <= seconds <= MAX_INTERVAL:
-            raise ValidationError("Must be a multiple of 5m, at most 36500d.")
-        return seconds
+        return int(match[1]) * _UNITS[match[2]]
+
+
+def interval_ok(seconds: int) -> bool:
+    """Whether a loaded ``interval`` is a whole multiple of 5 minutes, at most 36500 days."""
+    return seconds % BASE_INTERVAL == 0 and BASE_INTERVAL <= seconds <= MAX_INTERVAL
 
 
 class LogQuerySchema(LogRangeSchema):
@@ -106,16 +115,13 @@ class LogQuerySchema(LogRangeSchema):
     metaonly = flag(load_default=False)
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
-    cursor = fields.UUID(metadata={"description": "uuid of the last point of the previous page"})
+    cursor = Uuid(
+        metadata={"description": "uuid of the last point of the previous page (not with offset)"}
+    )
     interval = Interval(
         load_default=BASE_INTERVAL,
         metadata={"description": "with structure=grouped: the bucket width (5m, 1h, 1d, 1w)"},
     )
-
-    @validates_schema
-    def _one_way_to_page(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if data.get("cursor") is not None and data.get("offset"):
-            raise ValidationError("Use either cursor or offset.", "cursor")
 
 
 class LogSeriesSchema(Schema):

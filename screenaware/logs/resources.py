@@ -21,6 +21,7 @@ from schemas.logs import (
     LogQuerySchema,
     LogRangeSchema,
     LogSeriesSchema,
+    interval_ok,
 )
 from screenaware.errors import Invalid, Malformed, NotFound
 from screenaware.logs.crashes import CrashStore
@@ -45,13 +46,16 @@ CRASH_UPLOAD = {
     "multipart/form-data": {
         "schema": {
             "type": "object",
-            "properties": {"upload_file_minidump": {"type": "string", "format": "binary"}},
+            # A dump of no bytes is no dump (400).
+            "properties": {
+                "upload_file_minidump": {"type": "string", "format": "binary", "minLength": 1}
+            },
             "required": ["upload_file_minidump"],
             # Breakpad's text fields (prod, ver, guid, ...): any, kept as text.
             "additionalProperties": {},
         },
     },
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
 }
 # Fields may come in the query string too (prod, ver, guid, ...).
 CRASH_FIELDS = {
@@ -184,11 +188,18 @@ class LogTypeResource:
             resp.media = {"count": await self._service.count(log_type, start, end, user)}
         elif params.get("structure") == "grouped":
             interval = params["interval"]
+            if not interval_ok(interval):
+                raise Invalid(
+                    "interval must be a multiple of 5m, at most 36500d",
+                    {"interval": ["Must be a multiple of 5m, at most 36500d."]},
+                )
             buckets = await self._service.grouped(log_type, start, end, user, interval)
             resp.set_header("X-Interval-Seconds", str(interval))
             resp.media = _buckets.dump(buckets)
         else:
             cursor = str(params["cursor"]) if params.get("cursor") else None
+            if cursor is not None and params["offset"]:
+                raise Invalid("Use either cursor or offset", {"cursor": ["Not with offset."]})
             pages = self._service.points(
                 log_type, start, end, user, params["limit"], params["offset"], cursor
             )
