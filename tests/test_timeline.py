@@ -14,17 +14,19 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from falcon import testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screenaware.activity.attribution import application_uuid
 from screenaware.activity.snapshots import snapshot_key
-from screenaware.activity.timeline import Record, resolve
+from screenaware.activity.timeline import Plan, Record, TimelineStore, lock_key, resolve
 from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
+from screenaware.errors import StorageUnavailable
 from screenaware.timeutil import iso, to_ms
-from tests.conftest import Api, FakeClock, InfluxHelper, dead_url
+from tests.conftest import Api, FakeClock, InfluxHelper, Servers, dead_url
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -425,6 +427,33 @@ async def test_a_resend_is_acknowledged_only_once_influxdb_has_it(
     await post(api, headers, first)
     assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
     assert (await get(api, headers, "/api/times", **DAY))["sum"] == 10_000
+
+
+async def test_a_round_whose_lock_expired_stores_nothing(
+    servers: Servers, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    # A round slowed past the lock's life (flushes to a slow InfluxDB) must not commit:
+    # another worker may hold the lock now and resolve the same snapshots.
+    client = aioredis.Redis.from_url(servers.redis_url, decode_responses=True)
+    no_writer: Any = None  # commit writes nothing to InfluxDB
+    timeline = TimelineStore(
+        lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
+        clock=clock,
+    )  # fmt: skip
+    record = Record(start=T0_MS, end=T0_MS + 10_000, key="k", project="p", category="c",
+                    application="a")  # fmt: skip
+    try:
+        async with timeline.locked("u1") as held:
+            redis_client.delete(lock_key("u1"))  # it expired meanwhile
+            with pytest.raises(StorageUnavailable):
+                await timeline.commit("u1", Plan(added=[record], trimmed=[]), held, ["x 1"])
+        assert redis_client.zcard("{sa}:cov:u1") == 0
+        assert redis_client.hlen("{sa}:tjournal:u1") == 0
+        async with timeline.locked("u1") as held:  # with the lock still ours, it commits
+            await timeline.commit("u1", Plan(added=[record], trimmed=[]), held, ["x 1"])
+        assert redis_client.zcard("{sa}:cov:u1") == 1
+    finally:
+        await client.aclose()
 
 
 def test_the_coverage_horizon_is_configured_in_days() -> None:

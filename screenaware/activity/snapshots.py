@@ -245,7 +245,7 @@ class SnapshotService:
                 lines.append(activity_point(user, record, a).to_line_protocol())
             for before, after in plan.trimmed:
                 lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
-            entry = await self._timeline.commit(user, plan, held.longest, lines)
+            entry = await self._timeline.commit(user, plan, held, lines)
         days = {day for job in jobs for day in job.away_days}
         days.update(r.start // DAY_MS for r in plan.added)
         days.update(before.start // DAY_MS for before, _ in plan.trimmed)

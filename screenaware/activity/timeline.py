@@ -18,8 +18,10 @@ sorted set scored by start, one compact member per snapshot: its interval, key,
 sub-millisecond offset, effective duration, trims so far and tags), so a batch
 reads the neighbourhood of all its snapshots in one round trip and never reads
 InfluxDB. A per-user lock serialises resolving (ingest, corrections) of one user
-across workers. It is held only while Redis is read and updated, not during the
-InfluxDB write, so concurrent requests of one user still share group commits:
+across workers. It is held while Redis is read and updated (and while journal
+entries of lost or failed writes are written first), not during the batch's own
+InfluxDB write, so concurrent requests of one user still share group commits; a
+round whose lock expired meanwhile commits nothing (WATCH on the lock):
 the batch's points are kept in a per-user *journal* in Redis with the coverage
 update, written to InfluxDB after the lock is released, and dropped from the
 journal once acknowledged. A journal entry whose writer failed or died is written
@@ -50,6 +52,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from screenaware.activity.store import DAY_MS, generations_key
 from screenaware.errors import StorageUnavailable, WriteRejected
@@ -262,10 +265,12 @@ class Held:
     Attributes:
         longest: the longest snapshot in the coverage (ms).
         journal: the ids of the journal entries not yet acknowledged.
+        token: the holder's lock token (a commit checks the lock is still its own).
     """
 
     longest: int
     journal: list[str]
+    token: str = ""
 
 
 class TimelineStore(RedisStore):
@@ -331,7 +336,7 @@ class TimelineStore(RedisStore):
             lost = [j for j in ids if int(j.split(":")[0]) < self._now_ms() - self._lock_ttl_ms]
             if lost:
                 await self.flush(user, lost)
-            yield Held(int(longest or 0), [j for j in ids if j not in lost])
+            yield Held(int(longest or 0), [j for j in ids if j not in lost], token)
         finally:
             # Shielded: a cancelled request must still let the others go on.
             await asyncio.shield(self._redis.eval(_RELEASE, 1, key, token))
@@ -374,13 +379,26 @@ class TimelineStore(RedisStore):
             found = await pipe.execute()
         return [Record.decode(raw) for members in found for raw in members]
 
-    async def commit(self, user: str, plan: Plan, longest: int, lines: Sequence[str]) -> str:
+    async def commit(self, user: str, plan: Plan, held: Held, lines: Sequence[str]) -> str:
         """Under the lock: store the plan in the coverage and the batch's points in
         the journal, and drop what fell behind the horizon, in one round. Returns
-        the journal entry's id."""
+        the journal entry's id.
+
+        Raises:
+            StorageUnavailable: the lock expired while this round ran (a slow
+                InfluxDB during its flushes): another worker may be resolving the
+                same snapshots, so this plan is not stored.
+        """
         key = coverage_key(user)
+        longest = held.longest
         entry = f"{self._now_ms()}:{secrets.token_hex(6)}"
         async with self._redis.pipeline(transaction=True) as pipe:
+            # WATCH: the transaction runs only if the lock is still ours when it does.
+            await pipe.watch(lock_key(user))
+            owner = await pipe.get(lock_key(user))
+            if (owner.decode() if isinstance(owner, bytes) else owner) != held.token:
+                raise StorageUnavailable("the timeline lock of a user expired", backend="redis")
+            pipe.multi()
             if lines:
                 pipe.hset(journal_key(user), entry, "\n".join(lines))
             if plan.trimmed:
@@ -393,7 +411,12 @@ class TimelineStore(RedisStore):
             batch_longest = max((r.end - r.start for r in plan.added), default=0)
             if batch_longest > longest:
                 pipe.hset(meta_key(user), "longest", batch_longest)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except WatchError:
+                raise StorageUnavailable(
+                    "the timeline lock of a user expired", backend="redis"
+                ) from None
         return entry
 
     async def written(
