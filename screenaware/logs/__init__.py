@@ -19,6 +19,8 @@ from screenaware.storage.backends import Backends
 from screenaware.storage.ratelimit import Quota
 from screenaware.web.app import App
 
+__all__ = ["mount"]
+
 
 def mount(app: App, config: Config, backends: Backends, clock: Callable[[], float]) -> None:
     """Add the log and crash routes to ``app``."""

@@ -149,7 +149,6 @@ class LogService:
         max_buckets: int = 10_000,
     ) -> None:
         self._influx = influx
-        self._max_buckets = max_buckets
         self._writer = writer
         self._redis = redis
         self._clock = clock

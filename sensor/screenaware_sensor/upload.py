@@ -152,7 +152,7 @@ def deliver(
 ) -> Outcome:
     """Upload the queue, oldest first, until it is empty or the server cannot take more.
 
-    A batch leaves the queue only after the server's 200. A 400 or 413 for a batch
+    A batch leaves the queue only after the server's 200. A 400, 413 or 422 for a batch
     splits it in halves until the refused snapshots stand alone; those move to the
     queue's ``rejected`` table.
     """
