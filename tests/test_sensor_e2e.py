@@ -53,7 +53,8 @@ def desktop(tmp_path: Path) -> Iterator[Desktop]:
 
 
 def user_token(url: str, email: str = "sensor@example.org") -> str:
-    """A new user's bearer token (created by the admin)."""
+    """An API key of a new user (created by the admin), as a person makes one for the
+    sensor: ``POST /api/keys`` with the login token."""
     admin = httpx.post(
         url + "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
     )
@@ -64,7 +65,13 @@ def user_token(url: str, email: str = "sensor@example.org") -> str:
         headers={"Authorization": f"Bearer {admin.json()['token']}"},
     )
     assert made.status_code == 201, made.text
-    return str(made.json()["token"])
+    key = httpx.post(
+        url + "/api/keys",
+        json={"name": "sensor"},
+        headers={"Authorization": f"Bearer {made.json()['token']}"},
+    )
+    assert key.status_code == 201, key.text
+    return str(key.json()["key"])
 
 
 def sensor(
