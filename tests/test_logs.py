@@ -325,6 +325,14 @@ async def test_anonymous_senders_are_rate_limited(api: Api) -> None:
     assert (await send(api, [entry()] * 50, api.admin)).status_code == 200
 
 
+async def test_a_refused_batch_uses_none_of_the_rate_limit(api: Api) -> None:
+    assert (await send(api, [entry()] * 40)).status_code == 200
+    assert (await send(api, [entry()] * 20)).status_code == 429
+    # The 20 refused entries were not kept, so they do not count: 10 more fit.
+    assert (await send(api, [entry()] * 10)).status_code == 200
+    assert (await send(api, entry())).status_code == 429
+
+
 async def test_review_parameters_are_validated(api: Api) -> None:
     for params in (
         {"limit": "0"},

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 import redis.asyncio as aioredis
 
-from screenaware.errors import BodyTooLarge, Malformed, RateLimited, StoreFull
+from screenaware.errors import BodyTooLarge, Malformed, StoreFull
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.ratelimit import Quota
 
@@ -279,7 +279,7 @@ class CrashStore:
             Malformed: the dump is empty.
         """
         anonymous = user is None
-        bytes_key = f"bytes:{address}"
+        bytes_key, byte_limit = f"bytes:{address}", self.limits.anonymous_bytes_per_hour
         if anonymous:
             await self._quota.take(f"count:{address}", 1, self.limits.anonymous_per_hour)
         now = int(self._clock() * 1000)
@@ -300,7 +300,7 @@ class CrashStore:
                     if size > reserve:
                         raise BodyTooLarge(self.limits.max_bytes)
                     if anonymous and size - charged >= _CHARGE_STEP:
-                        await self._charge(bytes_key, size - charged)
+                        await self._quota.take(bytes_key, size - charged, byte_limit)
                         charged = size
                     digest.update(chunk)
                     await asyncio.to_thread(out.write, chunk)
@@ -309,7 +309,7 @@ class CrashStore:
                         "The upload carries no dump", {"upload_file_minidump": ["Empty."]}
                     )
                 if anonymous and size > charged:
-                    await self._charge(bytes_key, size - charged)
+                    await self._quota.take(bytes_key, size - charged, byte_limit)
                     charged = size
                 await asyncio.to_thread(_sync_and_close, out)
             finally:
@@ -329,13 +329,6 @@ class CrashStore:
             raise
         LOG.info("crash dump %s stored (%d bytes)", point_uuid, size)
         return point_uuid
-
-    async def _charge(self, key: str, amount: int) -> None:
-        try:
-            await self._quota.take(key, amount, self.limits.anonymous_bytes_per_hour)
-        except RateLimited:
-            await self._quota.give_back(key, amount)
-            raise
 
     async def _reserve(self, token: str, amount: int, now: int) -> None:
         reply = await self._redis().eval(
