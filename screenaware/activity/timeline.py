@@ -57,13 +57,9 @@ from redis.exceptions import WatchError
 from screenaware.activity.store import DAY_MS, generations_key
 from screenaware.errors import StorageUnavailable, WriteRejected
 from screenaware.storage.influx import GroupCommitWriter
-from screenaware.storage.redisstore import RedisStore
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore
 
 LOG = logging.getLogger(__name__)
-
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
 
 
 def coverage_key(user: str) -> str:
@@ -339,7 +335,7 @@ class TimelineStore(RedisStore):
             yield Held(int(longest or 0), [j for j in ids if j not in lost], token)
         finally:
             # Shielded: a cancelled request must still let the others go on.
-            await asyncio.shield(self._redis.eval(_RELEASE, 1, key, token))
+            await asyncio.shield(RELEASE_LOCK(self._redis, [key], [token]))
 
     async def flush(self, user: str, ids: Sequence[str]) -> None:
         """Write journal entries to InfluxDB and drop them (entries another worker

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from screenaware.errors import BodyTooLarge, Malformed, StoreFull
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.ratelimit import Quota
+from screenaware.storage.redisstore import RELEASE_LOCK
 
 LOG = logging.getLogger(__name__)
 
@@ -106,9 +107,14 @@ end
 return 1
 """
 
-# Delete the lock only if it is still ours (it may have expired and been taken).
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+# KEYS as above; ARGV: uuid. Undoes _COMMIT of a dump whose point could not be written.
+_FORGET = """
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DECRBY', KEYS[1], old)
+  if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then redis.call('DECRBY', KEYS[4], old) end
+end
 return 0
 """
 
@@ -253,7 +259,7 @@ class CrashStore:
                 await pipe.execute()
             LOG.info("crash store: %d dumps, %d bytes", len(dumps), sum(d.size for d in dumps))
         finally:
-            await redis.eval(_UNLOCK, 1, SYNC_LOCK, token)
+            await RELEASE_LOCK(redis, [SYNC_LOCK], [token])
 
     async def store(
         self,
@@ -289,7 +295,7 @@ class CrashStore:
         await self._reserve(token, reserve, now)
         final = self.path(point_uuid, anonymous)
         partial = final.with_suffix(".part")
-        digest, size, charged = hashlib.sha256(), 0, 0
+        digest, size, charged, committed = hashlib.sha256(), 0, 0, False
         try:
             await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
             # File I/O runs in threads: a slow disk must not stall the event loop.
@@ -315,13 +321,18 @@ class CrashStore:
             finally:
                 out.close()
             await asyncio.to_thread(os.replace, partial, final)
-            await self._record(point_uuid, now, fields, size, digest.hexdigest(), user)
+            # Accounted first, then recorded: a point in InfluxDB always has its dump.
+            # A failed recording undoes the accounting and the file (below).
             await self._redis().eval(
                 _COMMIT, len(_KEYS), *_KEYS, token, point_uuid, size, int(anonymous), now
             )
+            committed = True
+            await self._record(point_uuid, now, fields, size, digest.hexdigest(), user)
         except BaseException:
             await asyncio.to_thread(_unlink_all, [partial, final])
             with contextlib.suppress(Exception):
+                if committed:
+                    await self._redis().eval(_FORGET, len(_KEYS), *_KEYS, point_uuid)
                 await self._redis().hdel(PENDING, token)
                 if charged:
                     # Refused or failed: those bytes were not kept, so they do not count.

@@ -1,4 +1,4 @@
-"""Quota against a real redis-server: a refusal uses none of the window."""
+"""The shared Redis scripts against a real redis-server."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from screenaware.errors import RateLimited
 from screenaware.storage.ratelimit import Quota
+from screenaware.storage.redisstore import RELEASE_LOCK
 from tests.conftest import Servers
 
 
@@ -36,5 +37,19 @@ async def test_a_refused_amount_is_given_back_atomically(
         with pytest.raises(RateLimited):
             await quota.take("fresh", 101, 100)
         assert redis_client.exists("{sa}:quota:test:fresh") == 0
+    finally:
+        await client.aclose()
+
+
+async def test_a_lock_is_released_only_by_its_holder(
+    servers: Servers, redis_client: redis.Redis
+) -> None:
+    client = aioredis.Redis.from_url(servers.redis_url)
+    try:
+        redis_client.set("lock", "theirs")
+        assert await RELEASE_LOCK(client, ["lock"], ["ours"]) == 0
+        assert redis_client.get("lock") == "theirs"
+        assert await RELEASE_LOCK(client, ["lock"], ["theirs"]) == 1
+        assert redis_client.exists("lock") == 0
     finally:
         await client.aclose()
