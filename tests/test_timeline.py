@@ -517,7 +517,7 @@ async def test_a_journal_entry_influxdb_refuses_leaves_the_coverage(
         assert result.status_code == 500, result.text
         assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
         assert redis_client.zcard(f"{{sa}}:cov:{user}") == 0
-    assert influx_db.query("SELECT * FROM window WHERE \"user\" = $u", {"u": user}) == []
+    assert influx_db.query('SELECT * FROM window WHERE "user" = $u', {"u": user}) == []
 
 
 async def test_undoing_an_entry_restores_what_it_trimmed(
