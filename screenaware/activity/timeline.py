@@ -27,7 +27,10 @@ update, written to InfluxDB after the lock is released, and dropped from the
 journal once acknowledged. A journal entry whose writer failed or died is written
 by the next lock holder (InfluxDB keeps one copy of a point written twice), and
 whoever reads the ledger under the lock (a correction) first writes the whole
-journal. Only a snapshot older than the horizon (a sensor that was offline for
+journal. An entry InfluxDB refuses for good (4xx: a field type conflict, a time
+beyond the retention policy) is dropped and its coverage changes are undone under
+the lock, so its snapshots count as new when they are sent again (and are refused
+again, not acknowledged). Only a snapshot older than the horizon (a sensor that was offline for
 weeks) makes its batch read its neighbourhood from the ``activity`` ledger: one
 query per stretch of such snapshots, never per snapshot.
 
