@@ -4,9 +4,10 @@ window, afk and web events through the real aw-client."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -14,6 +15,9 @@ import pytest
 
 from screenaware.activity.attribution import application_uuid
 from screenaware.config import Config
+from screenaware.errors import Invalid
+from screenaware.portability.activitywatch import count, store_batches
+from screenaware.portability.spool import Spool
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, InfluxHelper
 from tests.service import run_service
 from tests.test_sensor_bridge import aw_report, aw_server, feed, user_token
@@ -230,3 +234,50 @@ def test_a_large_export_is_never_held_in_a_worker(config: Config, tmp_path: Path
     size_mb = count * (len(event) + len(filler)) / 1024 / 1024
     assert size_mb > 40
     assert grown_mb < 20, f"the worker's peak memory grew {grown_mb:.0f} MB for {size_mb:.0f} MB"
+
+
+class Recorder:
+    """Stands in for the snapshot service: which batches it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[dict[str, Any]]] = []
+
+    async def ingest(self, user: str, batch: list[dict[str, Any]]) -> int:
+        self.batches.append(list(batch))
+        return len(batch)
+
+
+async def test_store_batches_reads_and_converts_off_the_event_loop() -> None:
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    end = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)
+
+    def source() -> Iterator[dict[str, Any]]:
+        for n in range(7):
+            threads.append(threading.get_ident())  # where the "SQLite read" runs
+            yield {"timeTaken": end + dt.timedelta(seconds=n), "durationMs": 1000}
+
+    service = Recorder()
+    seen: list[tuple[int, int]] = []
+    total = await count(source)
+    summary = await store_batches(
+        cast(Any, service), "u", source, total, 3, lambda done, of: seen.append((done, of))
+    )
+    assert total == 7 and len(threads) == 14
+    assert loop_thread not in threads
+    assert [len(b) for b in service.batches] == [3, 3, 1]
+    assert seen == [(3, 7), (6, 7), (7, 7)]
+    assert summary.answer([])["snapshots"] == 7
+
+
+async def test_spool_fill_keeps_an_upload_and_its_limits() -> None:
+    async def chunks(pieces: list[bytes]) -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    pieces = [b"x" * 700_000, b"y" * 700_000, b"z\n"]
+    with Spool(2_000_000) as spool:
+        await spool.fill(chunks(pieces))
+        assert spool.reader().read() == b"".join(pieces)
+    with Spool(1_000_000) as spool, pytest.raises(Invalid):
+        await spool.fill(chunks(pieces))

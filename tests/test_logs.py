@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
-from screenaware.logs.crashes import StoredDump, scan
+from screenaware.logs.crashes import ANON, ANON_TOTAL, PENDING, SIZES, TOTAL, StoredDump, scan
 from screenaware.logs.service import bucket_count, describe_span, parse_message
 from screenaware.storage.ids import _layout, uuid7, uuid7_ms
 from tests.conftest import (
@@ -325,6 +325,14 @@ async def test_anonymous_senders_are_rate_limited(api: Api) -> None:
     assert (await send(api, [entry()] * 50, api.admin)).status_code == 200
 
 
+async def test_a_refused_batch_uses_none_of_the_rate_limit(api: Api) -> None:
+    assert (await send(api, [entry()] * 40)).status_code == 200
+    assert (await send(api, [entry()] * 20)).status_code == 429
+    # The 20 refused entries were not kept, so they do not count: 10 more fit.
+    assert (await send(api, [entry()] * 10)).status_code == 200
+    assert (await send(api, entry())).status_code == 429
+
+
 async def test_review_parameters_are_validated(api: Api) -> None:
     for params in (
         {"limit": "0"},
@@ -403,6 +411,55 @@ async def test_breakpad_upload_download_and_limits(
             assert influx_db.count("log") == count_before
             missing = await http.get(f"/api/logs/crash/{uuid7(0)}", headers=admin)
             assert missing.status_code == 404
+
+
+async def raw_crash(api: Api) -> testing.Result:
+    return await api.client.simulate_post(
+        "/api/logs/crash/sensor?prod=sensor-mac&ver=2.0.0",
+        body=b"raw dump",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+
+def crash_points(influx_db: InfluxHelper) -> list[dict[str, Any]]:
+    return influx_db.query("SELECT * FROM log WHERE \"type\" = 'crash_sensor'")
+
+
+async def test_a_crash_point_is_never_written_when_its_dump_is_not_kept(
+    api: Api, influx_db: InfluxHelper, redis_client: Any, identity_config: Config
+) -> None:
+    # The accounting refuses the dump (a broken key: Redis answers WRONGTYPE).
+    redis_client.set(SIZES, "not a hash")
+    failed = await raw_crash(api)
+    assert failed.status_code >= 500
+    assert "WRONGTYPE" not in failed.text
+    assert crash_points(influx_db) == []
+    crash_dir = Path(identity_config.data_dir) / "crashes"
+    assert stored(crash_dir) == []
+
+
+async def test_a_crash_point_influxdb_refuses_undoes_the_dump_and_its_accounting(
+    api: Api, influx_db: InfluxHelper, redis_client: Any, identity_config: Config, clock: FakeClock
+) -> None:
+    # A `details` field of another type in the same shard: InfluxDB refuses the point.
+    line = f"log,type=other,level=info,origin=o details=1i {int(clock() * 1000)}"
+    written = httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database, "precision": "ms"},
+        content=line,
+        timeout=10,
+    )
+    assert written.status_code == 204, written.text
+    failed = await raw_crash(api)
+    assert failed.status_code >= 500
+    assert "conflict" not in failed.text
+    assert crash_points(influx_db) == []
+    assert stored(Path(identity_config.data_dir) / "crashes") == []
+    assert redis_client.hlen(SIZES) == 0
+    assert int(redis_client.get(TOTAL) or 0) == 0
+    assert int(redis_client.get(ANON_TOTAL) or 0) == 0
+    assert redis_client.zcard(ANON) == 0
+    assert redis_client.hlen(PENDING) == 0
 
 
 # --- bounded review answers -------------------------------------------------

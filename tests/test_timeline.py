@@ -12,6 +12,7 @@ import itertools
 import uuid as uuidlib
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -460,3 +461,89 @@ def test_the_coverage_horizon_is_configured_in_days() -> None:
     assert Config.load(environ={"SCREENAWARE_TIMELINE_DAYS": "7"}).timeline_days == 7
     with pytest.raises(ConfigError, match="SCREENAWARE_TIMELINE_DAYS"):
         Config.load(environ={"SCREENAWARE_TIMELINE_DAYS": "0"})
+
+
+def conflict_in_window_shard(influx_db: InfluxHelper) -> None:
+    """Make InfluxDB refuse every ``window`` point near T0 (a field of another type)."""
+    written = httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database, "precision": "ms"},
+        content=f"window,user=legacy process=1i {T0_MS}",
+        timeout=10,
+    )
+    assert written.status_code == 204, written.text
+
+
+async def test_a_batch_influxdb_refuses_is_never_acknowledged(
+    api: Api, influx_db: InfluxHelper, redis_client: redis.Redis
+) -> None:
+    headers = await api.new_user("cy@example.org")
+    user = await user_id(api, headers)
+    conflict_in_window_shard(influx_db)
+    first = snapshot(T0_MS + 10_000, 10_000, "code")
+    for _ in range(2):  # the sensor re-sends what was not acknowledged
+        result = await api.client.simulate_post("/api/snapshots", json=first, headers=headers)
+        assert result.status_code == 500, result.text
+        assert result.json["message"] == (
+            "The database refused to store this data; it was not stored"
+        )
+        assert redis_client.zcard(f"{{sa}}:cov:{user}") == 0
+        assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
+        assert redis_client.hlen(f"{{sa}}:tundo:{user}") == 0
+    assert influx_db.query('SELECT * FROM window WHERE "user" = $u', {"u": user}) == []
+
+
+async def test_a_journal_entry_influxdb_refuses_leaves_the_coverage(
+    identity_config: Config,
+    clock: FakeClock,
+    api: Api,
+    influx_db: InfluxHelper,
+    redis_client: redis.Redis,
+) -> None:
+    # A write lost to a dead InfluxDB waits in the journal; when InfluxDB answers
+    # again it refuses those points: a re-send must not be acknowledged.
+    headers = await api.new_user("dee@example.org")
+    user = await user_id(api, headers)
+    first = snapshot(T0_MS + 10_000, 10_000, "code")
+    dead = identity_config.replace(influx_url=dead_url("http"), influx_timeout=1.0)
+    async with testing.ASGIConductor(create_app(dead, clock=clock)) as broken:
+        result = await broken.simulate_post("/api/snapshots", json=first, headers=headers)
+        assert result.status_code == 503
+    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
+    assert redis_client.zcard(f"{{sa}}:cov:{user}") == 1
+    conflict_in_window_shard(influx_db)
+    for _ in range(2):
+        result = await api.client.simulate_post("/api/snapshots", json=first, headers=headers)
+        assert result.status_code == 500, result.text
+        assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
+        assert redis_client.zcard(f"{{sa}}:cov:{user}") == 0
+    assert influx_db.query('SELECT * FROM window WHERE "user" = $u', {"u": user}) == []
+
+
+async def test_undoing_an_entry_restores_what_it_trimmed(
+    servers: Servers, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    client = aioredis.Redis.from_url(servers.redis_url, decode_responses=True)
+    no_writer: Any = None  # undo writes nothing to InfluxDB
+    timeline = TimelineStore(
+        lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
+        clock=clock,
+    )  # fmt: skip
+    earlier = Record(start=T0_MS, end=T0_MS + 10_000, key="a", offset=0, effective=10_000)
+    later = Record(start=T0_MS + 5_000, end=T0_MS + 15_000, key="b")
+    other = Record(start=T0_MS + 20_000, end=T0_MS + 21_000, key="c", offset=0, effective=1_000)
+    try:
+        async with timeline.locked("u1") as held:
+            await timeline.commit("u1", Plan([earlier, other], []), held, ["x 1"])
+        async with timeline.locked("u1") as held:
+            existing = await timeline.around("u1", [(later.start, later.end)], held.longest)
+            plan = resolve(existing, [later])
+            assert [after.effective for _, after in plan.trimmed] == [5_000]
+            entry = await timeline.commit("u1", plan, held, ["x 2"])
+        async with timeline.locked("u1"):
+            await timeline.undo("u1", entry)
+        left = sorted(redis_client.zrange("{sa}:cov:u1", 0, -1))
+        assert left == sorted([earlier.encode(), other.encode()])
+        assert redis_client.hget("{sa}:tundo:u1", entry) is None
+    finally:
+        await client.aclose()

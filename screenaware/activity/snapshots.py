@@ -15,6 +15,7 @@ duration, and the snapshots it takes time from get reversing and new entries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from screenaware.activity.timeline import (
     records_from_ledger,
     resolve,
 )
-from screenaware.errors import Invalid, WriteQueueFull
+from screenaware.errors import Invalid, StorageUnavailable, WriteQueueFull, WriteRejected
 from screenaware.storage.batching import Coalescer
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
 from screenaware.timeutil import to_ms
@@ -233,8 +234,13 @@ class SnapshotService:
             if held.journal and len(plan.added) < len(candidates):
                 # A snapshot sent again may still wait in the journal entry of a
                 # write that failed: it is acknowledged only once InfluxDB has it
-                # (if InfluxDB is still down, this answer is a 503 too).
-                await self._timeline.flush(user, held.journal)
+                # (if InfluxDB is still down, this answer is a 503 too). An entry
+                # InfluxDB refuses leaves the coverage: then this batch is new again.
+                if await self._timeline.flush(user, held.journal):
+                    existing = await self._timeline.around(user, spans, held.longest)
+                    if old:
+                        existing = await self._with_ledger(user, existing, old)
+                    plan = resolve(existing, (r for r, _, _ in candidates.values()))
             lines: list[str] = []
             for record in plan.added:
                 _, a, snapshot = candidates[record.key]
@@ -256,7 +262,18 @@ class SnapshotService:
     async def _write(
         self, user: str, lines: list[str], entry: str, apps: dict[str, str], days: set[int]
     ) -> None:
-        await self._writer.write(lines)
+        try:
+            await self._writer.write(lines)
+        except WriteRejected:
+            if entry:
+                # Refused for good: the coverage must not list these snapshots as
+                # stored (a re-send would be acknowledged with nothing in InfluxDB).
+                # If the lock cannot be had now, the entry stays in the journal and
+                # the next flush (under the lock) undoes it.
+                with contextlib.suppress(StorageUnavailable):
+                    async with self._timeline.locked(user):
+                        await self._timeline.undo(user, entry)
+            raise
         await self._timeline.written(user, entry, apps, days, apps_key(user), generations_key(user))
 
     async def _with_ledger(

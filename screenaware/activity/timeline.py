@@ -27,7 +27,10 @@ update, written to InfluxDB after the lock is released, and dropped from the
 journal once acknowledged. A journal entry whose writer failed or died is written
 by the next lock holder (InfluxDB keeps one copy of a point written twice), and
 whoever reads the ledger under the lock (a correction) first writes the whole
-journal. Only a snapshot older than the horizon (a sensor that was offline for
+journal. An entry InfluxDB refuses for good (4xx: a field type conflict, a time
+beyond the retention policy) is dropped and its coverage changes are undone under
+the lock, so its snapshots count as new when they are sent again (and are refused
+again, not acknowledged). Only a snapshot older than the horizon (a sensor that was offline for
 weeks) makes its batch read its neighbourhood from the ``activity`` ledger: one
 query per stretch of such snapshots, never per snapshot.
 
@@ -45,6 +48,7 @@ import asyncio
 import bisect
 import contextlib
 import itertools
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -57,13 +61,9 @@ from redis.exceptions import WatchError
 from screenaware.activity.store import DAY_MS, generations_key
 from screenaware.errors import StorageUnavailable, WriteRejected
 from screenaware.storage.influx import GroupCommitWriter
-from screenaware.storage.redisstore import RedisStore
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
 
 LOG = logging.getLogger(__name__)
-
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
 
 
 def coverage_key(user: str) -> str:
@@ -258,6 +258,43 @@ def journal_key(user: str) -> str:
     return f"{{sa}}:tjournal:{user}"
 
 
+def undo_key(user: str) -> str:
+    """Per journal entry: the coverage changes to undo if InfluxDB refuses it."""
+    return f"{{sa}}:tundo:{user}"
+
+
+def encode_undo(plan: Plan) -> str:
+    """What :func:`_UNDO` needs to take a plan back out of the coverage."""
+    return json.dumps(
+        {
+            "added": [[r.start, r.key] for r in plan.added],
+            "trimmed": [[b.start, b.encode(), a.encode()] for b, a in plan.trimmed],
+        }
+    )
+
+
+# KEYS[1]: the coverage; ARGV[1]: an encode_undo() text. Run under the user's lock.
+# An added snapshot goes (whatever later rounds made of it: they were resolved
+# against it, but InfluxDB never had it). A trimmed one gets its former member back
+# only if it is still as this plan left it; if a later round trimmed it further,
+# that round's points (written or journaled) describe it, so it stays.
+_UNDO = Script("""
+local undo = cjson.decode(ARGV[1])
+for _, added in ipairs(undo.added) do
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], added[1], added[1])) do
+    local key = string.match(member, '^[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
+    if key == added[2] then redis.call('ZREM', KEYS[1], member) end
+  end
+end
+for _, trimmed in ipairs(undo.trimmed) do
+  if redis.call('ZREM', KEYS[1], trimmed[3]) == 1 then
+    redis.call('ZADD', KEYS[1], trimmed[1], trimmed[2])
+  end
+end
+return 0
+""")
+
+
 @dataclass(frozen=True)
 class Held:
     """What the lock holder learns when it gets the lock.
@@ -339,30 +376,58 @@ class TimelineStore(RedisStore):
             yield Held(int(longest or 0), [j for j in ids if j not in lost], token)
         finally:
             # Shielded: a cancelled request must still let the others go on.
-            await asyncio.shield(self._redis.eval(_RELEASE, 1, key, token))
+            await asyncio.shield(RELEASE_LOCK(self._redis, [key], [token]))
 
-    async def flush(self, user: str, ids: Sequence[str]) -> None:
-        """Write journal entries to InfluxDB and drop them (entries another worker
-        is writing at the same time are simply stored twice: once)."""
+    async def flush(self, user: str, ids: Sequence[str]) -> bool:
+        """Under the lock: write journal entries to InfluxDB and drop them (entries
+        another worker is writing at the same time are simply stored twice: once).
+        An entry InfluxDB refuses is dropped and its coverage changes undone, so its
+        snapshots are not taken as stored when they are sent again.
+
+        Returns:
+            Whether an entry was refused (the coverage changed: resolve again).
+        """
         if not ids:
-            return
+            return False
+        refused = False
         bodies = await self._redis.hmget(journal_key(user), list(ids))
-        lines = [
-            line
-            for body in bodies
+        entries = {
+            entry: (body.decode() if isinstance(body, bytes) else str(body)).split("\n")
+            for entry, body in zip(ids, bodies, strict=True)
             if body
-            for line in (body.decode() if isinstance(body, bytes) else str(body)).split("\n")
-        ]
+        }
+        lines = [line for entry_lines in entries.values() for line in entry_lines]
         try:
             await self._writer.write(lines)
         except WriteRejected:
-            LOG.exception("journal of %s rejected by InfluxDB; dropped", user)
+            # Find which entries InfluxDB refuses: the others are stored (again).
+            for entry, entry_lines in entries.items():
+                try:
+                    await self._writer.write(entry_lines)
+                except WriteRejected as exc:
+                    LOG.error("journal entry of %s rejected by InfluxDB, dropped: %s", user, exc)
+                    await self.undo(user, entry)
+                    refused = True
         # The days the points fall on (line protocol ends with the time in ns).
         days = {int(line.rsplit(" ", 1)[1]) // 1_000_000 // DAY_MS for line in lines}
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(journal_key(user), *ids)
+            pipe.hdel(undo_key(user), *ids)
             for day in days:
                 pipe.hincrby(generations_key(user), str(day), 1)
+            await pipe.execute()
+        return refused
+
+    async def undo(self, user: str, entry: str) -> None:
+        """Under the lock: take a journal entry's coverage changes back and drop the
+        entry (InfluxDB refused its points)."""
+        undo = await self._redis.hget(undo_key(user), entry)
+        if undo:
+            text = undo.decode() if isinstance(undo, bytes) else str(undo)
+            await _UNDO(self._redis, [coverage_key(user)], [text])
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(journal_key(user), entry)
+            pipe.hdel(undo_key(user), entry)
             await pipe.execute()
 
     async def around(
@@ -401,6 +466,8 @@ class TimelineStore(RedisStore):
             pipe.multi()
             if lines:
                 pipe.hset(journal_key(user), entry, "\n".join(lines))
+                if plan.added or plan.trimmed:
+                    pipe.hset(undo_key(user), entry, encode_undo(plan))
             if plan.trimmed:
                 pipe.zrem(key, *(before.encode() for before, _ in plan.trimmed))
             members = {r.encode(): r.start for r in plan.added}
@@ -433,6 +500,7 @@ class TimelineStore(RedisStore):
         async with self._redis.pipeline(transaction=False) as pipe:
             if entry:
                 pipe.hdel(journal_key(user), entry)
+                pipe.hdel(undo_key(user), entry)
             for app_uuid, name in apps.items():
                 pipe.hset(apps_key, app_uuid, name)
             for day in set(days):

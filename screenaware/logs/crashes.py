@@ -29,9 +29,10 @@ from typing import Any, BinaryIO
 
 import redis.asyncio as aioredis
 
-from screenaware.errors import BodyTooLarge, Malformed, RateLimited, StoreFull
+from screenaware.errors import BodyTooLarge, Malformed, StoreFull
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.ratelimit import Quota
+from screenaware.storage.redisstore import RELEASE_LOCK
 
 LOG = logging.getLogger(__name__)
 
@@ -106,9 +107,14 @@ end
 return 1
 """
 
-# Delete the lock only if it is still ours (it may have expired and been taken).
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+# KEYS as above; ARGV: uuid. Undoes _COMMIT of a dump whose point could not be written.
+_FORGET = """
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DECRBY', KEYS[1], old)
+  if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then redis.call('DECRBY', KEYS[4], old) end
+end
 return 0
 """
 
@@ -253,7 +259,7 @@ class CrashStore:
                 await pipe.execute()
             LOG.info("crash store: %d dumps, %d bytes", len(dumps), sum(d.size for d in dumps))
         finally:
-            await redis.eval(_UNLOCK, 1, SYNC_LOCK, token)
+            await RELEASE_LOCK(redis, [SYNC_LOCK], [token])
 
     async def store(
         self,
@@ -279,7 +285,7 @@ class CrashStore:
             Malformed: the dump is empty.
         """
         anonymous = user is None
-        bytes_key = f"bytes:{address}"
+        bytes_key, byte_limit = f"bytes:{address}", self.limits.anonymous_bytes_per_hour
         if anonymous:
             await self._quota.take(f"count:{address}", 1, self.limits.anonymous_per_hour)
         now = int(self._clock() * 1000)
@@ -289,7 +295,7 @@ class CrashStore:
         await self._reserve(token, reserve, now)
         final = self.path(point_uuid, anonymous)
         partial = final.with_suffix(".part")
-        digest, size, charged = hashlib.sha256(), 0, 0
+        digest, size, charged, committed = hashlib.sha256(), 0, 0, False
         try:
             await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
             # File I/O runs in threads: a slow disk must not stall the event loop.
@@ -300,7 +306,7 @@ class CrashStore:
                     if size > reserve:
                         raise BodyTooLarge(self.limits.max_bytes)
                     if anonymous and size - charged >= _CHARGE_STEP:
-                        await self._charge(bytes_key, size - charged)
+                        await self._quota.take(bytes_key, size - charged, byte_limit)
                         charged = size
                     digest.update(chunk)
                     await asyncio.to_thread(out.write, chunk)
@@ -309,19 +315,24 @@ class CrashStore:
                         "The upload carries no dump", {"upload_file_minidump": ["Empty."]}
                     )
                 if anonymous and size > charged:
-                    await self._charge(bytes_key, size - charged)
+                    await self._quota.take(bytes_key, size - charged, byte_limit)
                     charged = size
                 await asyncio.to_thread(_sync_and_close, out)
             finally:
                 out.close()
             await asyncio.to_thread(os.replace, partial, final)
-            await self._record(point_uuid, now, fields, size, digest.hexdigest(), user)
+            # Accounted first, then recorded: a point in InfluxDB always has its dump.
+            # A failed recording undoes the accounting and the file (below).
             await self._redis().eval(
                 _COMMIT, len(_KEYS), *_KEYS, token, point_uuid, size, int(anonymous), now
             )
+            committed = True
+            await self._record(point_uuid, now, fields, size, digest.hexdigest(), user)
         except BaseException:
             await asyncio.to_thread(_unlink_all, [partial, final])
             with contextlib.suppress(Exception):
+                if committed:
+                    await self._redis().eval(_FORGET, len(_KEYS), *_KEYS, point_uuid)
                 await self._redis().hdel(PENDING, token)
                 if charged:
                     # Refused or failed: those bytes were not kept, so they do not count.
@@ -329,13 +340,6 @@ class CrashStore:
             raise
         LOG.info("crash dump %s stored (%d bytes)", point_uuid, size)
         return point_uuid
-
-    async def _charge(self, key: str, amount: int) -> None:
-        try:
-            await self._quota.take(key, amount, self.limits.anonymous_bytes_per_hour)
-        except RateLimited:
-            await self._quota.give_back(key, amount)
-            raise
 
     async def _reserve(self, token: str, amount: int, now: int) -> None:
         reply = await self._redis().eval(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import math
 import sqlite3
@@ -346,6 +347,49 @@ class Summary:
         }
 
 
+async def count(source: Callable[[], Iterator[dict[str, Any]]]) -> int:
+    """How many snapshots ``source()`` gives, converting (and so checking) all of
+    them in a thread: :class:`Invalid` here means nothing was stored."""
+    return await asyncio.to_thread(lambda: sum(1 for _ in source()))
+
+
+async def store_batches(
+    service: SnapshotService,
+    user: str,
+    source: Callable[[], Iterator[dict[str, Any]]],
+    total: int,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Store the snapshots of ``source()`` in batches; the summary.
+
+    Reading the scratch database and converting run in a thread (a large file
+    takes a while), one batch at a time, so the event loop never waits on them.
+
+    Args:
+        service: stores the snapshots.
+        user: their owner.
+        source: a fresh iterator of the converted snapshots, all valid
+            (:func:`count` went through them first).
+        total: how many there are.
+        batch_size: snapshots per ``ingest``.
+        progress: told (stored, total) after each batch.
+    """
+    summary = Summary()
+    snapshots_left = source()
+    while batch := await asyncio.to_thread(
+        lambda: list(itertools.islice(snapshots_left, batch_size))
+    ):
+        for snapshot in batch:
+            summary.add(snapshot)
+        await service.ingest(user, batch)
+        if progress:
+            progress(summary.snapshots, total)
+    if progress and not summary.snapshots:
+        progress(0, total)
+    return summary
+
+
 async def ingest(
     service: SnapshotService,
     user: str,
@@ -354,23 +398,13 @@ async def ingest(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Convert and check everything, then store it in batches; the summary."""
-    # Off the event loop: converting a large file takes a while.
-    total = await asyncio.to_thread(lambda: sum(1 for _ in snapshots(scratch)))
+
+    def source() -> Iterator[dict[str, Any]]:
+        return snapshots(scratch)
+
+    total = await count(source)
     # The whole file is valid past here.
-    summary = Summary()
-    batch: list[dict[str, Any]] = []
-    for snapshot in snapshots(scratch):
-        batch.append(snapshot)
-        summary.add(snapshot)
-        if len(batch) >= batch_size:
-            await service.ingest(user, batch)
-            batch = []
-            if progress:
-                progress(summary.snapshots, total)
-    if batch:
-        await service.ingest(user, batch)
-    if progress:
-        progress(summary.snapshots, total)
+    summary = await store_batches(service, user, source, total, batch_size, progress)
     return summary.answer(skipped(scratch))
 
 

@@ -70,9 +70,7 @@ async def import_native(
     """Restore an export file into the user with ``email``."""
     stores = make_stores(config, backends, time.time)
     user = await user_uuid(stores, email)
-    with Spool(config.import_max_bytes, config.import_max_line_bytes) as spool:
-        with path.open("rb") as source:
-            spool.fill_from(source)
+    with spooled(path, config.import_max_bytes, config.import_max_line_bytes) as spool:
         size = spool.size
 
         def report(done: int, total: int | None = None) -> None:
@@ -81,15 +79,22 @@ async def import_native(
         return await Restorer(stores, config.import_batch, time.time).restore(user, spool, report)
 
 
+@contextmanager
+def spooled(path: Path, max_bytes: int, max_line_bytes: int | None = None) -> Iterator[Spool]:
+    """A local file copied into a :class:`Spool` (its limits checked), for one import."""
+    with Spool(max_bytes, max_line_bytes) as spool:
+        with path.open("rb") as source:
+            spool.fill_from(source)
+        yield spool
+
+
 async def import_activitywatch(
     config: Config, backends: Backends, email: str, path: Path, progress: Progress
 ) -> dict[str, Any]:
     """Import an aw-server export file into the user with ``email``."""
     stores = make_stores(config, backends, time.time)
     user = await user_uuid(stores, email)
-    with Spool(config.import_max_bytes) as spool:
-        with path.open("rb") as source:
-            spool.fill_from(source)
+    with spooled(path, config.import_max_bytes) as spool:
         size = spool.size
         return await activitywatch.import_file(
             stores.snapshots,
@@ -107,9 +112,7 @@ async def import_wakatime(
     """Import a WakaTime data dump into the user with ``email``."""
     stores = make_stores(config, backends, time.time)
     user = await user_uuid(stores, email)
-    with Spool(config.import_max_bytes) as spool:
-        with path.open("rb") as source:
-            spool.fill_from(source)
+    with spooled(path, config.import_max_bytes) as spool:
         size = spool.size
         return await wakatime.import_file(
             stores.snapshots,

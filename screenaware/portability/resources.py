@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -69,21 +68,6 @@ async def upload_chunks(req: falcon.asgi.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def spool_upload(req: falcon.asgi.Request, spool: Spool) -> Spool:
-    """Spool the upload to disk (the disk writes off the event loop in big pieces)."""
-    pending: list[bytes] = []
-    size = 0
-    async for chunk in upload_chunks(req):
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= 1 << 20:
-            await asyncio.to_thread(spool.write, b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        await asyncio.to_thread(spool.write, b"".join(pending))
-    return spool
-
-
 Importer = Callable[[str, Spool], Awaitable[dict[str, Any]]]
 
 
@@ -128,5 +112,5 @@ class ImportResource:
     )
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         with Spool(self._max_bytes, self._max_line) as spool:
-            await spool_upload(req, spool)
+            await spool.fill(upload_chunks(req))
             resp.media = await self._importer(caller(req), spool)

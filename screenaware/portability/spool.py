@@ -7,11 +7,14 @@ whatever the size of the file.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterable, Iterator
 from typing import IO
 
 from screenaware.errors import Invalid
+
+FILL_PIECE = 1 << 20
 
 
 class Spool:
@@ -55,10 +58,19 @@ class Spool:
         self._file.write(chunk)
 
     async def fill(self, chunks: AsyncIterable[bytes]) -> Spool:
-        """Write every chunk of an upload."""
+        """Write every chunk of an upload (the disk writes off the event loop, in
+        pieces of about ``FILL_PIECE`` bytes: few thread hops, bounded memory)."""
+        pending: list[bytes] = []
+        size = 0
         async for chunk in chunks:
-            self.write(chunk)
-        self._file.flush()
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= FILL_PIECE:
+                await asyncio.to_thread(self.write, b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            await asyncio.to_thread(self.write, b"".join(pending))
+        await asyncio.to_thread(self._file.flush)
         return self
 
     def fill_from(self, source: IO[bytes], chunk_size: int = 1 << 20) -> Spool:

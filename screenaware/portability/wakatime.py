@@ -31,8 +31,9 @@ from screenaware.portability.activitywatch import (
     FUTURE_MS,
     JsonEvents,
     SnapshotChecker,
-    Summary,
     bad,
+    count,
+    store_batches,
 )
 from screenaware.portability.spool import Spool
 from screenaware.timeutil import from_ms, iso
@@ -218,23 +219,14 @@ async def import_file(
     """Parse, check and store a WakaTime dump; the summary."""
     beats = await asyncio.to_thread(load, spool.reader(), now_ms)
     try:
-        total = await asyncio.to_thread(lambda: sum(1 for _ in snapshots(beats, timeout_ms)))
+
+        def source() -> Iterator[dict[str, Any]]:
+            return snapshots(beats, timeout_ms)
+
+        total = await count(source)
         # Valid as a whole past here: store.
         matched = await keywords(projects, user, beats.projects())
-        summary = Summary()
-        batch: list[dict[str, Any]] = []
-        for snapshot in snapshots(beats, timeout_ms):
-            batch.append(snapshot)
-            summary.add(snapshot)
-            if len(batch) >= batch_size:
-                await service.ingest(user, batch)
-                batch = []
-                if progress:
-                    progress(summary.snapshots, total)
-        if batch:
-            await service.ingest(user, batch)
-        if progress:
-            progress(summary.snapshots, total)
+        summary = await store_batches(service, user, source, total, batch_size, progress)
         answer = summary.answer([])
         answer["heartbeats"] = beats.count
         answer["projects"] = matched

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from screenaware.storage.batching import cancel_task
 from screenaware.storage.influx import UniqueClock
 from screenaware.storage.outages import REDIS, OutageLog
-from screenaware.storage.redisstore import Script
+from screenaware.storage.redisstore import RELEASE_LOCK, Script
 
 LOG = logging.getLogger(__name__)
 
@@ -55,13 +55,6 @@ if not current then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
   return 1
 end
-return 0
-"""
-)
-
-_RELEASE = Script(
-    """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 )
@@ -122,7 +115,7 @@ class SlotLease:
         if self.slot is None:
             return
         try:
-            await _RELEASE(self._redis(), [slot_key(self.slot)], [self.owner])
+            await RELEASE_LOCK(self._redis(), [slot_key(self.slot)], [self.owner])
         except RedisError as exc:
             # It expires by itself after ttl seconds.
             LOG.info("could not free clock slot %d: %s", self.slot, type(exc).__name__)

@@ -95,6 +95,23 @@ class RateLimiter:
         await _REFUND(self._redis_factory(), [self._key(key) for key in keys], [])
 
 
+# KEYS[1]: the counter; ARGV: the amount, the limit, the window. Adding and giving
+# back a refused amount are one atomic step, so a refusal never uses units of the
+# window (concurrent takers see only what was kept). Returns 0, or the wait.
+_TAKE = Script("""
+local used = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if used > tonumber(ARGV[2]) then
+  if redis.call('DECRBY', KEYS[1], ARGV[1]) <= 0 then
+    local wait = redis.call('TTL', KEYS[1])
+    redis.call('DEL', KEYS[1])
+    return math.max(wait, 1)
+  end
+  return math.max(redis.call('TTL', KEYS[1]), 1)
+end
+return 0
+""")
+
 _GIVE_BACK = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
 return 0
@@ -119,15 +136,14 @@ class Quota:
         return f"{{sa}}:quota:{self._prefix}:{key}"
 
     async def take(self, key: str, amount: int, limit: int) -> None:
-        """Use ``amount`` units of ``key``; :class:`RateLimited` if that passes ``limit``."""
-        full_key = self._key(key)
-        async with self._redis_factory().pipeline(transaction=True) as pipe:
-            pipe.incrby(full_key, amount)
-            pipe.expire(full_key, self._window, nx=True)
-            pipe.ttl(full_key)
-            used, _, ttl = await pipe.execute()
-        if int(used) > limit:
-            raise RateLimited(max(int(ttl), 1))
+        """Use ``amount`` units of ``key``, or none of them if that passes ``limit``.
+
+        Raises:
+            RateLimited: the amount does not fit; nothing was used.
+        """
+        wait = await _TAKE(self._redis_factory(), [self._key(key)], [amount, limit, self._window])
+        if int(wait) > 0:
+            raise RateLimited(int(wait))
 
     async def give_back(self, key: str, amount: int) -> None:
         """Return units taken for work that was not done (e.g. a refused upload)."""

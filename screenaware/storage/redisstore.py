@@ -33,6 +33,13 @@ class Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
+# KEYS[1]: a lock; ARGV[1]: the caller's token. Deletes the lock only if it is still
+# the caller's: it may have expired meanwhile and been taken by someone else.
+RELEASE_LOCK = Script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")
+
 T = TypeVar("T")
 
 

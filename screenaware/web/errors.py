@@ -22,9 +22,10 @@ from screenaware.errors import (
     StorageUnavailable,
     StoreFull,
     WriteQueueFull,
+    WriteRejected,
 )
 from screenaware.storage import metrics
-from screenaware.storage.outages import REDIS, OutageLog, backend_of
+from screenaware.storage.outages import INFLUXDB, REDIS, OutageLog, backend_of
 
 LOG = logging.getLogger(__name__)
 
@@ -106,6 +107,19 @@ def register(
         LOG.exception("unhandled error on %s %s", req.method, req.path)
         raise falcon.HTTPInternalServerError(description="Internal server error")
 
+    async def rejected(
+        req: falcon.Request, resp: falcon.Response, exc: WriteRejected, params: Any
+    ) -> None:
+        # InfluxDB refused schema-valid data for good (a field of another type
+        # already stored by older data, a time beyond the retention policy): the
+        # operator must act, a retry will not help. Its text names measurements and
+        # fields, so it goes to the log only.
+        LOG.error("InfluxDB refused the data of %s %s: %s", req.method, req.path, exc)
+        metrics.BACKEND_ERRORS.labels(INFLUXDB).inc()
+        raise falcon.HTTPInternalServerError(
+            description="The database refused to store this data; it was not stored"
+        )
+
     def simple(status: str) -> Any:
         async def handler(
             req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
@@ -143,6 +157,7 @@ def register(
     app.add_error_handler(Exception, internal)
     app.add_error_handler(BodyTooLarge, too_large)
     app.add_error_handler(StorageUnavailable, unavailable)
+    app.add_error_handler(WriteRejected, rejected)
     app.add_error_handler(redis.exceptions.ConnectionError, unavailable)
     app.add_error_handler(redis.exceptions.TimeoutError, unavailable)
     app.add_error_handler(redis.exceptions.BusyLoadingError, unavailable)
