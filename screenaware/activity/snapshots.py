@@ -29,6 +29,7 @@ from screenaware.activity.attribution import NONE, Attribution, Attributor, acti
 from screenaware.activity.store import DAY_MS, ActivityStore, apps_key, generations_key
 from screenaware.activity.timeline import (
     MEETING_PREFIX,
+    RETIRED_MARK,
     Plan,
     Record,
     TimelineStore,
@@ -357,23 +358,27 @@ class SnapshotService:
                             a,
                         )
             stale = set(previous) - set(wanted)
-            dropped = [
-                (r, replace(r, effective=0, trims=r.trims + 1))
+            # Retired, not removed: the piece keeps its place (no later point lands
+            # on its time) but cuts nothing, and the same piece may come back.
+            retired = {
+                r.key: replace(
+                    r, key=f"{r.key}{RETIRED_MARK}{r.trims + 1}", effective=0, trims=r.trims + 1
+                )
                 for r in existing
-                if r.key in stale and r.effective > 0
-            ]
-            gone = {r.key for r, _ in dropped}
-            rest = [replace(r, effective=0) if r.key in gone else r for r in existing]
+                if r.key in stale
+            }
+            dropped = [(r, retired[r.key]) for r in existing if r.key in retired]
+            rest = [retired.get(r.key, r) for r in existing]
             plan = resolve(rest, (record for record, _ in wanted.values()))
-            trimmed = [(before, after) for before, after in plan.trimmed if before.key not in gone]
-            plan = Plan(plan.added, dropped + trimmed)
+            plan = Plan(plan.added, dropped + plan.trimmed)
             lines = [
                 activity_point(user, record, wanted[record.key][1]).to_line_protocol()
                 for record in plan.added
             ]
             for before, after in plan.trimmed:
                 lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
-            entry = await self._timeline.commit(user, plan, held, lines) if lines else ""
+            changed = bool(plan.added or plan.trimmed)
+            entry = await self._timeline.commit(user, plan, held, lines) if changed else ""
         days = {r.start // DAY_MS for r in plan.added}
         days.update(before.start // DAY_MS for before, _ in plan.trimmed)
         apps = {

@@ -70,6 +70,9 @@ _RELEASE = (
 
 # Key prefix of imported calendar time: it owns only what no snapshot covers.
 MEETING_PREFIX = "cal-"
+# Marks imported time its source no longer holds: kept in the coverage (its point
+# keeps its time) but it cuts nothing, and the same piece may be imported anew.
+RETIRED_MARK = "~"
 
 
 def coverage_key(user: str) -> str:
@@ -115,6 +118,10 @@ class Record:
     def priority(self) -> tuple[bool, int, int, str]:
         # Imported meetings (keys MEETING_PREFIX...) lose to every real snapshot.
         return (not self.key.startswith(MEETING_PREFIX), self.end, self.start, self.key)
+
+    @property
+    def retired(self) -> bool:
+        return RETIRED_MARK in self.key
 
     @property
     def time_ns(self) -> int:
@@ -185,7 +192,7 @@ def resolve(existing: Sequence[Record], new: Iterable[Record]) -> Plan:
         lo = bisect.bisect_left(pool_starts, target.start - longest + 1)
         hi = bisect.bisect_left(pool_starts, target.end)
         for other in pool[lo:hi]:
-            if other.priority > target.priority and _overlap(other, target):
+            if not other.retired and other.priority > target.priority and _overlap(other, target):
                 end = min(end, other.start)
         return max(0, end - target.start)
 
