@@ -12,12 +12,18 @@ import asyncio
 import base64
 import datetime as dt
 import http.server
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from falcon import testing
@@ -244,9 +250,15 @@ async def wait_for_sync(api: Api, headers: dict[str, str], after: str | None) ->
     raise AssertionError("no sync happened")
 
 
-async def test_an_ics_calendar_counts_the_uncovered_part_of_each_meeting(
-    api: Api, ics: IcsServer, clock: FakeClock, influx_db: InfluxHelper
+async def meetings_follow_the_calendar(
+    api: Api,
+    clock: FakeClock,
+    influx_db: InfluxHelper,
+    publish: Callable[[dict[str, str]], None],
+    where: dict[str, str],
 ) -> None:
+    """The whole story against one calendar server: ``publish`` puts the events
+    there, ``where`` is the connect body."""
     headers = await api.new_user(USER)
     project = await api.client.simulate_post(
         "/api/projects",
@@ -256,8 +268,8 @@ async def test_an_ics_calendar_counts_the_uncovered_part_of_each_meeting(
     assert project.status_code == 201, project.text
     acme = project.headers["location"].rsplit("/", 1)[1]
     await desk(api, headers)
-    ics.body = calendar(EVENTS)
-    state = await connect(api, headers, url=ics.url)
+    publish(EVENTS)
+    state = await connect(api, headers, **where)
     assert state["connected"] is True, state
     assert state["lastError"] is None
     assert state["lastSync"] == iso(dt.datetime.fromtimestamp(clock.now, UTC))
@@ -291,7 +303,7 @@ async def test_an_ics_calendar_counts_the_uncovered_part_of_each_meeting(
     changed["planning"] = (
         changed["planning"].replace("T090000", "T093000").replace("T094500", "T101500")
     )
-    ics.body = calendar(changed)
+    publish(changed)
     synced = (await get(api, headers, "/api/integrations"))["googleCalendar"]["lastSync"]
     clock.advance(5)
     await wait_for_sync(api, headers, synced)
@@ -315,6 +327,111 @@ async def test_an_ics_calendar_counts_the_uncovered_part_of_each_meeting(
     assert result.json["connected"] is False
     assert await meeting_ms(api, headers) == {"category": 0, "application": 0, "streams": 0,
                                               "total": 25_000}  # fmt: skip
+
+
+async def test_an_ics_calendar_counts_the_uncovered_part_of_each_meeting(
+    api: Api, ics: IcsServer, clock: FakeClock, influx_db: InfluxHelper
+) -> None:
+    def publish(events: dict[str, str]) -> None:
+        ics.body = calendar(events)
+
+    await meetings_follow_the_calendar(api, clock, influx_db, publish, {"url": ics.url})
+
+
+# --- a real CalDAV server: Radicale -------------------------------------------
+
+CALDAV_USER, CALDAV_PASSWORD = "ann", "caldav-password-1"
+
+
+@dataclass
+class Radicale:
+    base: str
+    proc: subprocess.Popen[bytes]
+
+    def request(self, method: str, path: str, body: str = "") -> httpx.Response:
+        headers = {"Content-Type": "text/calendar; charset=utf-8"} if body else {}
+        return httpx.request(
+            method, self.base + path, content=body.encode(), headers=headers,
+            auth=(CALDAV_USER, CALDAV_PASSWORD), timeout=10,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def radicale(tmp_path: Path) -> Iterator[Radicale]:
+    """Radicale (PyPI) on a free port with its own storage and htpasswd users."""
+    users = tmp_path / "htpasswd"
+    users.write_text(f"{CALDAV_USER}:{CALDAV_PASSWORD}\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "radicale", "--config", "",
+         "--server-hosts", f"127.0.0.1:{port}",
+         "--storage-filesystem-folder", str(tmp_path / "collections"),
+         "--auth-type", "htpasswd", "--auth-htpasswd-filename", str(users),
+         "--auth-htpasswd-encryption", "plain", "--logging-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = Radicale(f"http://127.0.0.1:{port}", proc)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(server.base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("radicale did not start") from None
+                time.sleep(0.1)
+        assert server.request("MKCALENDAR", "/ann/work/").status_code == 201
+        yield server
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def caldav_publisher(server: Radicale) -> Callable[[dict[str, str]], None]:
+    """Puts events through CalDAV: one resource per UID, removed ones deleted."""
+    stored: set[str] = set()
+
+    def publish(events: dict[str, str]) -> None:
+        by_uid: dict[str, list[str]] = {}
+        for text in events.values():
+            uid = text.split("UID:", 1)[1].split("\r\n", 1)[0]
+            by_uid.setdefault(uid, []).append(text)
+        for uid, parts in by_uid.items():
+            name = uid.replace("@", "-") + ".ics"
+            result = server.request(
+                "PUT", f"/ann/work/{name}", calendar(dict(enumerate(parts))).decode()
+            )
+            assert result.status_code in (201, 204), result.text
+            stored.add(name)
+        for name in stored - {u.replace("@", "-") + ".ics" for u in by_uid}:
+            assert server.request("DELETE", f"/ann/work/{name}").status_code in (200, 204)
+            stored.discard(name)
+
+    return publish
+
+
+async def test_a_caldav_calendar_counts_the_uncovered_part_of_each_meeting(
+    api: Api, radicale: Radicale, clock: FakeClock, influx_db: InfluxHelper
+) -> None:
+    where = {"url": radicale.base + "/ann/work/", "username": CALDAV_USER,
+             "password": CALDAV_PASSWORD}  # fmt: skip
+    await meetings_follow_the_calendar(api, clock, influx_db, caldav_publisher(radicale), where)
+
+
+async def test_a_wrong_caldav_password_is_not_connected_with_the_reason(
+    api: Api, radicale: Radicale
+) -> None:
+    headers = await api.new_user(USER)
+    caldav_publisher(radicale)({"acme": EVENTS["acme"]})
+    url = radicale.base + "/ann/work/"
+    state = await connect(api, headers, url=url, username=CALDAV_USER, password="wrong-one-123")
+    assert state["connected"] is False
+    assert state["lastError"] == "401 from the calendar server"
+    assert (await meeting_ms(api, headers))["category"] == 0
+    state = await connect(api, headers, url=url, username=CALDAV_USER, password=CALDAV_PASSWORD)
+    assert state["connected"] is True
+    assert (await meeting_ms(api, headers))["category"] == minutes(30)
 
 
 async def test_a_snapshot_after_the_sync_wins_over_the_meeting(

@@ -1,11 +1,12 @@
 """The calendar integration: meetings count as activity where no snapshot does.
 
 **Source.** ``url`` is an iCalendar (``.ics``) address or a CalDAV calendar
-collection. A GET that answers an iCalendar document is used as it is (Google's
-secret address, Outlook's published calendars, and Radicale's collections answer
-so); otherwise the collection is asked with a CalDAV ``calendar-query`` REPORT for
-the events of the window. HTTP Basic credentials are sent when given. The
-document is read up to ``calendar_max_bytes``.
+collection. The address is first asked with a CalDAV ``calendar-query`` REPORT
+for the events of the window (a collection answers 207 Multi-Status); an address
+that refuses it (Google's secret address, Outlook's published calendars, any
+static ``.ics`` file) is read with a GET, which must answer an iCalendar document.
+HTTP Basic credentials are sent when given. A document is read up to
+``calendar_max_bytes``.
 
 **Events.** Those overlapping the last 30 days and the next day, recurring ones
 expanded (``recurring-ical-events``: RRULE, RDATE, EXDATE and changed
@@ -161,12 +162,8 @@ async def fetch(
         async with httpx.AsyncClient(
             auth=auth, timeout=timeout, follow_redirects=True, trust_env=False
         ) as client:
-            async with client.stream("GET", url, headers={"Accept": "text/calendar"}) as response:
-                if response.status_code in (401, 403, 404):
-                    raise _status_error(response)
-                body = await _read(response, max_bytes) if response.is_success else b""
-            if _is_ical(body):
-                return [body]
+            # A CalDAV collection answers the REPORT with only the window's events;
+            # an .ics address refuses it (405, 501, ...) and is read whole by GET.
             start, end = (w.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ") for w in window)
             async with client.stream(
                 "REPORT",
@@ -176,9 +173,17 @@ async def fetch(
             ) as response:
                 if response.status_code in (401, 403):
                     raise _status_error(response)
-                if response.status_code != 207:
+                xml = await _read(response, max_bytes) if response.status_code == 207 else b""
+            if not xml:
+                async with client.stream(
+                    "GET", url, headers={"Accept": "text/calendar"}
+                ) as response:
+                    if not response.is_success:
+                        raise _status_error(response)
+                    body = await _read(response, max_bytes)
+                if not _is_ical(body):
                     raise CalendarError("not an iCalendar document")
-                xml = await _read(response, max_bytes)
+                return [body]
     except httpx.TimeoutException:
         raise CalendarError("the calendar server did not answer in time") from None
     except httpx.HTTPError as exc:
