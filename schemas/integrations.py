@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from schemas.common import StrictBoolean
+from schemas.common import Pattern, StrictBoolean
 
 
 class IntegrationSchema(Schema):
@@ -29,11 +29,15 @@ class CalendarConnectSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    url = fields.Url(
+    url = fields.String(
         required=True,
-        schemes={"http", "https"},
-        require_tld=False,
-        validate=validate.Length(max=2048),
+        validate=[
+            validate.Length(max=2048),
+            Pattern(
+                r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+([/?#][!-~]*)?$",
+                error="Not an http(s) URL.",
+            ),
+        ],
     )
     username = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=320))
     password = fields.String(

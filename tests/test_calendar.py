@@ -31,6 +31,7 @@ from falcon import testing
 from screenaware.activity.attribution import application_uuid, category_uuid
 from screenaware.app import create_app
 from screenaware.config import Config
+from screenaware.integrations.calendar import CalendarError, fetch
 from screenaware.storage.localservers import free_port
 from screenaware.timeutil import iso
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper
@@ -400,7 +401,9 @@ def caldav_publisher(server: Radicale) -> Callable[[dict[str, str]], None]:
         for uid, parts in by_uid.items():
             name = uid.replace("@", "-") + ".ics"
             result = server.request(
-                "PUT", f"/ann/work/{name}", calendar(dict(enumerate(parts))).decode()
+                "PUT",
+                f"/ann/work/{name}",
+                calendar({str(i): p for i, p in enumerate(parts)}).decode(),
             )
             assert result.status_code in (201, 204), result.text
             stored.add(name)
@@ -536,3 +539,19 @@ async def test_two_app_instances_never_sync_one_user_at_once(
         assert ics.requests >= 3
         assert ics.max_inflight == 1
     assert (await meeting_ms(api, headers))["category"] == minutes(30)
+
+
+async def test_a_caldav_collection_is_asked_for_the_window_only(radicale: Radicale) -> None:
+    old = vevent("old@test", ["SUMMARY:Last year", "DTSTART:20251130T100000Z",
+                              "DTEND:20251130T110000Z"])  # fmt: skip
+    caldav_publisher(radicale)({"acme": EVENTS["acme"], "old": old})
+    window = (dt.datetime(2026, 10, 31, tzinfo=UTC), dt.datetime(2026, 12, 1, tzinfo=UTC))
+    documents = await fetch(
+        radicale.base + "/ann/work/", CALDAV_USER, CALDAV_PASSWORD, window,
+        timeout=10, max_bytes=1 << 20,
+    )  # fmt: skip
+    # The REPORT's time range left last year's event on the server.
+    assert len(documents) == 1 and b"Acme sync" in documents[0]
+    with pytest.raises(CalendarError, match="larger than 100 bytes"):
+        await fetch(radicale.base + "/ann/work/", CALDAV_USER, CALDAV_PASSWORD, window,
+                    timeout=10, max_bytes=100)  # fmt: skip

@@ -186,6 +186,8 @@ async def fetch(
                 return [body]
     except httpx.TimeoutException:
         raise CalendarError("the calendar server did not answer in time") from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
+        raise CalendarError("not a valid calendar address") from None
     except httpx.HTTPError as exc:
         raise CalendarError(
             f"the calendar server cannot be reached ({type(exc).__name__})"
