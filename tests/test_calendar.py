@@ -26,15 +26,17 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from falcon import testing
 
 from screenaware.activity.attribution import application_uuid, category_uuid
 from screenaware.app import create_app
-from screenaware.config import Config
+from screenaware.config import Config, ConfigError
 from screenaware.integrations.calendar import CalendarError, fetch
+from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, integration_key
 from screenaware.storage.localservers import free_port
 from screenaware.timeutil import iso
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, Servers
 
 UTC = dt.UTC
 DAY = {"start": "2026-11-30T00:00:00.000Z", "end": "2026-11-30T23:59:59.999Z", "tz": "UTC"}
@@ -555,3 +557,42 @@ async def test_a_caldav_collection_is_asked_for_the_window_only(radicale: Radica
     with pytest.raises(CalendarError, match="larger than 100 bytes"):
         await fetch(radicale.base + "/ann/work/", CALDAV_USER, CALDAV_PASSWORD, window,
                     timeout=10, max_bytes=100)  # fmt: skip
+
+
+async def test_settings_are_encrypted_with_the_configured_or_the_shared_key(
+    servers: Servers, redis_client: redis.Redis
+) -> None:
+    client = aioredis.Redis.from_url(servers.redis_url)
+    try:
+        settings = {"url": "https://cal.example.org/secret-token/basic.ics", "password": "pw-1"}
+        first = IntegrationStore(lambda: client, "configured-key-1")
+        await first.connect("u1", "googleCalendar", settings)
+        raw = str(redis_client.hgetall(integration_key("u1", "googleCalendar")))
+        assert "secret-token" not in raw and "pw-1" not in raw
+        assert (
+            await IntegrationStore(lambda: client, "configured-key-1").settings(
+                "u1", "googleCalendar"
+            )
+            == settings
+        )
+        with pytest.raises(CredentialsUnreadable):
+            await IntegrationStore(lambda: client, "another-key").settings("u1", "googleCalendar")
+        # Unset: one key is generated and shared through Redis by every instance.
+        generated = IntegrationStore(lambda: client, "")
+        await generated.connect("u2", "googleCalendar", settings)
+        other = IntegrationStore(lambda: client, "")
+        assert await other.settings("u2", "googleCalendar") == settings
+        assert redis_client.get("{sa}:encryption_key")
+        assert "settings" not in repr(other)
+    finally:
+        await client.aclose()
+
+
+def test_the_new_settings_are_checked_and_the_key_never_shown() -> None:
+    config = Config.load(environ={"SCREENAWARE_ENCRYPTION_KEY": "top-secret-key-9"})
+    assert config.calendar_sync == 900
+    assert "top-secret-key-9" not in repr(config)
+    for name, value in (("CALENDAR_SYNC", "0"), ("CALENDAR_TIMEOUT", "0"),
+                        ("CALENDAR_MAX_BYTES", "10")):  # fmt: skip
+        with pytest.raises(ConfigError):
+            Config.load(environ={f"SCREENAWARE_{name}": value})
