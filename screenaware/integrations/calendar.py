@@ -55,6 +55,7 @@ import icalendar
 import orjson
 import recurring_ical_events
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from screenaware.activity import (
     Activity,
@@ -462,7 +463,7 @@ class CalendarSync:
         for user in await self._store.users(NAME):
             try:
                 done += await self.sync(user)
-            except StorageUnavailable as exc:
+            except (StorageUnavailable, RedisError) as exc:
                 LOG.warning("calendar sync of a user postponed: %s", exc)
         return done
 
@@ -473,5 +474,8 @@ class CalendarSync:
             await asyncio.sleep(tick)
             try:
                 await self.sync_due()
+            except (StorageUnavailable, RedisError, OSError) as exc:
+                # A store that is down is reported by the outage log; retry later.
+                LOG.warning("calendar sync round postponed: %s", type(exc).__name__)
             except Exception:  # the loop must survive a bad round; the next one retries
                 LOG.exception("calendar sync round failed")
