@@ -596,3 +596,16 @@ def test_the_new_settings_are_checked_and_the_key_never_shown() -> None:
                         ("CALENDAR_MAX_BYTES", "10")):  # fmt: skip
         with pytest.raises(ConfigError):
             Config.load(environ={f"SCREENAWARE_{name}": value})
+
+
+async def test_a_calendar_beyond_the_bounds_is_refused_in_words(api: Api, ics: IcsServer) -> None:
+    headers = await api.new_user(USER)
+    ics.body = calendar({
+        str(i): vevent(f"long{i}@test", ["SUMMARY:Marathon", "DTSTART:20261129T180000Z",
+                                          "DTEND:20261130T180000Z"])
+        for i in range(40)
+    })  # fmt: skip
+    state = await connect(api, headers, url=ics.url)
+    assert state["connected"] is False
+    assert state["lastError"] == "the calendar's events overlap too much (over 31 days of them)"
+    assert (await meeting_ms(api, headers))["category"] == 0

@@ -75,6 +75,10 @@ NAME = "googleCalendar"
 PAST_DAYS = 30
 FUTURE_DAYS = 1
 APPLICATION = "Calendar"
+# Bounds of one sync's work and memory (a rule such as FREQ=MINUTELY expands to
+# tens of thousands of occurrences): more is refused with the reason in words.
+MAX_EVENTS = 20_000
+MAX_MEETING_MS = 31 * 86_400_000
 CATEGORY = "meetings"
 
 _RELEASE = (
@@ -234,6 +238,8 @@ def events(
             found = recurring_ical_events.of(calendar).between(window[0], window[1])
         except Exception:  # icalendar raises ValueError, KeyError, ... on bad input
             raise CalendarError("not an iCalendar document") from None
+        if len(found) > MAX_EVENTS:
+            raise CalendarError(f"the calendar has more than {MAX_EVENTS} events in 31 days")
         for event in found:
             start = event.get("DTSTART")
             if start is None or not isinstance(start.dt, dt.datetime):
@@ -420,6 +426,8 @@ class CalendarSync:
             )
             own = [*(await self._addresses(user)), str(settings.get("username") or "")]
             found = await asyncio.to_thread(events, documents, window, self._zone, own)
+            if sum(e.end - e.start for e in found) > MAX_MEETING_MS:
+                raise CalendarError("the calendar's events overlap too much (over 31 days of them)")
         except CalendarError as exc:
             await self._store.record(user, NAME, ok=False, at_ms=now_ms, error=str(exc))
             return
