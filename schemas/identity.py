@@ -242,14 +242,6 @@ class TaskSchema(Schema):
     userUuid = fields.String(required=True)
 
 
-class IntegrationSchema(Schema):
-    key = fields.String(required=True)
-    name = fields.String(required=True)
-    description = fields.String(required=True)
-    status = fields.String(required=True)
-    connected = fields.Boolean(required=True)
-
-
 class ApiKeyCreateSchema(_Lenient):
     """``POST /api/keys``: what the key is for."""
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import falcon.asgi
 
 import heartbeat
-from screenaware import activity, identity, logs, portability, streams
+from screenaware import activity, identity, integrations, logs, portability, streams
 from screenaware.config import Config
 from screenaware.storage.backends import Backends
 from screenaware.storage.influx import UniqueClock
@@ -39,6 +39,7 @@ def create_app(
     portability.mount(
         app, config, backends, clock, activity=act, identity=ident, streams=stream_service
     )
+    integrations.mount(app, config, backends, clock, activity=act, identity=ident)
     logs.mount(app, config, backends, clock)
     web.mount(app, config, backends)
     return app

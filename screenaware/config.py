@@ -31,6 +31,7 @@ SECRET_KEYS = frozenset(
         "jwt_secret",
         "admin_password",
         "metrics_token",
+        "encryption_key",
     }
 )
 # URLs may carry credentials in their user-info part.
@@ -111,6 +112,14 @@ class Config:
     outage_log_interval: float = 60.0
     clock_slot_ttl: int = 30
     log_level: str = "INFO"
+    # Third-party credentials (integrations) are encrypted with a key derived from
+    # this; empty: one generated once and kept in Redis (like jwt_secret).
+    encryption_key: str = ""
+    # Calendar integration: seconds between syncs of a user, the timeout of one
+    # fetch, and the largest calendar document read.
+    calendar_sync: int = 900
+    calendar_timeout: float = 20.0
+    calendar_max_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -184,6 +193,9 @@ class Config:
         for name in ("substream_join_gap", "stream_interruption", "stream_idle_gap"):
             _require(getattr(self, name) >= 0, name, "must not be negative (seconds)")
         _require(self.learn_min_score >= 1, "learn_min_score", "must be at least 1")
+        _require(self.calendar_sync >= 1, "calendar_sync", "must be at least 1 second")
+        _require(self.calendar_timeout > 0, "calendar_timeout", "must be positive (seconds)")
+        _require(self.calendar_max_bytes >= 1024, "calendar_max_bytes", "must be at least 1024")
         _require(self.timeline_days >= 1, "timeline_days", "must be at least 1 (days)")
         _require(self.log_rate_anonymous >= 1, "log_rate_anonymous", "must be at least 1")
         _require(self.log_rate_user >= 1, "log_rate_user", "must be at least 1")

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from screenaware.activity.attribution import NONE, application_name
+from screenaware.activity.attribution import (
+    NONE,
+    Attribution,
+    Attributor,
+    application_name,
+    application_uuid,
+    category_uuid,
+)
 from screenaware.activity.learning import Association, LearningStore, features
 from screenaware.activity.resources import (
     ApplicationsResource,
@@ -20,7 +27,7 @@ from screenaware.activity.resources import (
     SnapshotsResource,
     TimesResource,
 )
-from screenaware.activity.snapshots import SnapshotService
+from screenaware.activity.snapshots import ImportedSpan, SnapshotService
 from screenaware.activity.store import DAY_MS, ActivityStore
 from screenaware.activity.timeline import TimelineStore
 from screenaware.activity.times import TimesService
@@ -34,12 +41,17 @@ __all__ = [
     "Activity",
     "ActivityStore",
     "Association",
+    "Attribution",
+    "Attributor",
+    "ImportedSpan",
     "LearningStore",
     "SnapshotService",
     "TimelineStore",
     "TimesService",
     "application_name",
+    "application_uuid",
     "build",
+    "category_uuid",
     "features",
     "mount",
 ]

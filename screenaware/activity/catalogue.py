@@ -104,6 +104,8 @@ _CATALOGUE: list[tuple[str, list[str], list[str]]] = [
         ],
         [],
     ),
+    # Imported calendar time (screenaware.integrations); no application matches it.
+    ("meetings", [], []),
 ]  # fmt: skip
 
 BUILTIN_CATEGORIES: tuple[CategoryRule, ...] = tuple(

@@ -21,7 +21,7 @@ import json
 import logging
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -29,6 +29,9 @@ import orjson
 from screenaware.activity.attribution import NONE, Attribution, Attributor, activity_window
 from screenaware.activity.store import DAY_MS, ActivityStore, apps_key, generations_key
 from screenaware.activity.timeline import (
+    MEETING_PREFIX,
+    RETIRED_MARK,
+    Plan,
     Record,
     TimelineStore,
     clusters,
@@ -79,6 +82,62 @@ def away_offset(key: str) -> int:
     """Sub-millisecond offset of an away snapshot's window points (activity
     snapshots get theirs from the timeline, counting up from 0)."""
     return 500_000 + int(key[:8], 16) % 500_000
+
+
+# Imported time is cut into pieces no longer than a snapshot, so a snapshot that
+# arrives later takes at most one piece's tail and the ledger reach stays valid.
+IMPORTED_PIECE_MS = TIMELINE_REACH_MS
+
+
+@dataclass(frozen=True)
+class ImportedSpan:
+    """Time from an outside source (a calendar event) that counts as activity
+    where no snapshot covers it.
+
+    Attributes:
+        start: start in Unix ms.
+        end: end in Unix ms.
+        source: a stable id of the event occurrence (with its content), so the
+            same event gets the same keys on every sync.
+        attribution: its project, category, application, reason and title.
+    """
+
+    start: int
+    end: int
+    source: str
+    attribution: Attribution
+
+
+def uncovered(span: tuple[int, int], owned: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``span`` that none of the ``owned`` intervals cover."""
+    start, end = span
+    out = []
+    cursor = start
+    for lo, hi in sorted(owned):
+        if hi <= cursor or lo >= end:
+            continue
+        if lo > cursor:
+            out.append((cursor, lo))
+        cursor = max(cursor, hi)
+        if cursor >= end:
+            break
+    if cursor < end:
+        out.append((cursor, end))
+    return out
+
+
+def pieces(span: tuple[int, int], size: int = IMPORTED_PIECE_MS) -> list[tuple[int, int]]:
+    """``span`` cut into consecutive pieces of at most ``size`` ms."""
+    start, end = span
+    return [(t, min(t + size, end)) for t in range(start, end, size)]
+
+
+def imported_key(user: str, source: str, start: int, end: int, a: Attribution) -> str:
+    """The timeline key of a piece of imported time (it loses to every snapshot)."""
+    digest = hashlib.sha256(
+        orjson.dumps([user, source, start, end, a.project_uuid, a.category_uuid, a.title])
+    ).hexdigest()
+    return MEETING_PREFIX + digest[:32]
 
 
 @dataclass
@@ -258,6 +317,84 @@ class SnapshotService:
         apps = {k: v for job in jobs for k, v in job.apps.items()}
         lines.extend(line for job in jobs for line in job.away_lines)
         return asyncio.create_task(self._write(user, lines, entry, apps, days))
+
+    async def replace_imported(
+        self,
+        user: str,
+        spans: Sequence[ImportedSpan],
+        previous: Mapping[str, tuple[int, int]],
+    ) -> dict[str, tuple[int, int]]:
+        """Make the user's imported time (one source) what ``spans`` say, for the
+        parts no snapshot owns now: pieces no longer wanted get reversing entries,
+        new ones are added (they lose to any snapshot, now or later). Ledger entries
+        only; nothing is deleted.
+
+        Args:
+            user: the user.
+            spans: everything the source holds now.
+            previous: the pieces the last call returned (key -> (start, end)).
+
+        Returns:
+            The pieces now imported (key -> (start, end)), for the next call.
+        """
+        async with self._timeline.locked(user) as held:
+            wanted_spans = [(s.start, s.end) for s in spans]
+            looked = wanted_spans + list(previous.values())
+            existing = await self._timeline.around(user, looked, held.longest)
+            owned = [
+                (r.start, r.start + r.effective)
+                for r in existing
+                if r.effective > 0 and not r.key.startswith(MEETING_PREFIX)
+            ]
+            wanted: dict[str, tuple[Record, Attribution]] = {}
+            for span in spans:
+                a = span.attribution
+                for part in uncovered((span.start, span.end), owned):
+                    for lo, hi in pieces(part):
+                        key = imported_key(user, span.source, lo, hi, a)
+                        wanted[key] = (
+                            Record(
+                                start=lo,
+                                end=hi,
+                                key=key,
+                                project=a.project_uuid or NONE,
+                                category=a.category_uuid or NONE,
+                                application=a.application_uuid or NONE,
+                            ),
+                            a,
+                        )
+            stale = set(previous) - set(wanted)
+            # Retired, not removed: the piece keeps its place (no later point lands
+            # on its time) but cuts nothing, and the same piece may come back.
+            retired = {
+                r.key: replace(
+                    r, key=f"{r.key}{RETIRED_MARK}{r.trims + 1}", effective=0, trims=r.trims + 1
+                )
+                for r in existing
+                if r.key in stale
+            }
+            dropped = [(r, retired[r.key]) for r in existing if r.key in retired]
+            rest = [retired.get(r.key, r) for r in existing]
+            plan = resolve(rest, (record for record, _ in wanted.values()))
+            plan = Plan(plan.added, dropped + plan.trimmed)
+            lines = [
+                activity_point(user, record, wanted[record.key][1]).to_line_protocol()
+                for record in plan.added
+            ]
+            for before, after in plan.trimmed:
+                lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
+            changed = bool(plan.added or plan.trimmed)
+            entry = await self._timeline.commit(user, plan, held, lines) if changed else ""
+        days = {r.start // DAY_MS for r in plan.added}
+        days.update(before.start // DAY_MS for before, _ in plan.trimmed)
+        apps = {
+            a.application_uuid: a.application
+            for _, a in wanted.values()
+            if a.application_uuid and a.application
+        }
+        if lines:
+            await self._write(user, lines, entry, apps, days)
+        return {key: (record.start, record.end) for key, (record, _) in wanted.items()}
 
     async def _write(
         self, user: str, lines: list[str], entry: str, apps: dict[str, str], days: set[int]

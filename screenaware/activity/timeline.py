@@ -2,7 +2,9 @@
 
 **The rule.** Every millisecond covered by a user's activity snapshots belongs to
 exactly one of them: the one of highest *priority* that covers it. Priority is
-``(end, start, key)``: the snapshot taken later (greater ``timeTaken``) wins; on an
+``(real, end, start, key)``: a real snapshot beats imported calendar time
+(keys starting ``cal-``, which is cut into pieces of at most 10 s so it loses
+exactly what snapshots cover); then the snapshot taken later (greater ``timeTaken``) wins; on an
 equal end the one that started later (the shorter one); then the greater snapshot
 key (a hash of the snapshot's content). The rule depends only on the set of
 snapshots, so arrival order, batching and worker do not matter. Snapshots without
@@ -66,6 +68,13 @@ from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
 LOG = logging.getLogger(__name__)
 
 
+# Key prefix of imported calendar time: it owns only what no snapshot covers.
+MEETING_PREFIX = "cal-"
+# Marks imported time its source no longer holds: kept in the coverage (its point
+# keeps its time) but it cuts nothing, and the same piece may be imported anew.
+RETIRED_MARK = "~"
+
+
 def coverage_key(user: str) -> str:
     return f"{{sa}}:cov:{user}"
 
@@ -106,8 +115,13 @@ class Record:
     application: str = "none"
 
     @property
-    def priority(self) -> tuple[int, int, str]:
-        return (self.end, self.start, self.key)
+    def priority(self) -> tuple[bool, int, int, str]:
+        # Imported meetings (keys MEETING_PREFIX...) lose to every real snapshot.
+        return (not self.key.startswith(MEETING_PREFIX), self.end, self.start, self.key)
+
+    @property
+    def retired(self) -> bool:
+        return RETIRED_MARK in self.key
 
     @property
     def time_ns(self) -> int:
@@ -178,7 +192,7 @@ def resolve(existing: Sequence[Record], new: Iterable[Record]) -> Plan:
         lo = bisect.bisect_left(pool_starts, target.start - longest + 1)
         hi = bisect.bisect_left(pool_starts, target.end)
         for other in pool[lo:hi]:
-            if other.priority > target.priority and _overlap(other, target):
+            if not other.retired and other.priority > target.priority and _overlap(other, target):
                 end = min(end, other.start)
         return max(0, end - target.start)
 

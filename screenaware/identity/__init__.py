@@ -14,7 +14,6 @@ from screenaware.identity.accounts import Accounts, make_accounts
 from screenaware.identity.keys import ApiKeyStore, KeyAuthenticator
 from screenaware.identity.projects import ProjectStore, projects_key, public_project
 from screenaware.identity.resources import (
-    IntegrationsResource,
     KeyResource,
     KeysResource,
     LoginResource,
@@ -87,5 +86,4 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
     app.add_route("/api/projects/{project_id}", ProjectResource(projects))
     app.add_route("/api/tasks", TasksResource(projects))
     app.add_route("/api/tasks/{task_id}", TaskResource(projects))
-    app.add_route("/api/integrations", IntegrationsResource())
     return Identity(accounts, projects)

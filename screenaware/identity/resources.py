@@ -15,7 +15,6 @@ from schemas.identity import (
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
     ApiKeySchema,
-    IntegrationSchema,
     LoginSchema,
     OkSchema,
     OwnPasswordSchema,
@@ -54,22 +53,9 @@ _key = ApiKeySchema()
 _keys = ApiKeySchema(many=True)
 _key_created = ApiKeyCreatedSchema()
 
+
 # The documented catalogue. No outbound network exists here, so none can be
 # connected yet; a real integration later fills in its status per user.
-INTEGRATIONS = {
-    "googleCalendar": {
-        "name": "Google Calendar",
-        "description": "Include time spent in meetings or in transit to your activity data.",
-    },
-    "redmine": {
-        "name": "Redmine",
-        "description": (
-            "Relate spent activity time to tasks/projects you manage inside the Redmine app"
-        ),
-    },
-}
-
-
 def _profile_fields(body: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {k: body[k] for k in ("nameFirst", "nameLast") if k in body}
     if "timezone" in body:
@@ -465,23 +451,3 @@ class TaskResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str
     ) -> None:
         resp.media = _task.dump(await self._store.delete_task(caller(req), task_id))
-
-
-class IntegrationsResource:
-    """``GET /api/integrations``."""
-
-    auth_roles = {"GET": "user"}
-    _schema = IntegrationSchema()
-
-    @operation(
-        "Third-party integrations",
-        "users",
-        responses={200: {"type": "object", "additionalProperties": IntegrationSchema}},
-    )
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = {
-            key: self._schema.dump(
-                {"key": key, **info, "status": "not connected", "connected": False}
-            )
-            for key, info in INTEGRATIONS.items()
-        }
