@@ -22,6 +22,7 @@ from screenaware.identity.resources import (
     MyPasswordResource,
     ProjectResource,
     ProjectsResource,
+    SessionResource,
     TaskResource,
     TasksResource,
     UserKeyResource,
@@ -74,6 +75,7 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         )
     )
     app.add_route("/api/auth/local", LoginResource(accounts))
+    app.add_route("/api/auth/session", SessionResource(accounts, config.jwt_ttl))
     app.add_route("/api/users", UsersResource(accounts))
     app.add_route("/api/users/me", MeResource(accounts))
     app.add_route("/api/users/me/password", MyPasswordResource(accounts))
