@@ -8,7 +8,7 @@ from collections.abc import Callable
 import falcon.asgi
 
 import heartbeat
-from screenaware import activity, identity, logs, portability, streams
+from screenaware import activity, identity, logs, portability, streams, webapp
 from screenaware.config import Config
 from screenaware.storage.backends import Backends
 from screenaware.storage.influx import UniqueClock
@@ -40,5 +40,6 @@ def create_app(
         app, config, backends, clock, activity=act, identity=ident, streams=stream_service
     )
     logs.mount(app, config, backends, clock)
+    webapp.mount(app, config, backends, clock)
     web.mount(app, config, backends)
     return app
