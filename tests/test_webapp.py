@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from screenaware.config import Config
-from tests.browser import screenshot_file
+from tests.browser import ROOT, screenshot_file
 from tests.service import Service, run_service
 
 pytestmark = pytest.mark.browser
@@ -24,6 +24,8 @@ P1 = "0fcdd1ec-05f7-49cc-931f-530c2c2f085c"
 P2 = "98254cc5-b623-43b6-8537-d9e0122cf975"
 P3 = "fe79e96c-a8ff-4ead-90eb-2c799db17439"
 SIZES = {"wide": (1280, 800), "phone": (390, 844)}
+# scripts/setup --test installs it from npm (git-ignored); it is injected, never served.
+AXE = ROOT / ".test-deps" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @pytest.fixture
@@ -114,13 +116,28 @@ async def ready(page: Page) -> None:
     await page.wait_for_selector("#view[data-ready=true]")
 
 
+async def serious_violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    assert AXE.is_file(), f"{AXE} is missing: run scripts/setup --test"
+    if not await page.evaluate("typeof window.axe === 'object'"):
+        # Through the DevTools protocol, which the page's CSP (script-src 'self') allows.
+        await page.evaluate(AXE.read_text())
+    found: list[dict[str, Any]] = await page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .map((v) => ({id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target)}))"""
+    )
+    return found
+
+
 async def shots(page: Page, test: str, view: str) -> None:
-    """The view at both sizes into var/screenshots/."""
+    """The view at both sizes into var/screenshots/; axe-core finds nothing serious."""
     for size, (width, height) in SIZES.items():
         await page.set_viewport_size({"width": width, "height": height})
         path = screenshot_file(test, f"{view}-{size}")
         await page.screenshot(path=path, full_page=True)
         assert path.read_bytes().startswith(b"\x89PNG")
+        assert await serious_violations(page) == [], (view, size)
     await page.set_viewport_size({"width": 1280, "height": 800})
 
 
@@ -275,6 +292,10 @@ async def test_admin_link_and_sign_out(service: Service, page: Page) -> None:
     assert await api_status(page, "GET", "/api/users/me") == 401
     await page.reload()
     await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    # The accessibility check can fail: a control without a label is caught.
+    assert await serious_violations(page) == []
+    await page.evaluate("document.querySelector('form').append(document.createElement('input'))")
+    assert "label" in {v["id"] for v in await serious_violations(page)}
 
 
 async def test_too_many_failures_say_when_to_retry(service: Service, browser: Browser) -> None:
