@@ -215,6 +215,28 @@ async def test_sign_in_day_totals_and_moving_a_stream(
     await shots(page, "webapp", "week")
 
 
+async def test_today_refreshes_itself_without_reload(
+    service: Service, http: httpx.AsyncClient, user_day: tuple[dict[str, str], str], page: Page
+) -> None:
+    headers, _ = user_day
+    # Playwright's clock drives the page's timers (the poll is every 30 s).
+    await page.clock.install()
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await ready(page)
+    await expect(page.get_by_role("heading", name="Day")).to_be_visible()
+    await expect(page.locator("#day-total")).to_have_text("0 s")
+    await page.evaluate("window.__marker = 'same document'")
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    batch = snaps(now - dt.timedelta(minutes=3), 2, "code", "influxdb tuning")
+    assert (await http.post("/api/snapshots", json=batch, headers=headers)).status_code == 200
+    await page.clock.run_for(31_000)
+    await expect(page.locator("#view")).to_have_attribute("data-refreshed", "1")
+    await expect(page.locator("#day-total")).not_to_have_text("0 s")
+    await expect(page.locator(".totals-by-project li")).to_contain_text(["Influx"])
+    assert await page.evaluate("window.__marker") == "same document"
+
+
 async def test_keys_created_shown_once_and_revoked(
     service: Service, http: httpx.AsyncClient, user_day: tuple[dict[str, str], str], page: Page
 ) -> None:

@@ -3,6 +3,9 @@
 // token from the readable cookie in X-CSRF-Token (double-submit).
 
 const CSRF_COOKIE = "sa_csrf";
+// Today's view polls for new snapshots this often (while the tab is visible).
+const POLL_MS = 30000;
+let stopPolling = () => {};
 const root = document.getElementById("root");
 
 // ---- API -------------------------------------------------------------------
@@ -223,6 +226,7 @@ function shell() {
   const signOut = el("button", { type: "button", text: "Sign out" });
   signOut.addEventListener("click", async () => {
     await api("DELETE", "/api/auth/session");
+    stopPolling();
     state.me = null;
     location.hash = "";
     signInView("You are signed out.");
@@ -245,6 +249,8 @@ async function route() {
     if (link.dataset.route === view) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  stopPolling();
+  stopPolling = () => {};
   const main = document.getElementById("view");
   main.replaceChildren(el("p", { class: "muted", text: "Loading…" }));
   main.dataset.ready = "false";
@@ -424,6 +430,21 @@ async function dayView(main, dateArg) {
   }
 
   await Promise.all([renderTotals(), renderTimeline(null)]);
+
+  if (date === today(state.zone)) {
+    // Live: new snapshots show up without a reload; the selected stream stays selected.
+    const timer = setInterval(async () => {
+      if (document.visibilityState !== "visible") return;
+      const pressed = timelineBox.querySelector("button[aria-pressed=true]");
+      try {
+        await Promise.all([renderTotals(), renderTimeline(pressed ? pressed.dataset.uuid : null)]);
+        main.dataset.refreshed = String(Number(main.dataset.refreshed || 0) + 1);
+      } catch (error) {
+        if (error.status === 401) { clearInterval(timer); signInView("Your session has ended; sign in again."); }
+      }
+    }, POLL_MS);
+    stopPolling = () => clearInterval(timer);
+  }
 }
 
 // Arrow keys change the day, unless a control that uses them has the focus.
