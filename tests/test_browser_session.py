@@ -128,6 +128,19 @@ async def test_sign_out_clears_both_cookies(api: Api) -> None:
         assert out.cookies[name].max_age in (0, None) or out.cookies[name].expires is not None
 
 
+async def test_a_signed_out_session_cookie_stops_working(api: Api) -> None:
+    cookies = await _sign_in(api)
+    other = await _sign_in(api)
+    assert (await api.client.simulate_get("/api/users/me", cookies=cookies)).status_code == 200
+    await api.client.simulate_delete("/api/auth/session", cookies=cookies)
+    # A copy of the old cookie (kept by whoever had it) is refused now...
+    again = await api.client.simulate_get("/api/users/me", cookies=cookies)
+    assert again.status_code == 401
+    assert again.json["message"] == "Your session has expired; sign in again"
+    # ...while the same user's other session goes on.
+    assert (await api.client.simulate_get("/api/users/me", cookies=other)).status_code == 200
+
+
 async def test_bearer_header_wins_over_a_cookie(api: Api) -> None:
     """A request with the header needs no CSRF token: browsers never add it on their own."""
     user = await api.new_user("u@example.org")

@@ -38,6 +38,7 @@ from screenaware.errors import Invalid
 from screenaware.identity.accounts import Accounts
 from screenaware.identity.keys import ApiKeyStore
 from screenaware.identity.projects import ProjectStore, public_project
+from screenaware.identity.sessions import SignedOutSessions
 from screenaware.web.auth import CSRF_COOKIE, SESSION_COOKIE, caller
 from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body
@@ -110,10 +111,12 @@ class SessionResource:
     injected one cannot steal it), ``SameSite=Strict`` (no other site's page makes
     the browser send it) and ``Secure`` over HTTPS. The CSRF token goes into a
     readable cookie, which the app echoes in ``X-CSRF-Token`` on each state change.
+    Signing out also marks the token signed out, so a copy of the cookie stops working.
     """
 
-    def __init__(self, accounts: Accounts, ttl: int) -> None:
+    def __init__(self, accounts: Accounts, signed_out: SignedOutSessions, ttl: int) -> None:
         self._accounts = accounts
+        self._signed_out = signed_out
         self._ttl = ttl
 
     def _cookie(
@@ -155,6 +158,10 @@ class SessionResource:
         responses={200: OkSchema},
     )
     async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        for token in req.get_cookie_values(SESSION_COOKIE) or []:
+            # Bounded: a Cookie header is limited by the server (gunicorn: 8 KB a field).
+            if token:
+                await self._signed_out.add(token)
         for name in (SESSION_COOKIE, CSRF_COOKIE):
             resp.unset_cookie(name, path="/", same_site="Strict")
         resp.media = OK

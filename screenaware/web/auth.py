@@ -121,6 +121,10 @@ async def _no_keys(_secret: str) -> Principal | None:
     return None
 
 
+async def _none_signed_out(_token: str) -> bool:
+    return False
+
+
 class AuthMiddleware:
     """Enforces each resource's ``auth_roles`` before its responder runs.
 
@@ -129,6 +133,7 @@ class AuthMiddleware:
         load: finds the principal for (user uuid, token version); None when the
             user is gone or the token predates a password change.
         keys: finds the principal for an API key; None when it is unknown.
+        signed_out: whether a session cookie's token was signed out.
     """
 
     def __init__(
@@ -136,10 +141,12 @@ class AuthMiddleware:
         tokens: TokenVerifier,
         load: PrincipalLoader,
         keys: KeyLoader = _no_keys,
+        signed_out: Callable[[str], Awaitable[bool]] = _none_signed_out,
     ) -> None:
         self._tokens = tokens
         self._load = load
         self._keys = keys
+        self._signed_out = signed_out
 
     async def _principal(self, token: str) -> Principal:
         if is_api_key(token):
@@ -203,6 +210,8 @@ class AuthMiddleware:
             raise AuthFailed("Invalid session")
         try:
             principal = await self._principal(token)
+            if await self._signed_out(token):
+                raise AuthFailed("signed out")
         except AuthFailed:
             if required == "all":
                 return
