@@ -55,6 +55,13 @@ class TokenSchema(Schema):
     token = fields.String(required=True)
 
 
+class SessionSchema(Schema):
+    """A browser session opened: the CSRF token (also in the readable cookie)."""
+
+    ok = fields.Boolean(required=True)
+    csrfToken = fields.String(required=True)
+
+
 class OkSchema(Schema):
     ok = fields.Boolean(required=True)
 

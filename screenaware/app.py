@@ -8,7 +8,7 @@ from collections.abc import Callable
 import falcon.asgi
 
 import heartbeat
-from screenaware import activity, identity, integrations, logs, portability, streams
+from screenaware import activity, identity, integrations, logs, portability, streams, webapp
 from screenaware.config import Config
 from screenaware.storage.backends import Backends
 from screenaware.storage.influx import UniqueClock
@@ -41,5 +41,6 @@ def create_app(
     )
     integrations.mount(app, config, backends, clock, activity=act, identity=ident)
     logs.mount(app, config, backends, clock)
+    webapp.mount(app, config, backends, clock)
     web.mount(app, config, backends)
     return app

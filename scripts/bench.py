@@ -1,4 +1,5 @@
-"""Benchmarks, run by hand: ``scripts/bench heartbeat|snapshots|times|streams|logs|transport``.
+"""Benchmarks, run by hand: ``scripts/bench WHAT``, WHAT one of heartbeat, snapshots,
+times, streams, logs, transport, import, webapp.
 
 Each starts its own influxd and redis-server on free ports in a temp dir, serves
 the app with gunicorn (uvicorn workers) and drives it on 127.0.0.1 only, for a
@@ -857,6 +858,72 @@ def bench_import(args: argparse.Namespace) -> None:
         print(f"| {name:44} | {took:7.1f} | {events / took:8,.0f} | {stored} |")
 
 
+def bench_webapp(args: argparse.Namespace) -> None:
+    """The day view of a full day (8 h of 10 s snapshots) in headless Chromium."""
+    from tests.browser import launch_chromium
+
+    with stack(args.workers) as s:
+        headers = login(s.url)
+        for name in ("code", "chrome", "slack"):
+            httpx.post(
+                f"{s.url}/api/projects", json={"name": name, "keywords": [name]}, headers=headers
+            ).raise_for_status()
+        apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
+        day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(
+            hour=8, minute=0, second=0, microsecond=0
+        )
+        snapshots = [
+            {
+                "timeTaken": (day + dt.timedelta(seconds=10 * (i + 1))).isoformat(),
+                "windows": [
+                    {"processName": f"{app}.exe", "title": f"{app} work", "isFocused": True}
+                ],
+            }
+            for i in range(PER_DAY)
+            for app in [apps[(i // 30) % len(apps)]]
+        ]
+        for start in range(0, len(snapshots), 1000):
+            httpx.post(
+                f"{s.url}/api/snapshots", json=snapshots[start : start + 1000], headers=headers,
+                timeout=60,
+            ).raise_for_status()  # fmt: skip
+        client = redis.Redis.from_url(s.redis_url)
+
+        async def measure() -> tuple[list[float], list[float], int]:
+            async with launch_chromium() as browser:
+                context = await browser.new_context(viewport={"width": 1280, "height": 800})
+                page = await context.new_page()
+                await page.goto(f"{s.url}/app/")
+                await page.get_by_label("Email").fill(ADMIN[0])
+                await page.get_by_label("Password").fill(ADMIN[1])
+                await page.get_by_role("button", name="Sign in").click()
+                await page.wait_for_selector("#view[data-ready=true]")
+                url = f"{s.url}/app/#/day/{day.date().isoformat()}"
+                cold: list[float] = []
+                cached: list[float] = []
+                for runs in (cold, cached):
+                    for _ in range(5):
+                        if runs is cold:
+                            for key in client.scan_iter("{sa}:sess:*"):
+                                client.delete(key)
+                        await page.goto("about:blank")
+                        started = time.perf_counter()
+                        await page.goto(url)
+                        await page.wait_for_selector("#view[data-ready=true]")
+                        runs.append((time.perf_counter() - started) * 1000)
+                streams = await page.locator(".timeline button").count()
+                await context.close()
+                return cold, cached, streams
+
+        cold, cached, streams = asyncio.run(measure())
+        s.stop_service()
+    print(f"\nDay view of {PER_DAY} snapshots (8 h of 10 s), navigation to interactive\n")
+    print("| data | timeline items | p50 ms | max ms |")
+    print("|---|---:|---:|---:|")
+    for name, runs in (("streams cold", cold), ("streams cached", cached)):
+        print(f"| {name} | {streams} | {statistics.median(runs):.0f} | {max(runs):.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -887,6 +954,8 @@ def main() -> None:
     tr.set_defaults(func=bench_transport)
     im = sub.add_parser("import", help="a 30-day ActivityWatch export: ours and aw-server's")
     im.set_defaults(func=bench_import)
+    wa = sub.add_parser("webapp", help="one day of snapshots: the day view in headless Chromium")
+    wa.set_defaults(func=bench_webapp)
     args = parser.parse_args()
     args.func(args)
 

@@ -21,6 +21,7 @@ from screenaware.identity.resources import (
     MyPasswordResource,
     ProjectResource,
     ProjectsResource,
+    SessionResource,
     TaskResource,
     TasksResource,
     UserKeyResource,
@@ -29,6 +30,7 @@ from screenaware.identity.resources import (
     UserResource,
     UsersResource,
 )
+from screenaware.identity.sessions import SignedOutSessions
 from screenaware.storage.backends import Backends
 from screenaware.web.app import App
 from screenaware.web.auth import AuthMiddleware
@@ -67,12 +69,17 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         await accounts.bootstrap_admin(config.admin_email, config.admin_password)
 
     backends.on_startup(bootstrap_admin)
+    signed_out = SignedOutSessions(backends.get_redis, config.jwt_ttl)
     app.add_middleware(
         AuthMiddleware(
-            accounts.tokens, accounts.principal, KeyAuthenticator(keys, accounts.store).principal
+            accounts.tokens,
+            accounts.principal,
+            KeyAuthenticator(keys, accounts.store).principal,
+            signed_out.contains,
         )
     )
     app.add_route("/api/auth/local", LoginResource(accounts))
+    app.add_route("/api/auth/session", SessionResource(accounts, signed_out, config.jwt_ttl))
     app.add_route("/api/users", UsersResource(accounts))
     app.add_route("/api/users/me", MeResource(accounts))
     app.add_route("/api/users/me/password", MyPasswordResource(accounts))

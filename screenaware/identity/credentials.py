@@ -143,7 +143,15 @@ class TokenIssuer:
     async def issue(self, user_uuid: str, version: int) -> str:
         """A token for the user; ``version`` changes with every password change."""
         now = int(self._clock())
-        claims = {"sub": user_uuid, "iat": now, "exp": now + self._ttl, "ver": version}
+        claims = {
+            "sub": user_uuid,
+            "iat": now,
+            "exp": now + self._ttl,
+            "ver": version,
+            # Two logins in one second get different tokens, so signing one browser
+            # session out (by its token) leaves the other one alone.
+            "jti": secrets.token_urlsafe(12),
+        }
         # Read the key every time: a token must never be signed with a key that the
         # other workers no longer have (issuing is rare; it follows a scrypt check).
         return jwt.encode(claims, await self._read_key(), algorithm="HS256")

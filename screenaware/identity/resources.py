@@ -6,6 +6,7 @@ enforces them, so a responder finds the caller in ``req.context.principal``.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import falcon
@@ -23,6 +24,7 @@ from schemas.identity import (
     PasswordSetSchema,
     ProjectInSchema,
     ProjectSchema,
+    SessionSchema,
     TaskInSchema,
     TaskSchema,
     TokenOkSchema,
@@ -35,7 +37,8 @@ from screenaware.errors import Invalid
 from screenaware.identity.accounts import Accounts
 from screenaware.identity.keys import ApiKeyStore
 from screenaware.identity.projects import ProjectStore, public_project
-from screenaware.web.auth import caller
+from screenaware.identity.sessions import SignedOutSessions
+from screenaware.web.auth import CSRF_COOKIE, SESSION_COOKIE, caller
 from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body
 
@@ -85,6 +88,69 @@ class LoginResource:
         body = req.context.body
         token = await self._accounts.login(body["email"], body["password"], req.remote_addr)
         resp.media = {"token": token}
+
+
+class SessionResource:
+    """``/api/auth/session``: a browser session in cookies (sign in, sign out).
+
+    The login token goes into an HttpOnly cookie (no script can read it, so an
+    injected one cannot steal it), ``SameSite=Strict`` (no other site's page makes
+    the browser send it) and ``Secure`` over HTTPS. The CSRF token goes into a
+    readable cookie, which the app echoes in ``X-CSRF-Token`` on each state change.
+    Signing out also marks the token signed out, so a copy of the cookie stops working.
+    """
+
+    def __init__(self, accounts: Accounts, signed_out: SignedOutSessions, ttl: int) -> None:
+        self._accounts = accounts
+        self._signed_out = signed_out
+        self._ttl = ttl
+
+    def _cookie(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str, value: str
+    ) -> None:
+        resp.set_cookie(
+            name,
+            value,
+            max_age=self._ttl,
+            path="/",
+            secure=req.scheme == "https",
+            http_only=name == SESSION_COOKIE,
+            same_site="Strict",
+        )
+
+    @operation(
+        "Sign in a browser: the session and CSRF cookies",
+        "auth",
+        responses={200: SessionSchema},
+        description=(
+            "Same credentials and limits as POST /api/auth/local. Sets the HttpOnly "
+            f"cookie {SESSION_COOKIE} (the session) and the readable cookie {CSRF_COOKIE}; "
+            "requests authenticated by the cookie that change state must send the "
+            "latter's value in the X-CSRF-Token header."
+        ),
+    )
+    @load_body(LoginSchema())
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = req.context.body
+        token = await self._accounts.login(body["email"], body["password"], req.remote_addr)
+        csrf = secrets.token_urlsafe(32)
+        self._cookie(req, resp, SESSION_COOKIE, token)
+        self._cookie(req, resp, CSRF_COOKIE, csrf)
+        resp.media = {"ok": True, "csrfToken": csrf}
+
+    @operation(
+        "Sign a browser out: its session cookies are cleared",
+        "auth",
+        responses={200: OkSchema},
+    )
+    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        for token in req.get_cookie_values(SESSION_COOKIE) or []:
+            # Bounded: a Cookie header is limited by the server (gunicorn: 8 KB a field).
+            if token:
+                await self._signed_out.add(token)
+        for name in (SESSION_COOKIE, CSRF_COOKIE):
+            resp.unset_cookie(name, path="/", same_site="Strict")
+        resp.media = OK
 
 
 class UsersResource:

@@ -9,10 +9,17 @@ A bearer value is a login token (a JWT) or an API key (a UUID v4 string; a JWT n
 is one). A key stands for its user everywhere except on the methods a resource lists
 in ``auth_login_only`` (e.g. ``{"PUT"}``), answered 403: managing keys and passwords needs the login
 token, so a leaked sensor key cannot mint more keys or lock the owner out.
+
+A browser session (``POST /api/auth/session``) carries a login token in the
+HttpOnly cookie :data:`SESSION_COOKIE` instead of the header. A browser sends that
+cookie by itself, so a state-changing request it authenticates must also prove it
+comes from the app (double-submit): the ``X-CSRF-Token`` header must equal the
+readable cookie :data:`CSRF_COOKIE`, which a page of another origin cannot read.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -27,6 +34,15 @@ from screenaware.errors import AuthFailed, Forbidden
 from screenaware.timeutil import parse_zone
 
 LOG = logging.getLogger(__name__)
+
+SESSION_COOKIE = "sa_session"
+"""The HttpOnly cookie holding a browser session's login token."""
+CSRF_COOKIE = "sa_csrf"
+"""The readable cookie whose value the app sends back in :data:`CSRF_HEADER`."""
+CSRF_HEADER = "X-CSRF-Token"
+# Methods that change nothing need no CSRF proof (the answer goes to the page's
+# origin only, and these routes have no side effects).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def role_object(role: str) -> dict[str, Any]:
@@ -105,6 +121,10 @@ async def _no_keys(_secret: str) -> Principal | None:
     return None
 
 
+async def _none_signed_out(_token: str) -> bool:
+    return False
+
+
 class AuthMiddleware:
     """Enforces each resource's ``auth_roles`` before its responder runs.
 
@@ -113,6 +133,7 @@ class AuthMiddleware:
         load: finds the principal for (user uuid, token version); None when the
             user is gone or the token predates a password change.
         keys: finds the principal for an API key; None when it is unknown.
+        signed_out: whether a session cookie's token was signed out.
     """
 
     def __init__(
@@ -120,10 +141,12 @@ class AuthMiddleware:
         tokens: TokenVerifier,
         load: PrincipalLoader,
         keys: KeyLoader = _no_keys,
+        signed_out: Callable[[str], Awaitable[bool]] = _none_signed_out,
     ) -> None:
         self._tokens = tokens
         self._load = load
         self._keys = keys
+        self._signed_out = signed_out
 
     async def _principal(self, token: str) -> Principal:
         if is_api_key(token):
@@ -151,6 +174,10 @@ class AuthMiddleware:
         required = roles[req.method]
         header = req.get_header("Authorization")
         if not header:
+            session = _single_cookie(req, SESSION_COOKIE)
+            if session:
+                await self._session(req, resource, required, session)
+                return
             if required == "all":
                 return
             raise AuthFailed("Missing bearer token")
@@ -171,3 +198,44 @@ class AuthMiddleware:
         if not has_role(principal.role, required):
             raise Forbidden(f"This requires the {required} role")
         req.context.principal = principal
+
+    async def _session(
+        self, req: falcon.asgi.Request, resource: Any, required: str, token: str
+    ) -> None:
+        """Authenticate by the session cookie; a state change also needs the CSRF proof."""
+        if req.method not in SAFE_METHODS:
+            check_csrf(req)
+        if is_api_key(token):
+            # A cookie only ever holds a login token; a key there was not set by us.
+            raise AuthFailed("Invalid session")
+        try:
+            principal = await self._principal(token)
+            if await self._signed_out(token):
+                raise AuthFailed("signed out")
+        except AuthFailed:
+            if required == "all":
+                return
+            raise AuthFailed("Your session has expired; sign in again") from None
+        if not has_role(principal.role, required):
+            raise Forbidden(f"This requires the {required} role")
+        req.context.principal = principal
+
+
+def _single_cookie(req: falcon.asgi.Request, name: str) -> str | None:
+    """The value of cookie ``name``; None when absent, empty or sent more than once.
+
+    Two values of one name mean a cookie planted for a parent domain or path next
+    to ours: trusting either could let a planted one win.
+    """
+    values = req.get_cookie_values(name) or []
+    if len(values) != 1 or not values[0]:
+        return None
+    return str(values[0])
+
+
+def check_csrf(req: falcon.asgi.Request) -> None:
+    """Refuse (403) unless ``X-CSRF-Token`` equals the CSRF cookie (double-submit)."""
+    cookie = _single_cookie(req, CSRF_COOKIE)
+    header = req.get_header(CSRF_HEADER) or ""
+    if not cookie or not hmac.compare_digest(cookie.encode(), header.encode()):
+        raise Forbidden(f"Missing or wrong {CSRF_HEADER} header (the app sends it)")

@@ -46,7 +46,9 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "description": (
             "A login token (a JWT from /api/auth/local) or an API key (a UUID v4 string "
-            "from POST /api/keys)."
+            "from POST /api/keys). A browser may send the sa_session cookie of "
+            "POST /api/auth/session instead, with the sa_csrf cookie's value in "
+            "X-CSRF-Token on every request other than GET, HEAD and OPTIONS (else 403)."
         ),
     },
     "metricsToken": {
