@@ -381,7 +381,7 @@ class TimelineStore(RedisStore):
             if loop.time() > deadline:
                 raise StorageUnavailable("timeline lock of a user stayed taken")
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
+            pause = min(pause * 2, 0.004)
         try:
             ids = [j.decode() if isinstance(j, bytes) else str(j) for j in journal]
             lost = [j for j in ids if int(j.split(":")[0]) < self._now_ms() - self._lock_ttl_ms]
