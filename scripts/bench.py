@@ -516,14 +516,19 @@ def bench_times(args: argparse.Namespace) -> None:
     print(f"\nactivities stored: {stored:,}, then {stored_b:,} more (second device + trims)")
 
 
+def keyword_projects(url: str, headers: dict[str, str]) -> None:
+    """Projects named and keyed by the benchmark's applications (several real streams)."""
+    for name in ("code", "chrome", "slack"):
+        httpx.post(
+            f"{url}/api/projects", json={"name": name, "keywords": [name]}, headers=headers
+        ).raise_for_status()
+
+
 def bench_streams(args: argparse.Namespace) -> None:
     with stack(args.workers) as s:
         headers = login(s.url)
         # Projects by keyword, so the month has several projects and real streams.
-        for name in ("code", "chrome", "slack"):
-            httpx.post(
-                f"{s.url}/api/projects", json={"name": name, "keywords": [name]}, headers=headers
-            ).raise_for_status()
+        keyword_projects(s.url, headers)
         first_day, _ = load_month(s, headers)
         client = redis.Redis.from_url(s.redis_url)
         http = httpx.Client(base_url=s.url, headers=headers, timeout=60)
@@ -864,10 +869,7 @@ def bench_webapp(args: argparse.Namespace) -> None:
 
     with stack(args.workers) as s:
         headers = login(s.url)
-        for name in ("code", "chrome", "slack"):
-            httpx.post(
-                f"{s.url}/api/projects", json={"name": name, "keywords": [name]}, headers=headers
-            ).raise_for_status()
+        keyword_projects(s.url, headers)
         apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
         day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(
             hour=8, minute=0, second=0, microsecond=0
