@@ -387,16 +387,24 @@ async def test_snapshots_older_than_the_coverage_follow_the_rule_from_the_ledger
     assert times["grouped"][application_uuid("slack")]["sum"] == 10_000
 
 
+async def post_while_influxdb_is_down(
+    config: Config, clock: FakeClock, headers: dict[str, str], body: Any, times: int
+) -> None:
+    """Send ``body`` ``times`` times to an app whose InfluxDB cannot be reached: 503 each."""
+    dead = config.replace(influx_url=dead_url("http"), influx_timeout=1.0)
+    async with testing.ASGIConductor(create_app(dead, clock=clock)) as broken:
+        for _ in range(times):
+            result = await broken.simulate_post("/api/snapshots", json=body, headers=headers)
+            assert result.status_code == 503, result.text
+
+
 async def test_a_batch_whose_write_failed_is_written_by_a_later_request(
     identity_config: Config, clock: FakeClock, api: Api, redis_client: redis.Redis
 ) -> None:
     headers = await api.new_user("ann@example.org")
     user = await user_id(api, headers)
     first = snapshot(T0_MS + 10_000, 10_000, "code")
-    dead = identity_config.replace(influx_url=dead_url("http"), influx_timeout=1.0)
-    async with testing.ASGIConductor(create_app(dead, clock=clock)) as broken:
-        result = await broken.simulate_post("/api/snapshots", json=first, headers=headers)
-        assert result.status_code == 503
+    await post_while_influxdb_is_down(identity_config, clock, headers, first, times=1)
     # The coverage has it, the journal keeps its points, InfluxDB has nothing yet.
     assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
     assert (await get(api, headers, "/api/times", **DAY))["sum"] == 0
@@ -418,11 +426,7 @@ async def test_a_resend_is_acknowledged_only_once_influxdb_has_it(
     headers = await api.new_user("ben@example.org")
     user = await user_id(api, headers)
     first = snapshot(T0_MS + 10_000, 10_000, "code")
-    dead = identity_config.replace(influx_url=dead_url("http"), influx_timeout=1.0)
-    async with testing.ASGIConductor(create_app(dead, clock=clock)) as broken:
-        for _ in range(2):
-            result = await broken.simulate_post("/api/snapshots", json=first, headers=headers)
-            assert result.status_code == 503, result.text
+    await post_while_influxdb_is_down(identity_config, clock, headers, first, times=2)
     assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
     # InfluxDB answers again: the resend writes the journal before its 200.
     await post(api, headers, first)
@@ -505,10 +509,7 @@ async def test_a_journal_entry_influxdb_refuses_leaves_the_coverage(
     headers = await api.new_user("dee@example.org")
     user = await user_id(api, headers)
     first = snapshot(T0_MS + 10_000, 10_000, "code")
-    dead = identity_config.replace(influx_url=dead_url("http"), influx_timeout=1.0)
-    async with testing.ASGIConductor(create_app(dead, clock=clock)) as broken:
-        result = await broken.simulate_post("/api/snapshots", json=first, headers=headers)
-        assert result.status_code == 503
+    await post_while_influxdb_is_down(identity_config, clock, headers, first, times=1)
     assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
     assert redis_client.zcard(f"{{sa}}:cov:{user}") == 1
     conflict_in_window_shard(influx_db)
