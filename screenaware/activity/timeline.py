@@ -54,11 +54,10 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from screenaware.activity.store import DAY_MS, generations_key
 from screenaware.errors import StorageUnavailable, WriteRejected
@@ -268,6 +267,13 @@ def clusters(spans: Iterable[tuple[int, int]], reach: int) -> list[tuple[int, in
     return out
 
 
+def _decoded_unique(members: Iterable[str | bytes]) -> list[Record]:
+    seen: dict[str, None] = {}
+    for raw in members:
+        seen[raw.decode() if isinstance(raw, bytes) else raw] = None
+    return [Record.decode(text) for text in seen]
+
+
 def journal_key(user: str) -> str:
     return f"{{sa}}:tjournal:{user}"
 
@@ -309,7 +315,7 @@ return 0
 """)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Held:
     """What the lock holder learns when it gets the lock.
 
@@ -317,11 +323,63 @@ class Held:
         longest: the longest snapshot in the coverage (ms).
         journal: the ids of the journal entries not yet acknowledged.
         token: the holder's lock token (a commit checks the lock is still its own).
+        around: the stored snapshots that may overlap the spans the lock was asked
+            with (read in the same round as the lock).
+        released: a commit let the lock go already.
     """
 
     longest: int
     journal: list[str]
     token: str = ""
+    around: list[Record] = field(default_factory=list)
+    released: bool = False
+
+
+# KEYS: lock, meta, journal, coverage. ARGV: token, ttl ms, reach, then lo/hi pairs
+# of start-score ranges (``clusters`` of the spans with ``reach``). Takes the lock
+# and, if it got it, reads in the same round what the holder needs: the longest
+# snapshot, the journal's ids, and the neighbourhood of the spans (each range
+# widened if a stored snapshot is longer than ``reach``; overlapping ranges may
+# list a member twice).
+_ACQUIRE = Script("""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local longest = tonumber(redis.call('HGET', KEYS[2], 'longest') or '0')
+local extra = math.max(0, longest - tonumber(ARGV[3]))
+local found = {}
+for i = 4, #ARGV, 2 do
+  local lo = string.format('%d', tonumber(ARGV[i]) - extra)
+  local members = redis.call('ZRANGEBYSCORE', KEYS[4], lo, '(' .. ARGV[i + 1])
+  for _, member in ipairs(members) do found[#found + 1] = member end
+end
+return {longest, redis.call('HKEYS', KEYS[3]), found}
+""")
+
+# KEYS: lock, coverage, journal, undo, meta. ARGV: token, entry id, the entry's
+# lines ('' for none), its undo text ('' for none), the horizon (scores below it
+# go), the batch's longest snapshot, 1 to release the lock, the number of members
+# to remove, those members, then score/member pairs to add. Stores a round's plan
+# only if the lock is still the caller's (atomically: a worker whose lock expired
+# while it ran commits nothing) and lets the lock go in the same round.
+_COMMIT = Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[4]) end
+end
+local removed = tonumber(ARGV[8])
+for i = 9, 8 + removed do redis.call('ZREM', KEYS[2], ARGV[i]) end
+local first = 9 + removed
+if first <= #ARGV then
+  for i = first, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
+end
+local longest = tonumber(ARGV[6])
+if longest > tonumber(redis.call('HGET', KEYS[5], 'longest') or '0') then
+  redis.call('HSET', KEYS[5], 'longest', longest)
+end
+if ARGV[7] == '1' then redis.call('DEL', KEYS[1]) end
+return 1
+""")
 
 
 class TimelineStore(RedisStore):
@@ -357,9 +415,14 @@ class TimelineStore(RedisStore):
         return int(self._clock() * 1000)
 
     @contextlib.asynccontextmanager
-    async def locked(self, user: str) -> AsyncIterator[Held]:
+    async def locked(self, user: str, spans: Sequence[tuple[int, int]] = ()) -> AsyncIterator[Held]:
         """Hold the user's timeline lock. Journal entries that lost their writer
         are written first.
+
+        Args:
+            user: the user.
+            spans: read the stored snapshots that may overlap these in the same
+                round as the lock (``Held.around``; :meth:`around` gives the same).
 
         Raises:
             StorageUnavailable: the lock stayed taken for ``lock_wait_s``, or a
@@ -367,30 +430,35 @@ class TimelineStore(RedisStore):
         """
         token = secrets.token_hex(8)
         key = lock_key(user)
+        reach = max(max((e - s for s, e in spans), default=1), 1)
+        ranges = [bound for lo_hi in clusters(spans, reach) for bound in lo_hi]
+        keys = [key, meta_key(user), journal_key(user), coverage_key(user)]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._lock_wait_s
         pause = 0.001
         while True:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, token, nx=True, px=self._lock_ttl_ms)
-                pipe.hget(meta_key(user), "longest")
-                pipe.hkeys(journal_key(user))
-                got, longest, journal = await pipe.execute()
+            got = await _ACQUIRE(self._redis, keys, [token, self._lock_ttl_ms, reach, *ranges])
             if got:
                 break
             if loop.time() > deadline:
                 raise StorageUnavailable("timeline lock of a user stayed taken")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.004)
+        longest, journal, found = got
+        held = Held(int(longest or 0), [], token, _decoded_unique(found))
         try:
             ids = [j.decode() if isinstance(j, bytes) else str(j) for j in journal]
             lost = [j for j in ids if int(j.split(":")[0]) < self._now_ms() - self._lock_ttl_ms]
             if lost:
-                await self.flush(user, lost)
-            yield Held(int(longest or 0), [j for j in ids if j not in lost], token)
+                if await self.flush(user, lost):
+                    # A refused entry's coverage changes were undone: read anew.
+                    held.around = await self.around(user, spans, held.longest)
+            held.journal = [j for j in ids if j not in lost]
+            yield held
         finally:
-            # Shielded: a cancelled request must still let the others go on.
-            await asyncio.shield(RELEASE_LOCK(self._redis, [key], [token]))
+            if not held.released:
+                # Shielded: a cancelled request must still let the others go on.
+                await asyncio.shield(RELEASE_LOCK(self._redis, [key], [token]))
 
     async def flush(self, user: str, ids: Sequence[str]) -> bool:
         """Under the lock: write journal entries to InfluxDB and drop them (entries
@@ -458,46 +526,53 @@ class TimelineStore(RedisStore):
             found = await pipe.execute()
         return [Record.decode(raw) for members in found for raw in members]
 
-    async def commit(self, user: str, plan: Plan, held: Held, lines: Sequence[str]) -> str:
+    async def commit(
+        self, user: str, plan: Plan, held: Held, lines: Sequence[str], release: bool = False
+    ) -> str:
         """Under the lock: store the plan in the coverage and the batch's points in
         the journal, and drop what fell behind the horizon, in one round. Returns
         the journal entry's id.
+
+        Args:
+            user: the user.
+            plan: the round's plan.
+            held: the lock, as :meth:`locked` gave it.
+            lines: the round's points (line protocol).
+            release: let the lock go in the same round (the holder is done).
 
         Raises:
             StorageUnavailable: the lock expired while this round ran (a slow
                 InfluxDB during its flushes): another worker may be resolving the
                 same snapshots, so this plan is not stored.
         """
-        key = coverage_key(user)
-        longest = held.longest
         entry = f"{self._now_ms()}:{secrets.token_hex(6)}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            # WATCH: the transaction runs only if the lock is still ours when it does.
-            await pipe.watch(lock_key(user))
-            owner = await pipe.get(lock_key(user))
-            if (owner.decode() if isinstance(owner, bytes) else owner) != held.token:
-                raise StorageUnavailable("the timeline lock of a user expired", backend="redis")
-            pipe.multi()
-            if lines:
-                pipe.hset(journal_key(user), entry, "\n".join(lines))
-                if plan.added or plan.trimmed:
-                    pipe.hset(undo_key(user), entry, encode_undo(plan))
-            if plan.trimmed:
-                pipe.zrem(key, *(before.encode() for before, _ in plan.trimmed))
-            members = {r.encode(): r.start for r in plan.added}
-            members.update({after.encode(): after.start for _, after in plan.trimmed})
-            if members:
-                pipe.zadd(key, members)
-                pipe.zremrangebyscore(key, "-inf", f"({self.oldest_ms()}")
-            batch_longest = max((r.end - r.start for r in plan.added), default=0)
-            if batch_longest > longest:
-                pipe.hset(meta_key(user), "longest", batch_longest)
-            try:
-                await pipe.execute()
-            except WatchError:
-                raise StorageUnavailable(
-                    "the timeline lock of a user expired", backend="redis"
-                ) from None
+        removed = [before.encode() for before, _ in plan.trimmed]
+        members = {r.encode(): r.start for r in plan.added}
+        members.update({after.encode(): after.start for _, after in plan.trimmed})
+        undo = encode_undo(plan) if lines and (plan.added or plan.trimmed) else ""
+        args: list[str | int] = [
+            held.token,
+            entry,
+            "\n".join(lines),
+            undo,
+            self.oldest_ms(),
+            max((r.end - r.start for r in plan.added), default=0),
+            1 if release else 0,
+            len(removed),
+            *removed,
+        ]
+        for member, score in members.items():
+            args.extend((score, member))
+        keys = [
+            lock_key(user),
+            coverage_key(user),
+            journal_key(user),
+            undo_key(user),
+            meta_key(user),
+        ]
+        if not await _COMMIT(self._redis, keys, args):
+            raise StorageUnavailable("the timeline lock of a user expired", backend="redis")
+        held.released = release
         return entry
 
     async def written(
