@@ -15,6 +15,7 @@ import falcon
 import marshmallow
 
 from screenaware.web.errors import ValidationFailed
+from screenaware.web.fastload import MISS, compile_loader
 
 Responder = TypeVar("Responder", bound=Callable[..., Awaitable[None]])
 
@@ -32,6 +33,9 @@ def load_body(
 ) -> Callable[[Responder], Responder]:
     """Decorate a responder: parse the body with ``schema`` into ``req.context.body``.
 
+    Valid bodies take the fast path compiled from the same schema
+    (:mod:`.fastload`); marshmallow decides everything else, with its messages.
+
     Invalid JSON gives Falcon's 400; a body the schema rejects gives a 400 whose
     ``errors`` lists the messages per field. Apply it below any auth hook, so that
     credentials are checked before the body is read.
@@ -43,6 +47,18 @@ def load_body(
             the body is then always a list (errors of an array are keyed by index).
     """
 
+    fast = compile_loader(schema) or (lambda _: MISS)
+
+    def load_one(media: Any) -> Any:
+        loaded = fast(media)
+        return schema.load(media) if loaded is MISS else loaded
+
+    def load_many(media: list[Any]) -> list[Any]:
+        loaded = [fast(item) for item in media]
+        if any(item is MISS for item in loaded):
+            return schema.load(media, many=True)  # type: ignore[no-any-return]
+        return loaded
+
     def decorator(responder: Responder) -> Responder:
         @functools.wraps(responder)
         async def wrapper(
@@ -52,16 +68,16 @@ def load_body(
             limit = getattr(self, batch) if isinstance(batch, str) else batch
             try:
                 if limit is None:
-                    req.context.body = schema.load(media)
+                    req.context.body = load_one(media)
                 elif isinstance(media, list):
                     if len(media) > limit:
                         raise ValidationFailed(
                             {"_schema": [f"At most {limit} items per request."]},
                             f"At most {limit} items per request",
                         )
-                    req.context.body = schema.load(media, many=True)
+                    req.context.body = load_many(media)
                 else:
-                    req.context.body = [schema.load(media)]
+                    req.context.body = [load_one(media)]
             except marshmallow.ValidationError as exc:
                 raise ValidationFailed(exc.messages, "Invalid request body") from None
             await responder(self, req, resp, *args, **kw)
