@@ -211,7 +211,7 @@ async def test_sign_in_day_totals_and_moving_a_stream(
     await page.get_by_role("link", name="Week").click()
     await ready(page)
     await expect(page.get_by_role("heading", name="Week")).to_be_visible()
-    await expect(page.locator("table tbody tr")).to_have_count(7)
+    await expect(page.locator("#period-table tbody tr")).to_have_count(7)
     await shots(page, "webapp", "week")
 
 
