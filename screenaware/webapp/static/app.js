@@ -68,6 +68,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Replace a node's children, skipping null/false ones as el() does. */
+function put(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 let ids = 0;
 function field(labelText, input) {
   const id = input.id || `f${++ids}`;
@@ -402,7 +407,7 @@ async function dayView(main, dateArg) {
       legend);
   }
 
-  async function showStream(stream) {
+  async function showStream(stream, done) {
     for (const b of timelineBox.querySelectorAll(".timeline button")) {
       b.setAttribute("aria-pressed", b.dataset.uuid === stream.uuid ? "true" : "false");
     }
@@ -411,14 +416,15 @@ async function dayView(main, dateArg) {
     const select = el("select", { name: "project" },
       el("option", { value: "", text: "Choose a project…" }),
       state.projects.map((p) => el("option", { value: p.uuid, selected: p.uuid === stream.projectUuid, text: p.name })));
-    const message = el("div", { role: "status" });
+    const message = el("div", { role: "status" }, done ? el("p", { text: done }) : null);
     select.addEventListener("change", async () => {
       if (!select.value) return;
       try {
         await api("PUT", `/api/stream/${stream.uuid}/project`, { body: { projectUuid: select.value } });
         stream.projectUuid = select.value;
         await Promise.all([renderTotals(), renderTimeline(stream.uuid)]);
-        message.replaceChildren(el("p", { text: `Moved to ${projectName(select.value)}.` }));
+        // Again: the substreams now carry the correction as their reason.
+        await showStream(stream, `Moved to ${projectName(select.value)}.`);
       } catch (error) {
         message.replaceChildren(errorBox(error));
       }
@@ -963,16 +969,21 @@ async function adminLogs(box) {
   const uuid = el("input", { name: "uuid", required: true, pattern: "[0-9a-fA-F-]{36}" });
   const find = el("form", { class: "form-row", "aria-label": "Find a point" },
     field("Point uuid", uuid), el("div", {}, el("button", { type: "submit", text: "Find point" })));
-  find.addEventListener("submit", (event) => { event.preventDefault(); guard(() => showPoint(uuid.value.trim())); });
+  const pointStatus = el("div", { role: "status" });
+  find.addEventListener("submit", (event) => {
+    event.preventDefault();
+    pointBox.replaceChildren();
+    guard(() => showPoint(uuid.value.trim()), pointStatus);
+  });
   let chosen = null;
   interval.addEventListener("change", () => { if (chosen) guard(() => showChart(chosen, range())); });
 
-  async function guard(work) {
-    status.replaceChildren();
+  async function guard(work, where = status) {
+    where.replaceChildren();
     try {
       await work();
     } catch (error) {
-      status.replaceChildren(errorBox(error));
+      where.replaceChildren(errorBox(error));
     }
   }
 
@@ -1012,8 +1023,8 @@ async function adminLogs(box) {
       }
     }
     const total = buckets.reduce((sum, b) => sum + b.count, 0);
-    chartBox.replaceChildren(el("h2", { id: "chart-h", text: `${type}: ${total} points` }),
-      el("div", { class: "form-row" }, field("Interval", interval)),
+    put(chartBox, el("h2", { id: "chart-h", text: `${type}: ${total} points` }),
+      el("div", { class: "daybar" }, field("Interval", interval)),
       strip,
       buckets.length ? el("div", { class: "axis", "aria-hidden": "true" },
         el("span", { text: stamp(buckets[0].time) }), el("span", { text: stamp(buckets[buckets.length - 1].time) })) : null,
@@ -1025,13 +1036,13 @@ async function adminLogs(box) {
     const start = Date.parse(bucket.time);
     const points = await api("GET", `/api/logs/${encodeURIComponent(type)}`, { query: {
       start: new Date(start).toISOString(), end: new Date(start + seconds * 1000 - 1).toISOString(), limit: 200 } });
-    pointsBox.replaceChildren(el("h2", { id: "points-h", text: `Points of ${type} from ${stamp(bucket.time)}` }),
+    put(pointsBox, el("h2", { id: "points-h", text: `Points of ${type} from ${stamp(bucket.time)}` }),
       el("div", { class: "scroll", role: "region", tabindex: "0", "aria-labelledby": "points-h" },
         el("table", { id: "points-table" },
           el("thead", {}, el("tr", {}, ["Time", "Level", "Message", "Point"].map((t) => el("th", { scope: "col", text: t })))),
           el("tbody", {}, points.map((point) => {
             const open = el("button", { type: "button", class: "link", "aria-label": `Point ${point.uuid}`, text: point.uuid.slice(0, 13) + "…" });
-            open.addEventListener("click", () => guard(() => showPoint(point.uuid)));
+            open.addEventListener("click", () => guard(() => showPoint(point.uuid), pointStatus));
             return el("tr", { "data-uuid": point.uuid }, el("td", { text: stamp(point.time) }),
               el("td", { text: point.level }), el("td", { text: point.message || "" }), el("td", {}, open));
           })))),
@@ -1042,13 +1053,13 @@ async function adminLogs(box) {
     const point = await api("GET", `/api/logs/point/${encodeURIComponent(pointUuid)}`);
     const rows = ["uuid", "type", "time", "level", "origin", "originId", "version", "userUuid", "message",
       "messageNumeric", "messageBool", "deleted"].filter((key) => point[key] !== undefined && point[key] !== null);
-    pointBox.replaceChildren(el("h2", { id: "point-h", tabindex: "-1", text: `Point ${point.uuid}` }),
-      el("dl", { class: "point" }, rows.map((key) => [el("dt", { text: key }), el("dd", { "data-key": key, text: String(point[key]) })])),
+    put(pointBox, el("h2", { id: "point-h", tabindex: "-1", text: `Point ${point.uuid}` }),
+      el("dl", { class: "point" }, rows.flatMap((key) => [el("dt", { text: key }), el("dd", { "data-key": key, text: String(point[key]) })])),
       point.details ? el("pre", { class: "command", id: "point-details" }, point.details) : null);
     pointBox.querySelector("h2").focus();
   }
 
-  box.replaceChildren(el("h2", { text: "Log review" }), form, status, seriesBox, chartBox, pointsBox, find, pointBox);
+  box.replaceChildren(el("h2", { text: "Log review" }), form, status, seriesBox, chartBox, pointsBox, find, pointStatus, pointBox);
   await showSeries(range());
 }
 
