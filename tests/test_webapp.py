@@ -350,6 +350,18 @@ async def test_app_files_and_headers(http: httpx.AsyncClient) -> None:
     script = await http.get("/app/app.js")
     assert script.status_code == 200 and "text/javascript" in script.headers["content-type"]
     assert (await http.get("/app/nothing.js")).status_code == 404
+    # The README's screenshots sit beside the app's files but are not served.
+    assert (await http.get("/app/day-1280x800.png")).status_code == 404
+
+
+def test_readme_screenshots_are_small_pngs() -> None:
+    folder = ROOT / "screenaware" / "webapp" / "screenshots"
+    sizes = {"day-1280x800.png": (1280, 800), "day-390x844.png": (390, 844)}
+    assert sorted(p.name for p in folder.iterdir()) == sorted(sizes)
+    for name, size in sizes.items():
+        data = (folder / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 200_000, name
+        assert (int.from_bytes(data[16:20]), int.from_bytes(data[20:24])) == size, name
 
 
 async def grouped_times(
@@ -681,7 +693,9 @@ async def test_admin_log_review_and_crash_reports(
     await expect(buckets).to_have_count(1)
     start = dt.datetime.fromtimestamp((base - 1000) / 1000, dt.UTC)
     assert dt.datetime.fromisoformat(await buckets.get_attribute("data-time") or "") == start
-    await buckets.click()
+    # Keyboard: the bars with points are buttons.
+    await buckets.focus()
+    await page.keyboard.press("Enter")
     rows = page.locator("#points-table tbody tr")
     await expect(rows).to_have_count(3)
     await expect(rows.locator("td:nth-child(3)")).to_have_text(["run 2", "run 1", "run 0"])
@@ -703,6 +717,13 @@ async def test_admin_log_review_and_crash_reports(
     await expect(page.locator("#admin [role=alert]")).to_have_text("Log point not found")
     await expect(page.locator("dl.point")).to_have_count(0)
     await shots(page, "webapp", "admin-point")
+    # Another range: a week ago has none of these points.
+    week_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=7)).date().isoformat()
+    await page.get_by_label("From", exact=True).fill(week_ago)
+    await page.get_by_label("To", exact=True).fill(week_ago)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_text("No log points in this range.")).to_be_visible()
+    await expect(page.locator(".logchart")).to_have_count(0)
 
     await page.get_by_role("link", name="Crash reports").click()
     await ready(page)

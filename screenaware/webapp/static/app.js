@@ -654,7 +654,7 @@ async function periodView(main, kind, arg) {
     const header = ["Day", ...keys.map(nameOf), "Total"];
     const rows = days.map((day) => [day.date, ...keys.map((k) => day.groups[k] || 0), day.sum]);
     const footer = ["Total", ...keys.map((k) => totals[k]), total];
-    const cell = (tag, ms, attrs = {}) => el(tag, { ...attrs, class: "num", "data-ms": ms, text: duration(ms) });
+    const cell = (tag, ms) => el(tag, { class: ms ? "num" : "num zero", "data-ms": ms, text: duration(ms) });
     const table = el("table", { id: "period-table", class: "totals-table" },
       el("caption", { class: "muted", text: `Totals by day and ${group.label.toLowerCase()}` }),
       el("thead", {}, el("tr", {}, header.map((text, i) => el("th", {
