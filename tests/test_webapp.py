@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import io
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -497,6 +500,59 @@ async def test_week_and_month_grouping_and_csv(
     await ready(page)
     assert page.url.endswith(f"#/month/{date[:7]}")
     await expect(page.locator("#period-total")).to_have_text("1 h 10 min")
+
+    # A name a spreadsheet would run as a formula is defused in the CSV; commas and
+    # quotes are quoted.
+    name = '=HYPERLINK("x", "y")'
+    resp = await http.put(f"/api/projects/{P2}", json={"name": name}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    await page.reload()
+    await ready(page)
+    await expect(page.locator("#period-table thead th")).to_have_text(
+        ["Day", "Influx", name, "Total"]
+    )
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Download CSV").click()
+    text = Path(await (await info.value).path()).read_bytes().decode()
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == ["Day", "Influx (min)", f"'{name} (min)", "Total (min)"]
+
+
+async def test_week_in_the_users_zone(
+    service: Service, http: httpx.AsyncClient, page: Page
+) -> None:
+    """Days are the user's local days: 23:30-00:30 in Tokyo is two days' time."""
+    admin = await bearer(http, ADMIN, ADMIN_PASSWORD)
+    made = await http.post(
+        "/api/users",
+        json={"email": USER, "password": USER_PASSWORD, "timezone": "Asia/Tokyo"},
+        headers=admin,
+    )
+    headers = {"Authorization": f"Bearer {made.json()['token']}"}
+    zone = ZoneInfo("Asia/Tokyo")
+    local_today = dt.datetime.now(zone).date()
+    late = dt.datetime.combine(local_today - dt.timedelta(days=2), dt.time(23, 30), zone)
+    resp = await http.post(
+        "/api/snapshots", json=snaps(late.astimezone(dt.UTC), 60, "code", "x"), headers=headers
+    )
+    assert resp.status_code == 200, resp.text
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await page.get_by_role("link", name="Week").click()
+    await ready(page)
+    first = local_today - dt.timedelta(days=6)
+    await expect(page.locator("#period-title")).to_have_text(f"{first} to {local_today}")
+    table = await shown_table(page)
+    rows = {row[0]: row[-1] for row in table["rows"]}
+    assert list(rows) == [(first + dt.timedelta(days=i)).isoformat() for i in range(7)]
+    assert rows[late.date().isoformat()] == 30 * 60_000
+    assert rows[(late.date() + dt.timedelta(days=1)).isoformat()] == 30 * 60_000
+    resp = await http.get(
+        "/api/times",
+        params={"start": f"{first}T00:00:00", "end": f"{local_today}T23:59:59.999",
+                "tz": "Asia/Tokyo"},
+        headers=headers,
+    )  # fmt: skip
+    assert table["footer"][-1] == resp.json()["sum"] == 60 * 60_000
 
 
 async def test_tasks_of_a_project(
