@@ -938,8 +938,8 @@ async function adminUsers(box, message) {
 
 // The review range: two local dates (from, to), like the API's default of two days.
 function rangeForm(days, onShow) {
-  const to = el("input", { type: "date", name: "to", value: today(state.zone) });
-  const from = el("input", { type: "date", name: "from", value: addDays(today(state.zone), -days) });
+  const to = el("input", { type: "date", name: "to", required: true, value: today(state.zone) });
+  const from = el("input", { type: "date", name: "from", required: true, value: addDays(today(state.zone), -days) });
   const form = el("form", { class: "form-row range", "aria-label": "Range" },
     field("From", from), field("To", to),
     el("div", {}, el("button", { type: "submit", text: "Show" })));
