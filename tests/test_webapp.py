@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import datetime as dt
+import io
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from screenaware.config import Config
 from tests.browser import ROOT, screenshot_file
@@ -211,7 +215,7 @@ async def test_sign_in_day_totals_and_moving_a_stream(
     await page.get_by_role("link", name="Week").click()
     await ready(page)
     await expect(page.get_by_role("heading", name="Week")).to_be_visible()
-    await expect(page.locator("table tbody tr")).to_have_count(7)
+    await expect(page.locator("#period-table tbody tr")).to_have_count(7)
     await shots(page, "webapp", "week")
 
 
@@ -349,3 +353,469 @@ async def test_app_files_and_headers(http: httpx.AsyncClient) -> None:
     script = await http.get("/app/app.js")
     assert script.status_code == 200 and "text/javascript" in script.headers["content-type"]
     assert (await http.get("/app/nothing.js")).status_code == 404
+    # The README's screenshots sit beside the app's files but are not served.
+    assert (await http.get("/app/day-1280x800.png")).status_code == 404
+
+
+def test_readme_screenshots_are_small_pngs() -> None:
+    folder = ROOT / "screenaware" / "webapp" / "screenshots"
+    sizes = {"day-1280x800.png": (1280, 800), "day-390x844.png": (390, 844)}
+    assert sorted(p.name for p in folder.iterdir()) == sorted(sizes)
+    for name, size in sizes.items():
+        data = (folder / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 200_000, name
+        assert (int.from_bytes(data[16:20]), int.from_bytes(data[20:24])) == size, name
+
+
+async def grouped_times(
+    http: httpx.AsyncClient, headers: dict[str, str], first: dt.date, last: dt.date, by: str
+) -> dict[str, int]:
+    """The non-zero sums of ``/api/times`` over whole UTC days, by ``by``."""
+    resp = await http.get(
+        "/api/times",
+        params={
+            "start": f"{first.isoformat()}T00:00:00.000Z",
+            "end": f"{last.isoformat()}T23:59:59.999Z",
+            "groupBy": by,
+            "tz": "UTC",
+        },
+        headers=headers,
+    )
+    assert resp.status_code == 200, resp.text
+    return {k: v["sum"] for k, v in resp.json()["grouped"].items() if v["sum"]}
+
+
+async def shown_table(page: Page) -> dict[str, Any]:
+    """The totals table of the week or month view: header, rows and footer, with ms."""
+    table: dict[str, Any] = await page.evaluate(
+        """() => {
+            const t = document.getElementById("period-table");
+            const cells = (row) => [...row.children].slice(1).map((c) => Number(c.dataset.ms));
+            return {
+                header: [...t.tHead.rows[0].cells].map((c) => c.textContent),
+                keys: [...t.tHead.rows[0].cells].slice(1, -1).map((c) => c.dataset.key),
+                rows: [...t.tBodies[0].rows].map((r) => [r.cells[0].textContent, ...cells(r)]),
+                footer: cells(t.tFoot.rows[0]),
+                texts: [...t.tFoot.rows[0].cells].slice(1).map((c) => c.textContent),
+            };
+        }"""
+    )
+    return table
+
+
+def by_key(table: dict[str, Any]) -> dict[str, int]:
+    """Footer totals by group key (``none`` is kept as it is)."""
+    return dict(zip(table["keys"], table["footer"][:-1], strict=True))
+
+
+async def test_week_and_month_grouping_and_csv(
+    service: Service, http: httpx.AsyncClient, user_day: tuple[dict[str, str], str], page: Page
+) -> None:
+    headers, date = user_day
+    day = dt.date.fromisoformat(date)
+    today = dt.datetime.now(dt.UTC).date()
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await page.get_by_role("link", name="Week").click()
+    await ready(page)
+    first = today - dt.timedelta(days=6)
+    await expect(page.locator("#period-title")).to_have_text(f"{first} to {today}")
+    table = await shown_table(page)
+    assert [row[0] for row in table["rows"]] == [
+        (first + dt.timedelta(days=i)).isoformat() for i in range(7)
+    ]
+    assert by_key(table) == await grouped_times(http, headers, first, today, "projectUuid")
+    assert by_key(table) == {P1: 65 * 60_000, P2: 5 * 60_000}
+    assert table["footer"][-1] == 70 * 60_000 and table["texts"][-1] == "1 h 10 min"
+    assert table["header"] == ["Day", "Influx", "ScreenAware", "Total"]
+    # Each day's row is that day's time; the bars follow it.
+    row = next(r for r in table["rows"] if r[0] == date)
+    assert row[1:] == [65 * 60_000, 5 * 60_000, 70 * 60_000]
+    column = page.locator(f".chart .col[data-date='{date}'] .seg")
+    await expect(column).to_have_count(2)
+    await expect(page.locator(".chart .seg")).to_have_count(2)
+
+    # The CSV is the table shown: same header, rows and footer, durations in minutes.
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Download CSV").click()
+    download = await info.value
+    assert download.suggested_filename == f"screenaware-week-{first}-project.csv"
+    text = Path(await download.path()).read_bytes().decode()
+    lines = [line.split(",") for line in text.removesuffix("\r\n").split("\r\n")]
+    assert lines[0] == ["Day", *(f"{h} (min)" for h in table["header"][1:])]
+    expected = [
+        [r[0], *(f"{ms / 60000:.2f}" for ms in r[1:])]
+        for r in [*table["rows"], ["Total", *table["footer"]]]
+    ]
+    assert lines[1:] == expected
+    assert lines[-1] == ["Total", "65.00", "5.00", "70.00"]
+    await shots(page, "webapp", "week")
+
+    # The switch: by application the groups, bars and table are the applications.
+    await page.get_by_label("Application").check()
+    await expect(page.locator("#period-table thead th")).to_have_text(
+        ["Day", "code", "chrome", "Total"]
+    )
+    await ready(page)
+    table = await shown_table(page)
+    assert by_key(table) == await grouped_times(http, headers, first, today, "applicationUuid")
+    await expect(page.locator(f".chart .col[data-date='{date}'] .seg")).to_have_count(2)
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Download CSV").click()
+    text = Path(await (await info.value).path()).read_bytes().decode()
+    assert text.split("\r\n")[0] == "Day,code (min),chrome (min),Total (min)"
+    await shots(page, "webapp", "week-application")
+    await page.get_by_label("Category").check()
+    await expect(page.locator("#period-table thead th")).to_have_text(
+        ["Day", "development", "browsing", "Total"]
+    )
+    await ready(page)
+    assert by_key(await shown_table(page)) == await grouped_times(
+        http, headers, first, today, "categoryUuid"
+    )
+
+    # The month of the data, by project again; the arrows and ← → change the month.
+    await page.goto(f"{service.url}/app/#/month/{date[:7]}")
+    await ready(page)
+    await page.get_by_label("Project", exact=True).check()
+    await expect(page.locator("#period-table thead th")).to_have_text(
+        ["Day", "Influx", "ScreenAware", "Total"]
+    )
+    await ready(page)
+    month_first = day.replace(day=1)
+    month_last = (month_first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    table = await shown_table(page)
+    assert len(table["rows"]) == month_last.day
+    assert by_key(table) == await grouped_times(
+        http, headers, month_first, month_last, "projectUuid"
+    )
+    await expect(page.get_by_role("heading", name="Month")).to_be_visible()
+    await shots(page, "webapp", "month")
+    await page.get_by_role("button", name="Previous month").click()
+    await ready(page)
+    previous = (month_first - dt.timedelta(days=1)).replace(day=1)
+    assert page.url.endswith(f"#/month/{previous.isoformat()[:7]}")
+    await expect(page.locator("#period-title")).to_have_text(previous.strftime("%B %Y"))
+    await page.locator("h1").click()
+    await page.keyboard.press("ArrowRight")
+    await ready(page)
+    assert page.url.endswith(f"#/month/{date[:7]}")
+    await expect(page.locator("#period-total")).to_have_text("1 h 10 min")
+
+    # A name a spreadsheet would run as a formula is defused in the CSV; commas and
+    # quotes are quoted.
+    name = '=HYPERLINK("x", "y")'
+    resp = await http.put(f"/api/projects/{P2}", json={"name": name}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    await page.reload()
+    await ready(page)
+    await expect(page.locator("#period-table thead th")).to_have_text(
+        ["Day", "Influx", name, "Total"]
+    )
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Download CSV").click()
+    text = Path(await (await info.value).path()).read_bytes().decode()
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == ["Day", "Influx (min)", f"'{name} (min)", "Total (min)"]
+
+
+async def test_week_in_the_users_zone(
+    service: Service, http: httpx.AsyncClient, page: Page
+) -> None:
+    """Days are the user's local days: 23:30-00:30 in Tokyo is two days' time."""
+    admin = await bearer(http, ADMIN, ADMIN_PASSWORD)
+    made = await http.post(
+        "/api/users",
+        json={"email": USER, "password": USER_PASSWORD, "timezone": "Asia/Tokyo"},
+        headers=admin,
+    )
+    headers = {"Authorization": f"Bearer {made.json()['token']}"}
+    zone = ZoneInfo("Asia/Tokyo")
+    local_today = dt.datetime.now(zone).date()
+    late = dt.datetime.combine(local_today - dt.timedelta(days=2), dt.time(23, 30), zone)
+    resp = await http.post(
+        "/api/snapshots", json=snaps(late.astimezone(dt.UTC), 60, "code", "x"), headers=headers
+    )
+    assert resp.status_code == 200, resp.text
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await page.get_by_role("link", name="Week").click()
+    await ready(page)
+    first = local_today - dt.timedelta(days=6)
+    await expect(page.locator("#period-title")).to_have_text(f"{first} to {local_today}")
+    table = await shown_table(page)
+    rows = {row[0]: row[-1] for row in table["rows"]}
+    assert list(rows) == [(first + dt.timedelta(days=i)).isoformat() for i in range(7)]
+    assert rows[late.date().isoformat()] == 30 * 60_000
+    assert rows[(late.date() + dt.timedelta(days=1)).isoformat()] == 30 * 60_000
+    resp = await http.get(
+        "/api/times",
+        params={"start": f"{first}T00:00:00", "end": f"{local_today}T23:59:59.999",
+                "tz": "Asia/Tokyo"},
+        headers=headers,
+    )  # fmt: skip
+    assert table["footer"][-1] == resp.json()["sum"] == 60 * 60_000
+
+
+async def test_tasks_of_a_project(
+    service: Service, http: httpx.AsyncClient, user_day: tuple[dict[str, str], str], page: Page
+) -> None:
+    headers, _ = user_day
+    made = await http.post(
+        "/api/tasks", json={"title": "Tune the retention", "projectUuid": P1}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await page.get_by_role("link", name="Projects").click()
+    await ready(page)
+    await expect(page.get_by_role("button", name="Tasks of Influx")).to_have_text("Tasks (1)")
+    await page.get_by_role("button", name="Tasks of Influx").click()
+    tasks = page.locator("#tasks ul.tasks li span")
+    await expect(tasks).to_have_text(["Tune the retention"])
+    await expect(page.get_by_label("Task title")).to_be_focused()
+    await page.get_by_label("Task title").fill("Write the benchmark")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_text("Added task Write the benchmark.")).to_be_visible()
+    await expect(tasks).to_have_count(2)
+    listed = (await http.get("/api/tasks", headers=headers)).json()
+    assert sorted((t["title"], t["projectUuid"]) for t in listed) == [
+        ("Tune the retention", P1),
+        ("Write the benchmark", P1),
+    ]
+    await expect(page.get_by_role("button", name="Tasks of Influx")).to_have_text("Tasks (2)")
+    await shots(page, "webapp", "tasks")
+
+    await page.get_by_role("button", name="Delete task Tune the retention").click()
+    await expect(page.get_by_text("Deleted task Tune the retention.")).to_be_visible()
+    await expect(tasks).to_have_text(["Write the benchmark"])
+    listed = (await http.get("/api/tasks", headers=headers)).json()
+    assert [t["title"] for t in listed] == ["Write the benchmark"]
+    # Another project's tasks are its own.
+    await page.get_by_role("button", name="Tasks of ScreenAware").click()
+    await expect(page.get_by_text("No tasks yet.")).to_be_visible()
+
+
+async def test_learned_association_shows_on_the_next_stream(
+    service: Service, http: httpx.AsyncClient, user_day: tuple[dict[str, str], str], page: Page
+) -> None:
+    headers, date = user_day
+    day = dt.datetime.fromisoformat(f"{date}T14:00:00+00:00")
+
+    def reading(start: dt.datetime) -> list[dict[str, Any]]:
+        batch = snaps(start, 10, "firefox", "release notes")
+        for snap in batch:
+            snap["windows"][0]["documents"] = [{"path": "https://docs.example.org/notes"}]
+        return batch
+
+    resp = await http.post("/api/snapshots", json=reading(day), headers=headers)
+    assert resp.status_code == 200, resp.text
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await page.goto(f"{service.url}/app/#/day/{date}")
+    await ready(page)
+    await page.get_by_role("button", name=re.compile(r"^14:00.14:10 No project")).click()
+    await expect(page.locator("#stream-details .attribution")).to_have_text("Project: No project")
+    await page.get_by_label("Project", exact=True).select_option(label="Unruled")
+    await expect(page.get_by_text("Moved to Unruled.")).to_be_visible()
+    await expect(page.locator("#stream-details .attribution")).to_contain_text("corrected by user")
+
+    # The next stream of the same document is attributed from what was learned.
+    later = day + dt.timedelta(hours=1)
+    resp = await http.post("/api/snapshots", json=reading(later), headers=headers)
+    assert resp.status_code == 200, resp.text
+    subs = await http.get(
+        "/api/substreams",
+        params={"start": later.isoformat(), "end": (later + dt.timedelta(minutes=11)).isoformat()},
+        headers=headers,
+    )
+    (sub,) = subs.json()
+    assert sub["projectUuid"] == P3 and sub["projectRelationReason"].startswith("learned")
+    await page.reload()
+    await ready(page)
+    await page.get_by_role("button", name=re.compile(r"^15:00.15:10 Unruled")).click()
+    attribution = page.locator("#stream-details .attribution")
+    await expect(attribution).to_have_text(f"Project: Unruled — {sub['projectRelationReason']}")
+    await expect(page.locator("#stream-details tbody td .reason")).to_have_text(
+        [sub["projectRelationReason"]]
+    )
+    await shots(page, "webapp", "day-learned")
+
+
+async def test_admin_views_are_refused_to_a_user(
+    service: Service, user_day: tuple[dict[str, str], str], page: Page
+) -> None:
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await page.goto(f"{service.url}/app/#/admin/logs")
+    await ready(page)
+    await expect(page.get_by_role("heading", name="Day")).to_be_visible()
+    await expect(page.get_by_role("link", name="Admin")).to_have_count(0)
+    await expect(page.get_by_role("link", name="Log review")).to_have_count(0)
+    for path in ("/api/users", "/api/logs", "/api/logs/crash_sensor", f"/api/users/{P1}"):
+        assert await api_status(page, "GET", path) == 403, path
+
+
+async def test_admin_users_created_and_deleted(
+    service: Service, http: httpx.AsyncClient, page: Page
+) -> None:
+    admin = await bearer(http, ADMIN, ADMIN_PASSWORD)
+    await sign_in(page, service.url, ADMIN, ADMIN_PASSWORD)
+    await page.get_by_role("link", name="Admin").click()
+    await ready(page)
+    await expect(page.get_by_role("link", name="Users")).to_have_attribute("aria-current", "page")
+    await page.get_by_label("Email").fill("bob@example.org")
+    await page.get_by_label("Password").fill("bob-password-1")
+    await page.get_by_label("Role").select_option("admin")
+    await page.get_by_label("Time zone (optional)").fill("Europe/Berlin")
+    await page.get_by_role("button", name="Create user").click()
+    await expect(page.get_by_text("Created bob@example.org (admin).")).to_be_visible()
+    await page.get_by_label("Email").fill("carl@example.org")
+    await page.get_by_label("Password").fill("carl-password-1")
+    await page.get_by_role("button", name="Create user").click()
+    await expect(page.get_by_text("Created carl@example.org (user).")).to_be_visible()
+    users = {u["email"]: u for u in (await http.get("/api/users", headers=admin)).json()}
+    assert users["bob@example.org"]["role"]["title"] == "admin"
+    assert users["bob@example.org"]["timezone"] == "Europe/Berlin"
+    assert users["carl@example.org"]["role"]["title"] == "user"
+    row = page.locator(f"#users tr[data-uuid='{users['bob@example.org']['uuid']}'] .role")
+    await expect(row).to_have_text("admin")
+    # A refused creation shows the API's message and changes nothing.
+    await page.get_by_label("Email").fill("carl@example.org")
+    await page.get_by_label("Password").fill("carl-password-1")
+    await page.get_by_role("button", name="Create user").click()
+    await expect(page.locator("#admin [role=alert]")).to_be_visible()
+    await shots(page, "webapp", "admin-users")
+
+    # Admins cannot delete themselves: no button for their own row.
+    await expect(page.get_by_role("button", name=f"Delete {ADMIN}")).to_have_count(0)
+    await page.get_by_role("button", name="Delete bob@example.org").click()
+    await expect(page.get_by_text("Deleted bob@example.org.")).to_be_visible()
+    emails = {u["email"] for u in (await http.get("/api/users", headers=admin)).json()}
+    assert emails == {ADMIN, "carl@example.org"}
+    await expect(page.locator("#users tbody tr")).to_have_count(2)
+
+
+async def test_admin_log_review_and_crash_reports(
+    service: Service, http: httpx.AsyncClient, page: Page
+) -> None:
+    admin = await bearer(http, ADMIN, ADMIN_PASSWORD)
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    # Three points in one 5-minute interval of an hour ago, one of another series.
+    base = (now_ms - 3_600_000) // 300_000 * 300_000 + 1000
+    points = [
+        {
+            "type": "sync_run",
+            "level": "info",
+            "data": {
+                "origin": "sensor",
+                "version": "1.2.0",
+                "message": f"run {i}",
+                "time": base + i * 1000,
+                "details": f"detail {i}",
+            },
+        }
+        for i in range(3)
+    ] + [
+        {
+            "type": "sync_error",
+            "level": "error",
+            "data": {"origin": "sensor", "version": "1.2.0", "message": "boom", "time": base},
+        }
+    ]
+    assert (await http.post("/api/logs", json=points)).status_code == 200
+    dump = bytes(range(256)) * 20
+    resp = await http.post(
+        "/api/logs/crash/sensor",
+        data={"prod": "sensor-linux", "ver": "1.2.0", "guid": "g-1"},
+        files={"upload_file_minidump": ("dump.dmp", dump, "application/octet-stream")},
+    )
+    assert resp.status_code == 200, resp.text
+    crash_uuid = resp.text
+
+    await sign_in(page, service.url, ADMIN, ADMIN_PASSWORD)
+    await page.goto(f"{service.url}/app/#/admin/logs")
+    await ready(page)
+    series = page.locator("#series-table tbody tr")
+    await expect(series).to_have_count(3)
+    listed = (await http.get("/api/logs", headers=admin)).json()
+    shown = await series.evaluate_all(
+        "rows => rows.map((r) => ({type: r.dataset.type, count: Number(r.cells[1].innerText)}))"
+    )
+    assert shown == listed
+    assert {"type": "sync_run", "count": 3} in listed
+
+    await page.get_by_role("button", name="sync_run", exact=True).click()
+    await expect(page.locator("#chart-h")).to_have_text("sync_run: 3 points")
+    buckets = page.locator(".logchart button.bucket")
+    await expect(buckets).to_have_count(1)
+    await page.get_by_label("Interval").select_option("5m")
+    await expect(page.get_by_role("group", name="Points of sync_run per 5m")).to_be_visible()
+    await expect(buckets).to_have_count(1)
+    start = dt.datetime.fromtimestamp((base - 1000) / 1000, dt.UTC)
+    assert dt.datetime.fromisoformat(await buckets.get_attribute("data-time") or "") == start
+    # Keyboard: the bars with points are buttons.
+    await buckets.focus()
+    await page.keyboard.press("Enter")
+    rows = page.locator("#points-table tbody tr")
+    await expect(rows).to_have_count(3)
+    await expect(rows.locator("td:nth-child(3)")).to_have_text(["run 2", "run 1", "run 0"])
+    api_points = (await http.get("/api/logs/sync_run", params={"limit": 10}, headers=admin)).json()
+    uuids = await rows.evaluate_all("rows => rows.map((r) => r.dataset.uuid)")
+    assert uuids == [p["uuid"] for p in api_points]
+    await shots(page, "webapp", "admin-logs")
+
+    await page.get_by_role("button", name=f"Point {uuids[1]}").click()
+    await expect(page.locator("#point-h")).to_be_focused()
+    await expect(page.locator("dl.point dd[data-key=message]")).to_have_text("run 1")
+    await expect(page.locator("#point-details")).to_have_text("detail 1")
+    # One point by uuid, typed in.
+    await page.get_by_label("Point uuid").fill(uuids[2])
+    await page.get_by_role("button", name="Find point").click()
+    await expect(page.locator("dl.point dd[data-key=message]")).to_have_text("run 0")
+    await page.get_by_label("Point uuid").fill("0190b6a0-0000-7000-8000-000000000000")
+    await page.get_by_role("button", name="Find point").click()
+    await expect(page.locator("#admin [role=alert]")).to_have_text("Log point not found")
+    await expect(page.locator("dl.point")).to_have_count(0)
+    await shots(page, "webapp", "admin-point")
+    # Another range: a week ago has none of these points.
+    week_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=7)).date().isoformat()
+    await page.get_by_label("From", exact=True).fill(week_ago)
+    await page.get_by_label("To", exact=True).fill(week_ago)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_text("No log points in this range.")).to_be_visible()
+    await expect(page.locator(".logchart")).to_have_count(0)
+
+    await page.get_by_role("link", name="Crash reports").click()
+    await ready(page)
+    crash = page.locator(f"#crash-table tr[data-uuid='{crash_uuid}']")
+    await expect(crash).to_contain_text("sensor-linux")
+    await expect(crash).to_contain_text(f"{len(dump)} B")
+    await shots(page, "webapp", "admin-crashes")
+    async with page.expect_download() as info:
+        await crash.get_by_role("link", name=re.compile("Download the dump")).click()
+    download = await info.value
+    assert download.suggested_filename == f"{crash_uuid}.dmp"
+    assert Path(await download.path()).read_bytes() == dump
+
+
+async def test_a_late_view_never_overwrites_the_next_one(
+    service: Service, user_day: tuple[dict[str, str], str], page: Page
+) -> None:
+    """The day view's first request is held back until the projects view has rendered."""
+    await sign_in(page, service.url, USER, USER_PASSWORD)
+    await ready(page)
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        asked.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/api/categories$"), hold)
+    await page.goto(f"{service.url}/app/#/day/{user_day[1]}")
+    await asyncio.wait_for(asked.wait(), 10)
+    await page.get_by_role("link", name="Projects").click()
+    await ready(page)
+    await expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    release.set()
+    # The day view finishes into its own detached element: the projects stay.
+    await page.wait_for_timeout(500)
+    await expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Day")).to_have_count(0)
+    await expect(page.locator("#view")).to_have_count(1)

@@ -34,7 +34,7 @@ class AppPageResource:
         self._page = page
 
     @operation(
-        "The web app (sign in, day, week, projects, keys)",
+        "The web app (sign in, day, week, month, projects, keys, admin)",
         "pages",
         responses={200: ("text/html", {"type": "string"})},
     )

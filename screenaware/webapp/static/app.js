@@ -68,6 +68,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Replace a node's children, skipping null/false ones as el() does. */
+function put(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 let ids = 0;
 function field(labelText, input) {
   const id = input.id || `f${++ids}`;
@@ -209,14 +214,21 @@ function signInView(message) {
 
 // ---- Shell and routing -------------------------------------------------------------
 
-const VIEWS = { day: dayView, week: weekView, projects: projectsView, keys: keysView, admin: adminView };
+const VIEWS = {
+  day: dayView,
+  week: (main, arg) => periodView(main, "week", arg),
+  month: (main, arg) => periodView(main, "month", arg),
+  projects: projectsView,
+  keys: keysView,
+  admin: adminView,
+};
 
 function isAdmin() {
   return state.me && state.me.role && state.me.role.title === "admin";
 }
 
 function shell() {
-  const links = [["day", "Day"], ["week", "Week"], ["projects", "Projects"], ["keys", "Keys"]];
+  const links = [["day", "Day"], ["week", "Week"], ["month", "Month"], ["projects", "Projects"], ["keys", "Keys"]];
   if (isAdmin()) links.push(["admin", "Admin"]);
   const nav = el(
     "nav",
@@ -243,7 +255,8 @@ function shell() {
 
 async function route() {
   if (!state.me) return;
-  const [name, arg] = location.hash.replace(/^#\/?/, "").split("/");
+  const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  const arg = rest.join("/");
   const view = VIEWS[name] && (name !== "admin" || isAdmin()) ? name : "day";
   for (const link of document.querySelectorAll("nav a")) {
     if (link.dataset.route === view) link.setAttribute("aria-current", "page");
@@ -251,9 +264,11 @@ async function route() {
   }
   stopPolling();
   stopPolling = () => {};
-  const main = document.getElementById("view");
-  main.replaceChildren(el("p", { class: "muted", text: "Loading…" }));
-  main.dataset.ready = "false";
+  // A fresh element per navigation: a slower earlier view that finishes late writes
+  // into its own, detached element instead of over this one.
+  const main = el("main", { id: "view", "data-ready": "false" },
+    el("p", { class: "muted", text: "Loading…" }));
+  document.getElementById("view").replaceWith(main);
   try {
     await VIEWS[view](main, arg);
   } catch (error) {
@@ -392,7 +407,7 @@ async function dayView(main, dateArg) {
       legend);
   }
 
-  async function showStream(stream) {
+  async function showStream(stream, done) {
     for (const b of timelineBox.querySelectorAll(".timeline button")) {
       b.setAttribute("aria-pressed", b.dataset.uuid === stream.uuid ? "true" : "false");
     }
@@ -401,14 +416,15 @@ async function dayView(main, dateArg) {
     const select = el("select", { name: "project" },
       el("option", { value: "", text: "Choose a project…" }),
       state.projects.map((p) => el("option", { value: p.uuid, selected: p.uuid === stream.projectUuid, text: p.name })));
-    const message = el("div", { role: "status" });
+    const message = el("div", { role: "status" }, done ? el("p", { text: done }) : null);
     select.addEventListener("change", async () => {
       if (!select.value) return;
       try {
         await api("PUT", `/api/stream/${stream.uuid}/project`, { body: { projectUuid: select.value } });
         stream.projectUuid = select.value;
         await Promise.all([renderTotals(), renderTimeline(stream.uuid)]);
-        message.replaceChildren(el("p", { text: `Moved to ${projectName(select.value)}.` }));
+        // Again: the substreams now carry the correction as their reason.
+        await showStream(stream, `Moved to ${projectName(select.value)}.`);
       } catch (error) {
         message.replaceChildren(errorBox(error));
       }
@@ -416,16 +432,20 @@ async function dayView(main, dateArg) {
     const from = clockTime(stream.time, state.zone);
     details.replaceChildren(el("section", { class: "details", "aria-labelledby": "details-h" },
       el("h2", { id: "details-h", text: `Stream ${from}, ${duration(stream.durationMs)}` }),
+      attribution(stream, subs),
       field("Project", select),
       message,
-      el("table", {},
-        el("caption", { class: "muted", text: "Substreams" }),
-        el("thead", {}, el("tr", {}, ["Time", "Application", "Document", "Duration"].map((t) => el("th", { scope: "col", text: t })))),
-        el("tbody", {}, subs.map((s) => el("tr", {},
-          el("td", { text: clockTime(s.time, state.zone) }),
-          el("td", { text: state.names.application[s.applicationUuid] || "Unknown" }),
-          el("td", { text: s.baseDocumentPath || "—" }),
-          el("td", { text: duration(s.durationMs) })))))));
+      el("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": "Substreams" },
+        el("table", { class: "substreams" },
+          el("caption", { class: "muted", text: "Substreams" }),
+          el("thead", {}, el("tr", {}, ["Time", "Application", "Document", "Project", "Duration"].map((t) => el("th", { scope: "col", text: t })))),
+          el("tbody", {}, subs.map((s) => el("tr", {},
+            el("td", { text: clockTime(s.time, state.zone) }),
+            el("td", { text: state.names.application[s.applicationUuid] || "Unknown" }),
+            el("td", { text: s.baseDocumentPath || "—" }),
+            el("td", {}, projectName(s.projectUuid || null),
+              s.projectRelationReason ? el("div", { class: "reason muted", text: s.projectRelationReason }) : null),
+            el("td", { text: duration(s.durationMs) }))))))));
     select.focus();
   }
 
@@ -434,6 +454,7 @@ async function dayView(main, dateArg) {
   if (date === today(state.zone)) {
     // Live: new snapshots show up without a reload; the selected stream stays selected.
     const timer = setInterval(async () => {
+      if (!main.isConnected) { clearInterval(timer); return; }
       if (document.visibilityState !== "visible") return;
       const pressed = timelineBox.querySelector("button[aria-pressed=true]");
       try {
@@ -443,49 +464,215 @@ async function dayView(main, dateArg) {
         if (error.status === 401) { clearInterval(timer); signInView("Your session has ended; sign in again."); }
       }
     }, POLL_MS);
-    stopPolling = () => clearInterval(timer);
+    if (main.isConnected) stopPolling = () => clearInterval(timer);
   }
 }
 
-// Arrow keys change the day, unless a control that uses them has the focus.
+/** Why the stream has its project: the reason of its longest substream of that project. */
+function attribution(stream, subs) {
+  const own = subs.filter((s) => (s.projectUuid || null) === (stream.projectUuid || null))
+    .sort((a, b) => b.durationMs - a.durationMs);
+  const reason = own.length && own[0].projectRelationReason;
+  return el("p", { class: "attribution" }, "Project: ",
+    el("strong", { text: projectName(stream.projectUuid || null) }),
+    reason ? el("span", { class: "muted" }, " — ", el("span", { class: "why", text: reason })) : null);
+}
+
+// Arrow keys change the day (week, month), unless a control that uses them has the focus.
 document.addEventListener("keydown", (event) => {
-  if (!location.hash.startsWith("#/day") && location.hash !== "" && location.hash !== "#/") return;
   if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
   if (event.target.closest("input, select, textarea")) return;
+  const period = /^#\/(week|month)/.exec(location.hash);
+  if (period) {
+    const noun = period[1];
+    const button = document.querySelector(`button[aria-label="${event.key === "ArrowLeft" ? "Previous" : "Next"} ${noun}"]`);
+    if (button) button.click();
+    return;
+  }
+  if (!location.hash.startsWith("#/day") && location.hash !== "" && location.hash !== "#/") return;
   const picker = document.querySelector("input[name=date]");
   if (!picker) return;
   location.hash = `#/day/${addDays(picker.value, event.key === "ArrowLeft" ? -1 : 1)}`;
 });
 
-// ---- Week ------------------------------------------------------------------------------
+// ---- Week and month ----------------------------------------------------------------------
 
-async function weekView(main) {
-  await loadProjects();
-  const end = today(state.zone);
-  const first = addDays(end, -6);
-  const range = { start: startOfDay(first, state.zone).toISOString(),
-    end: new Date(startOfDay(addDays(end, 1), state.zone).getTime() - 1).toISOString(), tz: state.zone };
-  const data = await api("GET", "/api/times", { query: { ...range, resolution: "day", groupBy: "projectUuid" } });
-  const days = Object.values(data.grouped || {});
-  const max = Math.max(1, ...days.map((d) => d.sum));
-  const chart = el("div", { class: "week", role: "img", "aria-label": "Time per day of the last 7 days, by project" });
-  const rows = [];
-  for (const day of days) {
-    const column = el("div", { class: "col" });
-    for (const [key, node] of Object.entries(day.grouped || {})) {
-      if (!node.sum) continue;
-      const seg = el("div", { class: "seg", title: `${projectName(key === "none" ? null : key)} ${duration(node.sum)}` });
-      seg.style.height = `${(100 * node.sum) / max}%`;
-      seg.style.background = colour(key === "none" ? null : key);
-      column.append(seg);
-    }
-    chart.append(column);
-    rows.push(el("tr", {}, el("td", { text: day.start.slice(0, 10) }), el("td", { text: duration(day.sum) })));
+// What the week and month views group by; the choice stays while the app is open.
+const GROUPS = {
+  project: { by: "projectUuid", label: "Project", name: (k) => projectName(k) },
+  category: { by: "categoryUuid", label: "Category",
+    name: (k) => (k ? state.names.category[k] || "Unknown category" : "No category") },
+  application: { by: "applicationUuid", label: "Application",
+    name: (k) => (k ? state.names.application[k] || "Unknown application" : "No application") },
+};
+state.grouping = "project";
+
+function addMonths(dateText, months) {
+  const [y, m] = dateText.split("-").map(Number);
+  return new Date(Date.UTC(y, m - 1 + months, 1)).toISOString().slice(0, 10);
+}
+
+/** The local date (YYYY-MM-DD) of an instant in ``zone``. */
+function localDate(iso, zone) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(new Date(iso));
+}
+
+function weekday(dateText) {
+  return new Intl.DateTimeFormat("en-GB", { weekday: "short", timeZone: "UTC" })
+    .format(new Date(`${dateText}T12:00:00Z`));
+}
+
+/** Minutes with two decimals: what the CSV holds for a duration. */
+export function minutes(ms) {
+  return (ms / 60000).toFixed(2);
+}
+
+/** One CSV field: quoted when needed; a leading =, +, - or @ is defused for spreadsheets. */
+export function csvField(value) {
+  let text = String(value);
+  if (/^[=+\-@]/.test(text) && !/^-?\d/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function csvText(rows) {
+  return rows.map((row) => row.map(csvField).join(",")).join("\r\n") + "\r\n";
+}
+
+/**
+ * The week (7 days from a first day, default the last 7 days) or the month (``YYYY-MM``,
+ * default this one): stacked bars per day by the chosen grouping, the totals table and a
+ * CSV of that table.
+ */
+async function periodView(main, kind, arg) {
+  await Promise.all([loadProjects(), loadNames()]);
+  const zone = state.zone;
+  let first, last, previous, next, title;
+  if (kind === "week") {
+    first = /^\d{4}-\d{2}-\d{2}$/.test(arg || "") ? arg : addDays(today(zone), -6);
+    last = addDays(first, 6);
+    previous = addDays(first, -7);
+    next = addDays(first, 7);
+    title = `${first} to ${last}`;
+  } else {
+    const month = /^\d{4}-(0[1-9]|1[0-2])$/.test(arg || "") ? arg : today(zone).slice(0, 7);
+    first = `${month}-01`;
+    last = addDays(addMonths(first, 1), -1);
+    previous = addMonths(first, -1).slice(0, 7);
+    next = addMonths(first, 1).slice(0, 7);
+    title = new Intl.DateTimeFormat("en-GB", { month: "long", year: "numeric", timeZone: "UTC" })
+      .format(new Date(`${first}T12:00:00Z`));
   }
-  main.replaceChildren(el("h1", { text: "Week" }),
-    el("p", { class: "muted", text: `${first} to ${end}, ${state.zone}` }), chart,
-    el("table", {}, el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Day" }), el("th", { scope: "col", text: "Total" }))),
-      el("tbody", {}, rows)));
+  const range = { start: startOfDay(first, zone).toISOString(),
+    end: new Date(startOfDay(addDays(last, 1), zone).getTime() - 1).toISOString(), tz: zone };
+  const noun = kind === "week" ? "week" : "month";
+  const back = el("button", { type: "button", "aria-label": `Previous ${noun}`, text: "←" });
+  const forward = el("button", { type: "button", "aria-label": `Next ${noun}`, text: "→" });
+  back.addEventListener("click", () => { location.hash = `#/${kind}/${previous}`; });
+  forward.addEventListener("click", () => { location.hash = `#/${kind}/${next}`; });
+
+  const switcher = el("fieldset", { class: "switch" }, el("legend", { text: "Group by" }),
+    Object.entries(GROUPS).map(([key, group]) => {
+      const input = el("input", { type: "radio", name: "grouping", value: key, checked: key === state.grouping });
+      input.addEventListener("change", async () => {
+        if (!input.checked) return;
+        state.grouping = key;
+        main.dataset.ready = "false";
+        try {
+          await render();
+        } catch (error) {
+          body.replaceChildren(errorBox(error));
+        }
+        main.dataset.ready = "true";
+      });
+      return el("label", { class: "choice" }, input, ` ${group.label}`);
+    }));
+  const download = el("button", { type: "button", text: "Download CSV" });
+  const body = el("div", { id: "period" });
+  let csv = "";
+  download.addEventListener("click", () => {
+    const blob = new Blob([csv], { type: "text/csv;charset=utf-8" });
+    const link = el("a", { href: URL.createObjectURL(blob), download: `screenaware-${kind}-${first}-${state.grouping}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  });
+
+  main.replaceChildren(
+    el("h1", { text: kind === "week" ? "Week" : "Month" }),
+    el("div", { class: "daybar" }, back,
+      el("p", { class: "period-title", id: "period-title", text: title }), forward,
+      el("span", { class: "muted", text: `Times in ${zone}.` })),
+    el("div", { class: "period-controls" }, switcher, download),
+    body);
+
+  async function render() {
+    const group = GROUPS[state.grouping];
+    const data = await api("GET", "/api/times", { query: { ...range, resolution: "day", groupBy: group.by } });
+    const days = Object.values(data.grouped || {}).map((day) => ({
+      date: localDate(day.start, zone), sum: day.sum,
+      groups: Object.fromEntries(Object.entries(day.grouped || {}).map(([k, n]) => [k, n.sum])),
+    }));
+    const totals = {};
+    for (const day of days) {
+      for (const [key, sum] of Object.entries(day.groups)) totals[key] = (totals[key] || 0) + sum;
+    }
+    // The groups with time in the range, most first; their colours follow that order
+    // (projects keep the colour they have everywhere else).
+    const keys = Object.keys(totals).filter((k) => totals[k] > 0).sort((a, b) => totals[b] - totals[a]);
+    const nameOf = (key) => group.name(key === "none" ? null : key);
+    const colourOf = (key) => (state.grouping === "project" ? colour(key === "none" ? null : key)
+      : key === "none" ? "hsl(0 0% 55%)" : PALETTE[keys.indexOf(key) % PALETTE.length]);
+    const total = days.reduce((sum, day) => sum + day.sum, 0);
+
+    const max = Math.max(1, ...days.map((d) => d.sum));
+    const chart = el("div", { class: `chart chart-${kind}`, role: "img",
+      "aria-label": `Time per day from ${first} to ${last}, by ${group.label.toLowerCase()}; the table below has the numbers` });
+    for (const day of days) {
+      const column = el("div", { class: "col", "data-date": day.date, title: `${day.date}: ${duration(day.sum)}` });
+      const stack = el("div", { class: "stack" });
+      for (const key of keys) {
+        const sum = day.groups[key] || 0;
+        if (!sum) continue;
+        const seg = el("div", { class: "seg", "data-key": key, title: `${day.date} ${nameOf(key)} ${duration(sum)}` });
+        seg.style.height = `${(100 * sum) / max}%`;
+        seg.style.background = colourOf(key);
+        stack.append(seg);
+      }
+      const dayNumber = Number(day.date.slice(8));
+      const label = kind === "week" ? weekday(day.date)
+        : dayNumber === 1 || dayNumber % 5 === 0 ? String(dayNumber) : "";
+      column.append(stack, el("span", { class: "tick", "aria-hidden": "true", text: label }));
+      chart.append(column);
+    }
+    const legend = el("ul", { class: "legend", "aria-label": `${group.label}s` }, keys.map((key) => {
+      const swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+      swatch.style.background = colourOf(key);
+      return el("li", { "data-key": key }, swatch, nameOf(key));
+    }));
+
+    const header = ["Day", ...keys.map(nameOf), "Total"];
+    const rows = days.map((day) => [day.date, ...keys.map((k) => day.groups[k] || 0), day.sum]);
+    const footer = ["Total", ...keys.map((k) => totals[k]), total];
+    const cell = (tag, ms) => el(tag, { class: ms ? "num" : "num zero", "data-ms": ms, text: duration(ms) });
+    const table = el("table", { id: "period-table", class: "totals-table" },
+      el("caption", { class: "muted", text: `Totals by day and ${group.label.toLowerCase()}` }),
+      el("thead", {}, el("tr", {}, header.map((text, i) => el("th", {
+        scope: "col", class: i ? "num" : null, "data-key": i && i <= keys.length ? keys[i - 1] : null, text })))),
+      el("tbody", {}, rows.map((row) => el("tr", { "data-date": row[0] },
+        el("th", { scope: "row", text: row[0] }), row.slice(1).map((ms) => cell("td", ms))))),
+      el("tfoot", {}, el("tr", {}, el("th", { scope: "row", text: "Total" }),
+        footer.slice(1).map((ms) => cell("td", ms)))));
+    // The CSV is this table: the same rows and columns, durations in minutes.
+    const minuteHeader = header.map((text, i) => (i ? `${text} (min)` : text));
+    csv = csvText([minuteHeader, ...[...rows, footer].map((row) => [row[0], ...row.slice(1).map(minutes)])]);
+    body.replaceChildren(
+      el("p", {}, "Total ", el("strong", { id: "period-total", text: duration(total) })),
+      chart, legend,
+      el("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": "Totals table" }, table));
+  }
+
+  await render();
 }
 
 // ---- Projects --------------------------------------------------------------------------
@@ -534,11 +721,65 @@ async function projectsView(main) {
     return node;
   }
 
-  async function render(message) {
-    await loadProjects();
+  const tasksBox = el("div", { id: "tasks" });
+  let tasks = [];
+
+  // The tasks of one project: list, add, delete (the task routes of the API).
+  function renderTasks(project, message) {
+    const mine = tasks.filter((t) => t.projectUuid === project.uuid);
+    const title = el("input", { name: "title", required: true });
+    const add = el("form", { "aria-labelledby": "task-form-h" },
+      el("h3", { id: "task-form-h", text: "New task" }),
+      el("div", { class: "form-row" }, field("Task title", title),
+        el("div", {}, el("button", { type: "submit", class: "primary", text: "Add task" }))));
+    const taskStatus = el("div", { role: "status" }, message ? el("p", { text: message }) : null);
+    add.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await api("POST", "/api/tasks", { body: { title: title.value.trim(), projectUuid: project.uuid } });
+        await reloadTasks(project, `Added task ${title.value.trim()}.`);
+      } catch (error) {
+        taskStatus.replaceChildren(errorBox(error));
+      }
+    });
+    const close = el("button", { type: "button", text: "Close tasks" });
+    close.addEventListener("click", () => tasksBox.replaceChildren());
+    tasksBox.replaceChildren(el("section", { class: "details", "aria-labelledby": "tasks-h" },
+      el("h2", { id: "tasks-h", text: `Tasks of ${project.name}` }),
+      taskStatus,
+      mine.length
+        ? el("ul", { class: "tasks" }, mine.map((t) => {
+          const remove = el("button", { type: "button", class: "danger", "aria-label": `Delete task ${t.title}`, text: "Delete" });
+          remove.addEventListener("click", async () => {
+            try {
+              await api("DELETE", `/api/tasks/${t.uuid}`);
+              await reloadTasks(project, `Deleted task ${t.title}.`);
+            } catch (error) {
+              taskStatus.replaceChildren(errorBox(error));
+            }
+          });
+          return el("li", { "data-uuid": t.uuid }, el("span", { text: t.title }), remove);
+        }))
+        : el("p", { class: "muted", text: "No tasks yet." }),
+      add, el("div", { class: "actions" }, close)));
+  }
+
+  async function reloadTasks(project, message) {
+    tasks = await api("GET", "/api/tasks");
+    renderTasks(project, message);
+    await render(null, true);
+  }
+
+  async function render(message, keepTasks) {
+    const [, loaded] = await Promise.all([loadProjects(), api("GET", "/api/tasks")]);
+    tasks = loaded;
+    if (!keepTasks) tasksBox.replaceChildren();
     status.replaceChildren(message ? el("p", { text: message }) : "");
     formBox.replaceChildren(form(null));
     const rows = state.projects.map((p) => {
+      const count = tasks.filter((t) => t.projectUuid === p.uuid).length;
+      const showTasks = el("button", { type: "button", "aria-label": `Tasks of ${p.name}`, text: `Tasks (${count})` });
+      showTasks.addEventListener("click", () => { renderTasks(p); tasksBox.querySelector("input").focus(); });
       const edit = el("button", { type: "button", "aria-label": `Edit ${p.name}`, text: "Edit" });
       const remove = el("button", { type: "button", class: "danger", "aria-label": `Delete ${p.name}`, text: "Delete" });
       edit.addEventListener("click", () => { formBox.replaceChildren(form(p)); formBox.querySelector("input").focus(); });
@@ -555,7 +796,7 @@ async function projectsView(main) {
       return el("tr", { "data-uuid": p.uuid }, el("td", {}, swatch, p.name),
         el("td", { class: "hide-narrow", text: projectName(p.parentProject || null) === "No project" ? "—" : projectName(p.parentProject) }),
         el("td", { class: "hide-narrow", text: p.keywords.join(", ") || "—" }),
-        el("td", {}, el("div", { class: "actions" }, edit, remove)));
+        el("td", {}, el("div", { class: "actions" }, showTasks, edit, remove)));
     });
     main.replaceChildren(el("h1", { text: "Projects" }), status,
       state.projects.length
@@ -563,7 +804,7 @@ async function projectsView(main) {
           ["Name", "Parent", "Keywords", "Actions"].map((t, i) => el("th", { scope: "col", class: i === 1 || i === 2 ? "hide-narrow" : null, text: t })))),
           el("tbody", {}, rows))
         : el("p", { class: "muted", text: "No projects yet." }),
-      formBox);
+      tasksBox, formBox);
   }
 
   await render();
@@ -626,14 +867,234 @@ async function keysView(main) {
   await render();
 }
 
-// ---- Admin (a first view: the users) --------------------------------------------------------
+// ---- Admin: users, log review, crash reports --------------------------------------------
 
-async function adminView(main) {
+const ADMIN_TABS = [["users", "Users"], ["logs", "Log review"], ["crashes", "Crash reports"]];
+
+async function adminView(main, arg) {
+  const [tab, ...rest] = (arg || "").split("/");
+  const current = ADMIN_TABS.some(([key]) => key === tab) ? tab : "users";
+  const nav = el("nav", { "aria-label": "Admin", class: "tabs" }, el("ul", {},
+    ADMIN_TABS.map(([key, text]) => el("li", {}, el("a", {
+      href: `#/admin/${key}`, "aria-current": key === current ? "page" : null, text })))));
+  const box = el("div", { id: "admin" });
+  main.replaceChildren(el("h1", { text: "Admin" }), nav, box);
+  if (current === "users") await adminUsers(box);
+  else if (current === "logs") await adminLogs(box, rest);
+  else await adminCrashes(box);
+}
+
+async function adminUsers(box, message) {
   const users = await api("GET", "/api/users");
-  main.replaceChildren(el("h1", { text: "Admin" }), el("h2", { text: "Users" }),
-    el("table", { id: "users" }, el("thead", {}, el("tr", {},
-      ["Email", "Role"].map((t) => el("th", { scope: "col", text: t })))),
-    el("tbody", {}, users.map((u) => el("tr", {}, el("td", { text: u.email }), el("td", { text: u.role.title }))))));
+  const status = el("div", { role: "status" }, message ? el("p", { text: message }) : null);
+  const email = el("input", { type: "email", name: "email", required: true, autocomplete: "off" });
+  const password = el("input", { type: "password", name: "password", required: true, autocomplete: "new-password", minlength: 8 });
+  const role = el("select", { name: "role" }, el("option", { value: "user", text: "user" }), el("option", { value: "admin", text: "admin" }));
+  const zone = el("input", { name: "timezone", placeholder: "e.g. Europe/Berlin" });
+  const create = el("form", { "aria-labelledby": "user-form-h" },
+    el("h2", { id: "user-form-h", text: "New user" }),
+    el("div", { class: "form-row" }, field("Email", email), field("Password", password)),
+    el("div", { class: "form-row" }, field("Role", role), field("Time zone (optional)", zone)),
+    el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", text: "Create user" })));
+  create.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { email: email.value.trim(), password: password.value, role: role.value };
+    if (zone.value.trim()) body.timezone = zone.value.trim();
+    try {
+      await api("POST", "/api/users", { body });
+      await adminUsers(box, `Created ${body.email} (${body.role}).`);
+      box.querySelector("#users").focus();
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+  });
+  const rows = users.map((u) => {
+    const self = u.uuid === state.me.uuid;
+    const remove = self ? el("span", { class: "muted", text: "you" })
+      : el("button", { type: "button", class: "danger", "aria-label": `Delete ${u.email}`, text: "Delete" });
+    if (!self) {
+      remove.addEventListener("click", async () => {
+        try {
+          await api("DELETE", `/api/users/${u.uuid}`);
+          await adminUsers(box, `Deleted ${u.email}.`);
+        } catch (error) {
+          status.replaceChildren(errorBox(error));
+        }
+      });
+    }
+    const name = [u.nameFirst, u.nameLast].filter(Boolean).join(" ");
+    return el("tr", { "data-uuid": u.uuid }, el("td", { text: u.email }),
+      el("td", { class: "hide-narrow", text: name || "—" }),
+      el("td", { class: "role", text: u.role.title }),
+      el("td", { class: "hide-narrow", text: u.timezone || "—" }),
+      el("td", {}, remove));
+  });
+  box.replaceChildren(el("h2", { text: "Users" }), status,
+    el("table", { id: "users", tabindex: "-1" }, el("thead", {}, el("tr", {},
+      ["Email", "Name", "Role", "Time zone", "Actions"].map((t, i) => el("th", { scope: "col", class: i === 1 || i === 3 ? "hide-narrow" : null, text: t })))),
+    el("tbody", {}, rows)),
+    create);
+}
+
+// The review range: two local dates (from, to), like the API's default of two days.
+function rangeForm(days, onShow) {
+  const to = el("input", { type: "date", name: "to", required: true, value: today(state.zone) });
+  const from = el("input", { type: "date", name: "from", required: true, value: addDays(today(state.zone), -days) });
+  const form = el("form", { class: "form-row range", "aria-label": "Range" },
+    field("From", from), field("To", to),
+    el("div", {}, el("button", { type: "submit", text: "Show" })));
+  const range = () => ({ start: startOfDay(from.value, state.zone).toISOString(),
+    end: new Date(startOfDay(addDays(to.value, 1), state.zone).getTime() - 1).toISOString() });
+  form.addEventListener("submit", (event) => { event.preventDefault(); onShow(range()); });
+  return { form, range };
+}
+
+function stamp(iso) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: state.zone, year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })
+    .format(new Date(iso)).replace(",", "");
+}
+
+const INTERVALS = [["5m", 300], ["1h", 3600], ["1d", 86400]];
+
+async function adminLogs(box) {
+  const status = el("div", { role: "status" });
+  const seriesBox = el("section", { id: "series", "aria-labelledby": "series-h" });
+  const chartBox = el("section", { id: "log-chart" });
+  const pointsBox = el("section", { id: "log-points" });
+  const pointBox = el("section", { id: "log-point" });
+  const { form, range } = rangeForm(1, (r) => guard(() => showSeries(r)));
+  const interval = el("select", { name: "interval" },
+    INTERVALS.map(([value]) => el("option", { value, selected: value === "1h", text: value })));
+  const uuid = el("input", { name: "uuid", required: true, pattern: "[0-9a-fA-F-]{36}" });
+  const find = el("form", { class: "form-row", "aria-label": "Find a point" },
+    field("Point uuid", uuid), el("div", {}, el("button", { type: "submit", text: "Find point" })));
+  const pointStatus = el("div", { role: "status" });
+  find.addEventListener("submit", (event) => {
+    event.preventDefault();
+    pointBox.replaceChildren();
+    guard(() => showPoint(uuid.value.trim()), pointStatus);
+  });
+  let chosen = null;
+  interval.addEventListener("change", () => { if (chosen) guard(() => showChart(chosen, range())); });
+
+  async function guard(work, where = status) {
+    where.replaceChildren();
+    try {
+      await work();
+    } catch (error) {
+      where.replaceChildren(errorBox(error));
+    }
+  }
+
+  async function showSeries(r) {
+    const series = await api("GET", "/api/logs", { query: r });
+    seriesBox.replaceChildren(el("h2", { id: "series-h", text: "Series" }),
+      series.length
+        ? el("table", { id: "series-table" },
+          el("thead", {}, el("tr", {}, ["Type", "Points"].map((t) => el("th", { scope: "col", text: t })))),
+          el("tbody", {}, series.map((item) => {
+            const open = el("button", { type: "button", class: "link", text: item.type });
+            open.addEventListener("click", () => guard(() => showChart(item.type, range())));
+            return el("tr", { "data-type": item.type }, el("td", {}, open), el("td", { class: "num", text: item.count }));
+          })))
+        : el("p", { class: "muted", text: "No log points in this range." }));
+    chartBox.replaceChildren();
+    pointsBox.replaceChildren();
+  }
+
+  async function showChart(type, r) {
+    chosen = type;
+    const seconds = INTERVALS.find(([value]) => value === interval.value)[1];
+    const buckets = await api("GET", `/api/logs/${encodeURIComponent(type)}`,
+      { query: { ...r, structure: "grouped", interval: interval.value } });
+    const max = Math.max(1, ...buckets.map((b) => b.count));
+    const strip = el("div", { class: "logchart", role: "group", "aria-label": `Points of ${type} per ${interval.value}` });
+    for (const bucket of buckets) {
+      const bar = el("span", { class: "bar" });
+      bar.style.height = `${(100 * bucket.count) / max}%`;
+      if (bucket.count) {
+        const label = `${stamp(bucket.time)}: ${bucket.count} point${bucket.count === 1 ? "" : "s"}`;
+        const button = el("button", { type: "button", class: "bucket", "data-time": bucket.time, "aria-label": label, title: label }, bar);
+        button.addEventListener("click", () => guard(() => showBucket(type, bucket, seconds)));
+        strip.append(button);
+      } else {
+        strip.append(el("span", { class: "bucket empty", "aria-hidden": "true" }, bar));
+      }
+    }
+    const total = buckets.reduce((sum, b) => sum + b.count, 0);
+    put(chartBox, el("h2", { id: "chart-h", text: `${type}: ${total} points` }),
+      el("div", { class: "daybar" }, field("Interval", interval)),
+      strip,
+      buckets.length ? el("div", { class: "axis", "aria-hidden": "true" },
+        el("span", { text: stamp(buckets[0].time) }), el("span", { text: stamp(buckets[buckets.length - 1].time) })) : null,
+      el("p", { class: "muted", text: "Choose a bar for its points." }));
+    pointsBox.replaceChildren();
+  }
+
+  async function showBucket(type, bucket, seconds) {
+    const start = Date.parse(bucket.time);
+    const points = await api("GET", `/api/logs/${encodeURIComponent(type)}`, { query: {
+      start: new Date(start).toISOString(), end: new Date(start + seconds * 1000 - 1).toISOString(), limit: 200 } });
+    put(pointsBox, el("h2", { id: "points-h", text: `Points of ${type} from ${stamp(bucket.time)}` }),
+      el("div", { class: "scroll", role: "region", tabindex: "0", "aria-labelledby": "points-h" },
+        el("table", { id: "points-table" },
+          el("thead", {}, el("tr", {}, ["Time", "Level", "Message", "Point"].map((t) => el("th", { scope: "col", text: t })))),
+          el("tbody", {}, points.map((point) => {
+            const open = el("button", { type: "button", class: "link", "aria-label": `Point ${point.uuid}`, text: point.uuid.slice(0, 13) + "…" });
+            open.addEventListener("click", () => guard(() => showPoint(point.uuid), pointStatus));
+            return el("tr", { "data-uuid": point.uuid }, el("td", { text: stamp(point.time) }),
+              el("td", { text: point.level }), el("td", { text: point.message || "" }), el("td", {}, open));
+          })))),
+      points.length >= 200 ? el("p", { class: "muted", text: "The first 200 points." }) : null);
+  }
+
+  async function showPoint(pointUuid) {
+    const point = await api("GET", `/api/logs/point/${encodeURIComponent(pointUuid)}`);
+    const rows = ["uuid", "type", "time", "level", "origin", "originId", "version", "userUuid", "message",
+      "messageNumeric", "messageBool", "deleted"].filter((key) => point[key] !== undefined && point[key] !== null);
+    put(pointBox, el("h2", { id: "point-h", tabindex: "-1", text: `Point ${point.uuid}` }),
+      el("dl", { class: "point" }, rows.flatMap((key) => [el("dt", { text: key }), el("dd", { "data-key": key, text: String(point[key]) })])),
+      point.details ? el("pre", { class: "command", id: "point-details" }, point.details) : null);
+    pointBox.querySelector("h2").focus();
+  }
+
+  box.replaceChildren(el("h2", { text: "Log review" }), form, status, seriesBox, chartBox, pointsBox, find, pointStatus, pointBox);
+  await showSeries(range());
+}
+
+async function adminCrashes(box) {
+  const list = el("div", { id: "crashes" });
+  const status = el("div", { role: "status" });
+  async function show(r) {
+    status.replaceChildren();
+    let points;
+    try {
+      points = await api("GET", "/api/logs/crash_sensor", { query: { ...r, limit: 500 } });
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+      return;
+    }
+    list.replaceChildren(points.length
+      ? el("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": "Crash reports" },
+        el("table", { id: "crash-table" },
+          el("thead", {}, el("tr", {}, ["Time", "Product", "Version", "Size", "Dump"].map((t) => el("th", { scope: "col", text: t })))),
+          el("tbody", {}, points.map((point) => {
+            let size = "";
+            try { size = JSON.parse(point.details || "{}").size ?? ""; } catch { size = ""; }
+            return el("tr", { "data-uuid": point.uuid }, el("td", { text: stamp(point.time) }),
+              el("td", { text: point.origin || "" }), el("td", { text: point.version || "" }),
+              el("td", { class: "num", text: size === "" ? "—" : `${size} B` }),
+              el("td", {}, el("a", { href: `/api/logs/crash/${point.uuid}`, download: `${point.uuid}.dmp`,
+                "aria-label": `Download the dump of ${stamp(point.time)}`, text: "Download" })));
+          }))))
+      : el("p", { class: "muted", text: "No crash reports in this range." }));
+  }
+  const { form, range } = rangeForm(30, show);
+  box.replaceChildren(el("h2", { text: "Crash reports" }),
+    el("p", { class: "muted", text: "Dumps uploaded by sensors (crash_sensor points); a dump evicted for space is 404." }),
+    form, status, list);
+  await show(range());
 }
 
 start();
