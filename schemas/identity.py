@@ -137,6 +137,10 @@ class UserUpdateSchema(_CurrentPassword):
     nameFirst = _name()
     nameLast = _name()
     timezone = TimeZone(allow_none=True)
+    role = fields.String(
+        validate=validate.OneOf(list(ROLES)),
+        metadata={"description": "The user's new role (not the admin's own: 422)."},
+    )
 
 
 class OwnProfileSchema(_Lenient):

@@ -137,6 +137,23 @@ async def test_deleted_users_tokens_are_401(api: Api) -> None:
     assert (await api.login("frank@example.org", "user-password-1")).status_code == 401
 
 
+async def test_a_role_change_takes_effect_at_once(api: Api) -> None:
+    headers = await api.new_user("hank@example.org")
+    assert (await api.client.simulate_get("/api/users", headers=headers)).status_code == 403
+    for role, status in (("admin", 200), ("user", 403)):
+        put = await api.client.simulate_put(
+            "/api/users", json={"email": "hank@example.org", "role": role}, headers=api.admin
+        )
+        assert put.status_code == 200
+        # The same token: the role is read per request, not from the token.
+        assert (await api.client.simulate_get("/api/users", headers=headers)).status_code == status
+        assert (await api.me(headers)).json["role"]["title"] == role
+    bad = await api.client.simulate_put(
+        "/api/users", json={"email": "hank@example.org", "role": "root"}, headers=api.admin
+    )
+    assert bad.status_code == 400 and "role" in bad.json["errors"]
+
+
 async def test_wrong_role_is_403(api: Api) -> None:
     headers = await api.new_user("gina@example.org")
     for method, path in (("GET", "/api/users"), ("POST", "/api/users"), ("PUT", "/api/users")):

@@ -673,8 +673,20 @@ async def test_admin_users_created_and_deleted(
     assert users["bob@example.org"]["role"]["title"] == "admin"
     assert users["bob@example.org"]["timezone"] == "Europe/Berlin"
     assert users["carl@example.org"]["role"]["title"] == "user"
-    row = page.locator(f"#users tr[data-uuid='{users['bob@example.org']['uuid']}'] .role")
-    await expect(row).to_have_text("admin")
+    await expect(page.get_by_label("Role of bob@example.org")).to_have_value("admin")
+    # Another user's role changes in place; an admin's own role cannot change.
+    await page.get_by_label("Role of carl@example.org").select_option("admin")
+    await expect(page.get_by_text("carl@example.org is now admin.")).to_be_visible()
+    users = {u["email"]: u for u in (await http.get("/api/users", headers=admin)).json()}
+    assert users["carl@example.org"]["role"]["title"] == "admin"
+    await page.get_by_label("Role of carl@example.org").select_option("user")
+    await expect(page.get_by_text("carl@example.org is now user.")).to_be_visible()
+    await expect(page.get_by_label(f"Role of {ADMIN}")).to_have_count(0)
+    own = await http.put("/api/users", json={"email": ADMIN, "role": "user"}, headers=admin)
+    assert own.status_code == 422 and own.json()["message"] == "You cannot change your own role"
+    users = {u["email"]: u for u in (await http.get("/api/users", headers=admin)).json()}
+    assert users[ADMIN]["role"]["title"] == "admin"
+    assert users["carl@example.org"]["role"]["title"] == "user"
     # A refused creation shows the API's message and changes nothing.
     await page.get_by_label("Email").fill("carl@example.org")
     await page.get_by_label("Password").fill("carl-password-1")

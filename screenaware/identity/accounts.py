@@ -388,6 +388,9 @@ class Accounts:
         user = await self.store.by_email(email)
         if user is None:
             raise NotFound("User not found")
+        if user.uuid == actor and fields.get("role", user.role) != user.role:
+            # An admin taking away their own role could leave nobody to give it back.
+            raise Invalid("You cannot change your own role", {"role": ["Not your own."]})
         own = password is not None and await self._proves_own(user, actor, current, address)
         if fields:
             await self.store.update(user.uuid, fields)

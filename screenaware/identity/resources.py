@@ -194,10 +194,13 @@ class UsersResource:
     @load_body(UserUpdateSchema())
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = req.context.body
+        fields = _profile_fields(body)
+        if "role" in body:
+            fields["role"] = body["role"]
         token = await self._accounts.update_by_email(
             caller(req),
             body["email"],
-            _profile_fields(body),
+            fields,
             body.get("password"),
             body.get("currentPassword"),
             req.remote_addr,

@@ -923,9 +923,23 @@ async function adminUsers(box, message) {
       });
     }
     const name = [u.nameFirst, u.nameLast].filter(Boolean).join(" ");
+    // The role of others can change here; an admin's own role cannot (the API says 422).
+    let roleCell = u.role.title;
+    if (!self) {
+      roleCell = el("select", { "aria-label": `Role of ${u.email}` },
+        ["user", "admin"].map((r) => el("option", { value: r, text: r, selected: r === u.role.title })));
+      roleCell.addEventListener("change", async () => {
+        try {
+          await api("PUT", "/api/users", { body: { email: u.email, role: roleCell.value } });
+          await adminUsers(box, `${u.email} is now ${roleCell.value}.`);
+        } catch (error) {
+          status.replaceChildren(errorBox(error));
+        }
+      });
+    }
     return el("tr", { "data-uuid": u.uuid }, el("td", { text: u.email }),
       el("td", { class: "hide-narrow", text: name || "—" }),
-      el("td", { class: "role", text: u.role.title }),
+      el("td", { class: "role" }, roleCell),
       el("td", { class: "hide-narrow", text: u.timezone || "—" }),
       el("td", {}, remove));
   });
