@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.activity import SnapshotSchema
+from schemas.logs import LogPointInSchema
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.web.fastload import MISS, compile_loader
@@ -161,3 +162,40 @@ def test_what_the_fast_path_leaves_to_marshmallow() -> None:
 
     assert compile_loader(Hooked()) is None
     assert compile_loader(SnapshotSchema(partial=True)) is None
+
+
+log_points = st.fixed_dictionaries(
+    {
+        "type": st.from_regex(r"\A[A-Za-z0-9_]{1,20}\Z"),
+        "level": st.sampled_from(["info", "warn", "error", "debug", "loud"]),
+        "data": st.fixed_dictionaries(
+            {
+                "origin": st.sampled_from(["sensor", "app\\", "web app", "a\tb"]),
+                "version": st.sampled_from(["1.0.0", "2.1.3-beta.1", "1.0"]),
+                "message": st.text(max_size=20),
+            },
+            optional={
+                "time": st.one_of(st.integers(-1, 2**45), st.floats(0, 1e12)),
+                "originId": st.text(max_size=10),
+                "userUuid": st.sampled_from(
+                    [
+                        "d8abeaa0-466e-4228-8e93-404cb8cd984b",
+                        "{d8abeaa0-466e-4228-8e93-404cb8cd984b}",
+                    ]
+                ),
+                "messageNumeric": st.one_of(st.floats(), st.integers()),
+                "messageBool": st.one_of(st.booleans(), st.just(1)),
+                "details": st.one_of(st.none(), st.text(max_size=10)),
+            },
+        ),
+        "extra": json_values,
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(log_points)
+def test_log_points_take_the_fast_path_when_marshmallow_takes_them(data: Any) -> None:
+    got = assert_same(LogPointInSchema(), data)
+    if marshmallow_load(LogPointInSchema(), data) is not MISS:
+        assert got is not MISS

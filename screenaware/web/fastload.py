@@ -104,12 +104,14 @@ def _convert(field: fields.Field[Any], name: str) -> _Leaf | None:
         return _validated(field, _integer)
     if kind is StrictBoolean and not field._text:  # type: ignore[attr-defined]
         return _validated(field, _boolean)
-    if kind is fields.Nested and field.many:  # type: ignore[attr-defined]
-        # The field's schema instance has many=True: compiled per item here.
+    if kind is fields.Nested:
+        # A many=True field's schema instance has many=True: compiled per item here.
         inner = _compile(field.schema, item=True)  # type: ignore[attr-defined]
         if inner is None or field.only or field.exclude or field.unknown:  # type: ignore[attr-defined]
             return None
         item = inner
+        if not field.many:  # type: ignore[attr-defined]
+            return _validated(field, item)
 
         def nested_list(value: Any) -> Any:
             if type(value) is not list:
@@ -130,7 +132,9 @@ def _convert(field: fields.Field[Any], name: str) -> _Leaf | None:
             return {key(k): val(v) for k, v in value.items()}
 
         return _validated(field, mapping)
-    if isinstance(field, fields.String | fields.Number | fields.Boolean | fields.DateTime):
+    if isinstance(
+        field, fields.String | fields.Number | fields.Boolean | fields.DateTime | fields.UUID
+    ):
         return _generic(field, name)  # their deserialising reads only the value
     return None
 
