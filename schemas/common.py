@@ -105,6 +105,30 @@ class Moment(fields.AwareDateTime):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+DAY_PATTERN = rf"^{_DATE}$"
+
+
+class Day(fields.Date):
+    """A calendar date ``YYYY-MM-DD`` of the years 1970 to 2199."""
+
+    default_error_messages = {"day": "Not a date YYYY-MM-DD of the years 1970 to 2199."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            metadata={
+                "pattern": DAY_PATTERN,
+                "example": "2015-05-17",
+                **kwargs.pop("metadata", {}),
+            },
+            **kwargs,
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not re.fullmatch(DAY_PATTERN, value):
+            raise self.make_error("day")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class StrictBoolean(fields.Boolean):
     """A JSON boolean only (not ``0``, ``1`` or ``"yes"``).
 

@@ -120,6 +120,11 @@ class Config:
     calendar_sync: int = 900
     calendar_timeout: float = 20.0
     calendar_max_bytes: int = 16 * 1024 * 1024
+    # Redmine integration: seconds between syncs of a user's tasks (and checks of the
+    # daily booking), the timeout of one request, and the largest answer read.
+    redmine_sync: int = 900
+    redmine_timeout: float = 20.0
+    redmine_max_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -196,6 +201,9 @@ class Config:
         _require(self.calendar_sync >= 1, "calendar_sync", "must be at least 1 second")
         _require(self.calendar_timeout > 0, "calendar_timeout", "must be positive (seconds)")
         _require(self.calendar_max_bytes >= 1024, "calendar_max_bytes", "must be at least 1024")
+        _require(self.redmine_sync >= 1, "redmine_sync", "must be at least 1 second")
+        _require(self.redmine_timeout > 0, "redmine_timeout", "must be positive (seconds)")
+        _require(self.redmine_max_bytes >= 1024, "redmine_max_bytes", "must be at least 1024")
         _require(self.timeline_days >= 1, "timeline_days", "must be at least 1 (days)")
         _require(self.log_rate_anonymous >= 1, "log_rate_anonymous", "must be at least 1")
         _require(self.log_rate_user >= 1, "log_rate_user", "must be at least 1")

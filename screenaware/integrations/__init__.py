@@ -1,8 +1,9 @@
 """Integrations: third-party services connected per user, their credentials
-encrypted (:mod:`.store`), and the calendar (:mod:`.calendar`).
+encrypted (:mod:`.store`), the calendar (:mod:`.calendar`) and Redmine
+(:mod:`.redmine`).
 
-Other features use only what this module exports: the integration store (a
-later integration, such as Redmine, keeps its settings and state there).
+Other features use only what this module exports: the integration store and the
+two syncs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from screenaware.activity import Activity
 from screenaware.config import Config
 from screenaware.identity import Identity
 from screenaware.integrations.calendar import CalendarSync
-from screenaware.integrations.resources import CalendarResource, IntegrationsResource
+from screenaware.integrations.redmine import RedmineSync
+from screenaware.integrations.resources import (
+    CalendarResource,
+    IntegrationsResource,
+    RedmineMappingResource,
+    RedmineResource,
+    RedmineTimeEntriesResource,
+)
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, State
 from screenaware.storage.backends import Backends
 from screenaware.timeutil import parse_zone
@@ -27,6 +35,7 @@ __all__ = [
     "CredentialsUnreadable",
     "IntegrationStore",
     "Integrations",
+    "RedmineSync",
     "State",
     "mount",
 ]
@@ -38,6 +47,7 @@ class Integrations:
 
     store: IntegrationStore
     calendar: CalendarSync
+    redmine: RedmineSync
 
 
 def mount(
@@ -49,7 +59,7 @@ def mount(
     activity: Activity,
     identity: Identity,
 ) -> Integrations:
-    """Add the integration routes and the periodic calendar sync to ``app``."""
+    """Add the integration routes and the periodic calendar and Redmine syncs to ``app``."""
     store = IntegrationStore(backends.get_redis, config.encryption_key)
 
     async def addresses(user: str) -> list[str]:
@@ -67,10 +77,33 @@ def mount(
         max_bytes=config.calendar_max_bytes,
         clock=clock,
     )
+
+    async def zone_of(user: str) -> str:
+        found = await identity.accounts.store.get(user)
+        if found and found.timezone:
+            try:
+                parse_zone(found.timezone)
+            except ValueError:
+                return config.timezone
+            return found.timezone
+        return config.timezone
+
+    redmine = RedmineSync(
+        store,
+        identity.projects,
+        activity.times,
+        backends.get_redis,
+        zone_of,
+        interval=config.redmine_sync,
+        timeout=config.redmine_timeout,
+        max_bytes=config.redmine_max_bytes,
+        clock=clock,
+    )
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
         tasks.append(asyncio.create_task(calendar.run(), name="calendar-sync"))
+        tasks.append(asyncio.create_task(redmine.run(), name="redmine-sync"))
 
     async def stop() -> None:
         for task in tasks:
@@ -82,4 +115,10 @@ def mount(
     backends.on_shutdown(stop)
     app.add_route("/api/integrations", IntegrationsResource(store))
     app.add_route("/api/integrations/googleCalendar", CalendarResource(store, calendar))
-    return Integrations(store, calendar)
+    app.add_route("/api/integrations/redmine", RedmineResource(store, redmine))
+    app.add_route("/api/integrations/redmine/mapping", RedmineMappingResource(redmine))
+    app.add_route(
+        "/api/integrations/redmine/time-entries",
+        RedmineTimeEntriesResource(redmine, config.timezone),
+    )
+    return Integrations(store, calendar, redmine)

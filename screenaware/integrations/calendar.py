@@ -42,10 +42,9 @@ import contextlib
 import datetime as dt
 import logging
 import re
-import secrets
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,7 +65,7 @@ from screenaware.activity import (
     category_uuid,
 )
 from screenaware.errors import StorageUnavailable
-from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore
+from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, held_lock
 from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)
@@ -80,10 +79,6 @@ APPLICATION = "Calendar"
 MAX_EVENTS = 20_000
 MAX_MEETING_MS = 31 * 86_400_000
 CATEGORY = "meetings"
-
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
 
 
 def lock_key(user: str) -> str:
@@ -373,23 +368,9 @@ class CalendarSync:
     def _redis(self) -> aioredis.Redis:
         return self._get_redis()
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, user: str, wait: float) -> AsyncIterator[bool]:
+    def _locked(self, user: str, wait: float) -> contextlib.AbstractAsyncContextManager[bool]:
         """Hold the user's sync lock; yields False when it stayed taken ``wait`` s."""
-        token = secrets.token_hex(8)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while True:
-            if await self._redis.set(lock_key(user), token, nx=True, px=self._lock_ttl_ms):
-                break
-            if loop.time() >= deadline:
-                yield False
-                return
-            await asyncio.sleep(0.05)
-        try:
-            yield True
-        finally:
-            await asyncio.shield(self._redis.eval(_RELEASE, 1, lock_key(user), token))
+        return held_lock(self._redis, lock_key(user), ttl_ms=self._lock_ttl_ms, wait=wait)
 
     async def sync(self, user: str, *, force: bool = False, wait: float = 0.0) -> bool:
         """Sync one user's calendar unless another worker is at it (or, without

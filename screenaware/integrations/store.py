@@ -11,10 +11,12 @@ time and the last error in words.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,6 +32,34 @@ _SHARED_KEY = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 """
+
+
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+@contextlib.asynccontextmanager
+async def held_lock(
+    redis: aioredis.Redis, key: str, *, ttl_ms: int, wait: float
+) -> AsyncIterator[bool]:
+    """Hold a Redis lock (SET NX with a TTL, so a dead holder frees it); yields
+    False when it stayed taken ``wait`` seconds. Every integration's sync of a user
+    runs under one, so two workers or machines never sync one user at once."""
+    token = secrets.token_hex(8)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        if await redis.set(key, token, nx=True, px=ttl_ms):
+            break
+        if loop.time() >= deadline:
+            yield False
+            return
+        await asyncio.sleep(0.05)
+    try:
+        yield True
+    finally:
+        await asyncio.shield(redis.eval(_RELEASE, 1, key, token))
 
 
 def integration_key(user: str, name: str) -> str:
