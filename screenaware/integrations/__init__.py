@@ -107,7 +107,12 @@ def mount(
 
     async def stop() -> None:
         for task in tasks:
-            task.cancel()
+            # Cancelled again until it ends: a cancellation that arrives inside a
+            # client library's call can be swallowed there (seen once in a hundred
+            # shutdowns of the Redmine loop, which then slept on).
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=1)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -459,7 +459,10 @@ class CalendarSync:
     async def run(self) -> None:
         """Sync due users forever (each worker runs this; the locks share the work)."""
         tick = max(0.5, min(self.interval / 4, 30.0))
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError  # a cancellation swallowed below still ends it
             await asyncio.sleep(tick)
             try:
                 await self.sync_due()

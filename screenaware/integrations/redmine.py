@@ -279,6 +279,10 @@ class RedmineClient:
         )
         if status == 404:
             return False
+        if status == 403:
+            raise RedmineError(
+                "403 from the Redmine server (your Redmine role may not edit your own time entries)"
+            )
         if status not in (200, 204):
             reasons = _errors(raw) if status == 422 else ""
             raise RedmineError(
@@ -598,6 +602,9 @@ class RedmineSync:
         now_ms = self._now_ms()
         try:
             async with self._client(settings) as client:
+                # Asked first, so that a wrong key or address is reported even
+                # when there is nothing to book.
+                await client.current_user()
                 activity: int | None = None
                 for rid, project_uuid in sorted(mapping.items(), key=lambda kv: int(kv[0])):
                     ms = int(grouped.get(project_uuid, {}).get("sum", 0))
@@ -657,7 +664,10 @@ class RedmineSync:
     async def run(self) -> None:
         """Sync due users forever (each worker runs this; the locks share the work)."""
         tick = max(0.5, min(self.interval / 4, 30.0))
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError  # a cancellation swallowed below still ends it
             await asyncio.sleep(tick)
             try:
                 await self.sync_due()
