@@ -46,11 +46,6 @@ class QueryFailed(Exception):
     """InfluxDB answered a query with an error (a bug in our InfluxQL)."""
 
 
-class UpstreamFailed(Exception):
-    """A third-party server (an integration's) refused or could not be reached (502);
-    the message says why in words and holds no credentials."""
-
-
 class BodyTooLarge(Exception):
     """The request body exceeds the configured limit."""
 

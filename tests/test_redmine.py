@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import http.server
 import os
 import secrets
 import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -88,6 +90,11 @@ class Redmine:
         return list(found["time_entries"])
 
 
+def _env(app: Path) -> dict[str, str]:
+    return {**os.environ, "RAILS_ENV": "production", "BUNDLE_GEMFILE": str(app / "Gemfile"),
+            "REDMINE_INSTANCE": "default", "REDMINE_LANG": "en"}  # fmt: skip
+
+
 def _prepare(base: Path) -> tuple[Path, str]:
     """A private Redmine tree under ``base`` with its own instance (database,
     configuration, logs); returns the tree and the admin's new API key."""
@@ -109,7 +116,16 @@ def _prepare(base: Path) -> tuple[Path, str]:
         f"production:\n  adapter: sqlite3\n  database: {database}\n  timeout: 5000\n"
     )
     (instance / "config" / "secret_key.txt").write_text(secrets.token_hex(32))
-    shutil.copyfile(MACHINE_DB, database)
+    if os.access(MACHINE_DB, os.R_OK):
+        shutil.copyfile(MACHINE_DB, database)
+    else:
+        # Not readable here (not root): the same schema and default data, made anew.
+        # (Two runs: in one, the data task would see the schema before the migration.)
+        for task in ("db:migrate", "redmine:load_default_data"):
+            subprocess.run(
+                ["ruby", "bin/rails", task], cwd=app, env=_env(app), check=True, timeout=300,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
     admin_key = secrets.token_hex(20)
     now = dt.datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     with sqlite3.connect(database) as db:
@@ -135,12 +151,10 @@ def redmine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redmine]:
     app, admin_key = _prepare(base)
     port = free_port()
     log = (base / "server.log").open("wb")
-    env = {**os.environ, "RAILS_ENV": "production", "BUNDLE_GEMFILE": str(app / "Gemfile"),
-           "REDMINE_INSTANCE": "default"}  # fmt: skip
     proc = subprocess.Popen(
         ["ruby", "bin/rails", "server", "-u", "webrick", "-p", str(port), "-b", "127.0.0.1",
          "-P", str(base / "server.pid")],
-        cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=app, env=_env(app), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -300,7 +314,7 @@ async def test_issues_of_mapped_projects_become_tasks_and_follow_redmine(
     clock.advance(5)
 
     async def followed() -> bool:
-        return (await state(api, headers))["lastSync"] != synced
+        return bool((await state(api, headers))["lastSync"] != synced)
 
     await wait_for(followed, "periodic sync")
     assert await tasks(api, headers) == {
@@ -393,6 +407,12 @@ async def test_a_day_is_booked_once_and_rebooked_in_place(api: Api, redmine: Red
     assert [(e["redmineProjectId"], e["hours"]) for e in third["entries"]] == [(beta_rm, 0.25)]
     assert redmine.entries(acme_rm) == []
     assert [e["hours"] for e in redmine.entries(beta_rm)] == [0.25]
+    # Beta's Redmine project now maps to a project without time that day: its
+    # entry goes.
+    await ok(api, headers, "PUT", "/api/integrations/redmine/mapping", {str(beta_rm): idle})
+    fourth = await ok(api, headers, "POST", "/api/integrations/redmine/time-entries",
+                      {"date": DAY})  # fmt: skip
+    assert fourth["entries"] == [] and redmine.entries(beta_rm) == []
     listed = await state(api, headers)
     assert listed["connected"] is True and listed["lastError"] is None
 
@@ -400,7 +420,8 @@ async def test_a_day_is_booked_once_and_rebooked_in_place(api: Api, redmine: Red
 async def test_the_daily_job_books_the_previous_day_once(
     api: Api, redmine: Redmine, clock: FakeClock
 ) -> None:
-    headers = await api.new_user(USER)
+    # The user's own zone decides the days: 08:00 in Berlin is the next morning.
+    headers = await api.new_user(USER, timezone="Europe/Berlin")
     rm = redmine.project("Daily")
     acme = await new_project(api, headers, "Acme", "acme")
     await work(api, headers, "2026-11-30T09:00:00+00:00", "acme.py", 360)  # 0.1 h
@@ -411,12 +432,12 @@ async def test_the_daily_job_books_the_previous_day_once(
     clock.advance(5)
 
     async def synced_again() -> bool:
-        return (await state(api, headers))["lastSync"] != synced
+        return bool((await state(api, headers))["lastSync"] != synced)
 
     await wait_for(synced_again, "periodic sync")
     assert redmine.entries(rm) == []
     # The next morning the periodic sync books the 30th, once.
-    clock.now = dt.datetime(2026, 12, 1, 7, 0, tzinfo=UTC).timestamp()
+    clock.now = dt.datetime(2026, 12, 1, 7, 0, tzinfo=UTC).timestamp()  # 08:00 in Berlin
 
     async def booked() -> bool:
         return bool(redmine.entries(rm))
@@ -443,7 +464,7 @@ async def test_a_wrong_key_is_not_connected_with_the_reason(api: Api, redmine: R
     assert (await state(api, headers))["lastError"] == "401 from the Redmine server"
     result = await call(api, headers, "POST", "/api/integrations/redmine/time-entries",
                         {"date": DAY})  # fmt: skip
-    assert result.status_code == 502 and result.json["message"] == "401 from the Redmine server"
+    assert result.status_code == 409 and result.json["message"] == "401 from the Redmine server"
     # The right key connects (and a key of another form is no secret in the answer).
     answer = await connect(api, headers, redmine.url, redmine.user_key)
     assert answer["connected"] is True
@@ -458,10 +479,10 @@ async def test_redmine_down_is_said_in_words(api: Api, redmine: Redmine) -> None
     assert answer["connected"] is False
     assert answer["lastError"] == "the Redmine server cannot be reached (ConnectError)"
     result = await call(api, headers, "PUT", "/api/integrations/redmine/mapping", {"1": "new"})
-    assert result.status_code == 502, result.text
+    assert result.status_code == 409, result.text
     assert result.json["message"] == "the Redmine server cannot be reached (ConnectError)"
     result = await call(api, headers, "GET", "/api/integrations/redmine/mapping")
-    assert result.status_code == 502, result.text
+    assert result.status_code == 409, result.text
     # A wrong address on the Redmine server: 404 to /users/current.json.
     not_redmine = await connect(api, headers, redmine.url + "/no-such-prefix", redmine.user_key)
     assert not_redmine["lastError"] == "404 from the Redmine server"
@@ -477,7 +498,8 @@ async def test_bad_mapping_input_is_refused_and_changes_nothing(api: Api, redmin
     assert result.status_code == 409, result.text
     await connect(api, headers, redmine.url, redmine.user_key)
     await ok(api, headers, "PUT", path, {str(rm): acme})
-    for body in ([], {"abc": acme}, {"0": acme}, {str(rm): "not-a-uuid"}, {str(rm): 5}, "x"):
+    bad: list[Any] = [[], {"abc": acme}, {"0": acme}, {str(rm): "not-a-uuid"}, {str(rm): 5}, "x"]
+    for body in bad:
         result = await call(api, headers, "PUT", path, body)
         assert result.status_code == 400, (body, result.text)
         assert "mapping" in result.json["errors"], result.json
@@ -512,7 +534,7 @@ async def test_a_role_that_may_not_edit_time_is_said_in_words(api: Api, redmine:
     path, body = "/api/integrations/redmine/time-entries", {"date": DAY}
     assert [e["hours"] for e in (await ok(api, headers, "POST", path, body))["entries"]] == [0.1]
     result = await call(api, headers, "POST", path, body)
-    assert result.status_code == 502, result.text
+    assert result.status_code == 409, result.text
     reason = "403 from the Redmine server (your Redmine role may not edit your own time entries)"
     assert result.json["message"] == reason
     listed = await state(api, headers)
@@ -560,6 +582,97 @@ async def test_the_client_bounds_and_words(redmine: Redmine) -> None:
         with pytest.raises(RedmineError, match="not a valid Redmine address"):
             await c.current_user()
     assert "secret" not in repr(RedmineClient(redmine.url, "secret", timeout=1, max_bytes=1024))
+
+
+@dataclass
+class Stub:
+    """Not Redmine: an HTTP server answering every GET with ``body`` after ``delay``."""
+
+    url: str = ""
+    body: bytes = b""
+    delay: float = 0.0
+
+
+@pytest.fixture
+def stub() -> Iterator[Stub]:
+    state = Stub()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(state.delay)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(state.body)))
+            self.end_headers()
+            self.wfile.write(state.body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+async def test_what_is_not_redmine_is_said_in_words(stub: Stub) -> None:
+    for body, reason in ((b"<html>hello</html>", "the answer is not JSON"),
+                         (b'{"user": {}}', "unexpected answer"),
+                         (b'{"projects": "x"}', "unexpected answer")):  # fmt: skip
+        stub.body = body
+        async with RedmineClient(stub.url, "k", timeout=5, max_bytes=4096) as client:
+            with pytest.raises(RedmineError, match=reason):
+                await client.current_user()
+            with pytest.raises(RedmineError, match=reason):
+                await client.projects()
+    stub.body = b'{"time_entry_activities": [{"id": 1, "active": false}]}'
+    async with RedmineClient(stub.url, "k", timeout=5, max_bytes=4096) as client:
+        with pytest.raises(RedmineError, match="no time entry activity"):
+            await client.activity()
+    stub.body, stub.delay = b"{}", 1.0
+    async with RedmineClient(stub.url, "k", timeout=0.2, max_bytes=4096) as client:
+        with pytest.raises(RedmineError, match="did not answer in time"):
+            await client.current_user()
+
+
+async def test_redmine_refusals_carry_its_reasons(redmine: Redmine) -> None:
+    rm = redmine.project("Refusing")
+    async with RedmineClient(redmine.url, redmine.user_key, timeout=10, max_bytes=1 << 20) as c:
+        with pytest.raises(RedmineError, match=r"^422 from the Redmine server: Activity"):
+            await c.create_entry(rm, dt.date(2026, 11, 30), 1.0, 999_999, "x")
+        entry = await c.create_entry(rm, dt.date(2026, 11, 30), 1.0, await c.activity(), "x")
+        with pytest.raises(RedmineError, match=r"^422 from the Redmine server: Hours"):
+            await c.update_entry(entry, -1.0, "x")
+        await c.delete_entry(entry)
+        await c.delete_entry(entry)  # gone already: fine
+        assert await c.update_entry(entry, 1.0, "x") is False
+
+
+async def test_credentials_of_another_key_are_said_in_words(
+    api: Api, identity_config: Config, clock: FakeClock
+) -> None:
+    headers = await api.new_user(USER)
+    down = dead_url("http")
+    await connect(api, headers, down, "key-1")
+    rotated = identity_config.replace(encryption_key="another-encryption-key")
+    async with testing.ASGIConductor(create_app(rotated, clock=clock)) as other:
+        result = await other.simulate_post(
+            "/api/integrations/redmine/time-entries", json={"date": DAY}, headers=headers
+        )
+        assert result.status_code == 409, result.text
+        assert "cannot be decrypted" in result.json["message"]
+        listed = (await other.simulate_get("/api/integrations", headers=headers)).json
+        assert "cannot be decrypted" in listed["redmine"]["lastError"]
+        # Connecting again with the new key works (and starts anew).
+        again = await other.simulate_put(
+            "/api/integrations/redmine", json={"url": down, "apiKey": "key-2"}, headers=headers
+        )
+        assert again.status_code == 200, again.text
+        assert again.json["lastError"].startswith("the Redmine server cannot be reached")
 
 
 def test_the_new_settings_are_checked() -> None:

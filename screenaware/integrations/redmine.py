@@ -50,7 +50,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from screenaware.activity import TimesService
-from screenaware.errors import Conflict, Invalid, NotFound, StorageUnavailable, UpstreamFailed
+from screenaware.errors import Conflict, Invalid, NotFound, StorageUnavailable
 from screenaware.identity import ProjectStore
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, held_lock
 from screenaware.timeutil import day_bounds, parse_zone
@@ -78,6 +78,12 @@ def state_key(user: str) -> str:
 
 class RedmineError(Exception):
     """Redmine could not be asked; the message says why, in words."""
+
+
+class RedmineFailed(Conflict):
+    """A request needs Redmine, and the connection fails (409, like not being
+    connected: the state shows the same reason; connecting again or Redmine coming
+    back resolves it). The message says why in words and holds no credentials."""
 
 
 @dataclass(frozen=True)
@@ -386,13 +392,13 @@ class RedmineSync:
 
         Raises:
             Conflict: not connected.
-            UpstreamFailed: they no longer decrypt.
+            RedmineFailed: they no longer decrypt.
         """
         try:
             settings = await self._store.settings(user, NAME)
         except CredentialsUnreadable as exc:
             await self._store.record(user, NAME, ok=False, at_ms=self._now_ms(), error=str(exc))
-            raise UpstreamFailed(str(exc)) from None
+            raise RedmineFailed(str(exc)) from None
         if settings is None:
             raise Conflict("Redmine is not connected")
         return settings
@@ -518,7 +524,7 @@ class RedmineSync:
             Conflict: not connected.
             Invalid: an unknown ScreenAware or Redmine project, or one project
                 mapped twice.
-            UpstreamFailed: Redmine could not be asked (the reason in words).
+            RedmineFailed: Redmine could not be asked (the reason in words).
         """
         async with self._locked(user):
             settings = await self._settings(user)
@@ -542,7 +548,7 @@ class RedmineSync:
                     known = {str(p.id): p for p in await client.projects()}
             except RedmineError as exc:
                 await self._store.record(user, NAME, ok=False, at_ms=now_ms, error=str(exc))
-                raise UpstreamFailed(str(exc)) from None
+                raise RedmineFailed(str(exc)) from None
             unknown = {rid: ["Unknown Redmine project."] for rid in wanted if rid not in known}
             if unknown:
                 raise Invalid("Each key must be a Redmine project you can see", unknown)
@@ -561,7 +567,7 @@ class RedmineSync:
 
         Raises:
             Conflict: not connected.
-            UpstreamFailed: Redmine could not be asked.
+            RedmineFailed: Redmine could not be asked.
         """
         settings = await self._settings(user)
         try:
@@ -569,7 +575,7 @@ class RedmineSync:
                 return await client.projects()
         except RedmineError as exc:
             await self._store.record(user, NAME, ok=False, at_ms=self._now_ms(), error=str(exc))
-            raise UpstreamFailed(str(exc)) from None
+            raise RedmineFailed(str(exc)) from None
 
     # --- time out ----------------------------------------------------------
 
@@ -578,7 +584,7 @@ class RedmineSync:
 
         Raises:
             Conflict: not connected.
-            UpstreamFailed: Redmine refused or could not be reached (the reason in
+            RedmineFailed: Redmine refused or could not be reached (the reason in
                 words; what was booked before the failure is kept, and booking
                 again completes it).
         """
@@ -632,7 +638,7 @@ class RedmineSync:
                     await self._save(user, field, booked)
         except RedmineError as exc:
             await self._store.record(user, NAME, ok=False, at_ms=now_ms, error=str(exc))
-            raise UpstreamFailed(str(exc)) from None
+            raise RedmineFailed(str(exc)) from None
         await self._store.record(user, NAME, ok=True, at_ms=now_ms)
         return done
 
@@ -644,7 +650,7 @@ class RedmineSync:
             return
         try:
             await self._book_held(user, previous, zone)
-        except (UpstreamFailed, Conflict):
+        except Conflict:
             return  # recorded; the next sync tries again
         await self._save(user, "dailyBooked", previous.isoformat())
 

@@ -203,7 +203,7 @@ class RedmineMappingResource:
         "The Redmine mapping and the Redmine projects you can see",
         "integrations",
         responses={200: RedmineMappingSchema},
-        description="409 when Redmine is not connected, 502 when it cannot be asked.",
+        description="409 when Redmine is not connected or cannot be asked (the reason in words).",
     )
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         user = caller(req)
@@ -219,7 +219,7 @@ class RedmineMappingResource:
             "creates a project named after the Redmine one. The open issues assigned "
             "to you in a mapped project become its tasks at once and follow Redmine on "
             "every sync. An unknown project (yours or Redmine's), or one of yours "
-            "mapped twice: 422. Not connected: 409; Redmine cannot be asked: 502."
+            "mapped twice: 422. Not connected, or Redmine cannot be asked: 409 with the reason."
         ),
     )
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -249,8 +249,8 @@ class RedmineTimeEntriesResource:
             "One time entry per mapped project with time that day (your time zone), "
             "the hours to two decimals, commented `ScreenAware: ...`. Booking the day "
             "again updates those entries (deletes one left with no time) instead of "
-            "adding new ones. Not connected: 409; Redmine refused or cannot be "
-            "reached: 502 with the reason."
+            "adding new ones. Not connected, or Redmine refused or cannot be reached: "
+            "409 with the reason."
         ),
     )
     @load_body(RedmineBookSchema())

@@ -21,7 +21,6 @@ from screenaware.errors import (
     RateLimited,
     StorageUnavailable,
     StoreFull,
-    UpstreamFailed,
     WriteQueueFull,
     WriteRejected,
 )
@@ -154,7 +153,6 @@ def register(
     app.add_error_handler(Invalid, invalid)
     app.add_error_handler(RateLimited, limited)
     app.add_error_handler(StoreFull, simple(falcon.HTTP_507))
-    app.add_error_handler(UpstreamFailed, simple(falcon.HTTP_502))
     # Falcon picks the most specific handler, so order of registration is free.
     app.add_error_handler(Exception, internal)
     app.add_error_handler(BodyTooLarge, too_large)
