@@ -514,6 +514,12 @@ async def test_bad_mapping_input_is_refused_and_changes_nothing(api: Api, redmin
     assert result.status_code == 422, result.text
     assert result.json["errors"] == {"999999": ["Unknown Redmine project."]}
     assert (await ok(api, headers, "GET", path))["mapping"] == {str(rm): acme}
+    # A new key for the same Redmine keeps the mapping; another address starts anew.
+    await connect(api, headers, redmine.url + "/", redmine.user_key)
+    assert (await ok(api, headers, "GET", path))["mapping"] == {str(rm): acme}
+    await connect(api, headers, redmine.url.replace("127.0.0.1", "localhost"), redmine.user_key)
+    assert (await ok(api, headers, "GET", path))["mapping"] == {}
+    await ok(api, headers, "PUT", path, {str(rm): acme})
     for body in ({}, {"date": "2026-02-30"}, {"date": "30.11.2026"}):
         result = await call(api, headers, "POST", "/api/integrations/redmine/time-entries", body)
         assert result.status_code == 400, (body, result.text)

@@ -431,7 +431,7 @@ class RedmineSync:
                 old = await self._store.settings(user, NAME)
             except CredentialsUnreadable:
                 old = None
-            if old is None or old.get("url") != url:
+            if old is None or str(old.get("url")).rstrip("/") != url.rstrip("/"):
                 await self._redis.delete(state_key(user))
             await self._store.connect(user, NAME, {"url": url, "apiKey": api_key})
             await self._save(user, "daily", daily)
