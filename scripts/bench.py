@@ -386,7 +386,16 @@ def bench_snapshots(args: argparse.Namespace) -> None:
             stored = s.influx_count("activity") - before
             name = f"arrays of {batch}, {connections} connections{label}"
             results.append((name, r, batch, stored))
+        peer = ingest_beside_aw_server(s, headers, args.days) if args.days else []
         batches = s.stop_service()
+    if peer:
+        print(
+            f"\nBatch ingest beside aw-server, {args.days} days x 8 h of 10 s slots, "
+            "arrays of 500, the same events\n"
+        )
+        print("| target | items | seconds | items/s |\n|---|---:|---:|---:|")
+        for name, items, took in peer:
+            print(f"| {name} | {items:,} | {took:.2f} | {items / took:,.0f} |")
     print(
         f"\nPOST /api/snapshots (5 windows each), {args.seconds} s per row, "
         f"{args.workers} workers, wrk -t2, all on this machine ({os.cpu_count()} cores)\n"
@@ -402,6 +411,77 @@ def bench_snapshots(args: argparse.Namespace) -> None:
 
 
 DAYS, PER_DAY = 30, 8 * 360  # 8 hours of 10-second snapshots a day
+
+
+def ingest_beside_aw_server(
+    s: Stack, headers: dict[str, str], days: int
+) -> list[tuple[str, int, float]]:
+    """Issue 18's row: the same window events as ActivityWatch events (aw-server's
+    own ``POST /api/0/buckets/ID/events``) and as snapshots, arrays of 500, with one
+    request in flight and (ours) four. Each on days no other row used."""
+    apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
+
+    def slots(first: dt.datetime) -> Iterator[tuple[dt.datetime, str]]:
+        for day in range(days):
+            for i in range(PER_DAY):
+                yield first + dt.timedelta(days=day, seconds=10 * i), apps[(i // 30) % len(apps)]
+
+    def chunks(items: list[Any]) -> list[list[Any]]:
+        return [items[i : i + 500] for i in range(0, len(items), 500)]
+
+    def stamp(moment: dt.datetime) -> str:
+        return moment.isoformat().replace("+00:00", "Z")
+
+    async def post_all(
+        base: str, path: str, bodies: list[list[Any]], in_flight: int, auth: dict[str, str]
+    ) -> float:
+        queue = list(reversed(bodies))
+        started = time.perf_counter()
+        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=120) as client:
+
+            async def worker() -> None:
+                while queue:
+                    (await client.post(path, json=queue.pop())).raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return time.perf_counter() - started
+
+    rows: list[tuple[str, int, float]] = []
+    # The days before today, inside the coverage horizon: as a sensor catching up.
+    first = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    first -= dt.timedelta(days=days)
+    for in_flight in (1, 4):
+        # A user of its own per row: each starts from an empty timeline.
+        email, password = f"ingest-{in_flight}@example.org", "bench-password-1"
+        httpx.post(
+            f"{s.url}/api/users", json={"email": email, "password": password}, headers=headers
+        ).raise_for_status()
+        token = httpx.post(
+            f"{s.url}/api/auth/local", json={"email": email, "password": password}
+        ).json()["token"]
+        snapshots = [
+            {"timeTaken": stamp(t + dt.timedelta(seconds=10)), "durationMs": 10000,
+             "windows": [{"processName": f"{app}.exe", "title": f"{app} work", "isFocused": True}]}
+            for t, app in slots(first)
+        ]  # fmt: skip
+        auth = {"Authorization": f"Bearer {token}"}
+        took = asyncio.run(post_all(s.url, "/api/snapshots", chunks(snapshots), in_flight, auth))
+        rows.append((f"ScreenAware, {in_flight} in flight", len(snapshots), took))
+    with aw_server(s.tmp) as aw:
+        httpx.post(
+            f"{aw}/api/0/buckets/bench-window",
+            json={"client": "bench", "type": "currentwindow", "hostname": "bench"},
+        ).raise_for_status()
+        events = [
+            {"timestamp": stamp(t), "duration": 10.0,
+             "data": {"app": f"{app}.exe", "title": f"{app} work"}}
+            for t, app in slots(first)
+        ]  # fmt: skip
+        took = asyncio.run(
+            post_all(aw, "/api/0/buckets/bench-window/events", chunks(events), 1, {})
+        )
+        rows.insert(0, ("aw-server 0.12, 1 in flight", len(events), took))
+    return rows
 
 
 def load_month(s: Stack, headers: dict[str, str], shift_s: int = 0) -> tuple[dt.datetime, float]:
@@ -938,6 +1018,9 @@ def main() -> None:
     hb.set_defaults(func=bench_heartbeat)
     snaps = sub.add_parser("snapshots", help="POST /api/snapshots, arrays of 100 and single")
     snaps.add_argument("--seconds", type=int, default=10)
+    snaps.add_argument(
+        "--days", type=int, default=30, help="batch ingest beside aw-server (0: leave out)"
+    )
     snaps.set_defaults(func=bench_snapshots)
     tm = sub.add_parser("times", help="load 30 days, then time GET /api/times cold and cached")
     tm.set_defaults(func=bench_times)
