@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -32,6 +33,7 @@ from tests.conftest import (
     Servers,
     bearer,
 )
+from tests.service import run_service
 
 UTC = dt.UTC
 BIN = str(Path(sys.executable).with_name("screenaware"))
@@ -248,7 +250,7 @@ async def test_export_restore_round_trip_into_another_instance(
     assert before["times-projectUuid"]["sum"] > 0
     data = await export(source, ann)
     lines = [orjson.loads(line) for line in data.splitlines()]
-    assert lines[0]["format"] == "screenaware-export" and lines[0]["version"] == 1
+    assert lines[0]["format"] == "screenaware-export" and lines[0]["version"] == 2
     kinds = [line.get("type") for line in lines[1:]]
     assert kinds.count("snapshot") == 18 * 6, "every snapshot with windows, once"
     assert kinds.count("project") == 4 and kinds.count("task") == 1
@@ -520,3 +522,133 @@ async def test_times_and_streams_as_csv(source: Instance) -> None:
         "/api/streams", params=DAY, headers={**ann, "Accept": "application/json, text/csv;q=0.1"}
     )
     assert prefer.headers["content-type"].startswith("application/json")
+
+
+PA = "3c1e6a52-6f0e-4c55-8d0a-0a1b2c3d4e01"
+PB = "3c1e6a52-6f0e-4c55-8d0a-0a1b2c3d4e02"
+
+
+class Http:
+    """A user's calls to a running service."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.client = httpx.Client(base_url=url, headers=headers, timeout=60)
+
+    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        result = self.client.request(method, path, **kwargs)
+        assert result.status_code in (200, 201), (path, result.text)
+        return result.json()
+
+
+def _login(url: str, email: str, password: str) -> dict[str, str]:
+    result = httpx.post(url + "/api/auth/local", json={"email": email, "password": password})
+    assert result.status_code == 200, result.text
+    return bearer(result.json()["token"])
+
+
+def _new_user(url: str, email: str) -> Http:
+    admin = Http(url, _login(url, ADMIN_EMAIL, ADMIN_PASSWORD))
+    admin.ok("POST", "/api/users", json={"email": email, "password": "user-password-1"})
+    return Http(url, _login(url, email, "user-password-1"))
+
+
+def _http_answers(user: Http) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group in ("projectUuid", "categoryUuid", "applicationUuid"):
+        out[f"times-{group}"] = user.ok(
+            "GET", "/api/times", params={**DAY, "groupBy": group, "resolution": "hour"}
+        )
+    out["streams"] = _no_user(user.ok("GET", "/api/streams", params={**DAY, "expanded": "true"}))
+    out["substreams"] = _no_user(user.ok("GET", "/api/substreams", params=DAY))
+    out["projects"] = _no_user(user.ok("GET", "/api/projects"))
+    out["categories"] = _no_user(user.ok("GET", "/api/categories"))
+    return out
+
+
+@pytest.fixture
+def fresh_config(other_servers: Servers, tmp_path: Path) -> Iterator[Config]:
+    """A second instance's configuration: its own influxd and redis-server."""
+    influx = InfluxHelper(other_servers.influx_url, "test_" + uuid.uuid4().hex[:12])
+    client = redis.Redis.from_url(other_servers.redis_url)
+    client.flushall()
+    yield Config.load(
+        environ={},
+        influx_url=other_servers.influx_url,
+        influx_db=influx.database,
+        redis_url=other_servers.redis_url,
+        secret_key=SECRET_KEY,
+        data_dir=str(tmp_path / "fresh"),
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+    )
+    influx.drop()
+    client.flushall()
+    client.close()
+
+
+def test_round_trip_keeps_the_attribution_each_snapshot_was_stored_with(
+    config: Config, fresh_config: Config, tmp_path: Path
+) -> None:
+    """The rules change between two stretches of work before the export: restored
+    by the export's (final) rules, the first stretch would move to another project
+    and category; carried, every answer of the fresh instance is the same."""
+    source = config.replace(admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD)
+    with (
+        run_service(source, tmp_path, workers=1) as one,
+        run_service(fresh_config, tmp_path, workers=1) as two,
+    ):
+        ann = _new_user(one.url, "ann@example.org")
+        ann.ok("POST", "/api/projects", json={"uuid": PA, "name": "a", "keywords": ["alpha"]})
+        ann.ok("POST", "/api/projects", json={"uuid": PB, "name": "b"})
+        reading = ann.ok(
+            "POST", "/api/categories", json={"name": "reading", "applications": ["code"]}
+        )
+        made = ann.ok("POST", "/api/keys", json={"name": "laptop sensor"})
+        ann.ok("POST", "/api/snapshots", json=snaps(at(9, 0), 5, "code", "alpha work"))
+        # New rules: "alpha" now means PB, and code is no longer reading.
+        ann.ok("PUT", f"/api/projects/{PA}", json={"keywords": []})
+        ann.ok("PUT", f"/api/projects/{PB}", json={"keywords": ["alpha"]})
+        ann.ok("PUT", f"/api/categories/{reading['uuid']}", json={"applications": []})
+        ann.ok("POST", "/api/snapshots", json=snaps(at(10, 0), 5, "code", "alpha work"))
+        ann.ok("POST", "/api/snapshots", json=snaps(at(11, 0), 2, "code", "beta"))
+        # A correction on top of the attribution of older rules.
+        streams = ann.ok("GET", "/api/streams", params=DAY)
+        later = next(s for s in streams if s["projectUuid"] is None)
+        ann.ok("PUT", f"/api/stream/{later['uuid']}/project", json={"projectUuid": PA})
+        before = _http_answers(ann)
+        by_project = before["times-projectUuid"]["grouped"]["2023-11-14T09:00:00.000Z"]
+        assert by_project["grouped"][PA]["sum"] == 300_000, "attributed by the old rules"
+        by_category = before["times-categoryUuid"]["grouped"]["2023-11-14T09:00:00.000Z"]
+        assert by_category["grouped"][reading["uuid"]]["sum"] == 300_000
+
+        exported = ann.client.get("/api/export")
+        assert exported.status_code == 200, exported.text
+        lines = [orjson.loads(line) for line in exported.content.splitlines()]
+        assert lines[0]["version"] == 2
+        (key,) = [line for line in lines if line.get("type") == "apiKey"]
+        assert key["name"] == "laptop sensor" and key["createdAt"].startswith("20")
+        assert made["key"] not in exported.text and made["uuid"] not in exported.text
+        first = next(line for line in lines if line.get("type") == "snapshot")
+        assert first["attribution"] == {
+            "project": PA,
+            "category": reading["uuid"],
+            "reason": "keyword 'alpha' was found in window title",
+        }
+
+        bob = _new_user(two.url, "bob@elsewhere.org")
+        restored = bob.ok(
+            "POST",
+            "/api/import/screenaware",
+            content=exported.content,
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert restored["apiKeys"] == 1
+        assert restored["skipped"] == [
+            {
+                "item": "apiKey 'laptop sensor'",
+                "reason": "API keys are not restored (the export has no secrets): make new ones",
+            }
+        ]
+        assert bob.ok("GET", "/api/keys") == []
+        after = _http_answers(bob)
+        assert after == before

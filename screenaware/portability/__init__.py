@@ -37,6 +37,7 @@ def mount(
         snapshots=activity.snapshots,
         streams=streams,
         influx=backends.influx,
+        keys=identity.keys,
     )
     app.add_route(
         "/api/export",

@@ -35,6 +35,12 @@ def make_stores(config: Config, backends: Backends, clock: Callable[[], float]) 
         snapshots=act.snapshots,
         streams=streams.make_service(config, backends, clock, act),
         influx=backends.influx,
+        keys=identity.ApiKeyStore(
+            backends.get_redis,
+            clock,
+            max_per_user=config.api_keys_per_user,
+            touch_interval=config.api_key_touch_interval,
+        ),
     )
 
 
