@@ -281,3 +281,30 @@ async def test_spool_fill_keeps_an_upload_and_its_limits() -> None:
         assert spool.reader().read() == b"".join(pieces)
     with Spool(1_000_000) as spool, pytest.raises(Invalid):
         await spool.fill(chunks(pieces))
+
+
+def test_spool_bounds_the_longest_json_value() -> None:
+    def spooled(*chunks: bytes, limit: int = 1024) -> str | None:
+        with Spool(10_000_000, None, limit) as spool:
+            try:
+                for chunk in chunks:
+                    spool.write(chunk)
+            except Invalid as exc:
+                return str(exc)
+            assert spool.reader().read() == b"".join(chunks)
+            return None
+
+    fine = orjson.dumps({"buckets": {"b": {"events": [{"data": {"t": "x" * 1000}}] * 50}}})
+    assert spooled(fine) is None
+    assert spooled(*[fine[i : i + 7] for i in range(0, len(fine), 7)]) is None
+    assert spooled(b'{"a": "' + b"x" * 1030 + b'"}') == (
+        "file: a value near byte 0 is longer than 1024 bytes"
+    )
+    # Cut across chunks, the stretch still adds up.
+    assert spooled(b'{"a": "' + b"x" * 600, b"x" * 600 + b'"}') is not None
+    # Escaped quotes do not end a string; nor does a quote after a chunk's backslash.
+    assert spooled(b'{"a": "' + b'\\"' * 600 + b'"}') is not None
+    assert spooled(b'{"a": "' + b"x" * 600 + b"\\", b'"' + b"x" * 600 + b'"}') is not None
+    # Numbers (and whitespace) are values without quotes.
+    assert spooled(b'{"a": ' + b"1" * 2000 + b"}") is not None
+    assert spooled(b"", b'{"a": 1}', b"") is None

@@ -652,3 +652,50 @@ def test_round_trip_keeps_the_attribution_each_snapshot_was_stored_with(
         assert bob.ok("GET", "/api/keys") == []
         after = _http_answers(bob)
         assert after == before
+
+
+def test_a_one_gigabyte_line_is_refused_early_by_every_import(
+    config: Config, influx_db: InfluxHelper, tmp_path: Path
+) -> None:
+    """1 GiB streamed to a real worker as one line (one value): a 422 naming the
+    line or the byte where the limit was crossed (the rest of the upload is read
+    past, never kept); nothing stored, memory flat."""
+    cfg = config.replace(admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD)
+    header = b'{"format": "screenaware-export", "version": 2}\n{"type": "profile", "x": "'
+    heads = {
+        "screenaware": (header, "line 2: longer than 1048576 bytes"),
+        "activitywatch": (
+            b'{"buckets": {"w": {"type": "currentwindow", "events": [{"timestamp": '
+            b'"2023-11-14T09:00:00+00:00", "data": {"title": "',
+            "file: a value near byte ",
+        ),
+        "wakatime": (b'{"days": [{"heartbeats": [{"entity": "', "file: a value near byte "),
+    }
+    piece = b"a" * (1 << 20)
+    with run_service(cfg, tmp_path, workers=1) as service:
+        (worker,) = service.worker_pids()
+        user = _new_user(service.url, "ann@example.org")
+        before = _peak_rss_kb(worker)
+        for kind, (head, message) in heads.items():
+
+            def body(head: bytes = head) -> Iterator[bytes]:
+                yield head
+                for _ in range(1024):
+                    yield piece
+
+            result = user.client.post(
+                f"/api/import/{kind}",
+                content=body(),
+                headers={"Content-Type": "application/json"},
+                timeout=300,
+            )
+            assert result.status_code == 422, (kind, result.text)
+            assert result.json()["message"].startswith(message), result.json()
+        grown_mb = (_peak_rss_kb(worker) - before) / 1024
+    assert influx_db.count("window") == 0 and influx_db.count("activity") == 0
+    assert grown_mb < 20, f"the worker's peak memory grew {grown_mb:.0f} MB"
+
+
+def _peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))

@@ -78,14 +78,22 @@ class ImportResource:
         importer: stores a spooled file into a user; returns the summary.
         max_bytes: the largest file.
         max_line: the longest line (JSON Lines formats), or None.
+        max_value: the longest JSON value (JSON formats), or None.
     """
 
     auth_roles = {"POST": "user"}
 
-    def __init__(self, importer: Importer, max_bytes: int, max_line: int | None) -> None:
+    def __init__(
+        self,
+        importer: Importer,
+        max_bytes: int,
+        max_line: int | None,
+        max_value: int | None = None,
+    ) -> None:
         self._importer = importer
         self._max_bytes = max_bytes
         self._max_line = max_line
+        self._max_value = max_value
 
     @operation(
         "Import a file into your account (the format is the last part of the path)",
@@ -111,6 +119,6 @@ class ImportResource:
         },
     )
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        with Spool(self._max_bytes, self._max_line) as spool:
+        with Spool(self._max_bytes, self._max_line, self._max_value) as spool:
             await spool.fill(upload_chunks(req))
             resp.media = await self._importer(caller(req), spool)
