@@ -343,6 +343,12 @@ async def test_malformed_files_are_refused_and_store_nothing(
     def replaced(at: int, item: Any) -> bytes:
         return b"".join([*lines[:at], orjson.dumps(item) + b"\n", *lines[at + 1 :]])
 
+    def attributed(attribution: Any) -> bytes:
+        item = orjson.loads(lines[snapshot_at])
+        item["attribution"] = attribution
+        return replaced(snapshot_at, item)
+
+    key_line = orjson.dumps({"type": "apiKey", "createdAt": "2023-11-14T00:00:00.000Z"})
     future = orjson.loads(lines[snapshot_at])
     future["time"] = "2023-11-17T00:00:00.000Z"  # the clock says 2023-11-15 12:00
     cases = {
@@ -377,6 +383,23 @@ async def test_malformed_files_are_refused_and_store_nothing(
             "line 2: longer than",
         ),
         "not an object": (lines[0] + b"[1, 2]\n", "line 2: file"),
+        "attribution": (attributed([P1]), f"line {snapshot_at + 1}: attribution: Not an"),
+        "project": (
+            attributed({"project": "P1"}),
+            f"line {snapshot_at + 1}: attribution.project: Not a uuid.",
+        ),
+        "category": (
+            attributed({"category": 7}),
+            f"line {snapshot_at + 1}: attribution.category: Not a uuid.",
+        ),
+        "reason": (
+            attributed({"project": P1, "reason": "r" * 2000}),
+            f"line {snapshot_at + 1}: attribution.reason: Not a string",
+        ),
+        "key name": (
+            b"".join([*lines[:snapshot_at], key_line + b"\n", *lines[snapshot_at:]]),
+            f"line {snapshot_at + 1}: name: Missing",
+        ),
     }
     for name, (body, message) in cases.items():
         result = await restore(target, bob, body)
@@ -699,3 +722,51 @@ def test_a_one_gigabyte_line_is_refused_early_by_every_import(
 def _peak_rss_kb(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+
+
+async def test_export_passes_over_ledger_entries_without_windows_and_reads_version_1(
+    source: Instance, target: Instance
+) -> None:
+    ann = await fill(source)
+    me = await source.get(ann, "/api/users/me")
+    # Time imported from a calendar has ledger entries but no window points (one
+    # before the first snapshot, one between two); window points of no ledger
+    # entry (never written by this version) first and last.
+    user = me["uuid"]
+    calendar = [
+        f"activity,user={user},project=none,category=none,application=none "
+        f'duration_ms=10000i,reason="",snapshot="cal-{n}" {int(moment.timestamp() * 1e9) + 7}'
+        for n, moment in enumerate((at(8, 0), at(10, 20)))
+    ]
+    bare = [
+        f'window,user={user},idx=0,focused=true snapshot="bare-{n}",process="vim",title="x",'
+        f'screen=0,visible=0,documents="[]",tags="{{}}",duration_ms=10000i '
+        f"{int(moment.timestamp() * 1e9)}"
+        for n, moment in enumerate((at(7, 0), at(13, 0)))
+    ]
+    written = httpx.post(
+        f"{source.influx.url}/write",
+        params={"db": source.influx.database},
+        content="\n".join(calendar + bare),
+    )
+    assert written.status_code == 204, written.text
+    data = await export(source, ann)
+    items = [orjson.loads(line) for line in data.splitlines()]
+    snapshots = [item for item in items if item.get("type") == "snapshot"]
+    assert len(snapshots) == 18 * 6 + 2
+    assert "attribution" not in snapshots[0] and "attribution" not in snapshots[-1]
+    assert all("attribution" in s for s in snapshots[1:-1])
+    assert snapshots[1]["attribution"]["project"] == P1
+
+    # A version 1 file (no API keys, no attribution): attributed by the file's rules.
+    old = [{k: v for k, v in item.items() if k != "attribution"} for item in items]
+    old = [item for item in old if item.get("type") != "apiKey"]
+    old[0]["version"] = 1
+    old[-1]["items"] = len(old) - 2
+    bob = await target.new_user("bob@elsewhere.org")
+    carl = await target.new_user("carl@elsewhere.org")
+    assert (await restore(target, bob, data)).status_code == 200
+    result = await restore(target, carl, b"".join(orjson.dumps(i) + b"\n" for i in old))
+    assert result.status_code == 200, result.text
+    assert result.json["skipped"] == [] and result.json["apiKeys"] == 0
+    assert await answers(target, carl) == await answers(target, bob)

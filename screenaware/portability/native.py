@@ -130,25 +130,22 @@ class Originals:
     def __init__(self, entries: AsyncIterator[tuple[int, str, dict[str, Any]]]) -> None:
         self._entries = entries
         self._next: tuple[int, str, dict[str, Any]] | None = None
-        self._done = False
 
     async def at(self, time_ns: int, key: str) -> dict[str, Any] | None:
         """The attribution of the snapshot ``key`` stored at ``time_ns``; None for
         one without (an away snapshot). Entries before it (imported calendar time,
         which has no window points) are passed over."""
-        while not self._done:
+        while True:
             if self._next is None:
                 self._next = await anext(self._entries, None)
-                if self._next is None:
-                    self._done = True
-                    break
+                if self._next is None:  # no more entries
+                    return None
             entry_time, entry_key, attribution = self._next
             if entry_time > time_ns:
                 return None
             self._next = None
             if entry_time == time_ns and entry_key == key:
                 return attribution
-        return None
 
 
 class Exporter:
