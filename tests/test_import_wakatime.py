@@ -135,7 +135,14 @@ async def test_malformed_dumps_store_nothing(api: Api, influx_db: InfluxHelper) 
         data["days"][1]["heartbeats"][2][field] = value
         return orjson.dumps(data)
 
+    def two_bad() -> bytes:
+        data = dump()
+        data["days"][1]["heartbeats"][2]["time"] = "later"
+        data["days"][0]["heartbeats"][1]["entity"] = ["a.py"]
+        return orjson.dumps(data)
+
     cases = {
+        "the first of two": (two_bad(), "days[0].heartbeats[1].entity: Missing or not"),
         "truncated": (orjson.dumps(dump())[:-40], "file: "),
         "time": (changed("time", "yesterday"), "days[1].heartbeats[2].time: Missing or not"),
         "entity": (changed("entity", None), "days[1].heartbeats[2].entity: Missing"),
@@ -174,3 +181,50 @@ async def test_cli_import(api: Api, identity_config: Config, tmp_path: Path) -> 
     )  # fmt: skip
     assert refused.returncode == 2
     assert b"days[0].heartbeats[0].time" in refused.stderr
+
+
+async def test_an_import_over_live_data_follows_the_one_timeline_rule(api: Api) -> None:
+    """Live snapshots inside the imported time: each millisecond counts once, and
+    the outcome does not depend on which came first."""
+    live = [
+        {
+            "timeTaken": dt.datetime.fromtimestamp(T0 + 15 + 10 * i, dt.UTC).isoformat(),
+            "windows": [{"processName": "slack", "title": "chat", "isFocused": True}],
+        }
+        for i in range(6)
+    ]  # 23:50:05 - 23:51:05, inside the import's first 17 minutes
+
+    async def post_live(user: dict[str, str]) -> None:
+        result = await api.client.simulate_post("/api/snapshots", json=live, headers=user)
+        assert result.status_code in (200, 201), result.text
+
+    first = await api.new_user("live-first@example.org")
+    await post_live(first)
+    assert (await upload(api, first, orjson.dumps(dump()))).status_code == 200
+    second = await api.new_user("import-first@example.org")
+    assert (await upload(api, second, orjson.dumps(dump()))).status_code == 200
+    await post_live(second)
+    apps = await times(api, first, "applicationUuid")
+    assert sum(apps.values()) == 1_125_000, "the union: the live minute is not added"
+    assert len(apps) == 2 and 0 < min(apps.values()) < 65_000
+    assert await times(api, second, "applicationUuid") == apps
+
+
+async def test_multipart_upload(api: Api) -> None:
+    user = await api.new_user("ann@example.org")
+    boundary = "waka-7"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="w.json"\r\n'
+            "Content-Type: application/json\r\n\r\n"
+        ).encode()
+        + orjson.dumps(dump())
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    result = await api.client.simulate_post(
+        "/api/import/wakatime",
+        body=body,
+        headers={**user, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert result.status_code == 200, result.text
+    assert result.json["snapshots"] == 113

@@ -460,6 +460,21 @@ def cli(
     )
 
 
+def on_terminal(inst: Instance, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """The command run with its standard error on a pseudo-terminal, and what it showed."""
+    leader, follower = pty.openpty()
+    try:
+        result = cli(inst, *args, stderr=follower)
+        os.close(follower)
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                shown += chunk
+    finally:
+        os.close(leader)
+    return result, shown
+
+
 async def test_cli_export_and_import(source: Instance, target: Instance, tmp_path: Path) -> None:
     ann = await fill(source)
     before = await answers(source, ann)
@@ -473,19 +488,18 @@ async def test_cli_export_and_import(source: Instance, target: Instance, tmp_pat
     missing = cli(source, "export", "--user", "nobody@example.org")
     assert missing.returncode == 1 and b"no user" in missing.stderr
 
+    # On a terminal: a progress bar (rich) with the count, the size and the rate.
+    on_tty = tmp_path / "tty.jsonl"
+    exported, shown = on_terminal(source, "export", "--user", "ann@example.org", "-o", str(on_tty))
+    assert exported.returncode == 0, shown
+    assert f"{len(lines)}/{len(lines)}".encode() in shown and b"items/s" in shown
+    assert b"KB" in shown
+    assert on_tty.read_bytes().splitlines()[1:] == lines[1:]
+
     bob = await target.new_user("bob@elsewhere.org")
-    # On a terminal: a progress bar (rich) with the count and the rate.
-    leader, follower = pty.openpty()
-    try:
-        result = cli(target, "import", "screenaware", str(file), "--user", "bob@elsewhere.org",
-                     stderr=follower)  # fmt: skip
-        os.close(follower)
-        shown = b""
-        with contextlib.suppress(OSError):
-            while chunk := os.read(leader, 65536):
-                shown += chunk
-    finally:
-        os.close(leader)
+    result, shown = on_terminal(
+        target, "import", "screenaware", str(file), "--user", "bob@elsewhere.org"
+    )
     assert result.returncode == 0, shown
     assert b"108/108" in shown and b"items/s" in shown
     assert orjson.loads(result.stdout)["snapshots"] == 18 * 6
@@ -770,3 +784,17 @@ async def test_export_passes_over_ledger_entries_without_windows_and_reads_versi
     assert result.status_code == 200, result.text
     assert result.json["skipped"] == [] and result.json["apiKeys"] == 0
     assert await answers(target, carl) == await answers(target, bob)
+
+
+async def test_restore_into_the_same_instance_emptied(source: Instance) -> None:
+    ann = await fill(source)
+    before = await answers(source, ann)
+    data = await export(source, ann)
+    me = await source.get(ann, "/api/users/me")
+    deleted = await source.client.simulate_delete(f"/api/users/{me['uuid']}", headers=source.admin)
+    assert deleted.status_code == 200, deleted.text
+    again = await source.new_user("ann@example.org")
+    assert (await source.get(again, "/api/times", **DAY))["sum"] == 0, "a new, empty user"
+    result = await restore(source, again, data)
+    assert result.status_code == 200, result.text
+    assert await answers(source, again) == before
