@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from falcon import testing
 
 from screenaware.activity.attribution import NONE
+from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.portability import wakatime
-from tests.conftest import Api, InfluxHelper
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
 
 BIN = str(Path(sys.executable).with_name("screenaware"))
 T0 = dt.datetime(2023, 11, 13, 23, 50, tzinfo=dt.UTC).timestamp()
@@ -118,13 +120,26 @@ async def test_one_heartbeat_covers_nothing(api: Api, influx_db: InfluxHelper) -
     assert influx_db.count("activity") == 0
 
 
-def test_the_timeout_is_a_setting() -> None:
+async def test_the_timeout_is_a_setting(identity_config: Config, clock: FakeClock) -> None:
+    environ = {**identity_config.as_environ(), "SCREENAWARE_WAKATIME_TIMEOUT": "30"}
+    cfg = Config.load(environ=environ)
+    assert cfg.wakatime_timeout == 30
+    async with testing.ASGIConductor(create_app(cfg, clock=clock)) as client:
+        login = await client.simulate_post(
+            "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        api = Api(client, bearer(login.json["token"]))
+        user = await api.new_user("ann@example.org")
+        result = await upload(api, user, orjson.dumps(dump()))
+        assert result.status_code == 200, result.text
+        # Each gap is cut to 30 s: 0-30, 60-90, 120-150, 2000-2030, 2030-2060, 2100-2105.
+        assert sum((await times(api, user, "applicationUuid")).values()) == 155_000
     beats = wakatime.load(io.BytesIO(orjson.dumps(dump())), int(T0 * 1000) + 86_400_000)
     try:
         ms = sum(s["durationMs"] for s in wakatime.snapshots(beats, 30_000))
     finally:
         beats.close()
-    assert ms == (30 + 30 + 30 + 30 + 30 + 5) * 1000
+    assert ms == 155_000
 
 
 async def test_malformed_dumps_store_nothing(api: Api, influx_db: InfluxHelper) -> None:

@@ -32,8 +32,9 @@ class ExportResource:
         responses={200: ("application/x-ndjson", {"type": "string"})},
         description=(
             "A header line naming the format and its version, one item a line (profile, "
-            "projects, tasks, categories, snapshots as sent, corrections, associations), "
-            "and an end line counting the items. Streamed."
+            "projects, tasks, categories, API key names without secrets, snapshots as sent "
+            "with the attribution they were stored with, corrections, associations), and an "
+            "end line counting the items. Streamed."
         ),
     )
     @load_query(ExportQuerySchema())
@@ -103,7 +104,8 @@ class ImportResource:
             "screenaware: a ScreenAware export (JSON Lines); activitywatch: aw-server's "
             "export; wakatime: a WakaTime heartbeats dump. The whole file is checked before "
             "anything is stored (422 naming the first bad item); importing twice changes "
-            "nothing."
+            "nothing. API keys of an export are listed under skipped: they cannot be "
+            "restored without their secrets."
         ),
         body_types=(),
         request_body={
