@@ -288,6 +288,25 @@ async def test_export_restore_round_trip_into_another_instance(
     assert times["grouped"][P3]["sum"] == 0
     assert times["grouped"][P1]["sum"] == sums["grouped"][P1]["sum"] + 180_000
 
+    # A later snapshot taking time from a corrected one: the same on both instances
+    # (what it takes, it takes from the corrected project).
+    dave = await target.new_user("dave@elsewhere.org")
+    assert (await restore(target, dave, data)).status_code == 200
+    late = [{"timeTaken": iso(at(10, 11, 15)), "windows": [{"processName": "vim", "title": "x"}]}]
+    await source.post(ann, "/api/snapshots", late)
+    await target.post(dave, "/api/snapshots", late)
+    overlapped = await answers(source, ann)
+    assert overlapped != before
+    assert (
+        overlapped["times-projectUuid"]["grouped"]["2023-11-14T10:00:00.000Z"]["grouped"][P3]["sum"]
+        == 175_000
+    )
+    assert await answers(target, dave) == overlapped
+    # Exported now (the overlap came after the correction), restored: the same.
+    carl = await target.new_user("carl@elsewhere.org")
+    assert (await restore(target, carl, await export(source, ann))).status_code == 200
+    assert await answers(target, carl) == overlapped
+
 
 async def test_export_of_others_only_for_admins(source: Instance) -> None:
     ann = await fill(source)

@@ -4,21 +4,27 @@ Line 1 is the header ``{"format": "screenaware-export", "version": 2, ...}``; ev
 other line is one item ``{"type": ..., ...}``, in this order: ``profile``,
 ``project`` (parents before children), ``task``, ``category``, ``apiKey`` (name and
 times, never the secret), ``snapshot`` (as sent: start, duration, windows with
-documents and tags; and the ``attribution`` it was stored with: project, category,
-reason), ``correction`` (an entry of the ``activity`` ledger made by a stream
-correction, with its revision), ``association`` (what corrections taught), and
-last ``{"type": "end", "items": N}`` so that a file cut short is refused. Version 1
-files (no API keys, no attribution) are still restored.
+documents and tags; and its ``attribution`` now: the project it counts for,
+corrections applied, its category and its reason), ``correction`` (an entry of the
+``activity`` ledger made by a stream correction, with its revision: the history),
+``association`` (what corrections taught), and last ``{"type": "end", "items": N}``
+so that a file cut short is refused. Version 1 files (no API keys, no attribution)
+are still restored.
 
 InfluxDB is read in pages by time (keyset pagination with bind parameters), so
 an export never holds more than one page of the history.
 
 A restore validates the whole file first (nothing is stored when any line is
 bad), then stores it: rules first, then snapshots through the snapshot service
-with the attribution of the file (the one-timeline rule as for live data; a
-snapshot without one, of a version 1 file, is attributed by the file's rules),
-then the corrections, then the associations. API keys cannot be restored (the
-file has no secrets): the summary lists them under ``skipped``.
+with the attribution of the file (the one-timeline rule as for live data), then
+the corrections' entries without their durations (history: the attribution has
+their effect already, and replaying them would depend on the order in which
+corrections and overlaps came, as a correction reverses what the snapshot owned
+then), then the associations. A version 1 file has no
+attribution: its snapshots are attributed by the file's rules, then its
+corrections' entries are written as they were, then the associations (learned
+after the snapshots they would otherwise re-attribute). API keys cannot be
+restored (the file has no secrets): the summary lists them under ``skipped``.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from screenaware.errors import Conflict, Invalid
 from screenaware.identity import Accounts, ApiKeyStore, ProjectStore
 from screenaware.portability.spool import Spool
 from screenaware.storage.influx import InfluxClient
-from screenaware.streams import CORRECTION_FIELDS, StreamService
+from screenaware.streams import CORRECTED, CORRECTION_FIELDS, StreamService
 from screenaware.timeutil import from_ms, iso, to_ms
 
 DAY_MS = 86_400_000
@@ -109,23 +115,42 @@ def window_of(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def attribution_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The rule-made part of a snapshot's attribution, from its ``activity`` entry."""
+def _tag(value: Any) -> str | None:
+    return None if value in (None, "", NONE) else str(value)
 
-    def tag(name: str) -> str | None:
-        value = row.get(name)
-        return None if value in (None, "", NONE) else str(value)
 
-    return {
-        "project": tag("project"),
-        "category": tag("category"),
-        "reason": row.get("reason") or None,
+def state_of(group: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """A snapshot's key and its attribution now, from every ``activity`` entry at
+    its instant (its first entry, corrections, time lost to overlaps); None where
+    no entry is a snapshot's first (imported calendar time has its own).
+
+    The project is the one holding the snapshot's time (as ``/streams`` reads the
+    ledger), the category the first entry's, the reason the first entry's, or
+    :data:`CORRECTED` once a correction moved it: restored with this, a snapshot
+    counts as it counts now, however its corrections and overlaps interleaved.
+    """
+    first = next((row for row in group if not row.get("rev")), None)
+    if first is None:
+        return None
+    balance: dict[Any, int] = {}
+    for row in group:
+        balance[row.get("project")] = balance.get(row.get("project"), 0) + int(
+            row.get("duration_ms") or 0
+        )
+    corrected = any(
+        str(row.get("rev") or "").isdigit() and int(row.get("duration_ms") or 0) > 0
+        for row in group
+    )
+    return str(first.get("snapshot") or ""), {
+        "project": _tag(max(balance, key=balance.__getitem__)),
+        "category": _tag(first.get("category")),
+        "reason": CORRECTED if corrected else first.get("reason") or None,
     }
 
 
 class Originals:
-    """The snapshots' first ledger entries, read along with their window points
-    (both ascending by time, so one page of each at a time)."""
+    """The snapshots' attributions, read along with their window points (both
+    ascending by time, so one page of each at a time)."""
 
     def __init__(self, entries: AsyncIterator[tuple[int, str, dict[str, Any]]]) -> None:
         self._entries = entries
@@ -204,7 +229,7 @@ class Exporter:
         """Every stored snapshot of the user, oldest first, each activity snapshot
         with the attribution it was stored with."""
         statement = 'SELECT * FROM "window" WHERE "user" = $user AND time >= $after'
-        attributions = Originals(self._originals(user))
+        attributions = Originals(self._states(user))
         async for rows in self._pages(statement, user):
             current: list[dict[str, Any]] = []
             for row in rows:
@@ -215,16 +240,29 @@ class Exporter:
             if current:
                 yield await self._snapshot(current, attributions)
 
-    async def _originals(self, user: str) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
-        """The first ledger entry of every activity snapshot (no revision: what the
-        ingest attributed), oldest first, as (time ns, snapshot key, attribution)."""
+    async def _states(self, user: str) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
+        """Every activity snapshot's attribution now (:func:`state_of`), oldest
+        first, as (time ns, snapshot key, attribution)."""
         statement = (
-            'SELECT "project", "category", "reason", "snapshot" FROM "activity" '
-            'WHERE "user" = $user AND "rev" = \'\' AND time >= $after'
+            'SELECT "duration_ms", "project", "category", "reason", "rev", "snapshot" '
+            'FROM "activity" WHERE "user" = $user AND time >= $after'
         )
+        group: list[dict[str, Any]] = []
+
+        def state() -> tuple[int, str, dict[str, Any]] | None:
+            found = state_of(group)
+            return None if found is None else (int(group[0]["time"]), *found)
+
         async for rows in self._pages(statement, user):
             for row in rows:
-                yield int(row["time"]), str(row.get("snapshot") or ""), attribution_of(row)
+                # An instant's entries may end one page and start the next.
+                if group and row["time"] != group[0]["time"]:
+                    if (found := state()) is not None:
+                        yield found
+                    group = []
+                group.append(row)
+        if group and (found := state()) is not None:
+            yield found
 
     @staticmethod
     async def _snapshot(rows: list[dict[str, Any]], attributions: Originals) -> dict[str, Any]:
@@ -546,6 +584,12 @@ def check_tree(
             raise _bad(line, "projectUuid", "Not a project of this file.")
 
 
+def _version(spool: Spool) -> int:
+    """The version of a validated file."""
+    number, raw = next(spool.lines())
+    return int(parse_line(number, raw)["version"])
+
+
 class Restorer:
     """Stores a validated export into one user.
 
@@ -612,9 +656,13 @@ class Restorer:
             if len(batch) >= self._batch:
                 done += await self._flush(user, batch, done, progress, total)
         done += await self._flush(user, batch, done, progress, total)
+        # Version 2 snapshots carry what their corrections made of them: the
+        # entries are kept as history (the projects they name, their revisions)
+        # without duration. Version 1 entries are replayed as they were.
+        replay = _version(spool) == 1
         entries: list[dict[str, Any]] = []
         for item in self._items(spool, "correction"):
-            entries.append(item)
+            entries.append(item if replay else {**item, "durationMs": 0})
             if len(entries) >= self._batch:
                 await self._s.streams.restore_corrections(user, entries)
                 entries = []
