@@ -777,10 +777,16 @@ async def test_export_passes_over_ledger_entries_without_windows_and_reads_versi
         f"{int(moment.timestamp() * 1e9)}"
         for n, moment in enumerate((at(7, 0), at(13, 0)))
     ]
+    # Entries of a revision with no first entry at their instant (none is read).
+    stray = [
+        f"activity,user={user},project={P1},category=none,application=none,rev=000000000099 "
+        f'duration_ms=0i,reason="" {int(moment.timestamp() * 1e9) + 3}'
+        for moment in (at(7, 30), at(14, 0))
+    ]
     written = httpx.post(
         f"{source.influx.url}/write",
         params={"db": source.influx.database},
-        content="\n".join(calendar + bare),
+        content="\n".join(calendar + bare + stray),
     )
     assert written.status_code == 204, written.text
     data = await export(source, ann)
