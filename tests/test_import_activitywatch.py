@@ -4,6 +4,9 @@ window, afk and web events through the real aw-client."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +28,8 @@ from tests.test_sensor_bridge import aw_report, aw_server, feed, user_token
 __all__ = ["aw_server"]  # the fixture, shared with the bridge's tests
 
 pytestmark = pytest.mark.e2e
+
+BIN = str(Path(sys.executable).with_name("screenaware"))
 
 HOST = "laptop"
 WINDOW, AFK, WEB = f"aw-watcher-window_{HOST}", f"aw-watcher-afk_{HOST}", "aw-watcher-web-chrome"
@@ -152,7 +157,15 @@ async def test_malformed_exports_store_nothing(
     def third_event(copy: Any, field: str, value: Any) -> None:
         copy["buckets"][WINDOW]["events"][2][field] = value
 
+    def two_bad(copy: Any) -> None:
+        copy["buckets"][WINDOW]["events"][4]["data"] = "code"
+        third_event(copy, "duration", None)
+
     cases = {
+        "the first of two": (
+            changed(two_bad),
+            f"buckets.{WINDOW}.events[2].duration: Not a number of seconds.",
+        ),
         "truncated": (data[: len(data) // 2], "file: Not valid JSON"),
         "not an object": (b"[1, 2, 3]", "file: Not an aw-server export"),
         "no buckets": (b'{"other": 1}', "buckets: Missing."),
@@ -281,3 +294,63 @@ async def test_spool_fill_keeps_an_upload_and_its_limits() -> None:
         assert spool.reader().read() == b"".join(pieces)
     with Spool(1_000_000) as spool, pytest.raises(Invalid):
         await spool.fill(chunks(pieces))
+
+
+def test_spool_bounds_the_longest_json_value() -> None:
+    def spooled(*chunks: bytes, limit: int = 1024) -> str | None:
+        with Spool(10_000_000, None, limit) as spool:
+            try:
+                for chunk in chunks:
+                    spool.write(chunk)
+            except Invalid as exc:
+                return str(exc)
+            assert spool.reader().read() == b"".join(chunks)
+            return None
+
+    fine = orjson.dumps({"buckets": {"b": {"events": [{"data": {"t": "x" * 1000}}] * 50}}})
+    assert spooled(fine) is None
+    assert spooled(*[fine[i : i + 7] for i in range(0, len(fine), 7)]) is None
+    assert spooled(b'{"a": "' + b"x" * 1030 + b'"}') == (
+        "file: a value near byte 0 is longer than 1024 bytes"
+    )
+    # Cut across chunks, the stretch still adds up.
+    assert spooled(b'{"a": "' + b"x" * 600, b"x" * 600 + b'"}') is not None
+    # Escaped quotes do not end a string; nor does a quote after a chunk's backslash.
+    assert spooled(b'{"a": "' + b'\\"' * 600 + b'"}') is not None
+    assert spooled(b'{"a": "' + b"x" * 600 + b"\\", b'"' + b"x" * 600 + b'"}') is not None
+    # Numbers (and whitespace) are values without quotes.
+    assert spooled(b'{"a": ' + b"1" * 2000 + b"}") is not None
+    assert spooled(b"", b'{"a": 1}', b"") is None
+
+
+async def test_cli_import(
+    api: Api,
+    identity_config: Config,
+    aw_export: tuple[bytes, int, dict[str, int]],
+    tmp_path: Path,
+) -> None:
+    data, total, _ = aw_export
+    user = await api.new_user("aw@example.org")
+    file = tmp_path / "aw-export.json"
+    file.write_bytes(data)
+    env = {**os.environ, **identity_config.as_environ()}
+    done = subprocess.run(
+        [BIN, "import", "activitywatch", str(file), "--user", "aw@example.org"],
+        env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads(done.stdout)
+    assert summary["skipped"][0]["item"] == "aw-watcher-input_laptop"
+    # Plain lines (no terminal): the count of snapshots and the size of the file.
+    assert (
+        f"import activitywatch: {summary['snapshots']}/{summary['snapshots']} items".encode()
+        in (done.stderr)
+    )
+    assert b"KB" in done.stderr
+    assert sum((await times(api, user)).values()) == total
+    file.write_bytes(data.replace(b'"duration"', b'"duration": "x", "_"', 1))
+    refused = subprocess.run(
+        [BIN, "import", "activitywatch", str(file), "--user", "aw@example.org"],
+        env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and b".duration: Not a number" in refused.stderr

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from falcon import testing
 
 from screenaware.activity.attribution import NONE
+from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.portability import wakatime
-from tests.conftest import Api, InfluxHelper
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
 
 BIN = str(Path(sys.executable).with_name("screenaware"))
 T0 = dt.datetime(2023, 11, 13, 23, 50, tzinfo=dt.UTC).timestamp()
@@ -118,13 +120,26 @@ async def test_one_heartbeat_covers_nothing(api: Api, influx_db: InfluxHelper) -
     assert influx_db.count("activity") == 0
 
 
-def test_the_timeout_is_a_setting() -> None:
+async def test_the_timeout_is_a_setting(identity_config: Config, clock: FakeClock) -> None:
+    environ = {**identity_config.as_environ(), "SCREENAWARE_WAKATIME_TIMEOUT": "30"}
+    cfg = Config.load(environ=environ)
+    assert cfg.wakatime_timeout == 30
+    async with testing.ASGIConductor(create_app(cfg, clock=clock)) as client:
+        login = await client.simulate_post(
+            "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        api = Api(client, bearer(login.json["token"]))
+        user = await api.new_user("ann@example.org")
+        result = await upload(api, user, orjson.dumps(dump()))
+        assert result.status_code == 200, result.text
+        # Each gap is cut to 30 s: 0-30, 60-90, 120-150, 2000-2030, 2030-2060, 2100-2105.
+        assert sum((await times(api, user, "applicationUuid")).values()) == 155_000
     beats = wakatime.load(io.BytesIO(orjson.dumps(dump())), int(T0 * 1000) + 86_400_000)
     try:
         ms = sum(s["durationMs"] for s in wakatime.snapshots(beats, 30_000))
     finally:
         beats.close()
-    assert ms == (30 + 30 + 30 + 30 + 30 + 5) * 1000
+    assert ms == 155_000
 
 
 async def test_malformed_dumps_store_nothing(api: Api, influx_db: InfluxHelper) -> None:
@@ -135,7 +150,14 @@ async def test_malformed_dumps_store_nothing(api: Api, influx_db: InfluxHelper) 
         data["days"][1]["heartbeats"][2][field] = value
         return orjson.dumps(data)
 
+    def two_bad() -> bytes:
+        data = dump()
+        data["days"][1]["heartbeats"][2]["time"] = "later"
+        data["days"][0]["heartbeats"][1]["entity"] = ["a.py"]
+        return orjson.dumps(data)
+
     cases = {
+        "the first of two": (two_bad(), "days[0].heartbeats[1].entity: Missing or not"),
         "truncated": (orjson.dumps(dump())[:-40], "file: "),
         "time": (changed("time", "yesterday"), "days[1].heartbeats[2].time: Missing or not"),
         "entity": (changed("entity", None), "days[1].heartbeats[2].entity: Missing"),
@@ -174,3 +196,50 @@ async def test_cli_import(api: Api, identity_config: Config, tmp_path: Path) -> 
     )  # fmt: skip
     assert refused.returncode == 2
     assert b"days[0].heartbeats[0].time" in refused.stderr
+
+
+async def test_an_import_over_live_data_follows_the_one_timeline_rule(api: Api) -> None:
+    """Live snapshots inside the imported time: each millisecond counts once, and
+    the outcome does not depend on which came first."""
+    live = [
+        {
+            "timeTaken": dt.datetime.fromtimestamp(T0 + 15 + 10 * i, dt.UTC).isoformat(),
+            "windows": [{"processName": "slack", "title": "chat", "isFocused": True}],
+        }
+        for i in range(6)
+    ]  # 23:50:05 - 23:51:05, inside the import's first 17 minutes
+
+    async def post_live(user: dict[str, str]) -> None:
+        result = await api.client.simulate_post("/api/snapshots", json=live, headers=user)
+        assert result.status_code in (200, 201), result.text
+
+    first = await api.new_user("live-first@example.org")
+    await post_live(first)
+    assert (await upload(api, first, orjson.dumps(dump()))).status_code == 200
+    second = await api.new_user("import-first@example.org")
+    assert (await upload(api, second, orjson.dumps(dump()))).status_code == 200
+    await post_live(second)
+    apps = await times(api, first, "applicationUuid")
+    assert sum(apps.values()) == 1_125_000, "the union: the live minute is not added"
+    assert len(apps) == 2 and 0 < min(apps.values()) < 65_000
+    assert await times(api, second, "applicationUuid") == apps
+
+
+async def test_multipart_upload(api: Api) -> None:
+    user = await api.new_user("ann@example.org")
+    boundary = "waka-7"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="w.json"\r\n'
+            "Content-Type: application/json\r\n\r\n"
+        ).encode()
+        + orjson.dumps(dump())
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    result = await api.client.simulate_post(
+        "/api/import/wakatime",
+        body=body,
+        headers={**user, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert result.status_code == 200, result.text
+    assert result.json["snapshots"] == 113

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -32,6 +33,7 @@ from tests.conftest import (
     Servers,
     bearer,
 )
+from tests.service import run_service
 
 UTC = dt.UTC
 BIN = str(Path(sys.executable).with_name("screenaware"))
@@ -248,7 +250,7 @@ async def test_export_restore_round_trip_into_another_instance(
     assert before["times-projectUuid"]["sum"] > 0
     data = await export(source, ann)
     lines = [orjson.loads(line) for line in data.splitlines()]
-    assert lines[0]["format"] == "screenaware-export" and lines[0]["version"] == 1
+    assert lines[0]["format"] == "screenaware-export" and lines[0]["version"] == 2
     kinds = [line.get("type") for line in lines[1:]]
     assert kinds.count("snapshot") == 18 * 6, "every snapshot with windows, once"
     assert kinds.count("project") == 4 and kinds.count("task") == 1
@@ -285,6 +287,25 @@ async def test_export_restore_round_trip_into_another_instance(
     times = await target.get(bob, "/api/times", **DAY, groupBy="projectUuid")
     assert times["grouped"][P3]["sum"] == 0
     assert times["grouped"][P1]["sum"] == sums["grouped"][P1]["sum"] + 180_000
+
+    # A later snapshot taking time from a corrected one: the same on both instances
+    # (what it takes, it takes from the corrected project).
+    dave = await target.new_user("dave@elsewhere.org")
+    assert (await restore(target, dave, data)).status_code == 200
+    late = [{"timeTaken": iso(at(10, 11, 15)), "windows": [{"processName": "vim", "title": "x"}]}]
+    await source.post(ann, "/api/snapshots", late)
+    await target.post(dave, "/api/snapshots", late)
+    overlapped = await answers(source, ann)
+    assert overlapped != before
+    assert (
+        overlapped["times-projectUuid"]["grouped"]["2023-11-14T10:00:00.000Z"]["grouped"][P3]["sum"]
+        == 175_000
+    )
+    assert await answers(target, dave) == overlapped
+    # Exported now (the overlap came after the correction), restored: the same.
+    carl = await target.new_user("carl@elsewhere.org")
+    assert (await restore(target, carl, await export(source, ann))).status_code == 200
+    assert await answers(target, carl) == overlapped
 
 
 async def test_export_of_others_only_for_admins(source: Instance) -> None:
@@ -341,6 +362,12 @@ async def test_malformed_files_are_refused_and_store_nothing(
     def replaced(at: int, item: Any) -> bytes:
         return b"".join([*lines[:at], orjson.dumps(item) + b"\n", *lines[at + 1 :]])
 
+    def attributed(attribution: Any) -> bytes:
+        item = orjson.loads(lines[snapshot_at])
+        item["attribution"] = attribution
+        return replaced(snapshot_at, item)
+
+    key_line = orjson.dumps({"type": "apiKey", "createdAt": "2023-11-14T00:00:00.000Z"})
     future = orjson.loads(lines[snapshot_at])
     future["time"] = "2023-11-17T00:00:00.000Z"  # the clock says 2023-11-15 12:00
     cases = {
@@ -375,6 +402,23 @@ async def test_malformed_files_are_refused_and_store_nothing(
             "line 2: longer than",
         ),
         "not an object": (lines[0] + b"[1, 2]\n", "line 2: file"),
+        "attribution": (attributed([P1]), f"line {snapshot_at + 1}: attribution: Not an"),
+        "project": (
+            attributed({"project": "P1"}),
+            f"line {snapshot_at + 1}: attribution.project: Not a uuid.",
+        ),
+        "category": (
+            attributed({"category": 7}),
+            f"line {snapshot_at + 1}: attribution.category: Not a uuid.",
+        ),
+        "reason": (
+            attributed({"project": P1, "reason": "r" * 2000}),
+            f"line {snapshot_at + 1}: attribution.reason: Not a string",
+        ),
+        "key name": (
+            b"".join([*lines[:snapshot_at], key_line + b"\n", *lines[snapshot_at:]]),
+            f"line {snapshot_at + 1}: name: Missing",
+        ),
     }
     for name, (body, message) in cases.items():
         result = await restore(target, bob, body)
@@ -435,6 +479,21 @@ def cli(
     )
 
 
+def on_terminal(inst: Instance, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """The command run with its standard error on a pseudo-terminal, and what it showed."""
+    leader, follower = pty.openpty()
+    try:
+        result = cli(inst, *args, stderr=follower)
+        os.close(follower)
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                shown += chunk
+    finally:
+        os.close(leader)
+    return result, shown
+
+
 async def test_cli_export_and_import(source: Instance, target: Instance, tmp_path: Path) -> None:
     ann = await fill(source)
     before = await answers(source, ann)
@@ -448,19 +507,18 @@ async def test_cli_export_and_import(source: Instance, target: Instance, tmp_pat
     missing = cli(source, "export", "--user", "nobody@example.org")
     assert missing.returncode == 1 and b"no user" in missing.stderr
 
+    # On a terminal: a progress bar (rich) with the count, the size and the rate.
+    on_tty = tmp_path / "tty.jsonl"
+    exported, shown = on_terminal(source, "export", "--user", "ann@example.org", "-o", str(on_tty))
+    assert exported.returncode == 0, shown
+    assert f"{len(lines)}/{len(lines)}".encode() in shown and b"items/s" in shown
+    assert b"KB" in shown
+    assert on_tty.read_bytes().splitlines()[1:] == lines[1:]
+
     bob = await target.new_user("bob@elsewhere.org")
-    # On a terminal: a progress bar (rich) with the count and the rate.
-    leader, follower = pty.openpty()
-    try:
-        result = cli(target, "import", "screenaware", str(file), "--user", "bob@elsewhere.org",
-                     stderr=follower)  # fmt: skip
-        os.close(follower)
-        shown = b""
-        with contextlib.suppress(OSError):
-            while chunk := os.read(leader, 65536):
-                shown += chunk
-    finally:
-        os.close(leader)
+    result, shown = on_terminal(
+        target, "import", "screenaware", str(file), "--user", "bob@elsewhere.org"
+    )
     assert result.returncode == 0, shown
     assert b"108/108" in shown and b"items/s" in shown
     assert orjson.loads(result.stdout)["snapshots"] == 18 * 6
@@ -520,3 +578,248 @@ async def test_times_and_streams_as_csv(source: Instance) -> None:
         "/api/streams", params=DAY, headers={**ann, "Accept": "application/json, text/csv;q=0.1"}
     )
     assert prefer.headers["content-type"].startswith("application/json")
+
+
+PA = "3c1e6a52-6f0e-4c55-8d0a-0a1b2c3d4e01"
+PB = "3c1e6a52-6f0e-4c55-8d0a-0a1b2c3d4e02"
+
+
+class Http:
+    """A user's calls to a running service."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.client = httpx.Client(base_url=url, headers=headers, timeout=60)
+
+    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        result = self.client.request(method, path, **kwargs)
+        assert result.status_code in (200, 201), (path, result.text)
+        return result.json()
+
+
+def _login(url: str, email: str, password: str) -> dict[str, str]:
+    result = httpx.post(url + "/api/auth/local", json={"email": email, "password": password})
+    assert result.status_code == 200, result.text
+    return bearer(result.json()["token"])
+
+
+def _new_user(url: str, email: str) -> Http:
+    admin = Http(url, _login(url, ADMIN_EMAIL, ADMIN_PASSWORD))
+    admin.ok("POST", "/api/users", json={"email": email, "password": "user-password-1"})
+    return Http(url, _login(url, email, "user-password-1"))
+
+
+def _http_answers(user: Http) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group in ("projectUuid", "categoryUuid", "applicationUuid"):
+        out[f"times-{group}"] = user.ok(
+            "GET", "/api/times", params={**DAY, "groupBy": group, "resolution": "hour"}
+        )
+    out["streams"] = _no_user(user.ok("GET", "/api/streams", params={**DAY, "expanded": "true"}))
+    out["substreams"] = _no_user(user.ok("GET", "/api/substreams", params=DAY))
+    out["projects"] = _no_user(user.ok("GET", "/api/projects"))
+    out["categories"] = _no_user(user.ok("GET", "/api/categories"))
+    return out
+
+
+@pytest.fixture
+def fresh_config(other_servers: Servers, tmp_path: Path) -> Iterator[Config]:
+    """A second instance's configuration: its own influxd and redis-server."""
+    influx = InfluxHelper(other_servers.influx_url, "test_" + uuid.uuid4().hex[:12])
+    client = redis.Redis.from_url(other_servers.redis_url)
+    client.flushall()
+    yield Config.load(
+        environ={},
+        influx_url=other_servers.influx_url,
+        influx_db=influx.database,
+        redis_url=other_servers.redis_url,
+        secret_key=SECRET_KEY,
+        data_dir=str(tmp_path / "fresh"),
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+    )
+    influx.drop()
+    client.flushall()
+    client.close()
+
+
+def test_round_trip_keeps_the_attribution_each_snapshot_was_stored_with(
+    config: Config, fresh_config: Config, tmp_path: Path
+) -> None:
+    """The rules change between two stretches of work before the export: restored
+    by the export's (final) rules, the first stretch would move to another project
+    and category; carried, every answer of the fresh instance is the same."""
+    source = config.replace(admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD)
+    with (
+        run_service(source, tmp_path, workers=1) as one,
+        run_service(fresh_config, tmp_path, workers=1) as two,
+    ):
+        ann = _new_user(one.url, "ann@example.org")
+        ann.ok("POST", "/api/projects", json={"uuid": PA, "name": "a", "keywords": ["alpha"]})
+        ann.ok("POST", "/api/projects", json={"uuid": PB, "name": "b"})
+        reading = ann.ok(
+            "POST", "/api/categories", json={"name": "reading", "applications": ["code"]}
+        )
+        made = ann.ok("POST", "/api/keys", json={"name": "laptop sensor"})
+        ann.ok("POST", "/api/snapshots", json=snaps(at(9, 0), 5, "code", "alpha work"))
+        # New rules: "alpha" now means PB, and code is no longer reading.
+        ann.ok("PUT", f"/api/projects/{PA}", json={"keywords": []})
+        ann.ok("PUT", f"/api/projects/{PB}", json={"keywords": ["alpha"]})
+        ann.ok("PUT", f"/api/categories/{reading['uuid']}", json={"applications": []})
+        ann.ok("POST", "/api/snapshots", json=snaps(at(10, 0), 5, "code", "alpha work"))
+        ann.ok("POST", "/api/snapshots", json=snaps(at(11, 0), 2, "code", "beta"))
+        # A correction on top of the attribution of older rules.
+        streams = ann.ok("GET", "/api/streams", params=DAY)
+        later = next(s for s in streams if s["projectUuid"] is None)
+        ann.ok("PUT", f"/api/stream/{later['uuid']}/project", json={"projectUuid": PA})
+        before = _http_answers(ann)
+        by_project = before["times-projectUuid"]["grouped"]["2023-11-14T09:00:00.000Z"]
+        assert by_project["grouped"][PA]["sum"] == 300_000, "attributed by the old rules"
+        by_category = before["times-categoryUuid"]["grouped"]["2023-11-14T09:00:00.000Z"]
+        assert by_category["grouped"][reading["uuid"]]["sum"] == 300_000
+
+        exported = ann.client.get("/api/export")
+        assert exported.status_code == 200, exported.text
+        lines = [orjson.loads(line) for line in exported.content.splitlines()]
+        assert lines[0]["version"] == 2
+        (key,) = [line for line in lines if line.get("type") == "apiKey"]
+        assert key["name"] == "laptop sensor" and key["createdAt"].startswith("20")
+        assert made["key"] not in exported.text and made["uuid"] not in exported.text
+        first = next(line for line in lines if line.get("type") == "snapshot")
+        assert first["attribution"] == {
+            "project": PA,
+            "category": reading["uuid"],
+            "reason": "keyword 'alpha' was found in window title",
+        }
+
+        bob = _new_user(two.url, "bob@elsewhere.org")
+        restored = bob.ok(
+            "POST",
+            "/api/import/screenaware",
+            content=exported.content,
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert restored["apiKeys"] == 1
+        assert restored["skipped"] == [
+            {
+                "item": "apiKey 'laptop sensor'",
+                "reason": "API keys are not restored (the export has no secrets): make new ones",
+            }
+        ]
+        assert bob.ok("GET", "/api/keys") == []
+        after = _http_answers(bob)
+        assert after == before
+
+
+def test_a_one_gigabyte_line_is_refused_early_by_every_import(
+    config: Config, influx_db: InfluxHelper, tmp_path: Path
+) -> None:
+    """1 GiB streamed to a real worker as one line (one value): a 422 naming the
+    line or the byte where the limit was crossed (the rest of the upload is read
+    past, never kept); nothing stored, memory flat."""
+    cfg = config.replace(admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD)
+    header = b'{"format": "screenaware-export", "version": 2}\n{"type": "profile", "x": "'
+    heads = {
+        "screenaware": (header, "line 2: longer than 1048576 bytes"),
+        "activitywatch": (
+            b'{"buckets": {"w": {"type": "currentwindow", "events": [{"timestamp": '
+            b'"2023-11-14T09:00:00+00:00", "data": {"title": "',
+            "file: a value near byte ",
+        ),
+        "wakatime": (b'{"days": [{"heartbeats": [{"entity": "', "file: a value near byte "),
+    }
+    piece = b"a" * (1 << 20)
+    with run_service(cfg, tmp_path, workers=1) as service:
+        (worker,) = service.worker_pids()
+        user = _new_user(service.url, "ann@example.org")
+        before = _peak_rss_kb(worker)
+        for kind, (head, message) in heads.items():
+
+            def body(head: bytes = head) -> Iterator[bytes]:
+                yield head
+                for _ in range(1024):
+                    yield piece
+
+            result = user.client.post(
+                f"/api/import/{kind}",
+                content=body(),
+                headers={"Content-Type": "application/json"},
+                timeout=300,
+            )
+            assert result.status_code == 422, (kind, result.text)
+            assert result.json()["message"].startswith(message), result.json()
+        grown_mb = (_peak_rss_kb(worker) - before) / 1024
+    assert influx_db.count("window") == 0 and influx_db.count("activity") == 0
+    assert grown_mb < 20, f"the worker's peak memory grew {grown_mb:.0f} MB"
+
+
+def _peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+
+
+async def test_export_passes_over_ledger_entries_without_windows_and_reads_version_1(
+    source: Instance, target: Instance
+) -> None:
+    ann = await fill(source)
+    me = await source.get(ann, "/api/users/me")
+    # Time imported from a calendar has ledger entries but no window points (one
+    # before the first snapshot, one between two); window points of no ledger
+    # entry (never written by this version) first and last.
+    user = me["uuid"]
+    calendar = [
+        f"activity,user={user},project=none,category=none,application=none "
+        f'duration_ms=10000i,reason="",snapshot="cal-{n}" {int(moment.timestamp() * 1e9) + 7}'
+        for n, moment in enumerate((at(8, 0), at(10, 20)))
+    ]
+    bare = [
+        f'window,user={user},idx=0,focused=true snapshot="bare-{n}",process="vim",title="x",'
+        f'screen=0,visible=0,documents="[]",tags="{{}}",duration_ms=10000i '
+        f"{int(moment.timestamp() * 1e9)}"
+        for n, moment in enumerate((at(7, 0), at(13, 0)))
+    ]
+    # Entries of a revision with no first entry at their instant (none is read).
+    stray = [
+        f"activity,user={user},project={P1},category=none,application=none,rev=000000000099 "
+        f'duration_ms=0i,reason="" {int(moment.timestamp() * 1e9) + 3}'
+        for moment in (at(7, 30), at(14, 0))
+    ]
+    written = httpx.post(
+        f"{source.influx.url}/write",
+        params={"db": source.influx.database},
+        content="\n".join(calendar + bare + stray),
+    )
+    assert written.status_code == 204, written.text
+    data = await export(source, ann)
+    items = [orjson.loads(line) for line in data.splitlines()]
+    snapshots = [item for item in items if item.get("type") == "snapshot"]
+    assert len(snapshots) == 18 * 6 + 2
+    assert "attribution" not in snapshots[0] and "attribution" not in snapshots[-1]
+    assert all("attribution" in s for s in snapshots[1:-1])
+    assert snapshots[1]["attribution"]["project"] == P1
+
+    # A version 1 file (no API keys, no attribution): attributed by the file's rules.
+    old = [{k: v for k, v in item.items() if k != "attribution"} for item in items]
+    old = [item for item in old if item.get("type") != "apiKey"]
+    old[0]["version"] = 1
+    old[-1]["items"] = len(old) - 2
+    bob = await target.new_user("bob@elsewhere.org")
+    carl = await target.new_user("carl@elsewhere.org")
+    assert (await restore(target, bob, data)).status_code == 200
+    result = await restore(target, carl, b"".join(orjson.dumps(i) + b"\n" for i in old))
+    assert result.status_code == 200, result.text
+    assert result.json["skipped"] == [] and result.json["apiKeys"] == 0
+    assert await answers(target, carl) == await answers(target, bob)
+
+
+async def test_restore_into_the_same_instance_emptied(source: Instance) -> None:
+    ann = await fill(source)
+    before = await answers(source, ann)
+    data = await export(source, ann)
+    me = await source.get(ann, "/api/users/me")
+    deleted = await source.client.simulate_delete(f"/api/users/{me['uuid']}", headers=source.admin)
+    assert deleted.status_code == 200, deleted.text
+    again = await source.new_user("ann@example.org")
+    assert (await source.get(again, "/api/times", **DAY))["sum"] == 0, "a new, empty user"
+    result = await restore(source, again, data)
+    assert result.status_code == 200, result.text
+    assert await answers(source, again) == before

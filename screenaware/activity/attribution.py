@@ -9,6 +9,7 @@ project winning).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import urllib.parse
@@ -257,6 +258,22 @@ class Attribution:
     reason: str | None
     title: str
     process: str
+
+
+@dataclass(frozen=True)
+class StatedAttribution:
+    """The rule-made part of an attribution, as stored (a restore carries it so
+    that a snapshot keeps it whatever the rules are now)."""
+
+    project_uuid: str | None
+    category_uuid: str | None
+    reason: str | None
+
+    def applied_to(self, a: Attribution) -> Attribution:
+        """``a`` (from the snapshot's window) with this project, category and reason."""
+        return dataclasses.replace(
+            a, project_uuid=self.project_uuid, category_uuid=self.category_uuid, reason=self.reason
+        )
 
 
 class Attributor:

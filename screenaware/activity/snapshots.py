@@ -26,7 +26,13 @@ from typing import Any
 
 import orjson
 
-from screenaware.activity.attribution import NONE, Attribution, Attributor, activity_window
+from screenaware.activity.attribution import (
+    NONE,
+    Attribution,
+    Attributor,
+    StatedAttribution,
+    activity_window,
+)
 from screenaware.activity.store import DAY_MS, ActivityStore, apps_key, generations_key
 from screenaware.activity.timeline import (
     MEETING_PREFIX,
@@ -228,11 +234,37 @@ class SnapshotService:
         Nothing is written unless every snapshot is valid; the answer comes only
         after InfluxDB acknowledged every point.
         """
+        return await self._ingest(user, snapshots, None)
+
+    async def ingest_attributed(
+        self,
+        user: str,
+        snapshots: Sequence[dict[str, Any]],
+        stated: Sequence[StatedAttribution | None],
+    ) -> int:
+        """Store a batch of snapshots as :meth:`ingest` does, except that each
+        snapshot with a stated attribution keeps that project, category and reason
+        instead of what the user's rules say now (a restore: the attribution as
+        it was stored). None: by the rules, as :meth:`ingest`.
+        """
+        return await self._ingest(user, snapshots, stated)
+
+    async def _ingest(
+        self,
+        user: str,
+        snapshots: Sequence[dict[str, Any]],
+        stated: Sequence[StatedAttribution | None] | None,
+    ) -> int:
         starts = self._starts(snapshots)
         # The same content twice (in one batch or again later) is one snapshot.
         by_key: dict[str, tuple[int, dict[str, Any]]] = {}
-        for start_ms, snapshot in zip(starts, snapshots, strict=True):
-            by_key[snapshot_key(user, start_ms, snapshot)] = (start_ms, snapshot)
+        given: dict[str, StatedAttribution] = {}
+        told_all = stated if stated is not None else [None] * len(snapshots)
+        for start_ms, snapshot, told in zip(starts, snapshots, told_all, strict=True):
+            key = snapshot_key(user, start_ms, snapshot)
+            by_key[key] = (start_ms, snapshot)
+            if told is not None:
+                given[key] = told
         projects, categories, learned = await self._store.rules(user)
         attributor = Attributor(projects, categories, learned, self._min_score)
         apps: dict[str, str] = {}
@@ -244,6 +276,8 @@ class SnapshotService:
                 away.append((key, start_ms, snapshot))  # no windows: away, no activity
                 continue
             a = attributor.attribute(active)
+            if key in given:
+                a = given[key].applied_to(a)
             if a.application and a.application_uuid:
                 apps[a.application_uuid] = a.application
             record = Record(

@@ -1,7 +1,8 @@
 """Identity: users, login and roles, API keys, projects and tasks.
 
 Other features use only what this module exports: the project store (projects
-and their rules are read by attribution and corrections) and the key names.
+and their rules are read by attribution and corrections) and the key store (the
+export lists the key names).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from screenaware.web.auth import AuthMiddleware
 
 __all__ = [
     "Accounts",
+    "ApiKeyStore",
     "Identity",
     "ProjectStore",
     "make_accounts",
@@ -52,6 +54,7 @@ class Identity:
 
     accounts: Accounts
     projects: ProjectStore
+    keys: ApiKeyStore
 
 
 def mount(app: App, config: Config, backends: Backends, clock: Callable[[], float]) -> Identity:
@@ -93,4 +96,4 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
     app.add_route("/api/projects/{project_id}", ProjectResource(projects))
     app.add_route("/api/tasks", TasksResource(projects))
     app.add_route("/api/tasks/{task_id}", TaskResource(projects))
-    return Identity(accounts, projects)
+    return Identity(accounts, projects, keys)

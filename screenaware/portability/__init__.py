@@ -37,6 +37,7 @@ def mount(
         snapshots=activity.snapshots,
         streams=streams,
         influx=backends.influx,
+        keys=identity.keys,
     )
     app.add_route(
         "/api/export",
@@ -47,13 +48,16 @@ def mount(
     def now_ms() -> int:
         return int(clock() * 1000)
 
-    importers: dict[str, tuple[Importer, int | None]] = {
-        "screenaware": (restorer.restore, config.import_max_line_bytes),
+    # Per format: the importer, the longest line (JSON Lines) or value (JSON).
+    longest = config.import_max_line_bytes
+    importers: dict[str, tuple[Importer, int | None, int | None]] = {
+        "screenaware": (restorer.restore, longest, None),
         "activitywatch": (
             lambda user, spool: activitywatch.import_file(
                 activity.snapshots, user, spool, now_ms(), config.import_batch
             ),
             None,
+            longest,
         ),
         "wakatime": (
             lambda user, spool: wakatime.import_file(
@@ -66,9 +70,10 @@ def mount(
                 config.import_batch,
             ),
             None,
+            longest,
         ),
     }
-    for name, (importer, max_line) in importers.items():
+    for name, (importer, max_line, max_value) in importers.items():
         path = f"/api/import/{name}"
         app.body_limits.set(path, config.import_max_bytes)
-        app.add_route(path, ImportResource(importer, config.import_max_bytes, max_line))
+        app.add_route(path, ImportResource(importer, config.import_max_bytes, max_line, max_value))

@@ -35,6 +35,12 @@ def make_stores(config: Config, backends: Backends, clock: Callable[[], float]) 
         snapshots=act.snapshots,
         streams=streams.make_service(config, backends, clock, act),
         influx=backends.influx,
+        keys=identity.ApiKeyStore(
+            backends.get_redis,
+            clock,
+            max_per_user=config.api_keys_per_user,
+            touch_interval=config.api_key_touch_interval,
+        ),
     )
 
 
@@ -80,9 +86,11 @@ async def import_native(
 
 
 @contextmanager
-def spooled(path: Path, max_bytes: int, max_line_bytes: int | None = None) -> Iterator[Spool]:
+def spooled(
+    path: Path, max_bytes: int, max_line_bytes: int | None = None, max_value: int | None = None
+) -> Iterator[Spool]:
     """A local file copied into a :class:`Spool` (its limits checked), for one import."""
-    with Spool(max_bytes, max_line_bytes) as spool:
+    with Spool(max_bytes, max_line_bytes, max_value) as spool:
         with path.open("rb") as source:
             spool.fill_from(source)
         yield spool
@@ -94,7 +102,7 @@ async def import_activitywatch(
     """Import an aw-server export file into the user with ``email``."""
     stores = make_stores(config, backends, time.time)
     user = await user_uuid(stores, email)
-    with spooled(path, config.import_max_bytes) as spool:
+    with spooled(path, config.import_max_bytes, None, config.import_max_line_bytes) as spool:
         size = spool.size
         return await activitywatch.import_file(
             stores.snapshots,
@@ -112,7 +120,7 @@ async def import_wakatime(
     """Import a WakaTime data dump into the user with ``email``."""
     stores = make_stores(config, backends, time.time)
     user = await user_uuid(stores, email)
-    with spooled(path, config.import_max_bytes) as spool:
+    with spooled(path, config.import_max_bytes, None, config.import_max_line_bytes) as spool:
         size = spool.size
         return await wakatime.import_file(
             stores.snapshots,

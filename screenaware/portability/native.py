@@ -1,25 +1,35 @@
 """The ScreenAware export format (JSON Lines) and its restore.
 
-Line 1 is the header ``{"format": "screenaware-export", "version": 1, ...}``; every
+Line 1 is the header ``{"format": "screenaware-export", "version": 2, ...}``; every
 other line is one item ``{"type": ..., ...}``, in this order: ``profile``,
-``project`` (parents before children), ``task``, ``category``, ``snapshot`` (as
-sent: start, duration, windows with documents and tags), ``correction`` (an entry
-of the ``activity`` ledger made by a stream correction, with its revision),
+``project`` (parents before children), ``task``, ``category``, ``apiKey`` (name and
+times, never the secret), ``snapshot`` (as sent: start, duration, windows with
+documents and tags; and its ``attribution`` now: the project it counts for,
+corrections applied, its category and its reason), ``correction`` (an entry of the
+``activity`` ledger made by a stream correction, with its revision: the history),
 ``association`` (what corrections taught), and last ``{"type": "end", "items": N}``
-so that a file cut short is refused.
+so that a file cut short is refused. Version 1 files (no API keys, no attribution)
+are still restored.
 
 InfluxDB is read in pages by time (keyset pagination with bind parameters), so
 an export never holds more than one page of the history.
 
 A restore validates the whole file first (nothing is stored when any line is
 bad), then stores it: rules first, then snapshots through the snapshot service
-(attribution as for live data, the rules of the export in place), then the
-corrections, then the associations last (they were learned after the snapshots
-they would otherwise re-attribute).
+with the attribution of the file (the one-timeline rule as for live data), then
+the corrections' entries without their durations (history: the attribution has
+their effect already, and replaying them would depend on the order in which
+corrections and overlaps came, as a correction reverses what the snapshot owned
+then), then the associations. A version 1 file has no
+attribution: its snapshots are attributed by the file's rules, then its
+corrections' entries are written as they were, then the associations (learned
+after the snapshots they would otherwise re-attribute). API keys cannot be
+restored (the file has no secrets): the summary lists them under ``skipped``.
 """
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,18 +39,27 @@ import marshmallow
 import orjson
 
 from schemas.activity import SnapshotSchema
-from screenaware.activity import ActivityStore, Association, LearningStore, SnapshotService
+from screenaware.activity import (
+    NONE,
+    ActivityStore,
+    Association,
+    LearningStore,
+    SnapshotService,
+    StatedAttribution,
+)
 from screenaware.errors import Conflict, Invalid
-from screenaware.identity import Accounts, ProjectStore
+from screenaware.identity import Accounts, ApiKeyStore, ProjectStore
 from screenaware.portability.spool import Spool
 from screenaware.storage.influx import InfluxClient
-from screenaware.streams import CORRECTION_FIELDS, StreamService
+from screenaware.streams import CORRECTED, CORRECTION_FIELDS, StreamService
 from screenaware.timeutil import from_ms, iso, to_ms
 
 DAY_MS = 86_400_000
 FORMAT = "screenaware-export"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # versions a restore accepts
 PAGE_ROWS = 5000
+MAX_REASON = 1024
 _NS = 1_000_000
 
 _snapshot_schema = SnapshotSchema()
@@ -57,6 +76,7 @@ class Stores:
     snapshots: SnapshotService
     streams: StreamService
     influx: InfluxClient
+    keys: ApiKeyStore
 
 
 def _line(item: Mapping[str, Any]) -> bytes:
@@ -93,6 +113,64 @@ def window_of(row: Mapping[str, Any]) -> dict[str, Any]:
         "documents": orjson.loads(row.get("documents") or "[]"),
         "tags": orjson.loads(row.get("tags") or "{}"),
     }
+
+
+def _tag(value: Any) -> str | None:
+    return None if value in (None, "", NONE) else str(value)
+
+
+def state_of(group: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """A snapshot's key and its attribution now, from every ``activity`` entry at
+    its instant (its first entry, corrections, time lost to overlaps); None where
+    no entry is a snapshot's first (imported calendar time has its own).
+
+    The project is the one holding the snapshot's time (as ``/streams`` reads the
+    ledger), the category the first entry's, the reason the first entry's, or
+    :data:`CORRECTED` once a correction moved it: restored with this, a snapshot
+    counts as it counts now, however its corrections and overlaps interleaved.
+    """
+    first = next((row for row in group if not row.get("rev")), None)
+    if first is None:
+        return None
+    balance: dict[Any, int] = {}
+    for row in group:
+        balance[row.get("project")] = balance.get(row.get("project"), 0) + int(
+            row.get("duration_ms") or 0
+        )
+    corrected = any(
+        str(row.get("rev") or "").isdigit() and int(row.get("duration_ms") or 0) > 0
+        for row in group
+    )
+    return str(first.get("snapshot") or ""), {
+        "project": _tag(max(balance, key=balance.__getitem__)),
+        "category": _tag(first.get("category")),
+        "reason": CORRECTED if corrected else first.get("reason") or None,
+    }
+
+
+class Originals:
+    """The snapshots' attributions, read along with their window points (both
+    ascending by time, so one page of each at a time)."""
+
+    def __init__(self, entries: AsyncIterator[tuple[int, str, dict[str, Any]]]) -> None:
+        self._entries = entries
+        self._next: tuple[int, str, dict[str, Any]] | None = None
+
+    async def at(self, time_ns: int, key: str) -> dict[str, Any] | None:
+        """The attribution of the snapshot ``key`` stored at ``time_ns``; None for
+        one without (an away snapshot). Entries before it (imported calendar time,
+        which has no window points) are passed over."""
+        while True:
+            if self._next is None:
+                self._next = await anext(self._entries, None)
+                if self._next is None:  # no more entries
+                    return None
+            entry_time, entry_key, attribution = self._next
+            if entry_time > time_ns:
+                return None
+            self._next = None
+            if entry_time == time_ns and entry_key == key:
+                return attribution
 
 
 class Exporter:
@@ -148,27 +226,57 @@ class Exporter:
             after = int(last) + 1
 
     async def snapshots(self, user: str) -> AsyncIterator[dict[str, Any]]:
-        """Every stored snapshot of the user, oldest first."""
+        """Every stored snapshot of the user, oldest first, each activity snapshot
+        with the attribution it was stored with."""
         statement = 'SELECT * FROM "window" WHERE "user" = $user AND time >= $after'
+        attributions = Originals(self._states(user))
         async for rows in self._pages(statement, user):
             current: list[dict[str, Any]] = []
             for row in rows:
                 if current and row["time"] != current[0]["time"]:
-                    yield self._snapshot(current)
+                    yield await self._snapshot(current, attributions)
                     current = []
                 current.append(row)
             if current:
-                yield self._snapshot(current)
+                yield await self._snapshot(current, attributions)
+
+    async def _states(self, user: str) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
+        """Every activity snapshot's attribution now (:func:`state_of`), oldest
+        first, as (time ns, snapshot key, attribution)."""
+        statement = (
+            'SELECT "duration_ms", "project", "category", "reason", "rev", "snapshot" '
+            'FROM "activity" WHERE "user" = $user AND time >= $after'
+        )
+        group: list[dict[str, Any]] = []
+
+        def state() -> tuple[int, str, dict[str, Any]] | None:
+            found = state_of(group)
+            return None if found is None else (int(group[0]["time"]), *found)
+
+        async for rows in self._pages(statement, user):
+            for row in rows:
+                # An instant's entries may end one page and start the next.
+                if group and row["time"] != group[0]["time"]:
+                    if (found := state()) is not None:
+                        yield found
+                    group = []
+                group.append(row)
+        if group and (found := state()) is not None:
+            yield found
 
     @staticmethod
-    def _snapshot(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    async def _snapshot(rows: list[dict[str, Any]], attributions: Originals) -> dict[str, Any]:
         rows.sort(key=lambda r: int(r.get("idx") or 0))
-        return {
+        item: dict[str, Any] = {
             "type": "snapshot",
             "time": iso(from_ms(int(rows[0]["time"]) // _NS)),
             "durationMs": int(rows[0]["duration_ms"]),
             "windows": [window_of(r) for r in rows],
         }
+        found = await attributions.at(int(rows[0]["time"]), str(rows[0].get("snapshot") or ""))
+        if found is not None:
+            item["attribution"] = found
+        return item
 
     async def corrections(self, user: str) -> AsyncIterator[dict[str, Any]]:
         """Every entry of the activity ledger a correction made, oldest first.
@@ -215,7 +323,13 @@ class Exporter:
         categories = await self._s.activity.own_categories(user)
         for category in categories:
             yield _line({"type": "category", **category})
-        items = 1 + len(projects) + len(tasks) + len(categories)
+        api_keys = await self._s.keys.list(user)
+        for api_key in api_keys:
+            shown = api_key.public()
+            yield _line(
+                {"type": "apiKey", **{k: shown[k] for k in ("name", "createdAt", "lastUsedAt")}}
+            )
+        items = 1 + len(projects) + len(tasks) + len(categories) + len(api_keys)
         count = 0
         async for snapshot in self.snapshots(user):
             count += 1
@@ -294,12 +408,44 @@ def _check_snapshot(item: Mapping[str, Any], line: int) -> dict[str, Any]:
         raise _bad(line, "time", "Missing.")
     try:
         loaded: dict[str, Any] = _snapshot_schema.load(
-            {k: v for k, v in item.items() if k != "type"}
+            {k: v for k, v in item.items() if k not in ("type", "attribution")}
         )
     except marshmallow.ValidationError as exc:
         field, messages = next(iter(_flatten(exc.messages)))
         raise _bad(line, field, "; ".join(messages)) from None
+    stated_attribution(item, line)
     return loaded
+
+
+def stated_attribution(item: Mapping[str, Any], line: int) -> StatedAttribution | None:
+    """A snapshot's ``attribution`` (None when the file has none for it: away, or
+    a version 1 file); :class:`Invalid` naming the field when it is malformed."""
+    given = item.get("attribution")
+    if given is None:
+        return None
+    if not isinstance(given, dict):
+        raise _bad(line, "attribution", "Not an object.")
+    ids: dict[str, str | None] = {}
+    for name in ("project", "category"):
+        value = given.get(name)
+        if value is not None:
+            try:
+                value = str(uuidlib.UUID(value)) if isinstance(value, str) else None
+            except ValueError:
+                value = None
+            if value is None:
+                raise _bad(line, f"attribution.{name}", "Not a uuid.")
+        ids[name] = value
+    reason = given.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise _bad(line, "attribution.reason", f"Not a string of at most {MAX_REASON} characters.")
+    return StatedAttribution(ids["project"], ids["category"], reason)
+
+
+def _check_api_key(item: Mapping[str, Any], line: int) -> None:
+    _need(item, line, "name", str)
+    _need(item, line, "createdAt", str)
+    _optional(item, line, "lastUsedAt", str)
 
 
 def _flatten(messages: Any, prefix: str = "") -> Iterator[tuple[str, list[str]]]:
@@ -338,6 +484,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any], int], Any]] = {
     "project": _check_project,
     "task": _check_task,
     "category": _check_category,
+    "apiKey": _check_api_key,
     "snapshot": _check_snapshot,
     "correction": _check_correction,
     "association": _check_association,
@@ -387,11 +534,12 @@ def validate(spool: Spool, now_ms: int | None = None) -> dict[str, int]:
         if not header:
             if item.get("format") != FORMAT:
                 raise _bad(number, "format", f"Not a {FORMAT} file.")
-            if item.get("version") != VERSION:
+            if item.get("version") not in READABLE:
                 raise _bad(
                     number,
                     "version",
-                    f"Version {item.get('version')!r} is not supported (only {VERSION}).",
+                    f"Version {item.get('version')!r} is not supported "
+                    f"(only {', '.join(map(str, READABLE))}).",
                 )
             header = True
             continue
@@ -434,6 +582,12 @@ def check_tree(
     for project, line in task_projects:
         if project not in parents:
             raise _bad(line, "projectUuid", "Not a project of this file.")
+
+
+def _version(spool: Spool) -> int:
+    """The version of a validated file."""
+    number, raw = next(spool.lines())
+    return int(parse_line(number, raw)["version"])
 
 
 class Restorer:
@@ -484,20 +638,31 @@ class Restorer:
                 await self._s.projects.save_task(user, data, data["uuid"])
         for category in self._items(spool, "category"):
             await self._s.activity.restore_category(user, category)
+        skipped = [
+            {
+                "item": f"apiKey {key['name']!r}",
+                "reason": "API keys are not restored (the export has no secrets): make new ones",
+            }
+            for key in self._items(spool, "apiKey")
+        ]
         first, last, done = None, None, 0
-        batch: list[dict[str, Any]] = []
+        batch: list[tuple[dict[str, Any], StatedAttribution | None]] = []
         for item in self._items(spool, "snapshot"):
             snapshot = _check_snapshot(item, 0)
             start = snapshot["time"]
             first = start if first is None or start < first else first
             last = start if last is None or start > last else last
-            batch.append(snapshot)
+            batch.append((snapshot, stated_attribution(item, 0)))
             if len(batch) >= self._batch:
                 done += await self._flush(user, batch, done, progress, total)
         done += await self._flush(user, batch, done, progress, total)
+        # Version 2 snapshots carry what their corrections made of them: the
+        # entries are kept as history (the projects they name, their revisions)
+        # without duration. Version 1 entries are replayed as they were.
+        replay = _version(spool) == 1
         entries: list[dict[str, Any]] = []
         for item in self._items(spool, "correction"):
-            entries.append(item)
+            entries.append(item if replay else {**item, "durationMs": 0})
             if len(entries) >= self._batch:
                 await self._s.streams.restore_corrections(user, entries)
                 entries = []
@@ -516,7 +681,8 @@ class Restorer:
             "categories": counts.get("category", 0),
             "corrections": counts.get("correction", 0),
             "associations": counts.get("association", 0),
-            "skipped": [],
+            "apiKeys": counts.get("apiKey", 0),
+            "skipped": skipped,
             "from": iso(first) if first else None,
             "to": iso(last) if last else None,
         }
@@ -524,14 +690,16 @@ class Restorer:
     async def _flush(
         self,
         user: str,
-        batch: list[dict[str, Any]],
+        batch: list[tuple[dict[str, Any], StatedAttribution | None]],
         done: int,
         progress: Callable[[int, int], None] | None,
         total: int,
     ) -> int:
         if not batch:
             return 0
-        await self._s.snapshots.ingest(user, batch)
+        await self._s.snapshots.ingest_attributed(
+            user, [snapshot for snapshot, _ in batch], [stated for _, stated in batch]
+        )
         count = len(batch)
         batch.clear()
         if progress:

@@ -32,8 +32,9 @@ class ExportResource:
         responses={200: ("application/x-ndjson", {"type": "string"})},
         description=(
             "A header line naming the format and its version, one item a line (profile, "
-            "projects, tasks, categories, snapshots as sent, corrections, associations), "
-            "and an end line counting the items. Streamed."
+            "projects, tasks, categories, API key names without secrets, snapshots as sent "
+            "with the attribution they were stored with, corrections, associations), and an "
+            "end line counting the items. Streamed."
         ),
     )
     @load_query(ExportQuerySchema())
@@ -78,14 +79,22 @@ class ImportResource:
         importer: stores a spooled file into a user; returns the summary.
         max_bytes: the largest file.
         max_line: the longest line (JSON Lines formats), or None.
+        max_value: the longest JSON value (JSON formats), or None.
     """
 
     auth_roles = {"POST": "user"}
 
-    def __init__(self, importer: Importer, max_bytes: int, max_line: int | None) -> None:
+    def __init__(
+        self,
+        importer: Importer,
+        max_bytes: int,
+        max_line: int | None,
+        max_value: int | None = None,
+    ) -> None:
         self._importer = importer
         self._max_bytes = max_bytes
         self._max_line = max_line
+        self._max_value = max_value
 
     @operation(
         "Import a file into your account (the format is the last part of the path)",
@@ -95,7 +104,8 @@ class ImportResource:
             "screenaware: a ScreenAware export (JSON Lines); activitywatch: aw-server's "
             "export; wakatime: a WakaTime heartbeats dump. The whole file is checked before "
             "anything is stored (422 naming the first bad item); importing twice changes "
-            "nothing."
+            "nothing. API keys of an export are listed under skipped: they cannot be "
+            "restored without their secrets."
         ),
         body_types=(),
         request_body={
@@ -111,6 +121,6 @@ class ImportResource:
         },
     )
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        with Spool(self._max_bytes, self._max_line) as spool:
+        with Spool(self._max_bytes, self._max_line, self._max_value) as spool:
             await spool.fill(upload_chunks(req))
             resp.media = await self._importer(caller(req), spool)

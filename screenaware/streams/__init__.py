@@ -16,10 +16,10 @@ from screenaware.streams.resources import (
     SubstreamsResource,
 )
 from screenaware.streams.service import CORRECTION_FIELDS, StreamService
-from screenaware.streams.sessionise import Thresholds
+from screenaware.streams.sessionise import CORRECTED, Thresholds
 from screenaware.web.app import App
 
-__all__ = ["CORRECTION_FIELDS", "StreamService", "make_service", "mount"]
+__all__ = ["CORRECTED", "CORRECTION_FIELDS", "StreamService", "make_service", "mount"]
 
 
 def make_service(
