@@ -50,15 +50,18 @@ def render(servers: Sequence[str], listen: Sequence[str], server_name: str) -> s
 
 
 # The README's example: two machines behind nginx, TLS at nginx.
-README_EXAMPLE = {
-    "servers": ["10.0.0.11:8080", "10.0.0.12:8080"],
-    "listen": [
-        "listen 443 ssl;",
-        "ssl_certificate /etc/ssl/certs/presence.example.org.pem;",
-        "ssl_certificate_key /etc/ssl/private/presence.example.org.key;",
-    ],
-    "server_name": "presence.example.org",
-}
+README_SERVERS = ("10.0.0.11:8080", "10.0.0.12:8080")
+README_LISTEN = (
+    "listen 443 ssl;",
+    "ssl_certificate /etc/ssl/certs/presence.example.org.pem;",
+    "ssl_certificate_key /etc/ssl/private/presence.example.org.key;",
+)
+README_SERVER_NAME = "presence.example.org"
+
+
+def readme_example() -> str:
+    """The configuration as the README shows it."""
+    return render(README_SERVERS, README_LISTEN, README_SERVER_NAME)
 
 
 @dataclass

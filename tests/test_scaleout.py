@@ -10,10 +10,14 @@ front of them. What one instance does, the other sees at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import os
 import re
+import socket
 import ssl
+import struct
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
@@ -29,10 +33,10 @@ from websockets.asyncio.client import ClientConnection
 
 from screenaware.config import Config
 from screenaware.logs.crashes import TOTAL
-from screenaware.storage.localservers import free_port
+from screenaware.storage.localservers import free_port, worker_pids
 from screenaware.web.headers import WORKER_PID_HEADER
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, InfluxHelper, Servers, bearer
-from tests.nginx import README_EXAMPLE, Nginx, render, run_nginx
+from tests.nginx import README_LISTEN, Nginx, readme_example, run_nginx
 from tests.service import Service, run_service
 from tests.tls import make_pki
 
@@ -147,6 +151,59 @@ async def test_nginx_spreads_requests_over_both_instances(cluster: Cluster) -> N
     assert {cluster.a.url.removeprefix("http://"), cluster.b.url.removeprefix("http://")} <= (
         upstreams
     )
+
+
+Endpoint = tuple[str, int]
+
+
+def tcp_sockets() -> list[tuple[Endpoint, Endpoint, str, int]]:
+    """IPv4 TCP sockets of this machine: (local, remote, state, inode), from /proc."""
+
+    def endpoint(text: str) -> Endpoint:
+        address, port = text.split(":")
+        return socket.inet_ntoa(struct.pack("<I", int(address, 16))), int(port, 16)
+
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return [
+        (endpoint(f[1]), endpoint(f[2]), f[3], int(f[9])) for f in (row.split() for row in rows)
+    ]
+
+
+ESTABLISHED, TIME_WAIT = "01", "06"
+
+
+async def test_nginx_closes_idle_upstream_connections_before_the_service_does(
+    cluster: Cluster,
+) -> None:
+    # Else nginx may send a request into a connection the service is closing after its
+    # keep-alive (gunicorn's 2 s), and a POST that cannot be retried gets a 502. Who
+    # closed a connection first is who holds it in TIME_WAIT afterwards.
+    ports = {int(s.url.rsplit(":", 1)[1]) for s in (cluster.a, cluster.b)}
+    async with http(cluster.nginx.url) as client:
+        assert (await client.get("/api/stats")).status_code == 200
+    inodes = set()
+    for pid in worker_pids(cluster.nginx.proc.pid):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    pooled = {
+        (local, remote)
+        for local, remote, state, inode in tcp_sockets()
+        if state == ESTABLISHED and inode in inodes and remote[1] in ports
+    }
+    assert pooled, "nginx kept no idle connection to the instances"
+    async with asyncio.timeout(10):
+        while True:
+            await asyncio.sleep(0.2)
+            now = {(local, remote): state for local, remote, state, _ in tcp_sockets()}
+            if not any(now.get(c) == ESTABLISHED for c in pooled):
+                break
+    closed_by_service = {(far, near) for near, far in pooled if now.get((far, near)) == TIME_WAIT}
+    closed_by_nginx = {c for c in pooled if now.get(c) == TIME_WAIT}
+    assert closed_by_service == set()
+    assert closed_by_nginx == pooled
 
 
 async def test_a_token_from_one_instance_works_on_the_other(cluster: Cluster) -> None:
@@ -358,16 +415,15 @@ def readme_nginx_block(text: str) -> str:
 
 
 def test_the_readme_shows_the_configuration_the_test_runs() -> None:
-    assert readme_nginx_block(README.read_text()) == render(**README_EXAMPLE)  # type: ignore[arg-type]
+    assert readme_nginx_block(README.read_text()) == readme_example()
 
 
 async def test_the_readme_configuration_serves_tls(cluster: Cluster, tmp_path: Path) -> None:
     # The README's example as it is but for the port and certificate files.
     pki = make_pki(tmp_path / "pki")
     port = free_port()
-    example = README_EXAMPLE["listen"]
     listen = [
-        example[0].replace("443", f"127.0.0.1:{port}"),
+        README_LISTEN[0].replace("443", f"127.0.0.1:{port}"),
         f"ssl_certificate {pki.server_cert};",
         f"ssl_certificate_key {pki.server_key};",
     ]
