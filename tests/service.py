@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +30,17 @@ class Service:
 
 @contextmanager
 def run_service(
-    config: Config, log_dir: Path, workers: int = 2, port: int | None = None
+    config: Config,
+    log_dir: Path,
+    workers: int = 2,
+    port: int | None = None,
+    gunicorn_args: Sequence[str] = (),
 ) -> Iterator[Service]:
-    """Start gunicorn serving ``config`` (on ``port``, else a free one); stop it afterwards."""
+    """Start gunicorn serving ``config`` (on ``port``, else a free one); stop it afterwards.
+
+    ``gunicorn_args`` are added to its command line (as ``screenaware serve`` passes
+    its extra arguments).
+    """
     port = port or free_port()
     env = {
         **os.environ,
@@ -43,7 +51,10 @@ def run_service(
     log = log_dir / f"gunicorn-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            gunicorn_argv("screenaware.asgi:app", workers=workers, bind=f"127.0.0.1:{port}"),
+            [
+                *gunicorn_argv("screenaware.asgi:app", workers=workers, bind=f"127.0.0.1:{port}"),
+                *gunicorn_args,
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
