@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
@@ -510,8 +509,9 @@ def window_lines(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any])
                 "title": window.get("title") or "",
                 "screen": float(window.get("screenPercentage") or 0.0),
                 "visible": float(window.get("visiblePercentage") or 0.0),
-                "documents": json.dumps(window.get("documents") or []),
-                "tags": json.dumps(window.get("tags") or {}),
+                # JSON text (orjson's compact form: readers parse it).
+                "documents": orjson.dumps(window.get("documents") or []).decode(),
+                "tags": orjson.dumps(window.get("tags") or {}).decode(),
                 "duration_ms": duration,
             },
             time_ns,

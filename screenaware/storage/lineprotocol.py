@@ -18,7 +18,6 @@ from collections.abc import Mapping
 # The same tables as influxdb_client's point module (what they escape, and how).
 _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 _NEEDS_MEASUREMENT = re.compile(r"[, \n\t\r]")
 _NEEDS_KEY = re.compile(r"[,= \n\t\r]")
 
@@ -30,7 +29,11 @@ def _key(text: str) -> str:
 
 
 def _string(text: str) -> str:
-    return text.translate(_STRING) if '"' in text or "\\" in text else text
+    # Two C-level replaces (backslashes first, so the quotes' new ones stay single)
+    # are what the library's translate table does, several times faster on JSON.
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    return text.replace('"', '\\"') if '"' in text else text
 
 
 def encode(
