@@ -54,7 +54,6 @@ import icalendar
 import orjson
 import recurring_ical_events
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from screenaware.activity import (
     Activity,
@@ -65,6 +64,7 @@ from screenaware.activity import (
     category_uuid,
 )
 from screenaware.errors import StorageUnavailable
+from screenaware.integrations.periodic import PeriodicSync
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, held_lock
 from screenaware.timeutil import to_ms
 
@@ -322,7 +322,7 @@ def attribute(attributor: Attributor, event: Event) -> Attribution:
     )
 
 
-class CalendarSync:
+class CalendarSync(PeriodicSync):
     """Syncs users' calendars into their activity.
 
     Args:
@@ -336,6 +336,9 @@ class CalendarSync:
         max_bytes: the largest calendar read.
         clock: the current Unix time in seconds.
     """
+
+    name = NAME
+    label = "calendar"
 
     def __init__(
         self,
@@ -444,30 +447,3 @@ class CalendarSync:
                 await self._activity.snapshots.replace_imported(user, [], previous)
             # Without purge the imported time stays as it is, no longer tracked.
             await self._redis.delete(pieces_key(user))
-
-    async def sync_due(self) -> int:
-        """Sync every connected user whose last attempt is ``interval`` old; returns
-        how many this worker synced."""
-        done = 0
-        for user in await self._store.users(NAME):
-            try:
-                done += await self.sync(user)
-            except (StorageUnavailable, RedisError) as exc:
-                LOG.warning("calendar sync of a user postponed: %s", exc)
-        return done
-
-    async def run(self) -> None:
-        """Sync due users forever (each worker runs this; the locks share the work)."""
-        tick = max(0.5, min(self.interval / 4, 30.0))
-        me = asyncio.current_task()
-        while True:
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError  # a cancellation swallowed below still ends it
-            await asyncio.sleep(tick)
-            try:
-                await self.sync_due()
-            except (StorageUnavailable, RedisError, OSError) as exc:
-                # A store that is down is reported by the outage log; retry later.
-                LOG.warning("calendar sync round postponed: %s", type(exc).__name__)
-            except Exception:  # the loop must survive a bad round; the next one retries
-                LOG.exception("calendar sync round failed")

@@ -33,7 +33,6 @@ machines never book one day twice.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -47,11 +46,11 @@ from typing import Any
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from screenaware.activity import TimesService
 from screenaware.errors import Conflict, Invalid, NotFound, StorageUnavailable
 from screenaware.identity import ProjectStore
+from screenaware.integrations.periodic import PeriodicSync
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, held_lock
 from screenaware.timeutil import day_bounds, parse_zone
 
@@ -318,7 +317,7 @@ class Booking:
     time_entry_id: int
 
 
-class RedmineSync:
+class RedmineSync(PeriodicSync):
     """Syncs users' Redmine issues into tasks and books their time in Redmine.
 
     Args:
@@ -332,6 +331,9 @@ class RedmineSync:
         max_bytes: the largest Redmine answer read.
         clock: the current Unix time in seconds.
     """
+
+    name = NAME
+    label = "Redmine"
 
     def __init__(
         self,
@@ -655,29 +657,3 @@ class RedmineSync:
         await self._save(user, "dailyBooked", previous.isoformat())
 
     # --- the periodic round ------------------------------------------------
-
-    async def sync_due(self) -> int:
-        """Sync every connected user whose last attempt is ``interval`` old; returns
-        how many this worker synced."""
-        done = 0
-        for user in await self._store.users(NAME):
-            try:
-                done += await self.sync(user)
-            except (StorageUnavailable, RedisError) as exc:
-                LOG.warning("Redmine sync of a user postponed: %s", exc)
-        return done
-
-    async def run(self) -> None:
-        """Sync due users forever (each worker runs this; the locks share the work)."""
-        tick = max(0.5, min(self.interval / 4, 30.0))
-        me = asyncio.current_task()
-        while True:
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError  # a cancellation swallowed below still ends it
-            await asyncio.sleep(tick)
-            try:
-                await self.sync_due()
-            except (StorageUnavailable, RedisError, OSError) as exc:
-                LOG.warning("Redmine sync round postponed: %s", type(exc).__name__)
-            except Exception:  # the loop must survive a bad round; the next one retries
-                LOG.exception("Redmine sync round failed")
