@@ -6,6 +6,7 @@ import inspect
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import coverage
@@ -14,6 +15,7 @@ import pytest
 
 from heartbeat.resources import BeatResource
 from screenaware.config import Config
+from screenaware.web.headers import WORKER_PID_HEADER
 from tests.conftest import SECRET_KEY
 from tests.service import run_service
 
@@ -39,14 +41,20 @@ def test_coverage_counts_code_run_only_in_gunicorn_workers(
     (tmp_path / "cov").mkdir()
     if hook:
         monkeypatch.setenv("GUNICORN_CMD_ARGS", f"--config {ROOT / 'tests/gunicorn_coverage.py'}")
-    with run_service(config, tmp_path, workers=2) as service:
+    with run_service(config.replace(worker_pid_header=True), tmp_path, workers=2) as service:
         workers = set(service.worker_pids())
         device = httpx.post(
             service.url + "/api/devices", json={"name": "d"}, headers={"Authorization": SECRET_KEY}
         ).json()["token"]
-        for _ in range(6):  # fresh connections: both workers
+        # Fresh connections until both workers answered: a worker still starting when
+        # the service stops (slow under coverage) has not installed the hook yet.
+        answered: set[int] = set()
+        deadline = time.monotonic() + 60
+        while answered != workers and time.monotonic() < deadline:
             beat = httpx.post(service.url + "/api/beat", headers={"Authorization": device})
             assert beat.status_code == 200
+            answered.add(int(beat.headers[WORKER_PID_HEADER]))
+        assert answered == workers
     files = {
         int(re.search(r"\.pid(\d+)\.", f.name).group(1)): f  # type: ignore[union-attr]
         for f in (tmp_path / "cov").iterdir()
