@@ -484,13 +484,15 @@ def ingest_beside_aw_server(
     return rows
 
 
-def load_month(s: Stack, headers: dict[str, str], shift_s: int = 0) -> tuple[dt.datetime, float]:
-    """The times/streams data set: 30 days x 8 h of 10 s snapshots, through the API.
+def load_month(
+    s: Stack, headers: dict[str, str], shift_s: int = 0, days: int = DAYS
+) -> tuple[dt.datetime, float]:
+    """The times/streams data set: ``days`` x 8 h of 10 s snapshots, through the API.
 
     ``shift_s`` moves every snapshot later: a second device whose snapshots overlap
     the first one's. Returns the first day (08:00 UTC) and the seconds the load took.
     """
-    days, per_day = DAYS, PER_DAY
+    per_day = PER_DAY
     apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
     first_day = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
     first_day -= dt.timedelta(days=days)
@@ -536,63 +538,69 @@ def load_month(s: Stack, headers: dict[str, str], shift_s: int = 0) -> tuple[dt.
 
 
 def bench_times(args: argparse.Namespace) -> None:
-    days, per_day = DAYS, PER_DAY
+    ranges = sorted({int(d) for d in args.days.split(",")})
+    days, per_day = ranges[-1], PER_DAY
     with stack(args.workers) as s:
         headers = login(s.url)
-        first_day, elapsed = load_month(s, headers)
+        keyword_projects(s.url, headers)
+        first_day, elapsed = load_month(s, headers, days=days)
         total = days * per_day
         stored = s.influx_count("activity")
-        params = {
-            "groupBy": "applicationUuid",
-            "resolution": "day",
-            "start": first_day.replace(hour=0).isoformat().replace("+00:00", "Z"),
-            "end": (first_day + dt.timedelta(days=days)).isoformat().replace("+00:00", "Z"),
-            "tz": "UTC",
-        }
         client = redis.Redis.from_url(s.redis_url)
         # One keep-alive connection, as a dashboard has: time the server, not connecting.
-        http = httpx.Client(base_url=s.url, headers=headers)
+        http = httpx.Client(base_url=s.url, headers=headers, timeout=120)
         http.get("/api/times", params={"tz": "UTC"}).raise_for_status()
+        end = (first_day + dt.timedelta(days=days)).isoformat().replace("+00:00", "Z")
 
-        def timed() -> float:
+        def params(last_days: int, group: str, resolution: str) -> dict[str, str]:
+            start = first_day.replace(hour=0) + dt.timedelta(days=days - last_days)
+            return {"groupBy": group, "resolution": resolution, "tz": "UTC",
+                    "start": start.isoformat().replace("+00:00", "Z"), "end": end}  # fmt: skip
+
+        def timed(query: dict[str, str], expected: int) -> float:
             started = time.perf_counter()
-            resp = http.get("/api/times", params=params)
+            resp = http.get("/api/times", params=query)
             resp.raise_for_status()
-            assert resp.json()["sum"] == total * 10000, resp.json()["sum"]
+            assert resp.json()["sum"] == expected, resp.json()["sum"]
             return (time.perf_counter() - started) * 1000
 
-        cold = []
-        for _ in range(5):
-            for key in client.scan_iter("{sa}:tcache:*"):
-                client.delete(key)
-            cold.append(timed())
-        cached = [timed() for _ in range(5)]
-        # A second device, 5 s behind: each of its snapshots takes half of one of
-        # the first device's (the one-timeline rule), and the union grows by 5 s a day.
-        _, elapsed_b = load_month(s, headers, shift_s=5)
-        total_b = total * 10000 + days * 5000
-        cold_b = []
-        for _ in range(5):
-            for key in client.scan_iter("{sa}:tcache:*"):
-                client.delete(key)
-            started = time.perf_counter()
-            resp = http.get("/api/times", params=params)
-            resp.raise_for_status()
-            assert resp.json()["sum"] == total_b, resp.json()["sum"]
-            cold_b.append((time.perf_counter() - started) * 1000)
+        def cold_and_cached(query: dict[str, str], expected: int) -> tuple[float, float]:
+            cold = []
+            for _ in range(5):
+                for key in client.scan_iter("{sa}:tcache:*"):
+                    client.delete(key)
+                cold.append(timed(query, expected))
+            cached = [timed(query, expected) for _ in range(5)]
+            return statistics.median(cold), statistics.median(cached)
+
+        rows = []
+        for last in ranges:
+            for group, resolution in (("applicationUuid", "day"), ("projectUuid", "month")):
+                cold, cached = cold_and_cached(
+                    params(last, group, resolution), last * per_day * 10000
+                )
+                rows.append((last, f"by {group[:-4]}, by {resolution}", cold, cached))
+        overlap: tuple[float, float] | None = None
+        if days <= 31:
+            # A second device, 5 s behind: each of its snapshots takes half of one of
+            # the first device's (the one-timeline rule), and the union grows 5 s a day.
+            _, elapsed_b = load_month(s, headers, shift_s=5, days=days)
+            query = params(days, "applicationUuid", "day")
+            overlap = (total / elapsed_b, cold_and_cached(query, total * 10000 + days * 5000)[0])
         stored_b = s.influx_count("activity") - stored
         s.stop_service()
     print(f"\n/times over {days} days x 8 h of 10 s snapshots ({total:,} snapshots, one user)\n")
-    print("| what | value |")
-    print("|---|---:|")
-    rate = total / elapsed
-    print(f"| ingest through the API (arrays of 1000, 4 clients) | {rate:,.0f} snapshots/s |")
-    print(f"| GET /api/times groupBy=applicationUuid resolution=day, cold (p50 of 5) | "
-          f"{statistics.median(cold):.1f} ms |")  # fmt: skip
-    print(f"| same, cached (p50 of 5) | {statistics.median(cached):.1f} ms |")
-    print(f"| a second device overlapping half of each snapshot: ingest | "
-          f"{total / elapsed_b:,.0f} snapshots/s |")  # fmt: skip
-    print(f"| then GET /api/times as above, cold (p50 of 5) | {statistics.median(cold_b):.1f} ms |")
+    print(
+        f"ingest through the API (arrays of 1000, 4 clients): {total / elapsed:,.0f} snapshots/s\n"
+    )
+    print("| range | grouping | cold p50 of 5, ms | cached p50 of 5, ms |")
+    print("|---|---|---:|---:|")
+    for last, name, cold, cached in rows:
+        print(f"| last {last} days | {name} | {cold:.1f} | {cached:.1f} |")
+    if overlap is not None:
+        rate, cold = overlap
+        print(f"\na second device overlapping half of each snapshot: ingest {rate:,.0f} "
+              f"snapshots/s, then /times by application by day cold {cold:.1f} ms")  # fmt: skip
     print(f"\nactivities stored: {stored:,}, then {stored_b:,} more (second device + trims)")
 
 
@@ -609,14 +617,18 @@ def bench_streams(args: argparse.Namespace) -> None:
         headers = login(s.url)
         # Projects by keyword, so the month has several projects and real streams.
         keyword_projects(s.url, headers)
-        first_day, _ = load_month(s, headers)
+        first_day, _ = load_month(s, headers, days=args.days)
         client = redis.Redis.from_url(s.redis_url)
         http = httpx.Client(base_url=s.url, headers=headers, timeout=60)
         http.get("/api/streams", params={"tz": "UTC"}).raise_for_status()
-        last = first_day + dt.timedelta(days=DAYS - 1)
+        last = first_day + dt.timedelta(days=args.days - 1)
+        month = min(args.days, 31)
         ranges = {
             "one day": (last.replace(hour=0), last.replace(hour=23, minute=59, second=59)),
-            "30 days": (first_day.replace(hour=0), last.replace(hour=23, minute=59, second=59)),
+            f"{month} days": (
+                last.replace(hour=0) - dt.timedelta(days=month - 1),
+                last.replace(hour=23, minute=59, second=59),
+            ),
         }
         rows = []
         for name, (start, end) in ranges.items():
@@ -641,7 +653,7 @@ def bench_streams(args: argparse.Namespace) -> None:
             rows.append((name, statistics.median(cold), statistics.median(c for c, _ in cached),
                          cached[0][1]))  # fmt: skip
         s.stop_service()
-    print(f"\nGET /api/streams on {DAYS} days x 8 h of 10 s snapshots (one user)\n")
+    print(f"\nGET /api/streams on {args.days} days x 8 h of 10 s snapshots (one user)\n")
     print("| range | streams | cold p50 ms | cached p50 ms |")
     print("|---|---:|---:|---:|")
     for name, cold_ms, cached_ms, count in rows:
@@ -1022,9 +1034,13 @@ def main() -> None:
         "--days", type=int, default=30, help="batch ingest beside aw-server (0: leave out)"
     )
     snaps.set_defaults(func=bench_snapshots)
-    tm = sub.add_parser("times", help="load 30 days, then time GET /api/times cold and cached")
+    tm = sub.add_parser("times", help="load days of data, then time GET /api/times cold and cached")
+    tm.add_argument(
+        "--days", default="1,30", help="the ranges timed, in days back; the largest is loaded"
+    )
     tm.set_defaults(func=bench_times)
-    sm = sub.add_parser("streams", help="load 30 days, then time GET /api/streams")
+    sm = sub.add_parser("streams", help="load days of data, then time GET /api/streams")
+    sm.add_argument("--days", type=int, default=30, help="days of data loaded")
     sm.set_defaults(func=bench_streams)
     lg = sub.add_parser("logs", help="POST /api/logs in arrays of 100; grouped query on 1M")
     lg.add_argument("--seconds", type=int, default=10)
