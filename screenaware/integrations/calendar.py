@@ -38,7 +38,6 @@ the user, so two workers or machines never sync one user at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
@@ -65,7 +64,7 @@ from screenaware.activity import (
 )
 from screenaware.errors import StorageUnavailable
 from screenaware.integrations.periodic import PeriodicSync
-from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, held_lock
+from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore
 from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)
@@ -353,32 +352,26 @@ class CalendarSync(PeriodicSync):
         max_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
+        super().__init__(
+            store,
+            redis,
+            interval=interval,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            # A worker that dies holding the lock frees it after this long.
+            lock_ttl_ms=int((timeout * 3 + 60) * 1000),
+            clock=clock,
+        )
         self._activity = activity
-        self._get_redis = redis
         self._addresses = addresses
         self._zone = zone
-        self.interval = interval
-        self._timeout = timeout
-        self._max_bytes = max_bytes
-        self._clock = clock
-        # A worker that dies holding the lock frees it after this long.
-        self._lock_ttl_ms = int((timeout * 3 + 60) * 1000)
-        # How long a connect or disconnect waits for a running sync of the user.
-        self.lock_wait = timeout * 2
 
-    @property
-    def _redis(self) -> aioredis.Redis:
-        return self._get_redis()
-
-    def _locked(self, user: str, wait: float) -> contextlib.AbstractAsyncContextManager[bool]:
-        """Hold the user's sync lock; yields False when it stayed taken ``wait`` s."""
-        return held_lock(self._redis, lock_key(user), ttl_ms=self._lock_ttl_ms, wait=wait)
+    lock_key = staticmethod(lock_key)
 
     async def sync(self, user: str, *, force: bool = False, wait: float = 0.0) -> bool:
         """Sync one user's calendar unless another worker is at it (or, without
         ``force``, did it less than ``interval`` ago). Returns whether it ran."""
-        async with self._locked(user, wait) as held:
+        async with self._held(user, wait) as held:
             if not held:
                 return False
             now_ms = int(self._clock() * 1000)
@@ -438,7 +431,7 @@ class CalendarSync(PeriodicSync):
         Raises:
             StorageUnavailable: a sync of the user held the lock too long.
         """
-        async with self._locked(user, self.lock_wait) as held:
+        async with self._held(user, self.lock_wait) as held:
             if not held:
                 raise StorageUnavailable("a calendar sync of the user is still running")
             await self._store.disconnect(user, NAME)

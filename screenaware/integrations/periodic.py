@@ -4,27 +4,76 @@ locks share the work, and a bad round never ends the loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Callable
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from screenaware.errors import StorageUnavailable
-from screenaware.integrations.store import IntegrationStore
+from screenaware.integrations.store import IntegrationStore, held_lock
 
 LOG = logging.getLogger(__name__)
 
 
 class PeriodicSync:
-    """Base of an integration's sync service: syncs the due users forever.
+    """Base of an integration's sync service: what both hold, the per-user sync
+    lock, and the round that syncs the due users forever.
 
-    Subclasses set ``name`` (the integration's key), ``label`` (for logs),
-    ``interval`` and ``_store``, and implement :meth:`sync`.
+    Subclasses set ``name`` (the integration's key), ``label`` (for logs) and
+    :meth:`lock_key`, and implement :meth:`sync`.
+
+    Args:
+        store: the integration store (credentials, state).
+        redis: zero-argument callable returning the open Redis client.
+        interval: seconds between syncs of a user.
+        timeout: seconds per request to the integration's server.
+        max_bytes: the largest answer read from it.
+        lock_ttl_ms: how long a dead holder keeps a user's lock.
+        clock: the current Unix time in seconds.
     """
 
     name: str
     label: str
-    interval: float
-    _store: IntegrationStore
+
+    def __init__(
+        self,
+        store: IntegrationStore,
+        redis: Callable[[], aioredis.Redis],
+        *,
+        interval: int,
+        timeout: float,
+        max_bytes: int,
+        lock_ttl_ms: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._get_redis = redis
+        self.interval = interval
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._lock_ttl_ms = lock_ttl_ms
+        self._clock = clock
+        # How long a connect, disconnect or booking waits for a running sync.
+        self.lock_wait = timeout * 2
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        return self._get_redis()
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @staticmethod
+    def lock_key(user: str) -> str:
+        """The Redis key of a user's sync lock."""
+        raise NotImplementedError
+
+    def _held(self, user: str, wait: float) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Hold the user's sync lock; yields False when it stayed taken ``wait`` s."""
+        return held_lock(self._redis, self.lock_key(user), ttl_ms=self._lock_ttl_ms, wait=wait)
 
     async def sync(self, user: str, *, force: bool = False) -> bool:
         """Sync one user if due and not being synced elsewhere; returns whether it ran."""

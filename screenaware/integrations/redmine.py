@@ -51,7 +51,7 @@ from screenaware.activity import TimesService
 from screenaware.errors import Conflict, Invalid, NotFound, StorageUnavailable
 from screenaware.identity import ProjectStore
 from screenaware.integrations.periodic import PeriodicSync
-from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, held_lock
+from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore
 from screenaware.timeutil import day_bounds, parse_zone
 
 LOG = logging.getLogger(__name__)
@@ -348,33 +348,26 @@ class RedmineSync(PeriodicSync):
         max_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
+        super().__init__(
+            store,
+            redis,
+            interval=interval,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            # A booking makes a few requests per mapped project: a dead holder frees
+            # the lock after this long.
+            lock_ttl_ms=int((timeout * 20 + 60) * 1000),
+            clock=clock,
+        )
         self._projects = projects
         self._times = times
-        self._get_redis = redis
         self._zone_of = zone_of
-        self.interval = interval
-        self._timeout = timeout
-        self._max_bytes = max_bytes
-        self._clock = clock
-        # A booking makes a few requests per mapped project: a dead holder frees
-        # the lock after this long.
-        self._lock_ttl_ms = int((timeout * 20 + 60) * 1000)
-        # How long a request waits for a running sync of the user.
-        self.lock_wait = timeout * 2
 
-    @property
-    def _redis(self) -> aioredis.Redis:
-        return self._get_redis()
-
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
+    lock_key = staticmethod(lock_key)
 
     @contextlib.asynccontextmanager
     async def _locked(self, user: str) -> AsyncIterator[None]:
-        async with held_lock(
-            self._redis, lock_key(user), ttl_ms=self._lock_ttl_ms, wait=self.lock_wait
-        ) as held:
+        async with self._held(user, self.lock_wait) as held:
             if not held:
                 raise StorageUnavailable(
                     "a Redmine sync of the user is still running", backend="redis"
@@ -456,7 +449,7 @@ class RedmineSync(PeriodicSync):
         """Sync one user's tasks (and, with ``dailyBooking``, book the previous day
         once) unless another worker is at it or, without ``force``, did it less than
         ``interval`` ago. Returns whether it ran."""
-        async with held_lock(self._redis, lock_key(user), ttl_ms=self._lock_ttl_ms, wait=0) as held:
+        async with self._held(user, 0) as held:
             if not held:
                 return False
             now_ms = self._now_ms()

@@ -24,7 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 from cryptography.fernet import Fernet, InvalidToken
 
-from screenaware.storage.redisstore import RedisStore
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore
 
 ENCRYPTION_KEY = "{sa}:encryption_key"
 # Reads the key, storing the offered one first if there is none (SET NX, then GET).
@@ -32,11 +32,6 @@ _SHARED_KEY = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 """
-
-
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
 
 
 @contextlib.asynccontextmanager
@@ -59,7 +54,7 @@ async def held_lock(
     try:
         yield True
     finally:
-        await asyncio.shield(redis.eval(_RELEASE, 1, key, token))
+        await asyncio.shield(RELEASE_LOCK(redis, [key], [token]))
 
 
 def integration_key(user: str, name: str) -> str:
