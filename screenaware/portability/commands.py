@@ -7,8 +7,8 @@ the same exporter and restorer as the routes.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,21 +96,31 @@ def spooled(
         yield spool
 
 
-async def import_activitywatch(
+@asynccontextmanager
+async def _foreign_file(
     config: Config, backends: Backends, email: str, path: Path, progress: Progress
-) -> dict[str, Any]:
-    """Import an aw-server export file into the user with ``email``."""
+) -> AsyncIterator[tuple[Stores, str, Spool, Callable[[int, int | None], None]]]:
+    """What an ActivityWatch or WakaTime import of a local file needs: the stores,
+    the user, the file spooled with the value limit, and its progress report."""
     stores = make_stores(config, backends, time.time)
     user = await user_uuid(stores, email)
     with spooled(path, config.import_max_bytes, None, config.import_max_line_bytes) as spool:
         size = spool.size
+        yield stores, user, spool, lambda done, total: progress(done, total, size)
+
+
+async def import_activitywatch(
+    config: Config, backends: Backends, email: str, path: Path, progress: Progress
+) -> dict[str, Any]:
+    """Import an aw-server export file into the user with ``email``."""
+    async with _foreign_file(config, backends, email, path, progress) as (
+        stores,
+        user,
+        spool,
+        report,
+    ):
         return await activitywatch.import_file(
-            stores.snapshots,
-            user,
-            spool,
-            int(time.time() * 1000),
-            config.import_batch,
-            lambda done, total: progress(done, total, size),
+            stores.snapshots, user, spool, int(time.time() * 1000), config.import_batch, report
         )
 
 
@@ -118,10 +128,12 @@ async def import_wakatime(
     config: Config, backends: Backends, email: str, path: Path, progress: Progress
 ) -> dict[str, Any]:
     """Import a WakaTime data dump into the user with ``email``."""
-    stores = make_stores(config, backends, time.time)
-    user = await user_uuid(stores, email)
-    with spooled(path, config.import_max_bytes, None, config.import_max_line_bytes) as spool:
-        size = spool.size
+    async with _foreign_file(config, backends, email, path, progress) as (
+        stores,
+        user,
+        spool,
+        report,
+    ):
         return await wakatime.import_file(
             stores.snapshots,
             stores.projects,
@@ -130,7 +142,7 @@ async def import_wakatime(
             int(time.time() * 1000),
             config.wakatime_timeout * 1000,
             config.import_batch,
-            lambda done, total: progress(done, total, size),
+            report,
         )
 
 
