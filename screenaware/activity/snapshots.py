@@ -345,8 +345,8 @@ class SnapshotService:
         # happens after it (the journal keeps the points until acknowledged), so
         # concurrent rounds still share InfluxDB writes.
         spans = [(c.record.start, c.record.end) for c in candidates.values()]
-        # resolve() places the records anew (offset, effective) from these.
-        records = [replace(c.record, offset=-1, effective=0) for c in candidates.values()]
+        # resolve() places new records itself (offset, effective): theirs are not read.
+        records = [c.record for c in candidates.values()]
         async with self._timeline.locked(user, spans) as held:
             existing = held.around
             oldest = self._timeline.oldest_ms()

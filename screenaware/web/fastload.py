@@ -39,6 +39,8 @@ _Leaf = Callable[[Any], Any]
 
 def _validated(field: fields.Field[Any], convert: _Leaf) -> _Leaf:
     validators = list(field.validators)
+    if not validators:
+        return convert
 
     def leaf(value: Any) -> Any:
         out = convert(value)
