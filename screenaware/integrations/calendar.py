@@ -63,6 +63,7 @@ from screenaware.activity import (
     category_uuid,
 )
 from screenaware.errors import StorageUnavailable
+from screenaware.integrations.fetch import TooLarge, read_capped
 from screenaware.integrations.periodic import PeriodicSync
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore
 from screenaware.timeutil import to_ms
@@ -128,13 +129,10 @@ def _is_ical(body: bytes) -> bool:
 
 
 async def _read(response: httpx.Response, max_bytes: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise CalendarError(f"the calendar is larger than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_capped(response, max_bytes)
+    except TooLarge:
+        raise CalendarError(f"the calendar is larger than {max_bytes} bytes") from None
 
 
 def _status_error(response: httpx.Response) -> CalendarError:

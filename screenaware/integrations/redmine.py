@@ -50,6 +50,7 @@ import redis.asyncio as aioredis
 from screenaware.activity import TimesService
 from screenaware.errors import Conflict, Invalid, NotFound, StorageUnavailable
 from screenaware.identity import ProjectStore
+from screenaware.integrations.fetch import TooLarge, read_capped
 from screenaware.integrations.periodic import PeriodicSync
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore
 from screenaware.timeutil import day_bounds, parse_zone
@@ -159,15 +160,9 @@ class RedmineClient:
             async with self._client.stream(
                 method, self._base + path, params=params, json=body
             ) as response:
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self._max_bytes:
-                        raise RedmineError(
-                            f"a Redmine answer is larger than {self._max_bytes} bytes"
-                        )
-                    chunks.append(chunk)
-                return response.status_code, b"".join(chunks)
+                return response.status_code, await read_capped(response, self._max_bytes)
+        except TooLarge:
+            raise RedmineError(f"a Redmine answer is larger than {self._max_bytes} bytes") from None
         except httpx.TimeoutException:
             raise RedmineError("the Redmine server did not answer in time") from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
