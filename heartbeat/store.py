@@ -105,8 +105,14 @@ class RawStats:
 
 
 def new_token() -> str:
-    """A fresh device token: 32 random bytes, URL-safe base64."""
-    return secrets.token_urlsafe(32)
+    """A fresh device token: 32 random bytes, URL-safe base64, never starting with ``-``.
+
+    A leading ``-`` would make ``screenaware-sensor --beat-token TOKEN`` (and most
+    command lines) read the token as an option; one in 64 tokens did.
+    """
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 def hash_token(token: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -16,6 +17,16 @@ import httpx
 from screenaware.config import Config
 from screenaware.storage.localservers import free_port, gunicorn_argv, worker_pids
 from screenaware.web.metrics import prepare_multiprocess_dir
+
+
+def clear_of_midnight() -> dt.datetime:
+    """10:00 UTC yesterday: in the past, and hours from a UTC midnight.
+
+    Streams are sessionised per day and end at midnight, so a test that expects one
+    stream from "an hour ago" fails when it runs just after midnight (a CI run did).
+    """
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - dt.timedelta(days=1) + dt.timedelta(hours=10)
 
 
 @dataclass

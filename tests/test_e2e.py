@@ -18,7 +18,7 @@ import websockets
 from screenaware.config import Config
 from screenaware.web.headers import WORKER_PID_HEADER
 from tests.conftest import SECRET_KEY, InfluxHelper
-from tests.service import Service, run_service
+from tests.service import Service, clear_of_midnight, run_service
 
 pytestmark = pytest.mark.e2e
 
@@ -209,7 +209,7 @@ async def test_activity_end_to_end_over_two_workers(config: Config, tmp_path: Pa
     # Snapshots through one worker, /times and /streams through the other, a correction,
     # and the caches of both workers agree (all state is in Redis and InfluxDB).
     cfg = config.replace(admin_email="root@example.org", admin_password="root-password")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    now = clear_of_midnight()
     with run_service(cfg, tmp_path, workers=2) as svc:
         async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
             token = (

@@ -37,7 +37,7 @@ from screenaware.storage.localservers import free_port, worker_pids
 from screenaware.web.headers import WORKER_PID_HEADER
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, InfluxHelper, Servers, bearer
 from tests.nginx import README_LISTEN, Nginx, readme_example, run_nginx
-from tests.service import Service, run_service
+from tests.service import Service, clear_of_midnight, run_service
 from tests.tls import make_pki
 
 pytestmark = pytest.mark.e2e
@@ -239,7 +239,7 @@ def snapshots(start: dt.datetime, count: int) -> list[dict[str, Any]]:
 async def test_snapshots_through_one_instance_show_in_times_and_streams_of_the_other(
     cluster: Cluster,
 ) -> None:
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
+    start = clear_of_midnight()
     span = {
         "start": (start - dt.timedelta(minutes=1)).isoformat(),
         "end": (start + dt.timedelta(minutes=30)).isoformat(),

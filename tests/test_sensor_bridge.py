@@ -23,7 +23,7 @@ from screenaware.config import Config
 from screenaware.storage.localservers import free_port
 from screenaware_sensor.queue import SnapshotQueue
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.service import Service, run_service
+from tests.service import Service, clear_of_midnight, run_service
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,7 @@ def test_bridge_sends_the_not_afk_window_time_aw_server_reports_once(
         f"aw-watcher-afk_{host}",
         "aw-watcher-web-chrome",
     )
-    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    t0 = clear_of_midnight()
 
     def at(seconds: float) -> str:
         return iso(t0 + dt.timedelta(seconds=seconds))
