@@ -18,8 +18,11 @@ from screenaware.streams.sessionise import (
     gap_streams,
     make_streams,
     resolve,
+    resolve_values,
+    stream_summaries,
     summarize,
 )
+from tests.streams_reference import reference_make_streams, reference_resolve_values
 
 S = 1000
 T = Thresholds()
@@ -160,6 +163,93 @@ def test_sessionisation_properties(
     shuffled = acts[:]
     rnd.shuffle(shuffled)
     assert [summarize(s) for s in make_streams("u", shuffled, T)] == summaries
+
+
+# --- the column-wise fast path equals the old path ---------------------------
+
+COLUMNS = ["time", "duration_ms", "project", "rev"]
+thresholds = st.builds(
+    Thresholds,
+    join_gap=st.sampled_from([0, 60_000]),
+    interruption=st.sampled_from([1, 20_000, 120_000]),
+    idle_gap=st.sampled_from([0, 15_000, 300_000]),
+)
+instants = st.lists(
+    st.tuples(
+        # After the previous instant: the same ns, the same ms, or later.
+        st.sampled_from([0, 1, 999_999, 10**6, 10**9, 10**10, 60 * 10**9, 400 * 10**9]),
+        st.sampled_from([10_000, 1, 0, -10_000, None, 250_000]),
+        st.sampled_from(["A", "B", "none", "", None]),
+        # No rev: an original; numbers: corrections; t<k>r/t<k>: overlap trims.
+        st.sampled_from([None, None, None, "", "000000000001", "000000000002", "t1r", "t1"]),
+    ),
+    max_size=60,
+)
+
+
+def answer(spec: list[tuple[int, int | None, str | None, str | None]]) -> list[list[Any]]:
+    """InfluxDB's values: time-ordered, entries of one instant in any order."""
+    values, t = [], 10**15
+    for step, duration, project, rev in spec:
+        t += step
+        values.append([t, duration, project, rev])
+    return values
+
+
+def old_summaries(values: list[list[Any]], thresholds: Thresholds) -> list[dict[str, Any]]:
+    activity = reference_resolve_values(COLUMNS, values)
+    streams = reference_make_streams("u", activity, thresholds, with_substreams=False)
+    return [summarize(s, expanded=False) for s in streams]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(instants, thresholds)
+def test_stream_summaries_equal_the_old_path(
+    spec: list[tuple[int, int | None, str | None, str | None]], limits: Thresholds
+) -> None:
+    values = answer(spec)
+    assert stream_summaries("u", COLUMNS, values, limits) == old_summaries(values, limits)
+    # The same with only original entries, one an instant (the common case).
+    clean = [[t, d, p, None] for t, d, p, _ in values if d]
+    clean = [row for row, before in zip(clean, [None, *clean], strict=False)
+             if before is None or row[0] > before[0]]  # fmt: skip
+    assert stream_summaries("u", COLUMNS, clean, limits) == old_summaries(clean, limits)
+
+
+@settings(max_examples=500, deadline=None)
+@given(instants, thresholds)
+def test_make_streams_equals_the_old_path(
+    spec: list[tuple[int, int | None, str | None, str | None]], limits: Thresholds
+) -> None:
+    columns = [*COLUMNS, "application", "document", "title"]
+    values = [[*row, "code" if row[0] % 3 else "mail", None, "t"] for row in answer(spec)]
+    activity = resolve_values(columns, values)
+    assert activity == reference_resolve_values(columns, values)
+    new, old = make_streams("u", activity, limits), reference_make_streams("u", activity, limits)
+    assert [(s.uuid, s.start, s.end, s.project, s.activities) for s in new] == [
+        (s.uuid, s.start, s.end, s.project, s.activities) for s in old
+    ]
+    assert [summarize(s) for s in new] == [summarize(s) for s in old]
+
+
+def test_stream_summaries_of_a_day_with_a_correction_and_a_tie() -> None:
+    t = 10**15
+    values = [
+        [t, 10_000, "A", None],
+        [t + 10**10, 10_000, "A", None],
+        [t + 10**10, -10_000, "A", "000000000001"],
+        [t + 10**10, 10_000, "B", "000000000001"],
+        [t + 10**10 + 1, 10_000, "A", None],  # the same ms as the previous snapshot
+        [t + 2 * 10**10, 0, "A", None],  # all of its time went to a later snapshot
+    ]
+    summaries = stream_summaries("u", COLUMNS, values, T)
+    assert summaries == old_summaries(values, T)
+    # Sorted as make_streams sorts: the two snapshots of one ms by end, then project.
+    assert [(s["time"], s["durationMs"], s["projectUuid"]) for s in summaries] == [
+        (10**9, 20_000, "A"),
+        (10**9 + 10_000, 10_000, "B"),
+    ]
+    assert stream_summaries("u", COLUMNS, [], T) == []
 
 
 # --- learning --------------------------------------------------------------

@@ -39,7 +39,7 @@ from screenaware.activity import (
 )
 from screenaware.errors import Invalid, NotFound
 from screenaware.storage.ids import uuid7_ms
-from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point
+from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
 from screenaware.storage.redisstore import Script
 from screenaware.streams.sessionise import (
     CORRECTED,
@@ -48,6 +48,7 @@ from screenaware.streams.sessionise import (
     gap_streams,
     make_streams,
     resolve_values,
+    stream_summaries,
     summarize,
 )
 from screenaware.timeutil import from_ms, iso, requested_range, to_ms
@@ -129,25 +130,35 @@ class StreamService:
 
     # --- days ---------------------------------------------------------------
 
-    async def _activities(self, user: str, span: tuple[int, int], columns: str) -> list[Activity]:
-        """One query: the activity of ``[start, end)`` ms, corrections applied."""
-        series = await self._influx.query(
+    async def _query(self, user: str, span: tuple[int, int], columns: str) -> list[Series]:
+        """One query: the ``activity`` entries of ``[start, end)`` ms."""
+        # Without GROUP BY, InfluxDB merges all series into one, time-ordered.
+        return await self._influx.query(
             f'SELECT {columns} FROM "activity" '  # noqa: S608 - constants only
             'WHERE "user" = $user AND time >= $start AND time < $end',
             {"user": user, "start": span[0] * 1_000_000, "end": span[1] * 1_000_000},
         )
-        # Without GROUP BY, InfluxDB merges all series into one, time-ordered.
+
+    async def _activities(self, user: str, span: tuple[int, int], columns: str) -> list[Activity]:
+        """The activity of ``[start, end)`` ms, corrections applied."""
+        series = await self._query(user, span, columns)
         return [a for s in series for a in resolve_values(s.columns, s.values)]
 
     async def _sessionise_day(
         self, user: str, span: tuple[int, int], gate: asyncio.Semaphore, part: str
     ) -> dict[str, list[dict[str, Any]]]:
         if part == "streams":
-            # Streams need only times and projects: a light query, no substreams.
+            # Streams need only times and projects: a light query, no substreams,
+            # sessionised straight from the answer's columns.
             async with gate:
-                activities = await self._activities(user, span, STREAM_COLUMNS)
-            streams = make_streams(user, activities, self.thresholds, with_substreams=False)
-            return {"streams": [summarize(s, expanded=False) for s in streams]}
+                series = await self._query(user, span, STREAM_COLUMNS)
+            return {
+                "streams": [
+                    summary
+                    for s in series
+                    for summary in stream_summaries(user, s.columns, s.values, self.thresholds)
+                ]
+            }
         async with gate:
             activities = await self._activities(user, span, DAY_COLUMNS)
         streams = make_streams(user, activities, self.thresholds)

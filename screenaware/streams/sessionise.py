@@ -18,7 +18,8 @@ the rest a hash of the user, the kind and the start.
 from __future__ import annotations
 
 import itertools
-from collections import Counter, defaultdict
+import operator
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -55,16 +56,6 @@ class Thresholds:
     join_gap: int = 60_000
     interruption: int = 120_000
     idle_gap: int = 300_000
-
-
-def _most_time(pairs: Iterable[tuple[str | None, int]]) -> str | None:
-    totals: dict[str | None, int] = defaultdict(int)
-    for key, duration in pairs:
-        totals[key] += duration
-    if not totals:
-        return None
-    # Most time wins; ties go to the key seen first.
-    return max(totals, key=lambda k: totals[k])
 
 
 @dataclass
@@ -159,16 +150,92 @@ def make_substreams(user: str, activities: Sequence[Activity], join_gap: int) ->
     return out
 
 
-def _runs(activities: Sequence[Activity], idle_gap: int) -> list[list[Activity]]:
-    """Maximal runs of one project without an idle gap inside."""
-    runs: list[list[Activity]] = []
-    for act in activities:
-        last = runs[-1][-1] if runs else None
-        if last is not None and act.project == last.project and act.start - last.end <= idle_gap:
-            runs[-1].append(act)
-        else:
-            runs.append([act])
-    return runs
+class _Run(NamedTuple):
+    """A maximal run of one project without an idle gap inside: activities
+    ``[first, stop)`` of the ordered activity."""
+
+    project: str | None
+    first: int
+    stop: int
+    start: int  # of its first activity
+    last_end: int  # end of its last activity
+    max_end: int  # latest end of its activities
+    duration: int  # activity time
+
+
+def _runs(
+    starts: Sequence[int],
+    ends: Sequence[int],
+    durations: Sequence[int],
+    projects: Sequence[str | None],
+    idle_gap: int,
+) -> list[_Run]:
+    """The runs of ordered activity, given as columns."""
+    n = len(starts)
+    if not n:
+        return []
+    # A run ends where the project changes or an idle gap follows (one comprehension
+    # over the columns: a month is ~90k activities).
+    cuts = [
+        k
+        for k, before, after, end, start in zip(
+            range(1, n), projects, projects[1:], ends, starts[1:], strict=False
+        )
+        if before != after or start - end > idle_gap
+    ]
+    return [
+        _Run(projects[a], a, b, starts[a], ends[b - 1], max(ends[a:b]), sum(durations[a:b]))
+        for a, b in itertools.pairwise([0, *cuts, n])
+    ]
+
+
+def _groups(runs: Sequence[_Run], thresholds: Thresholds) -> list[tuple[int, int]]:
+    """The streams as ranges ``[i, j)`` of runs.
+
+    A stream starts with a run and takes the following runs of its project, and
+    runs of other projects when its project resumes less than ``interruption``
+    after its end so far, with no idle gap on the way; an idle gap ends it.
+    """
+    groups: list[tuple[int, int]] = []
+    i, n = 0, len(runs)
+    idle_gap, interruption = thresholds.idle_gap, thresholds.interruption
+    while i < n:
+        project = runs[i].project
+        end = runs[i].last_end  # the end of the stream's last activity so far
+        j = i + 1
+        while j < n:
+            if runs[j].start - end > idle_gap:
+                break
+            if runs[j].project == project:
+                end = runs[j].last_end
+                j += 1
+                continue
+            # Another project: absorbed if the same project resumes soon enough,
+            # with no idle gap on the way.
+            k, last_end = j, end
+            resumed = None
+            while k < n and runs[k].start - last_end <= idle_gap:
+                if runs[k].project == project:
+                    resumed = k
+                    break
+                last_end = runs[k].last_end
+                k += 1
+            if resumed is not None and runs[resumed].start - end < interruption:
+                end = runs[resumed].last_end
+                j = resumed + 1
+                continue
+            break
+        groups.append((i, j))
+        i = j
+    return groups
+
+
+def _most_time(runs: Sequence[_Run]) -> str | None:
+    totals: dict[str | None, int] = {}
+    for run in runs:
+        totals[run.project] = totals.get(run.project, 0) + run.duration
+    # Most time wins; ties go to the project seen first (dicts keep that order).
+    return max(totals, key=totals.__getitem__)
 
 
 def make_streams(
@@ -181,52 +248,24 @@ def make_streams(
     """Sessionise activity (any order) into streams with their substreams.
 
     Streams depend only on times and projects; ``with_substreams=False`` skips the
-    substreams for callers that need the streams alone.
+    substreams for callers that need the streams alone (:func:`stream_summaries`
+    gives their summaries straight from an InfluxDB answer).
     """
     ordered = sorted(activities, key=lambda a: (a.start, a.end, a.project or ""))
-    runs = _runs(ordered, thresholds.idle_gap)
-    groups: list[list[Activity]] = []
-    i = 0
-    while i < len(runs):
-        current = list(runs[i])
-        project = runs[i][0].project
-        j = i + 1
-        while j < len(runs):
-            if runs[j][0].start - current[-1].end > thresholds.idle_gap:
-                break
-            if runs[j][0].project == project:
-                current.extend(runs[j])
-                j += 1
-                continue
-            # Another project: absorbed if the same project resumes soon enough,
-            # with no idle gap on the way.
-            k, last_end = j, current[-1].end
-            resumed = None
-            while k < len(runs) and runs[k][0].start - last_end <= thresholds.idle_gap:
-                if runs[k][0].project == project:
-                    resumed = k
-                    break
-                last_end = runs[k][-1].end
-                k += 1
-            if resumed is not None and runs[resumed][0].start - current[-1].end < (
-                thresholds.interruption
-            ):
-                for run in runs[j : resumed + 1]:
-                    current.extend(run)
-                j = resumed + 1
-                continue
-            break
-        groups.append(current)
-        i = j
+    starts = [a.start for a in ordered]
+    durations = [a.duration for a in ordered]
+    ends = [a.start + a.duration for a in ordered]
+    runs = _runs(starts, ends, durations, [a.project for a in ordered], thresholds.idle_gap)
     streams = []
-    for group in groups:
-        start = group[0].start
+    for i, j in _groups(runs, thresholds):
+        group = ordered[runs[i].first : runs[j - 1].stop]
+        start = runs[i].start
         streams.append(
             Stream(
                 uuid=stable_id(user, "stream", start),
                 start=start,
-                end=max(a.end for a in group),
-                project=_most_time((a.project, a.duration) for a in group),
+                end=max(run.max_end for run in runs[i:j]),
+                project=_most_time(runs[i:j]),
                 activities=group,
                 substreams=make_substreams(user, group, thresholds.join_gap)
                 if with_substreams
@@ -234,6 +273,103 @@ def make_streams(
             )
         )
     return streams
+
+
+def stream_summaries(
+    user: str,
+    columns: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    thresholds: Thresholds = Thresholds(),
+) -> list[dict[str, Any]]:
+    """The streams of an InfluxDB answer (``time``, ``duration_ms``, ``project``,
+    ``rev``, time-ordered), as ``summarize(stream, expanded=False)`` gives them.
+
+    The same as sessionising :func:`resolve_values`' activity with
+    :func:`make_streams`, without building an object per snapshot: a cold month
+    of /streams is ~90k rows.
+    """
+    starts, durations, projects = _resolved_columns(columns, values)
+    ends = list(map(operator.add, starts, durations))
+    if not all(map(operator.lt, starts, starts[1:])):
+        # Two snapshots in one millisecond: the order make_streams sorts into.
+        order = sorted(range(len(starts)), key=lambda k: (starts[k], ends[k], projects[k] or ""))
+        starts, durations = [starts[k] for k in order], [durations[k] for k in order]
+        ends, projects = [ends[k] for k in order], [projects[k] for k in order]
+    runs = _runs(starts, ends, durations, projects, thresholds.idle_gap)
+    out = []
+    for i, j in _groups(runs, thresholds):
+        start = runs[i].start
+        out.append(
+            {
+                "uuid": stable_id(user, "stream", start),
+                "time": start,
+                "durationMs": max(run.max_end for run in runs[i:j]) - start,
+                "projectUuid": _most_time(runs[i:j]),
+            }
+        )
+    return out
+
+
+def _resolved_columns(
+    columns: Sequence[str], values: Sequence[Sequence[Any]]
+) -> tuple[list[int], list[int], list[str | None]]:
+    """Starts (ms), durations and projects of the activity :func:`resolve_values`
+    gives, in its order."""
+    if not values:
+        return [], [], []
+    ix = {name: index for index, name in enumerate(columns)}
+    by_column = list(zip(*values, strict=True))
+    times, durations = by_column[ix["time"]], by_column[ix["duration_ms"]]
+    projects, revs = by_column[ix["project"]], by_column[ix["rev"]]
+    if (
+        not any(revs)  # no ledger entry: every instant holds one original entry
+        and set(map(type, times)) == {int}
+        and set(map(type, durations)) == {int}
+        and min(durations) > 0
+        and all(map(operator.lt, times, times[1:]))  # one entry per instant
+    ):
+        # The common case, column by column.
+        names = {p: None if p in (None, "", "none") else p for p in set(projects)}
+        return (
+            [t // 1_000_000 for t in times],
+            list(durations),
+            list(map(names.__getitem__, projects)),
+        )
+    t, dur, proj, rev = ix["time"], ix["duration_ms"], ix["project"], ix["rev"]
+    starts: list[int] = []
+    kept: list[int] = []
+    owners: list[str | None] = []
+    n, i = len(values), 0
+    while i < n:
+        base = values[i]
+        time_ns = base[t]
+        j = i + 1
+        if (j < n and values[j][t] == time_ns) or base[rev]:
+            while j < n and values[j][t] == time_ns:
+                j += 1
+            group = values[i:j]
+            i = j
+            if all(row[rev] for row in group):
+                continue  # no original entry at this instant
+            duration, project = _balance(group, proj, dur)
+        else:
+            i = j
+            duration, project = int(base[dur] or 0), base[proj]
+        if duration <= 0:
+            continue
+        starts.append(int(time_ns) // 1_000_000)
+        kept.append(duration)
+        owners.append(None if project in (None, "", "none") else project)
+    return starts, kept, owners
+
+
+def _balance(group: Sequence[Sequence[Any]], proj: int, dur: int) -> tuple[int, Any]:
+    """The time an instant's entries leave its snapshot and the project that owns it
+    (the one with the largest positive balance)."""
+    balance: dict[Any, int] = {}
+    for row in group:
+        balance[row[proj]] = balance.get(row[proj], 0) + int(row[dur] or 0)
+    return sum(balance.values()), max(balance, key=balance.__getitem__)
 
 
 def gap_streams(user: str, streams: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -334,11 +470,7 @@ def resolve_values(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> l
             if not originals:
                 continue
             base = originals[0]
-            balance: dict[Any, int] = {}
-            for row in group:
-                balance[row[proj]] = balance.get(row[proj], 0) + int(row[dur] or 0)
-            duration = sum(balance.values())
-            project = max(balance, key=balance.__getitem__)
+            duration, project = _balance(group, proj, dur)
             # A correction's new entry (numeric rev; overlap trims are t<k>).
             corrected = any(
                 row[rev] and not str(row[rev]).startswith("t") and int(row[dur] or 0) > 0
