@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screenaware.config import Config
-from screenaware.errors import StorageUnavailable, WriteQueueFull, WriteRejected
+from screenaware.errors import QueryFailed, StorageUnavailable, WriteQueueFull, WriteRejected
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, UniqueClock
 from tests.conftest import InfluxHelper, dead_url
 
@@ -179,6 +180,29 @@ async def test_strings_round_trip_exactly(
     row = series[0].rows()[0]
     assert row["title"] == title
     assert row["user"] == tag
+    # A MessagePack answer carries the same values.
+    query = 'SELECT title, "user" FROM window WHERE marker = $m'
+    assert await influx.query(query, {"m": marker}, binary=True) == series
+
+
+async def test_binary_answers_equal_json_answers_and_fail_alike(
+    writer: GroupCommitWriter, influx: InfluxClient, config: Config
+) -> None:
+    points = [
+        Point("mix").tag("t", tag).field("i", i).field("f", i / 3).field("s", f'x{i}"')
+        for i, tag in enumerate(["a", "b", "a"])
+    ]
+    points.append(Point("mix").tag("t", "c").field("b", True))  # other columns null
+    await writer.write([p.time(UniqueClock(slot=0)()) for p in points])
+    for query in ("SELECT * FROM mix", "SELECT sum(i) FROM mix GROUP BY t", "SELECT * FROM nix"):
+        assert await influx.query(query, binary=True) == await influx.query(query)
+    with pytest.raises(QueryFailed, match="error parsing query"):
+        await influx.query("SELECT nonsense FROM", binary=True)  # a 400
+    other = InfluxClient(dataclasses.replace(config, influx_db="nowhere"))
+    await other.open()
+    with pytest.raises(QueryFailed, match="database not found"):
+        await other.query("SELECT * FROM mix", binary=True)  # an error inside a 200
+    await other.close()
 
 
 async def test_each_process_leases_its_own_clock_slot(config: Config) -> None:

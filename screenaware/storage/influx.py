@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import orjson
 from influxdb_client.client.write.point import Point
 
@@ -170,6 +171,7 @@ class InfluxClient:
         params: Mapping[str, Any] | None = None,
         *,
         method: str = "GET",
+        binary: bool = False,
     ) -> list[Series]:
         """Run one InfluxQL statement with bind parameters; times come back as ns.
 
@@ -177,6 +179,9 @@ class InfluxClient:
             influxql: the statement; user input goes only into ``$name`` parameters.
             params: the bind parameters.
             method: POST for statements that change the database.
+            binary: ask for the answer in MessagePack (InfluxDB 1.6+): the same
+                structure as JSON, about a quarter less of InfluxDB's CPU for large
+                raw answers; a server answering JSON instead is read as JSON.
 
         Raises:
             StorageUnavailable: the server is down.
@@ -186,13 +191,14 @@ class InfluxClient:
         if params:
             query["params"] = json.dumps(params)
         encoded = urllib.parse.urlencode(query)
+        accept = _MSGPACK if binary else {}
         if method == "GET":
-            resp = await self._request("GET", "/query?" + encoded)
+            resp = await self._request("GET", "/query?" + encoded, headers=accept)
         else:
-            resp = await self._request("POST", "/query", encoded.encode(), _FORM)
+            resp = await self._request("POST", "/query", encoded.encode(), {**_FORM, **accept})
         if resp.status >= 400:
             raise QueryFailed(_error_text(resp))
-        result = orjson.loads(resp.body)["results"][0]
+        result = _decode(resp)["results"][0]
         if "error" in result:
             raise QueryFailed(result["error"])
         return [
@@ -212,11 +218,19 @@ def quote_ident(name: str) -> str:
 
 
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_MSGPACK = {"Accept": "application/x-msgpack"}
+
+
+def _decode(resp: Response) -> Any:
+    """A query answer, JSON or MessagePack as its Content-Type says."""
+    if resp.headers.get("content-type", "").startswith("application/x-msgpack"):
+        return msgpack.unpackb(resp.body)
+    return orjson.loads(resp.body)
 
 
 def _error_text(resp: Response) -> str:
     try:
-        answer = resp.json()
+        answer = _decode(resp)
     except ValueError:
         return resp.text[:200]
     if isinstance(answer, dict) and "error" in answer:
