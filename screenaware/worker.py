@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
@@ -17,3 +18,12 @@ class Worker(UvicornWorker):
     """
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "access_log": False}
+
+    def load_wsgi(self) -> None:
+        """Load the app, then move every object alive now out of the cyclic GC's
+        sight: the app lives as long as the worker, and without this every full
+        collection walks all of it again. A cold month of ``/streams`` parses ~90k
+        rows of InfluxDB answers, which trigger several full collections: with the
+        app frozen they cost half the worker's CPU less (300 -> 160 ms)."""
+        super().load_wsgi()
+        gc.freeze()

@@ -1,0 +1,40 @@
+"""The gunicorn worker class, loaded by gunicorn's own application machinery."""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+from screenaware.worker import Worker
+
+
+async def _asgi(scope: Any, receive: Any, send: Any) -> None:
+    """A do-nothing ASGI app: the worker is under test, not the service."""
+
+
+class _Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+    def load_config(self) -> None:
+        """gunicorn's defaults."""
+
+    def load(self) -> Any:
+        return _asgi
+
+
+def test_loading_the_app_freezes_what_is_alive_out_of_the_collectors_sight() -> None:
+    application = _Application()
+    worker = Worker(0, os.getppid(), [], application, 30, application.cfg, Logger(application.cfg))
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        worker.load_wsgi()
+        assert worker.wsgi is _asgi
+        # The objects alive when the app was loaded (this test's among them).
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+    assert worker.cfg.access_log_format  # gunicorn's configuration reached the worker
+    assert Worker.CONFIG_KWARGS["access_log"] is False
