@@ -206,11 +206,8 @@ def _groups(runs: Sequence[_Run], thresholds: Thresholds) -> list[tuple[int, int
         while j < n:
             if runs[j].start - end > idle_gap:
                 break
-            if runs[j].project == project:
-                end = runs[j].last_end
-                j += 1
-                continue
-            # Another project: absorbed if the same project resumes soon enough,
+            # Another project (runs are maximal: the stream's own would have joined
+            # the run before): absorbed if the stream's project resumes soon enough,
             # with no idle gap on the way.
             k, last_end = j, end
             resumed = None
