@@ -190,8 +190,12 @@ def resolve(existing: Sequence[Record], new: Iterable[Record]) -> Plan:
         # start on: the owned part ends at the earliest such start.
         lo = bisect.bisect_left(pool_starts, target.start - longest + 1)
         hi = bisect.bisect_left(pool_starts, target.end)
+        mine = None
         for other in pool[lo:hi]:
-            if not other.retired and other.priority > target.priority and _overlap(other, target):
+            if other is target or other.retired or not _overlap(other, target):
+                continue
+            mine = mine or target.priority
+            if other.priority > mine:
                 end = min(end, other.start)
         return max(0, end - target.start)
 
@@ -202,9 +206,12 @@ def resolve(existing: Sequence[Record], new: Iterable[Record]) -> Plan:
         while (record.start, offset) in used:
             offset += 1
         used.add((record.start, offset))
-        added.append(
-            replace(record, offset=offset, effective=cut(record, everyone, starts, record.end))
-        )
+        effective = cut(record, everyone, starts, record.end)
+        # Most records of a batch come placed as they will be (the caller's guess):
+        # the same record then, not a copy (dataclasses.replace is slow per record).
+        if record.offset != offset or record.effective != effective:
+            record = replace(record, offset=offset, effective=effective)
+        added.append(record)
     batch = sorted(fresh.values(), key=lambda r: r.start)
     batch_starts = [r.start for r in batch]
     trimmed = []
