@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from screenaware.activity.attribution import Attribution
-from screenaware.activity.snapshots import activity_line, window_lines
+from screenaware.activity.snapshots import LineWriter, activity_line, window_lines
 from screenaware.activity.timeline import Record
 from screenaware.storage.influx import Point
 from screenaware.storage.lineprotocol import FieldValue, encode
@@ -187,3 +187,43 @@ def test_activity_line_is_the_library_byte_for_byte(
     user: str, record: Record, a: Attribution
 ) -> None:
     assert activity_line(user, record, a) == library_activity_line(user, record, a)
+
+
+attributions = st.builds(
+    Attribution,
+    application=st.none(),
+    application_uuid=st.none(),
+    base_document=st.one_of(st.none(), texts),
+    category_uuid=st.none(),
+    project_uuid=st.none(),
+    reason=st.one_of(st.none(), texts),
+    title=texts,
+    process=texts,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts,
+    st.lists(snapshot_windows, min_size=1, max_size=3),
+    st.lists(attributions, min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 9), st.integers(1, 10000), texts, times_ns), max_size=12),
+)
+def test_a_batchs_line_writer_renders_repeats_as_the_library_does(
+    user: str,
+    pool: list[dict[str, Any]],
+    told: list[Attribution],
+    snapshots: list[tuple[int, int, str, int]],
+) -> None:
+    # One writer for the batch: windows and attributions repeat, and what it
+    # rendered once must still be each point's own line.
+    writer = LineWriter(user)
+    for pick, duration, key, time_ns in snapshots:
+        snapshot = {"durationMs": duration, "windows": pool[: pick % len(pool) + 1]}
+        got = writer.window_lines(key, time_ns, snapshot)
+        assert got == library_window_lines(user, key, time_ns, snapshot)
+        a = told[pick % len(told)]
+        start = time_ns // 1_000_000
+        for project in ("none", key):
+            record = Record(start, start + duration, key, 0, duration - pick, 0, project)
+            assert writer.activity_line(record, a) == library_activity_line(user, record, a)

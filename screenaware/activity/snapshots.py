@@ -88,11 +88,12 @@ def snapshot_key(user: str, start_ms: int, snapshot: Mapping[str, Any]) -> str:
 def window_identity(window: Mapping[str, Any]) -> tuple[Any, ...]:
     """Everything of a window that its attribution reads (:meth:`Attributor.attribute`):
     windows with the same identity get the same attribution."""
+    documents, tags = window.get("documents"), window.get("tags")
     return (
         window.get("processName"),
         window.get("title"),
-        tuple((d.get("path"), d.get("title")) for d in window.get("documents") or ()),
-        tuple(window.get("tags") or ()),
+        tuple([(d.get("path"), d.get("title")) for d in documents]) if documents else (),
+        tuple(tags) if tags else (),
     )
 
 
@@ -279,6 +280,7 @@ class SnapshotService:
         projects, categories, learned = await self._store.rules(user)
         attributor = Attributor(projects, categories, learned, self._min_score)
         attributed: dict[tuple[Any, ...], Attribution] = {}
+        writer = LineWriter(user)
         apps: dict[str, str] = {}
         candidates: dict[str, _Candidate] = {}
         away: list[tuple[str, int, dict[str, Any]]] = []
@@ -311,13 +313,13 @@ class SnapshotService:
             candidates[key] = _Candidate(
                 record,
                 a,
-                window_lines(user, key, time_ns, snapshot),
-                activity_line(user, record, a),
+                writer.window_lines(key, time_ns, snapshot),
+                writer.activity_line(record, a),
             )
         away_lines = [
             line
             for key, start_ms, snapshot in away
-            for line in window_lines(user, key, start_ms * _NS_PER_MS + away_offset(key), snapshot)
+            for line in writer.window_lines(key, start_ms * _NS_PER_MS + away_offset(key), snapshot)
         ]
         job = _Job(
             user,
@@ -510,36 +512,88 @@ class SnapshotService:
         return existing + [r for rs in found for r in rs if r.key not in known]
 
 
-def window_lines(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[str]:
-    """The ``window`` points of a snapshot (raw facts, never rewritten).
+class LineWriter:
+    """The ``window`` and ``activity`` lines of one user's batch, written directly
+    rather than through :func:`encode` (its sorting and escaping tests per key were
+    a tenth of a worker's time in array ingest), with what repeats in a batch
+    rendered once: a window's fields (by its JSON text) and an attribution's tags
+    and texts. The same lines, byte for byte, as ``tests/test_lineprotocol.py``
+    proves against the library.
 
-    Written directly rather than through :func:`encode` (its sorting and escaping
-    tests per key were a tenth of a worker's time in array ingest): the same line,
-    byte for byte, as ``tests/test_lineprotocol.py`` proves against the library.
+    Args:
+        user: the user whose points these are.
     """
-    duration = int(snapshot["durationMs"])
-    user_tag = tag_pair("user", user)
-    snapshot_field = string_field(key)
-    out = []
-    for idx, window in enumerate(snapshot["windows"]):
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self._user_tag = tag_pair("user", user)
+        self._windows: dict[tuple[int, int, bytes], tuple[str, str] | None] = {}
+        # Keyed by the attribution's id: the value holds the object, so the id is
+        # not reused while the writer lives.
+        self._activities: dict[tuple[int, str, str, str], tuple[Attribution, str, str, str]] = {}
+
+    def window_lines(self, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[str]:
+        """The ``window`` points of a snapshot (raw facts, never rewritten)."""
+        duration = int(snapshot["durationMs"])
+        snapshot_field = string_field(key)
+        out = []
+        for idx, window in enumerate(snapshot["windows"]):
+            seen = (idx, duration, orjson.dumps(window))
+            try:
+                parts = self._windows[seen]
+            except KeyError:
+                parts = self._windows[seen] = self._window_parts(idx, duration, window)
+            if parts is None:  # a field left out: the general encoder
+                out.append(_window_line(self.user, key, time_ns, duration, idx, window))
+            else:
+                out.append(f"{parts[0]}{snapshot_field}{parts[1]}{time_ns}")
+        return out
+
+    def _window_parts(
+        self, idx: int, duration: int, window: Mapping[str, Any]
+    ) -> tuple[str, str] | None:
+        """The line of a window before and after its snapshot key (tags and fields
+        in key order, as encode() sorts them); None where a field is left out."""
         screen = float_field(float(window.get("screenPercentage") or 0.0))
         visible = float_field(float(window.get("visiblePercentage") or 0.0))
-        if screen is None or visible is None:  # a field left out: the general encoder
-            out.append(_window_line(user, key, time_ns, duration, idx, window))
-            continue
-        # Tags and fields in key order, as encode() sorts them.
-        out.append(
+        if screen is None or visible is None:
+            return None
+        documents = orjson.dumps(window.get("documents") or []).decode()
+        tags = orjson.dumps(window.get("tags") or {}).decode()
+        return (
             f"window,focused={'true' if window.get('isFocused') else 'false'},idx={idx}"
-            f"{user_tag} "
-            f'documents="{string_field(orjson.dumps(window.get("documents") or []).decode())}",'
-            f"duration_ms={duration}i,"
-            f'process="{string_field(window.get("processName") or "")}",'
-            f'screen={screen},snapshot="{snapshot_field}",'
-            f'tags="{string_field(orjson.dumps(window.get("tags") or {}).decode())}",'
-            f'title="{string_field(window.get("title") or "")}",'
-            f"visible={visible} {time_ns}"
+            f'{self._user_tag} documents="{string_field(documents)}",duration_ms={duration}i,'
+            f'process="{string_field(window.get("processName") or "")}",screen={screen},'
+            'snapshot="',
+            f'",tags="{string_field(tags)}",title="{string_field(window.get("title") or "")}",'
+            f"visible={visible} ",
         )
-    return out
+
+    def activity_line(self, record: Record, a: Attribution) -> str:
+        """A new snapshot's ``activity`` entry: its effective duration when it
+        arrived (``span_ms`` keeps its own length)."""
+        seen = (id(a), record.project, record.category, record.application)
+        parts = self._activities.get(seen)
+        if parts is None:
+            parts = self._activities[seen] = (
+                a,
+                f"activity{tag_pair('application', record.application)}"
+                f"{tag_pair('category', record.category)}{tag_pair('project', record.project)}"
+                f'{self._user_tag} document="{string_field(a.base_document or "")}",duration_ms=',
+                f'i,process="{string_field(a.process)}",reason="{string_field(a.reason or "")}",'
+                'snapshot="',
+                f'i,title="{string_field(a.title)}" ',
+            )
+        _, head, middle, tail = parts
+        return (
+            f"{head}{int(record.effective)}{middle}{string_field(record.key)}"
+            f'",span_ms={int(record.end - record.start)}{tail}{record.time_ns}'
+        )
+
+
+def window_lines(user: str, key: str, time_ns: int, snapshot: Mapping[str, Any]) -> list[str]:
+    """The ``window`` points of a snapshot (see :class:`LineWriter`)."""
+    return LineWriter(user).window_lines(key, time_ns, snapshot)
 
 
 def _window_line(
@@ -568,18 +622,8 @@ def _window_line(
 
 
 def activity_line(user: str, record: Record, a: Attribution) -> str:
-    """A new snapshot's ``activity`` entry: its effective duration when it arrived
-    (``span_ms`` keeps its own length). Written directly, as :func:`window_lines`."""
-    return (
-        f"activity{tag_pair('application', record.application)}"
-        f"{tag_pair('category', record.category)}{tag_pair('project', record.project)}"
-        f"{tag_pair('user', user)} "
-        f'document="{string_field(a.base_document or "")}",'
-        f"duration_ms={int(record.effective)}i,"
-        f'process="{string_field(a.process)}",reason="{string_field(a.reason or "")}",'
-        f'snapshot="{string_field(record.key)}",span_ms={int(record.end - record.start)}i,'
-        f'title="{string_field(a.title)}" {record.time_ns}'
-    )
+    """A new snapshot's ``activity`` entry (see :class:`LineWriter`)."""
+    return LineWriter(user).activity_line(record, a)
 
 
 def trim_lines(user: str, before: Record, after: Record) -> list[str]:

