@@ -98,8 +98,6 @@ def _moment(field: Moment) -> _Leaf:
             raise _Miss
         moment = dt.datetime.fromisoformat(value)
         if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
-            if zone is None:
-                raise _Miss
             moment = moment.replace(tzinfo=zone)
         return moment
 
@@ -129,6 +127,7 @@ def _convert(field: fields.Field[Any], name: str) -> _Leaf | None:
         return _validated(field, _boolean)
     if (
         kind is Moment
+        and field.default_timezone is not None  # type: ignore[attr-defined]
         and Moment.DESERIALIZATION_FUNCS.get(field.format or field.DEFAULT_FORMAT)  # type: ignore[attr-defined]
         == dt.datetime.fromisoformat
     ):
