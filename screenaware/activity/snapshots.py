@@ -268,16 +268,24 @@ class SnapshotService:
         stated: Sequence[StatedAttribution | None] | None,
     ) -> int:
         starts = self._starts(snapshots)
+        # The user's rules are read while the keys are computed: the request is
+        # sent (one turn of the loop) before the hashing starts, not after it.
+        rules = asyncio.ensure_future(self._store.rules(user))
+        await asyncio.sleep(0)
         # The same content twice (in one batch or again later) is one snapshot.
         by_key: dict[str, tuple[int, dict[str, Any]]] = {}
         given: dict[str, StatedAttribution] = {}
         told_all = stated if stated is not None else [None] * len(snapshots)
-        for start_ms, snapshot, told in zip(starts, snapshots, told_all, strict=True):
-            key = snapshot_key(user, start_ms, snapshot)
-            by_key[key] = (start_ms, snapshot)
-            if told is not None:
-                given[key] = told
-        projects, categories, learned = await self._store.rules(user)
+        try:
+            for start_ms, snapshot, told in zip(starts, snapshots, told_all, strict=True):
+                key = snapshot_key(user, start_ms, snapshot)
+                by_key[key] = (start_ms, snapshot)
+                if told is not None:
+                    given[key] = told
+        except BaseException:
+            rules.cancel()
+            raise
+        projects, categories, learned = await rules
         attributor = Attributor(projects, categories, learned, self._min_score)
         attributed: dict[tuple[Any, ...], Attribution] = {}
         writer = LineWriter(user)
