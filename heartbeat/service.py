@@ -19,6 +19,7 @@ from heartbeat.store import HeartbeatStore, hash_token
 from screenaware.errors import StorageUnavailable, WriteQueueFull
 from screenaware.storage.batching import Coalescer, cancel_task
 from screenaware.storage.influx import GroupCommitWriter, Point, UniqueClock
+from screenaware.storage.lineprotocol import encode
 from screenaware.storage.outages import INFLUXDB, REDIS_DOWN, OutageLog, backend_of
 
 LOG = logging.getLogger(__name__)
@@ -89,9 +90,10 @@ class HeartbeatService:
         beats = [(device, self._point_time()) for device in devices if device is not None]
         if not beats:
             return [None] * len(digests)
+        # encode() is Point's line byte for byte (tests/test_lineprotocol.py), at a
+        # fraction of its cost per beat.
         await self._writer.write(
-            Point("beat").tag("device", str(device)).field("n", 1).time(stamp)
-            for device, stamp in beats
+            [encode("beat", {"device": str(device)}, {"n": 1}, stamp) for device, stamp in beats]
         )
         counted = [(device, stamp // 1_000_000_000) for device, stamp in beats]
         await self.store.count_beats(counted)

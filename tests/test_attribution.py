@@ -23,6 +23,7 @@ from screenaware.activity.attribution import (
     prepare_projects,
 )
 from screenaware.activity.catalogue import BUILTIN_CATEGORIES
+from screenaware.activity.snapshots import window_identity
 
 
 @pytest.mark.parametrize(
@@ -216,3 +217,48 @@ def test_attributor_puts_it_together() -> None:
     assert result.reason == "keyword 'ScreenAware' was found in window title"
     away = attributor.attribute({})
     assert (away.application, away.project_uuid, away.category_uuid) == (None, None, None)
+
+
+_pool = st.sampled_from(
+    ["", "ScreenAware", "client notes", "ann@example.org", "C:\\work\\screenaware\\a.py",
+     "https://github.com/org/x", "/myProjectFolder/b.txt", "chrome.exe", "code"]
+)  # fmt: skip
+_windows = st.fixed_dictionaries(
+    {},
+    optional={
+        "processName": st.one_of(st.none(), _pool),
+        "title": st.one_of(st.none(), _pool),
+        "isFocused": st.booleans(),
+        "screenPercentage": st.floats(0, 1),
+        "visiblePercentage": st.floats(0, 1),
+        "tags": st.dictionaries(_pool.filter(bool), st.floats(-9, 9), max_size=3),
+        "documents": st.lists(
+            st.fixed_dictionaries({"path": _pool}, optional={"title": st.one_of(st.none(), _pool)}),
+            max_size=3,
+        ),
+    },
+)
+
+
+@given(_windows, _windows)
+def test_windows_of_one_identity_get_one_attribution(
+    one: dict[str, Any], other: dict[str, Any]
+) -> None:
+    # The batch attributes each distinct window identity once: what the identity
+    # leaves out (focus, shares, tag weights) must not change the attribution.
+    attributor = Attributor(PROJECTS, BUILTIN_CATEGORIES)
+    same: dict[str, Any] = {
+        **other,
+        **{k: one[k] for k in ("processName", "title", "documents") if k in one},
+    }
+    for k in ("processName", "title", "documents"):
+        if k not in one:
+            same.pop(k, None)
+    same["tags"] = {tag: 1.0 for tag in one.get("tags", {})}
+    if "tags" not in one:
+        del same["tags"]
+    assert window_identity(same) == window_identity(one)
+    assert attributor.attribute(same) == attributor.attribute(one)
+    if window_identity(one) != window_identity(other):
+        return
+    assert attributor.attribute(one) == attributor.attribute(other)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 import marshmallow
@@ -9,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.activity import SnapshotSchema
+from schemas.common import MOMENT_PATTERN
 from schemas.logs import LogPointInSchema
 from screenaware.app import create_app
 from screenaware.config import Config
@@ -199,3 +202,22 @@ def test_log_points_take_the_fast_path_when_marshmallow_takes_them(data: Any) ->
     got = assert_same(LogPointInSchema(), data)
     if marshmallow_load(LogPointInSchema(), data) is not MISS:
         assert got is not MISS
+
+
+moments = st.one_of(
+    st.from_regex(MOMENT_PATTERN, fullmatch=True),
+    st.datetimes(
+        min_value=dt.datetime(1960, 1, 1),
+        max_value=dt.datetime(2210, 1, 1),
+        timezones=st.one_of(st.none(), st.timezones()),
+    ).map(lambda moment: moment.isoformat()),
+    st.text(max_size=30),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(moments, st.sampled_from(["timeTaken", "time"]))
+def test_moments_take_the_fast_path_with_marshmallows_result(text: str, name: str) -> None:
+    got = assert_same(SnapshotSchema(), {name: text})
+    if re.fullmatch(MOMENT_PATTERN, text):
+        assert got is not MISS and got[name].tzinfo is not None

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screenaware.activity.attribution import application_uuid
-from screenaware.activity.snapshots import snapshot_key
+from screenaware.activity.snapshots import SnapshotService, snapshot_key
+from screenaware.activity.store import ActivityStore
 from screenaware.activity.timeline import Plan, Record, TimelineStore, lock_key, resolve
 from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
@@ -554,5 +555,28 @@ async def test_undoing_an_entry_restores_what_it_trimmed(
         left = sorted(redis_client.zrange("{sa}:cov:u1", 0, -1))
         assert left == sorted([earlier.encode(), other.encode()])
         assert redis_client.hget("{sa}:tundo:u1", entry) is None
+    finally:
+        await client.aclose()
+
+
+async def test_a_batch_that_fails_before_its_rules_arrive_leaves_no_read_behind(
+    servers: Servers, clock: FakeClock
+) -> None:
+    # The rules are read while the keys are hashed; a batch failing there (one
+    # stated attribution too few: a caller's bug) must not leave that read running.
+    client = aioredis.Redis.from_url(servers.redis_url, decode_responses=True)
+    no_writer: Any = None  # nothing gets as far as InfluxDB
+    timeline = TimelineStore(
+        lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
+        clock=clock,
+    )  # fmt: skip
+    service = SnapshotService(no_writer, no_writer, ActivityStore(lambda: client), timeline, clock)
+    snapshot = {"timeTaken": T0, "durationMs": 10_000, "windows": [{"title": "a"}]}
+    try:
+        with pytest.raises(ValueError):
+            await service.ingest_attributed("u1", [snapshot, snapshot], [None])
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.sleep(0)  # a cancelled read ends on its next turn
+        assert all(t.done() for t in others)
     finally:
         await client.aclose()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from screenaware.activity.learning import Association, features, suggest
+from screenaware.storage.ids import uuid5_text
 
 # Fixed namespace: application and category ids are the same on every machine.
 NAMESPACE = uuidlib.UUID("6f1c7d2e-3b7a-5e55-9a0e-5c2ee7a3a1de")
@@ -37,12 +38,12 @@ def application_name(process: str | None) -> str | None:
 
 def application_uuid(name: str) -> str:
     """Deterministic id of a normalised application name."""
-    return str(uuidlib.uuid5(NAMESPACE, "application:" + name))
+    return uuid5_text(NAMESPACE, "application:" + name)
 
 
 def category_uuid(name: str) -> str:
     """Deterministic id of a built-in category."""
-    return str(uuidlib.uuid5(NAMESPACE, "category:" + name.lower()))
+    return uuid5_text(NAMESPACE, "category:" + name.lower())
 
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")

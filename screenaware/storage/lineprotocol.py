@@ -89,3 +89,30 @@ def encode(
     parts.append(",".join(rendered))
     parts.append(f" {time_ns}")
     return "".join(parts)
+
+
+# The pieces of a line, for encoders of one fixed measurement (the snapshot path's
+# ``window`` and ``activity`` points): the same text encode() writes for them.
+
+
+def tag_pair(key: str, value: str | None) -> str:
+    """``,key=value`` as :func:`encode` writes one tag (``""`` where it leaves it out)."""
+    if value is None:
+        return ""
+    key, value = _key(key), _key(value)
+    if value.endswith("\\"):
+        value += " "
+    return f",{key}={value}" if key and value else ""
+
+
+def string_field(text: str) -> str:
+    """A string field's value between its quotes, as :func:`encode` writes it."""
+    return _string(text)
+
+
+def float_field(value: float) -> str | None:
+    """A float field's value as :func:`encode` writes it (None: left out, non-finite)."""
+    if not math.isfinite(value):
+        return None
+    text = str(value)
+    return text[:-2] if text.endswith(".0") else text

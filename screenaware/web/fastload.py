@@ -18,14 +18,16 @@ both come from it.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 import marshmallow
 from marshmallow import EXCLUDE, RAISE, fields, missing
 
-from schemas.common import StrictBoolean, StrictFloat, StrictInteger
+from schemas.common import MOMENT_PATTERN, Moment, StrictBoolean, StrictFloat, StrictInteger
 
 
 class _Miss(Exception):
@@ -85,6 +87,23 @@ def _boolean(value: Any) -> Any:
     raise _Miss
 
 
+def _moment(field: Moment) -> _Leaf:
+    # Moment's own steps (the pattern, then AwareDateTime's ISO parse and default
+    # zone) without marshmallow's per-call machinery: a snapshot has one or two.
+    pattern = re.compile(MOMENT_PATTERN)
+    zone = field.default_timezone
+
+    def leaf(value: Any) -> Any:
+        if type(value) is not str or pattern.fullmatch(value) is None:
+            raise _Miss
+        moment = dt.datetime.fromisoformat(value)
+        if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment
+
+    return leaf
+
+
 def _generic(field: fields.Field[Any], name: str) -> _Leaf:
     # Any other field: marshmallow's own code for it, without the schema around it.
     def leaf(value: Any) -> Any:
@@ -106,6 +125,13 @@ def _convert(field: fields.Field[Any], name: str) -> _Leaf | None:
         return _validated(field, _integer)
     if kind is StrictBoolean and not field._text:  # type: ignore[attr-defined]
         return _validated(field, _boolean)
+    if (
+        kind is Moment
+        and field.default_timezone is not None  # type: ignore[attr-defined]
+        and Moment.DESERIALIZATION_FUNCS.get(field.format or field.DEFAULT_FORMAT)  # type: ignore[attr-defined]
+        == dt.datetime.fromisoformat
+    ):
+        return _validated(field, _moment(field))  # type: ignore[arg-type]
     if kind is fields.Nested:
         # A many=True field's schema instance has many=True: compiled per item here.
         inner = _compile(field.schema, item=True)  # type: ignore[attr-defined]
