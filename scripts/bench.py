@@ -95,6 +95,7 @@ class Stack:
             f"{self.influx_url}/query",
             # measurement is one of our own constants, never input
             params={"db": self.config.influx_db, "q": f'SELECT count(*) FROM "{measurement}"'},  # noqa: S608
+            timeout=300,  # a year of points on a busy machine
         ).json()["results"][0]
         if "series" not in resp:
             return 0

@@ -414,3 +414,33 @@ async def test_a_rollup_influxdb_refuses_leaves_the_days_raw(
     assert (await compare(api, raw_api, redis_client, headers, DAY1))["sum"] == 10_000
     assert redis_client.hgetall(f"{{sa}}:trolled:{user}") == {}
     assert redis_client.get(rollup_lock_key(user)) is None
+
+
+async def test_the_rollup_lock_unmarks_the_days_it_writes(redis_client: redis.Redis) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url(redis_client), decode_responses=True)
+    store = ActivityStore(lambda: client)
+    try:
+        assert await store.take_rollup("u", "t1", 10_000)
+        assert not await store.take_rollup("u", "t2", 10_000)
+        assert await store.commit_rollup("u", "t1", {5: "3", 6: "0"})
+        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "3", "6": "0"}
+        assert redis_client.get(rollup_lock_key("u")) is None
+        assert await store.take_rollup("u", "t3", 10_000)
+        assert not await store.rollup_lease("u", "t1", 1_000, [5])
+        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "3", "6": "0"}
+        # Days about to be written are dirty until the commit.
+        assert await store.rollup_lease("u", "t3", 1_000, [5])
+        assert redis_client.hgetall("{sa}:trolled:u") == {"6": "0"}
+        assert not await store.rollup_lease("u", "t3", 60_000)
+        assert not await store.commit_rollup("u", "t1", {5: "4"})
+        assert await store.commit_rollup("u", "t3", {5: "4"})
+        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "4", "6": "0"}
+    finally:
+        await client.aclose()
+
+
+def redis_url(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"

@@ -61,13 +61,15 @@ def times_cache_key(user: str, digest: str) -> str:
 
 
 # KEYS[1]: the rollup lock, KEYS[2]: the rolled days. ARGV[1]: the caller's token,
-# ARGV[2]: the least lease (ms) a write may start with, or -1 to commit: then ARGV[3..]
-# are (day, counter) pairs marked as rolled up, and the lock is let go. 0: the lock
-# is no longer the caller's (or too close to expiring to start a write).
+# ARGV[2]: the least lease (ms) a write may start with, then ARGV[3..] the days about
+# to be written, unmarked first (a writer that dies mid-way leaves them dirty); or -1
+# to commit: then ARGV[3..] are (day, counter) pairs marked as rolled up, and the
+# lock is let go. 0: the lock is no longer the caller's (or too close to expiring).
 _ROLLUP_LEASE = Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '-1' then
   if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
+  for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
   return 1
 end
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
@@ -267,10 +269,14 @@ class ActivityStore(RedisStore):
         """Try to become the one writer of the user's rollup (no waiting)."""
         return bool(await self._redis.set(rollup_lock_key(user), token, nx=True, px=ttl_ms))
 
-    async def rollup_lease(self, user: str, token: str, least_ms: int) -> bool:
-        """Whether the caller still holds the rollup with ``least_ms`` to go."""
+    async def rollup_lease(
+        self, user: str, token: str, least_ms: int, days: Iterable[int] = ()
+    ) -> bool:
+        """Whether the caller still holds the rollup with ``least_ms`` to go; if so,
+        ``days`` are marked dirty until :meth:`commit_rollup` (they are being
+        written)."""
         keys = [rollup_lock_key(user), rolled_key(user)]
-        return bool(await _ROLLUP_LEASE(self._redis, keys, [token, least_ms]))
+        return bool(await _ROLLUP_LEASE(self._redis, keys, [token, least_ms, *days]))
 
     async def commit_rollup(self, user: str, token: str, marks: Mapping[int, str]) -> bool:
         """Mark days rolled up at the given counters and let the rollup go, if the

@@ -248,8 +248,11 @@ class TimesService:
             async with gate:
                 return await query
 
+        # Days still being written (today's, and any in the future) are read raw
+        # but not rolled up: the next snapshot would make them dirty again.
+        now_ms = int(self._clock() * 1000)
+        over = {day for day in plan.dirty_days if (day + 1) * DAY_MS <= now_ms}
         token = secrets.token_hex(8)
-        taken = self._store.take_rollup(user, token, self._lock_ttl_ms) if plan.dirty else None
         answers = await asyncio.gather(
             *(gated(statement(rollup.MEASUREMENT, lo, hi)) for lo, hi in plan.clean),
             *(gated(statement("activity", lo, hi)) for lo, hi in plan.edges),
@@ -266,8 +269,10 @@ class TimesService:
                     if group is not None:
                         groups.add(group)
                     sums[(bucket_of(int(time_ns)), group)] += int(value)
-        if taken is not None and await taken:
-            marks = {day: state.counters[day - first_day] or "0" for day in plan.dirty_days}
+        # The lock is asked for after the raw sums were read: the counters of the
+        # marks were read before either (a write acknowledged since bumped past them).
+        if over and await self._store.take_rollup(user, token, self._lock_ttl_ms):
+            marks = {day: state.counters[day - first_day] or "0" for day in sorted(over)}
             await self._roll_up(user, token, rows, marks)
         return sums, groups
 
@@ -314,10 +319,14 @@ class TimesService:
     async def _roll_up(
         self, user: str, token: str, rows: list[Series], marks: Mapping[int, str]
     ) -> None:
-        """Write the rollup of dirty days from their raw sums and mark them clean at
-        the counters read before those sums were (a write acknowledged later bumps
-        its day past the mark: the day stays dirty). Holding the user's rollup lock;
-        a failure leaves the days dirty (the answer came from the raw sums anyway)."""
+        """Write the rollup of the dirty days in ``marks`` from their raw sums
+        (``rows``) and mark them clean at the counters read before those sums were
+        (a write acknowledged later bumps its day past the mark: the day stays
+        dirty; a slower writer's older sums are marked with its older counters).
+        Holding the user's rollup lock; the days are unmarked before the first
+        write, so a failure or a death mid-way leaves them dirty (the answer came
+        from the raw sums anyway)."""
+        day_ns = DAY_MS * _NS_PER_MS
         lines = [
             encode(
                 rollup.MEASUREMENT,
@@ -327,13 +336,14 @@ class TimesService:
             )
             for s in rows
             for time_ns, value in s.values
-            if value is not None
+            if value is not None and int(time_ns) // day_ns in marks
         ]
         try:
             for begin in range(0, len(lines), ROLLUP_LINES_PER_WRITE):
                 # A write starts only with the lock held for longer than it can take,
                 # so no other writer's newer rollup of these days can be overwritten.
-                if not await self._store.rollup_lease(user, token, self._lease_ms):
+                unmarked = marks if begin == 0 else ()
+                if not await self._store.rollup_lease(user, token, self._lease_ms, unmarked):
                     LOG.info("rollup of %s not written: its lock expired", user)
                     return
                 chunk = lines[begin : begin + ROLLUP_LINES_PER_WRITE]
