@@ -387,12 +387,15 @@ async def test_a_rollup_taken_by_another_worker_is_left_alone(
     assert redis_client.get(rollup_lock_key(user)) == "someone-else"
     # A lock that would expire before a write could finish: nothing is written.
     redis_client.delete(rollup_lock_key(user))
+    clear_cache(redis_client)
     service, influx, client = await times_service(
         identity_config, clock, lock_ttl_ms=1_000, lease_ms=5_000
     )
     try:
         day = {"start": DAY0, "end": DAY0 + dt.timedelta(days=1, milliseconds=-1)}
         assert (await service.times(user, day, "UTC"))["sum"] == 10_000
+        # The lock was taken (and is left to expire), nothing marked.
+        assert redis_client.get(rollup_lock_key(user)) is not None
     finally:
         await influx.close()
         await client.aclose()
