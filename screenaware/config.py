@@ -97,6 +97,9 @@ class Config:
     stream_idle_gap: int = 300
     learn_min_score: int = 3
     timeline_days: int = 31
+    # /times reads whole clean 15-minute buckets from the activity_15m rollup
+    # (false: every answer sums the raw activity ledger).
+    times_rollup: bool = True
     log_batch_max: int = 1000
     log_rate_anonymous: int = 6000
     log_rate_user: int = 3_000_000

@@ -86,7 +86,15 @@ def build(config: Config, backends: Backends, clock: Callable[[], float]) -> Act
     snapshots = SnapshotService(
         backends.writer, backends.influx, store, timeline, clock, config.learn_min_score
     )
-    times = TimesService(backends.influx, store, clock)
+    times = TimesService(
+        backends.influx,
+        store,
+        clock,
+        rollup=config.times_rollup,
+        lock_ttl_ms=int(max(config.influx_timeout * 3, 10) * 1000),
+        # A rollup write starts only if the lock outlives the longest write.
+        lease_ms=int((config.influx_timeout + 1) * 1000),
+    )
     return Activity(store, LearningStore(backends.get_redis), timeline, snapshots, times)
 
 

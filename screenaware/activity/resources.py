@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 import falcon.asgi
+import orjson
 
 from schemas.activity import (
     ApplicationSchema,
@@ -57,11 +58,12 @@ class TimesResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
         zone = caller_zone(req, params.get("tz"), self._default_zone)
-        answer = await self._service.times(caller(req), params, zone)
+        answer = await self._service.answer_json(caller(req), params, zone)
         if wants_csv(req):
-            render(resp, *csv_rows(answer, params.get("groupBy")))
+            render(resp, *csv_rows(orjson.loads(answer), params.get("groupBy")))
             return
-        resp.media = answer
+        resp.data = answer
+        resp.content_type = falcon.MEDIA_JSON
 
 
 class ApplicationsResource:

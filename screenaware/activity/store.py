@@ -8,6 +8,10 @@ Keys (hash tag ``{sa}``):
         day bumps it; a cached /times answer is keyed by the counters of the days
         its range touches, so a write invalidates exactly the ranges it falls in.
     ``{sa}:tcache:<user>:<digest>`` (string, expiring): a cached /times answer.
+    ``{sa}:trolled:<user>`` (hash): UTC day number -> the write counter the day's
+        ``activity_15m`` rollup was computed at (``0``: never written). A day whose
+        counter is not this is dirty: /times reads it from the raw ledger.
+    ``{sa}:trollock:<user>`` (string, expiring): who is writing the user's rollup.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import hashlib
 import json
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from screenaware.activity.attribution import CategoryRule
 from screenaware.activity.catalogue import BUILTIN_CATEGORIES
 from screenaware.activity.learning import Association, decode, learn_key
 from screenaware.errors import Conflict, NotFound
 from screenaware.identity import projects_key
-from screenaware.storage.redisstore import RedisStore
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400
@@ -39,6 +46,62 @@ def categories_key(user: str) -> str:
 
 def generations_key(user: str) -> str:
     return f"{{sa}}:tgen:{user}"
+
+
+def rolled_key(user: str) -> str:
+    return f"{{sa}}:trolled:{user}"
+
+
+def rollup_lock_key(user: str) -> str:
+    return f"{{sa}}:trollock:{user}"
+
+
+def times_cache_key(user: str, digest: str) -> str:
+    return f"{{sa}}:tcache:{user}:{digest}"
+
+
+# KEYS[1]: the rollup lock, KEYS[2]: the rolled days. ARGV[1]: the caller's token,
+# ARGV[2]: the least lease (ms) a write may start with, then ARGV[3..] the days about
+# to be written, unmarked first (a writer that dies mid-way leaves them dirty); or -1
+# to commit: then ARGV[3..] are (day, counter) pairs marked as rolled up, and the
+# lock is let go. 0: the lock is no longer the caller's (or too close to expiring).
+_ROLLUP_LEASE = Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '-1' then
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
+  for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+  return 1
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('DEL', KEYS[1])
+return 1
+""")
+
+
+@dataclass(frozen=True)
+class DayState:
+    """What /times reads of a user's days before it queries InfluxDB.
+
+    Attributes:
+        known: every group the answer lists (for the ``groupBy`` asked).
+        counters: the write counter of each UTC day of the range (None: never written).
+        rolled: the counter each day's rollup was computed at (None: never).
+    """
+
+    known: list[str]
+    counters: list[str | None]
+    rolled: list[str | None]
+
+    def clean(self, index: int) -> bool:
+        """Whether the rollup of the range's ``index``-th day equals its raw sums."""
+        rolled = self.rolled[index]
+        return rolled is not None and rolled == (self.counters[index] or "0")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _rule(data: Mapping[str, Any]) -> CategoryRule:
@@ -93,16 +156,6 @@ class ActivityStore(RedisStore):
             for day in set(days):
                 pipe.hincrby(generations_key(user), str(day), 1)
             await pipe.execute()
-
-    async def group_ids(self, user: str, group_by: str) -> list[str]:
-        """Every group a /times answer lists for ``group_by``, with time or not: the
-        user's projects, categories (own and built-in) or applications seen."""
-        if group_by == "projectUuid":
-            return sorted(str(k) for k in await self._redis.hkeys(projects_key(user)))
-        if group_by == "categoryUuid":
-            own = [str(k) for k in await self._redis.hkeys(categories_key(user))]
-            return sorted({*own, *(rule.uuid for rule in BUILTIN_CATEGORIES)})
-        return sorted(str(k) for k in await self._redis.hkeys(apps_key(user)))
 
     async def applications(self, user: str) -> dict[str, str]:
         raw = await self._redis.hgetall(apps_key(user))
@@ -165,21 +218,75 @@ class ActivityStore(RedisStore):
         values = await self._redis.hmget(generations_key(user), [str(d) for d in days])
         return [None if v is None else str(v) for v in values]
 
-    # --- /times cache -----------------------------------------------------
+    # --- /times: cache and rollup state ------------------------------------
 
-    async def cache_key(self, user: str, start_ms: int, end_ms: int, params: Any) -> str:
+    async def day_state(
+        self, user: str, group_by: str | None, first_day: int, last_day: int
+    ) -> DayState:
+        """The groups of ``group_by``, and the write and rollup counters of the UTC
+        days ``first_day`` to ``last_day``, in one round trip."""
+        days = [str(d) for d in range(first_day, last_day + 1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if group_by == "projectUuid":
+                pipe.hkeys(projects_key(user))
+            elif group_by == "categoryUuid":
+                pipe.hkeys(categories_key(user))
+            elif group_by is not None:
+                pipe.hkeys(apps_key(user))
+            pipe.hmget(generations_key(user), days)
+            pipe.hmget(rolled_key(user), days)
+            found = await pipe.execute()
+        counters, rolled = found[-2], found[-1]
+        known: set[str] = {str(_text(k)) for k in found[0]} if group_by else set()
+        if group_by == "categoryUuid":
+            known.update(rule.uuid for rule in BUILTIN_CATEGORIES)
+        return DayState(sorted(known), [_text(c) for c in counters], [_text(r) for r in rolled])
+
+    @staticmethod
+    def answer_key(user: str, params: Any, counters: list[str | None]) -> str:
         """The cache key of an answer: the parameters and the counters of every UTC
-        day the range touches."""
-        days = [str(d) for d in range(start_ms // DAY_MS, end_ms // DAY_MS + 1)]
-        counters = await self._redis.hmget(generations_key(user), days)
+        day the range touches (read by :meth:`day_state`)."""
         digest = hashlib.sha256(
-            json.dumps([params, counters], sort_keys=True, default=str).encode()
+            orjson.dumps([params, counters], default=str, option=orjson.OPT_SORT_KEYS)
         ).hexdigest()[:32]
-        return f"{{sa}}:tcache:{user}:{digest}"
+        return times_cache_key(user, digest)
 
-    async def cached(self, key: str) -> Any | None:
+    async def cached(self, key: str) -> tuple[list[str], bytes] | None:
+        """A cached answer: the groups it lists and its JSON, as stored."""
         raw = await self._redis.get(key)
-        return None if raw is None else json.loads(raw)
+        if raw is None:
+            return None
+        data = raw if isinstance(raw, bytes) else str(raw).encode()
+        # The groups' JSON never holds a newline (orjson writes none).
+        groups, _, answer = data.partition(b"\n")
+        return orjson.loads(groups), answer
 
-    async def cache(self, key: str, value: Any) -> None:
-        await self._redis.set(key, json.dumps(value), ex=CACHE_TTL)
+    async def cache(self, key: str, groups: list[str], answer: bytes) -> None:
+        """Keep an answer's JSON, served as it is on a hit (no parsing)."""
+        await self._redis.set(key, orjson.dumps(groups) + b"\n" + answer, ex=CACHE_TTL)
+
+    async def take_rollup(self, user: str, token: str, ttl_ms: int) -> bool:
+        """Try to become the one writer of the user's rollup (no waiting)."""
+        return bool(await self._redis.set(rollup_lock_key(user), token, nx=True, px=ttl_ms))
+
+    async def rollup_lease(
+        self, user: str, token: str, least_ms: int, days: Iterable[int] = ()
+    ) -> bool:
+        """Whether the caller still holds the rollup with ``least_ms`` to go; if so,
+        ``days`` are marked dirty until :meth:`commit_rollup` (they are being
+        written)."""
+        keys = [rollup_lock_key(user), rolled_key(user)]
+        return bool(await _ROLLUP_LEASE(self._redis, keys, [token, least_ms, *days]))
+
+    async def commit_rollup(self, user: str, token: str, marks: Mapping[int, str]) -> bool:
+        """Mark days rolled up at the given counters and let the rollup go, if the
+        caller still holds it."""
+        args: list[str | int] = [token, -1]
+        for day, counter in marks.items():
+            args.extend((day, counter))
+        keys = [rollup_lock_key(user), rolled_key(user)]
+        return bool(await _ROLLUP_LEASE(self._redis, keys, args))
+
+    async def release_rollup(self, user: str, token: str) -> None:
+        """Let the rollup go without marking anything."""
+        await RELEASE_LOCK(self._redis, [rollup_lock_key(user)], [token])

@@ -70,7 +70,7 @@ redis.call('DEL', KEYS[1], '{sa}:email:' .. string.lower(email),
            '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1], '{sa}:apps:' .. ARGV[1],
            '{sa}:categories:' .. ARGV[1], '{sa}:tgen:' .. ARGV[1], '{sa}:learn:' .. ARGV[1],
            '{sa}:rev:' .. ARGV[1], '{sa}:cov:' .. ARGV[1], '{sa}:covmeta:' .. ARGV[1],
-           '{sa}:tjournal:' .. ARGV[1])
+           '{sa}:tjournal:' .. ARGV[1], '{sa}:trolled:' .. ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """)

@@ -1,0 +1,449 @@
+"""The ``activity_15m`` rollup behind /times: exactly the raw sums, whatever writes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import uuid as uuidlib
+from collections.abc import AsyncIterator
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import redis
+from falcon import testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from screenaware.activity.rollup import BUCKET_MS, DIRTY_DAYS_PER_QUERY, MAX_CLEAN_STRETCHES, layout
+from screenaware.activity.store import DAY_MS, ActivityStore, rollup_lock_key
+from screenaware.activity.times import TimesService
+from screenaware.app import create_app
+from screenaware.config import Config
+from screenaware.storage.influx import InfluxClient
+from screenaware.timeutil import iso, to_ms
+from tests.conftest import Api, FakeClock, InfluxHelper
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+# Three UTC days of data before NOW's day.
+DAY0 = dt.datetime(2026, 11, 27, tzinfo=UTC)
+DAY0_MS = to_ms(DAY0)
+ZONES = ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/New_York", "Australia/Lord_Howe"]
+PROJECTS = {
+    "influx": "11111111-1111-4111-8111-111111111111",
+    "other": "22222222-2222-4222-8222-222222222222",
+}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW.timestamp())
+
+
+@pytest.fixture
+async def raw_api(identity_config: Config, clock: FakeClock) -> AsyncIterator[Api]:
+    """The same service with the rollup off: every answer sums the raw ledger."""
+    app = create_app(identity_config.replace(times_rollup=False), clock=clock)
+    async with testing.ASGIConductor(app) as client:
+        yield Api(client, {})
+
+
+def iso_ms(ms: int) -> str:
+    return iso(dt.datetime.fromtimestamp(ms / 1000, tz=UTC))
+
+
+def snapshot(end_ms: int, duration: int, process: str, title: str) -> dict[str, Any]:
+    window = {"processName": process, "title": title, "isFocused": True}
+    return {"timeTaken": iso_ms(end_ms), "durationMs": duration, "windows": [window]}
+
+
+async def post(api: Api, headers: dict[str, str], body: object) -> None:
+    result = await api.client.simulate_post("/api/snapshots", json=body, headers=headers)
+    assert result.status_code == 200, result.text
+
+
+async def get(api: Api, headers: dict[str, str], path: str, **params: Any) -> Any:
+    query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
+    result = await api.client.simulate_get(path, params=query, headers=headers)
+    assert result.status_code == 200, result.text
+    return result.json
+
+
+async def new_user(api: Api) -> dict[str, str]:
+    headers = await api.new_user(f"{uuidlib.uuid4().hex}@example.org")
+    for name, keywords in (("influx", ["influxdb"]), ("other", [])):
+        body = {"uuid": PROJECTS[name], "name": name, "keywords": keywords}
+        result = await api.client.simulate_post("/api/projects", json=body, headers=headers)
+        assert result.status_code == 201, result.text
+    return headers
+
+
+def clear_cache(redis_client: redis.Redis) -> None:
+    for key in redis_client.scan_iter("{sa}:tcache:*"):
+        redis_client.delete(key)
+
+
+async def compare(
+    api: Api,
+    raw_api: Api,
+    redis_client: redis.Redis,
+    headers: dict[str, str],
+    params: dict[str, Any],
+    cached: bool = False,
+) -> dict[str, Any]:
+    """/times through the rollup equals /times from the raw ledger, to the ms."""
+    if not cached:
+        clear_cache(redis_client)
+    rolled = await get(api, headers, "/api/times", **params)
+    clear_cache(redis_client)
+    raw = await get(raw_api, headers, "/api/times", **params)
+    clear_cache(redis_client)
+    assert rolled == raw, params
+    return dict(rolled)
+
+
+def raw_total(influx_db: InfluxHelper, user: str, lo: int, hi: int) -> int:
+    rows = influx_db.query(
+        'SELECT sum("duration_ms") FROM "activity" WHERE "user" = $user '
+        "AND time >= $start AND time < $end",
+        {"user": user, "start": lo * 1_000_000, "end": hi * 1_000_000},
+    )
+    return int(rows[0]["sum"]) if rows else 0
+
+
+def rollup_points(influx_db: InfluxHelper, user: str) -> int:
+    rows = influx_db.query(
+        'SELECT count("duration_ms") FROM "activity_15m" WHERE "user" = $user', {"user": user}
+    )
+    return int(rows[0]["count"]) if rows else 0
+
+
+# --- the layout (pure) -------------------------------------------------------
+
+
+def test_layout_splits_edges_clean_and_dirty_days() -> None:
+    start = 3 * DAY_MS + 1_234  # inside a bucket: an edge up to the next one
+    end = 7 * DAY_MS + 20 * 60_000 - 1  # the last bucket is whole
+    clean = [True, False, True, True, True]  # days 3..7
+    plan = layout(start, end, [], 3, clean)
+    assert plan is not None
+    assert plan.edges == [(start, 3 * DAY_MS + BUCKET_MS), (7 * DAY_MS + BUCKET_MS, end + 1)]
+    assert plan.core == (3 * DAY_MS + BUCKET_MS, 7 * DAY_MS + BUCKET_MS)
+    assert plan.clean == [
+        (3 * DAY_MS + BUCKET_MS, 4 * DAY_MS),
+        (5 * DAY_MS, 7 * DAY_MS + BUCKET_MS),
+    ]
+    assert plan.dirty == [(4 * DAY_MS, 5 * DAY_MS)]
+    assert plan.dirty_days == [4]
+
+
+def test_layout_falls_back_to_raw_off_the_quarter_hour() -> None:
+    # A bucket boundary inside the range that is not on a 15-minute boundary.
+    assert layout(0, DAY_MS - 1, [0, 44 * 60_000 + 30_000, DAY_MS], 0, [True]) is None
+    # No whole bucket at all.
+    assert layout(1, BUCKET_MS + 5, [], 0, [True]) is None
+    # Boundaries outside the whole buckets (in an edge) do not matter.
+    assert layout(1, 2 * BUCKET_MS, [1], 0, [True]) is not None
+
+
+def test_layout_bounds_the_statements() -> None:
+    days = 100
+    clean = [day % 2 == 0 for day in range(days)]
+    plan = layout(0, days * DAY_MS - 1, [], 0, clean)
+    assert plan is not None
+    assert len(plan.clean) == MAX_CLEAN_STRETCHES
+    # Short clean stretches between dirty days are read raw instead.
+    assert len(plan.dirty_days) == days - MAX_CLEAN_STRETCHES
+    assert all(hi - lo <= DIRTY_DAYS_PER_QUERY * DAY_MS for lo, hi in plan.dirty)
+    covered = sorted([*plan.clean, *plan.dirty])
+    assert covered[0][0] == 0 and covered[-1][1] == days * DAY_MS
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(covered))
+
+
+def test_fifteen_minutes_fit_every_zone_in_use() -> None:
+    # Local midnights of the zones the property test uses fall on bucket boundaries.
+    for name in ZONES:
+        zone = ZoneInfo(name)
+        for day in range(0, 365, 7):
+            local = dt.datetime(2026, 1, 1, tzinfo=zone) + dt.timedelta(days=day)
+            assert to_ms(local) % BUCKET_MS == 0, name
+
+
+# --- the property: rollup answers are raw answers ----------------------------
+
+snapshots = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # device
+        st.integers(0, 2),  # day
+        # minute of the day: near UTC and zone midnights, quarter hours, +05:30/+05:45
+        st.sampled_from([0, 1, 14, 15, 16, 29, 30, 44, 45, 330, 345, 359, 600, 1079, 1439]),
+        st.integers(0, 119).map(lambda n: n * 500),  # ms into the minute
+        st.sampled_from([1, 2500, 7777, 10000]),  # duration
+        st.sampled_from([("code", "influxdb tuning"), ("slack", "chat"), ("vim", "notes")]),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+def ranges() -> st.SearchStrategy[dict[str, Any]]:
+    moments = st.one_of(
+        st.integers(-2, 3 * 96 + 2).map(lambda q: DAY0_MS + q * BUCKET_MS),  # on a bucket
+        st.integers(-3_600_000, 3 * DAY_MS + 3_600_000).map(lambda ms: DAY0_MS + ms),
+    )
+    return st.fixed_dictionaries(
+        {
+            "bounds": st.tuples(moments, moments).map(sorted),
+            "tz": st.sampled_from(ZONES),
+            "groupBy": st.sampled_from([None, "projectUuid", "categoryUuid", "applicationUuid"]),
+            "resolution": st.sampled_from([None, "hour", "day", "week", "month"]),
+            "nestTimeBucketsInsideGroups": st.booleans(),
+        }
+    )
+
+
+def query(spec: dict[str, Any]) -> dict[str, Any]:
+    lo, hi = spec["bounds"]
+    params = {"start": iso_ms(lo), "end": iso_ms(hi), "tz": spec["tz"]}
+    for name in ("groupBy", "resolution"):
+        if spec[name]:
+            params[name] = spec[name]
+    if spec["nestTimeBucketsInsideGroups"]:
+        params["nestTimeBucketsInsideGroups"] = True
+    return params
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(snapshots, st.data())
+async def test_rollup_answers_equal_the_raw_sums(
+    api: Api,
+    raw_api: Api,
+    redis_client: redis.Redis,
+    influx_db: InfluxHelper,
+    spec: list[tuple[int, int, int, int, int, tuple[str, str]]],
+    data: st.DataObject,
+) -> None:
+    headers = await new_user(api)
+    user = str((await api.me(headers)).json["uuid"])
+    snaps = [
+        snapshot(
+            DAY0_MS + day * DAY_MS + minute * 60_000 + ms + duration,
+            duration,
+            process,
+            f"{title} on device {device}",
+        )
+        for device, day, minute, ms, duration, (process, title) in spec
+    ]
+    order = [snaps[i] for i in data.draw(st.permutations(range(len(snaps))), label="order")]
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(snaps))), label="phases") | {len(snaps)})
+    for lo, hi in itertools.pairwise([0, *cuts]):
+        # Late and overlapping snapshots land on days already rolled up.
+        await post(api, headers, order[lo:hi])
+        if data.draw(st.booleans(), label="correct a stream"):
+            day = data.draw(st.integers(0, 2), label="day corrected")
+            begin = DAY0_MS + day * DAY_MS
+            streams = await get(
+                api, headers, "/api/streams",
+                start=iso_ms(begin), end=iso_ms(begin + DAY_MS - 1), tz="UTC",
+            )  # fmt: skip
+            if streams:
+                stream = data.draw(st.sampled_from(streams), label="stream")
+                target = data.draw(st.sampled_from([*PROJECTS.values(), None]), label="to")
+                result = await api.client.simulate_put(
+                    f"/api/stream/{stream['uuid']}/project",
+                    json={"projectUuid": target},
+                    headers=headers,
+                )
+                assert result.status_code == 200, result.text
+        for _ in range(data.draw(st.integers(1, 2), label="queries")):
+            await compare(api, raw_api, redis_client, headers, query(data.draw(ranges())))
+    # Once every day was read through the rollup, the answers come from it.
+    whole = {"start": iso_ms(DAY0_MS), "end": iso_ms(DAY0_MS + 3 * DAY_MS - 1), "tz": "UTC"}
+    answer = await compare(api, raw_api, redis_client, headers, whole)
+    assert answer["sum"] == raw_total(influx_db, user, DAY0_MS, DAY0_MS + 3 * DAY_MS)
+    rolled = redis_client.hgetall(f"{{sa}}:trolled:{user}")
+    counters = redis_client.hgetall(f"{{sa}}:tgen:{user}")
+    days = [str(DAY0_MS // DAY_MS + d) for d in range(3)]
+    assert [rolled[d] for d in days] == [counters.get(d, "0") for d in days]
+    assert rollup_points(influx_db, user) > 0
+    for _ in range(3):
+        await compare(api, raw_api, redis_client, headers, query(data.draw(ranges())))
+
+
+# --- what the rollup is read for, and when it is not -------------------------
+
+
+DAY1 = {"start": iso_ms(DAY0_MS), "end": iso_ms(DAY0_MS + DAY_MS - 1), "tz": "UTC"}
+
+
+async def test_clean_days_are_read_from_the_rollup_and_a_write_makes_them_raw_again(
+    api: Api, raw_api: Api, redis_client: redis.Redis, influx_db: InfluxHelper
+) -> None:
+    headers = await new_user(api)
+    user = str((await api.me(headers)).json["uuid"])
+    await post(api, headers, [snapshot(DAY0_MS + 3_600_000, 10_000, "code", "x")])
+    assert (await compare(api, raw_api, redis_client, headers, DAY1))["sum"] == 10_000
+    # Proof that a clean day is read from the rollup: a point written into it alone.
+    httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database},
+        content=f"activity_15m,user={user},project=x,category=x,application=x "
+        f"duration_ms=5i {(DAY0_MS + 7_200_000) * 1_000_000}",
+    )
+    clear_cache(redis_client)
+    assert (await get(api, headers, "/api/times", **DAY1))["sum"] == 10_005
+    # A snapshot of that day makes it dirty: raw again, and rolled up anew (the
+    # foreign point stays: it is of a bucket the ledger has nothing in).
+    await post(api, headers, [snapshot(DAY0_MS + 3_610_000, 10_000, "code", "x")])
+    assert (await get(api, headers, "/api/times", **DAY1))["sum"] == 20_000
+    clear_cache(redis_client)
+    assert (await get(api, headers, "/api/times", **DAY1))["sum"] == 20_005
+
+
+async def test_cached_ranges_are_invalidated_exactly_with_the_rollup(
+    api: Api, raw_api: Api, redis_client: redis.Redis
+) -> None:
+    headers = await new_user(api)
+    await post(
+        api,
+        headers,
+        [snapshot(DAY0_MS + d * DAY_MS + 3_600_000, 10_000, "code", "x") for d in range(3)],
+    )
+    days = [
+        {"start": iso_ms(DAY0_MS + d * DAY_MS), "end": iso_ms(DAY0_MS + (d + 1) * DAY_MS - 1),
+         "tz": "UTC", "groupBy": "applicationUuid", "resolution": "hour"}
+        for d in range(3)
+    ]  # fmt: skip
+    for params in days:
+        await get(api, headers, "/api/times", **params)
+    answers = [await get(api, headers, "/api/times", **params) for params in days]
+    assert len(set(redis_client.scan_iter("{sa}:tcache:*"))) == 3
+    # A late snapshot of a second device overlapping day 1's by 4 s (the same
+    # application: a new one would be a new group, listed in every range).
+    await post(api, headers, snapshot(DAY0_MS + DAY_MS + 3_606_000, 10_000, "code", "y"))
+    again = [await get(api, headers, "/api/times", **params) for params in days]
+    # Days 0 and 2 came from their cache entries; only day 1 was computed anew.
+    assert again[0] == answers[0] and again[2] == answers[2]
+    assert len(set(redis_client.scan_iter("{sa}:tcache:*"))) == 4
+    assert again[1]["sum"] == 16_000
+    for params, answer in zip(days, again, strict=True):
+        assert await compare(api, raw_api, redis_client, headers, params) == answer
+
+
+async def test_concurrent_writes_and_rollups_lose_nothing(
+    api: Api, raw_api: Api, redis_client: redis.Redis, identity_config: Config, clock: FakeClock
+) -> None:
+    """Snapshots land while other workers roll their day up: a write acknowledged
+    after a rollup read the day's counter leaves the day dirty."""
+    headers = await new_user(api)
+    other = create_app(identity_config, clock=clock)
+    async with testing.ASGIConductor(other) as client:
+        second = Api(client, {})
+
+        async def writes() -> None:
+            for i in range(30):
+                await post(api, headers, snapshot(DAY0_MS + 3_600_000 + i * 7_000, 10_000,
+                                                  "code", f"t{i % 3}"))  # fmt: skip
+
+        async def reads(worker: Api) -> None:
+            for _ in range(15):
+                clear_cache(redis_client)
+                await get(worker, headers, "/api/times", **DAY1, groupBy="applicationUuid")
+
+        await asyncio.gather(writes(), reads(api), reads(second))
+    answer = await compare(api, raw_api, redis_client, headers, {**DAY1, "resolution": "hour"})
+    assert answer["sum"] == 29 * 7_000 + 10_000
+
+
+async def times_service(
+    config: Config, clock: FakeClock, lock_ttl_ms: int, lease_ms: int
+) -> tuple[TimesService, InfluxClient, Any]:
+    import redis.asyncio as aioredis
+
+    influx = InfluxClient(config)
+    await influx.open()
+    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+    store = ActivityStore(lambda: client)
+    service = TimesService(influx, store, clock, lock_ttl_ms=lock_ttl_ms, lease_ms=lease_ms)
+    return service, influx, client
+
+
+async def test_a_rollup_taken_by_another_worker_is_left_alone(
+    api: Api, redis_client: redis.Redis, identity_config: Config, clock: FakeClock
+) -> None:
+    headers = await new_user(api)
+    user = str((await api.me(headers)).json["uuid"])
+    await post(api, headers, [snapshot(DAY0_MS + 3_600_000, 10_000, "code", "x")])
+    redis_client.set(rollup_lock_key(user), "someone-else", px=60_000)
+    assert (await get(api, headers, "/api/times", **DAY1))["sum"] == 10_000
+    assert redis_client.hgetall(f"{{sa}}:trolled:{user}") == {}
+    assert redis_client.get(rollup_lock_key(user)) == "someone-else"
+    # A lock that would expire before a write could finish: nothing is written.
+    redis_client.delete(rollup_lock_key(user))
+    clear_cache(redis_client)
+    service, influx, client = await times_service(
+        identity_config, clock, lock_ttl_ms=1_000, lease_ms=5_000
+    )
+    try:
+        day = {"start": DAY0, "end": DAY0 + dt.timedelta(days=1, milliseconds=-1)}
+        assert (await service.times(user, day, "UTC"))["sum"] == 10_000
+        # The lock was taken (and is left to expire), nothing marked.
+        assert redis_client.get(rollup_lock_key(user)) is not None
+    finally:
+        await influx.close()
+        await client.aclose()
+    assert redis_client.hgetall(f"{{sa}}:trolled:{user}") == {}
+
+
+async def test_a_rollup_influxdb_refuses_leaves_the_days_raw(
+    api: Api, raw_api: Api, redis_client: redis.Redis, influx_db: InfluxHelper
+) -> None:
+    headers = await new_user(api)
+    user = str((await api.me(headers)).json["uuid"])
+    await post(api, headers, [snapshot(DAY0_MS + 3_600_000, 10_000, "code", "x")])
+    # A float duration in the rollup's shard: InfluxDB refuses the integer ones.
+    httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database},
+        content=f"activity_15m,user=nobody duration_ms=1.5 {(DAY0_MS + 60_000) * 1_000_000}",
+    ).raise_for_status()
+    assert (await compare(api, raw_api, redis_client, headers, DAY1))["sum"] == 10_000
+    assert redis_client.hgetall(f"{{sa}}:trolled:{user}") == {}
+    assert redis_client.get(rollup_lock_key(user)) is None
+
+
+async def test_the_rollup_lock_unmarks_the_days_it_writes(redis_client: redis.Redis) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url(redis_client), decode_responses=True)
+    store = ActivityStore(lambda: client)
+    try:
+        assert await store.take_rollup("u", "t1", 10_000)
+        assert not await store.take_rollup("u", "t2", 10_000)
+        assert await store.commit_rollup("u", "t1", {5: "3", 6: "0"})
+        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "3", "6": "0"}
+        assert redis_client.get(rollup_lock_key("u")) is None
+        assert await store.take_rollup("u", "t3", 10_000)
+        assert not await store.rollup_lease("u", "t1", 1_000, [5])
+        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "3", "6": "0"}
+        # Days about to be written are dirty until the commit.
+        assert await store.rollup_lease("u", "t3", 1_000, [5])
+        assert redis_client.hgetall("{sa}:trolled:u") == {"6": "0"}
+        assert not await store.rollup_lease("u", "t3", 60_000)
+        assert not await store.commit_rollup("u", "t1", {5: "4"})
+        assert await store.commit_rollup("u", "t3", {5: "4"})
+        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "4", "6": "0"}
+    finally:
+        await client.aclose()
+
+
+def redis_url(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
