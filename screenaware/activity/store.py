@@ -1,13 +1,13 @@
 """Redis side of the activity data: rules for attribution, applications seen,
 user categories, and the /times cache with its per-day invalidation.
 
-Keys (hash tag ``{sa}``):
-    ``{sa}:apps:<user>`` (hash): application uuid -> name, for ``/api/applications``.
-    ``{sa}:categories:<user>`` (hash): category uuid -> JSON, the user's own rules.
-    ``{sa}:tgen:<user>`` (hash): UTC day number -> write counter. Every write to a
+Keys (all on the user's slot, see :mod:`screenaware.storage.redisstore`):
+    ``{u:<user>}:apps`` (hash): application uuid -> name, for ``/api/applications``.
+    ``{u:<user>}:categories`` (hash): category uuid -> JSON, the user's own rules.
+    ``{u:<user>}:tgen`` (hash): UTC day number -> write counter. Every write to a
         day bumps it; a cached /times answer is keyed by the counters of the days
         its range touches, so a write invalidates exactly the ranges it falls in.
-    ``{sa}:tcache:<user>:<digest>`` (string, expiring): a cached /times answer.
+    ``{u:<user>}:tcache:<digest>`` (string, expiring): a cached /times answer.
 """
 
 from __future__ import annotations
@@ -23,22 +23,22 @@ from screenaware.activity.catalogue import BUILTIN_CATEGORIES
 from screenaware.activity.learning import Association, decode, learn_key
 from screenaware.errors import Conflict, NotFound
 from screenaware.identity import projects_key
-from screenaware.storage.redisstore import RedisStore
+from screenaware.storage.redisstore import RedisStore, user_scoped
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400
 
 
 def apps_key(user: str) -> str:
-    return f"{{sa}}:apps:{user}"
+    return user_scoped(user, "apps")
 
 
 def categories_key(user: str) -> str:
-    return f"{{sa}}:categories:{user}"
+    return user_scoped(user, "categories")
 
 
 def generations_key(user: str) -> str:
-    return f"{{sa}}:tgen:{user}"
+    return user_scoped(user, "tgen")
 
 
 def _rule(data: Mapping[str, Any]) -> CategoryRule:
@@ -175,7 +175,7 @@ class ActivityStore(RedisStore):
         digest = hashlib.sha256(
             json.dumps([params, counters], sort_keys=True, default=str).encode()
         ).hexdigest()[:32]
-        return f"{{sa}}:tcache:{user}:{digest}"
+        return user_scoped(user, f"tcache:{digest}")
 
     async def cached(self, key: str) -> Any | None:
         raw = await self._redis.get(key)

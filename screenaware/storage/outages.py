@@ -29,7 +29,14 @@ REDIS_DOWN = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # A Redis Cluster: no node reachable or slots not covered (raised by the client),
+    # a slot without its master (CLUSTERDOWN), a slot moving (TRYAGAIN).
+    redis.exceptions.RedisClusterException,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
 )
+# Every failure of a Redis command (the cluster client's own are no RedisError).
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 
 
 def backend_of(exc: BaseException) -> str | None:
