@@ -83,7 +83,8 @@ class Cluster:
         return found
 
     def wait_ok(self, timeout: float = 60) -> None:
-        """Until every live node says ``cluster_state:ok`` and knows 3 masters."""
+        """Until every live node says ``cluster_state:ok`` and knows 3 masters, and
+        every replica is in sync with its master."""
         deadline = time.monotonic() + timeout
         while True:
             if all(self._node_ok(port) for port, s in self.nodes.items() if s.proc.poll() is None):
@@ -96,8 +97,11 @@ class Cluster:
         with self.node(port) as client:
             try:
                 info = client.cluster("INFO")
+                replication = client.info("replication")
             except redis.RedisError:
                 return False
+        if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+            return False  # a replica not yet in sync could not take over
         return info.get("cluster_state") == "ok" and int(info.get("cluster_size", 0)) == MASTERS
 
     def flush(self) -> None:

@@ -16,6 +16,7 @@ from falcon import testing
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
+from heartbeat import HeartbeatStore, rebuild_stats
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.identity.accounts import User, UserStore, user_key
@@ -253,3 +254,61 @@ async def test_a_master_failover_under_beats_loses_no_acknowledged_beat(
         assert stats.json["total_beats"] == acknowledged
     # The source of truth holds each acknowledged beat (a refused one may be there).
     assert influx_db.count("beat") >= acknowledged
+
+
+async def test_a_killed_master_loses_no_acknowledged_beat_of_the_source_of_truth(
+    cluster: Cluster, cluster_config: Config, influx_db: InfluxHelper
+) -> None:
+    """An unplanned failover (the master of the Heartbeat slot killed): beats answer
+    200 or 503; every acknowledged one is in InfluxDB, the source of truth, and
+    ``rebuild-stats`` gives the counters back whatever the replica had not got."""
+    slot = key_slot(b"{hb}:meta")
+    master = slot_owners(cluster)[slot]
+    app = create_app(cluster_config)
+    async with testing.ASGIConductor(app) as client:
+        device = await client.simulate_post(
+            "/api/devices", json={"name": "Laptop"}, headers={"Authorization": SECRET_KEY}
+        )
+        token = device.json["token"]
+        statuses: list[int] = []
+        done = asyncio.Event()
+
+        async def beats() -> None:
+            while not done.is_set():
+                answer = await client.simulate_post("/api/beat", headers={"Authorization": token})
+                statuses.append(answer.status_code)
+
+        def kill_master() -> None:
+            time.sleep(0.5)
+            cluster.nodes[master].proc.kill()
+            cluster.nodes[master].proc.wait()
+            deadline = time.monotonic() + 30
+            while slot_owners(cluster).get(slot) in (None, master):
+                assert time.monotonic() < deadline, "no replica took over"
+                time.sleep(0.1)
+            time.sleep(1.0)  # beats on the new master
+
+        loaders = [asyncio.create_task(beats()) for _ in range(4)]
+        try:
+            await asyncio.to_thread(kill_master)
+        finally:
+            done.set()
+            await asyncio.gather(*loaders)
+            # The killed node comes back as a replica of the new master.
+            cluster.nodes[master] = start_node(cluster.base, master)
+            await asyncio.to_thread(cluster.wait_ok)
+        acknowledged = statuses.count(200)
+        assert set(statuses) <= {200, 503}, set(statuses)
+        assert acknowledged > 20, statuses
+        assert influx_db.count("beat") >= acknowledged
+        backends = Backends(cluster_config)
+        await backends.open()
+        try:
+            raw = await rebuild_stats(
+                backends.influx, HeartbeatStore(backends.get_redis), int(time.time())
+            )
+        finally:
+            await backends.close()
+        assert raw.total_beats == influx_db.count("beat")
+        stats = await client.simulate_get("/api/stats")
+        assert stats.json["total_beats"] == influx_db.count("beat") >= acknowledged

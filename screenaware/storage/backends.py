@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
@@ -129,7 +130,8 @@ class Backends:
         :mod:`screenaware.storage.redisstore`), which the cluster client routes to
         that slot's master; plain pipelines are split per node by the client.
         """
-        cluster = RedisCluster(
+        cluster = _WaitingCluster(
+            self.config.redis_max_connections,
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             # A master that is down (before its replica takes over) stops only the
             # users on its slots; the health check says the cluster is not whole.
@@ -138,8 +140,9 @@ class Backends:
             password=target.password,
             ssl=target.tls,
             decode_responses=True,
-            # Per node; past it a command fails (503) rather than waiting.
-            max_connections=self.config.redis_max_connections,
+            # Per node. Commands wait at redis_max_connections in flight (see
+            # _WaitingCluster); the room above is for pipelines and transactions.
+            max_connections=2 * self.config.redis_max_connections,
             socket_connect_timeout=3,
             socket_timeout=5,
             # A failover takes the cluster's node timeout (seconds) and a new slot map:
@@ -177,6 +180,25 @@ class Backends:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+
+class _WaitingCluster(RedisCluster):
+    """A cluster client whose commands wait for room, as the one-server client's
+    blocking pool makes them: redis-py's cluster client fails a command at once
+    (MaxConnectionsError, 503) when a node has no free connection, so a burst of
+    logins answered 503 where one server's client waits.
+
+    Args:
+        in_flight: most commands of this client at once (each holds one connection).
+    """
+
+    def __init__(self, in_flight: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._room = asyncio.Semaphore(in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._room:
+            return await super().execute_command(*args, **kwargs)
 
 
 def _reporting_success(connection_class: type[Any], outages: OutageLog) -> type[Any]:
