@@ -28,6 +28,7 @@ from screenaware.identity.accounts import (
 )
 from screenaware.identity.keys import _UNLIST, ApiKeyStore, digest, key_key
 from screenaware.integrations.store import IntegrationStore, connected_users_key
+from screenaware.storage.keymigration import new_name
 from screenaware.storage.redisstore import user_scoped
 from screenaware.timeutil import iso
 from tests.conftest import Api, FakeClock
@@ -176,3 +177,21 @@ async def test_an_integration_is_listed_before_and_unlisted_after_its_settings(
     await store.disconnect("u1", "redmine")
     assert await store.users("redmine") == []
     assert await store.settings("u1", "redmine") is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("{sa}:projects:u1", "{u:u1}:projects"),
+        ("{sa}:integ:u1:redmine", "{u:u1}:integ:redmine"),
+        ("{sa}:sess:u1:UTC:2026-01-01:ab:streams", None),
+        ("{sa}:integ-users:redmine", "{sa}:integ-users:redmine"),
+        ("{sa}:apikey:ab12", "{sa}:apikey:ab12"),
+        ("{sa}:rl:login:email:a@b", "{sa}:rl:login:email:a@b"),
+        ("{sa}:projects:", "{sa}:projects:"),
+        ("{hb}:meta", "{hb}:meta"),
+        ("{u:u1}:projects", "{u:u1}:projects"),
+    ],
+)
+def test_the_migration_renames_only_the_old_per_user_keys(old: str, new: str | None) -> None:
+    assert new_name(old) == new
