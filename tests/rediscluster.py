@@ -9,6 +9,7 @@ files run unchanged against a cluster (``scripts/test`` does that for a subset).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 import subprocess
@@ -200,4 +201,21 @@ def async_client(url: str, **kwargs: Any) -> aioredis.Redis:
         return aioredis.Redis.from_url(url, **kwargs)
     target = parse_cluster_url(url)
     nodes = [AsyncClusterNode(h, p) for h, p in target.nodes]
-    return AsyncRedisCluster(startup_nodes=nodes, **kwargs)  # type: ignore[return-value]
+    return WarmingCluster(startup_nodes=nodes, **kwargs)  # type: ignore[return-value]
+
+
+class WarmingCluster(AsyncRedisCluster):
+    """Loads the slot map before its first commands run, one at a time: redis-py
+    8.1 mixed up replies when a fresh client's first commands ran concurrently (the
+    service's Backends.open loads it at start for the same reason)."""
+
+    _warming: asyncio.Lock | None = None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._warming is None:
+            self._warming = asyncio.Lock()
+        if self._initialize:
+            async with self._warming:
+                if self._initialize:
+                    await self.initialize()
+        return await super().execute_command(*args, **kwargs)
