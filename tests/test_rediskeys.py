@@ -29,6 +29,7 @@ from screenaware.identity.accounts import (
 from screenaware.identity.keys import _UNLIST, ApiKeyStore, digest, key_key
 from screenaware.integrations.store import IntegrationStore, connected_users_key
 from screenaware.storage.keymigration import new_name
+from screenaware.storage.outages import REDIS, backend_of
 from screenaware.storage.redisstore import user_scoped
 from screenaware.timeutil import iso
 from tests.conftest import Api, FakeClock
@@ -195,3 +196,17 @@ async def test_an_integration_is_listed_before_and_unlisted_after_its_settings(
 )
 def test_the_migration_renames_only_the_old_per_user_keys(old: str, new: str | None) -> None:
     assert new_name(old) == new
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.MovedError("3999 127.0.0.1:7001"),
+        redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+        redis.exceptions.TryAgainError("TRYAGAIN"),
+        redis.exceptions.RedisClusterException("no node answered"),
+    ],
+)
+def test_a_cluster_in_transition_counts_as_redis_down(error: Exception) -> None:
+    """Answered 503 (retry), not 500: a failover or a slot move passes."""
+    assert backend_of(error) == REDIS
