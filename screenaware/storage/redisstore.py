@@ -121,22 +121,10 @@ class _NodePool:
         self._node = node
         self.connection_kwargs = node.connection_kwargs
 
-    @property
-    def himport_registry(self) -> Any:
-        return self.connection_kwargs.get("himport_registry")
-
-    def get_encoder(self) -> Any:
-        return self._node.get_encoder()
-
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        connection = self._node.acquire_connection()
-        try:
-            await connection.connect()
-        except BaseException:
-            await connection.disconnect()
-            self._node.release(connection)
-            raise
-        return connection
+        # Connected by its first command; the pipeline gives it back (release) in
+        # every case, a failed connect included.
+        return self._node.acquire_connection()
 
     async def release(self, connection: Any) -> None:
         self._node.release(connection)
