@@ -1,8 +1,10 @@
 """Redis storage of the Heartbeat API: devices, token index and the live counters.
 
 All keys share the hash tag ``{hb}`` so that the Lua scripts touch one slot and
-run unchanged on a clustered Redis. Every multi-key change is one Lua script, so
-several workers (or machines) never see half an update.
+run unchanged on a clustered Redis (every script declares a ``{hb}`` key, so the
+cluster client sends it to that slot's node). The API serves one person's devices:
+its keys are few and small, so one slot is no bottleneck. Every multi-key change is
+one Lua script, so several workers (or machines) never see half an update.
 
 Keys:
     ``{hb}:meta`` (hash): first_setup, next_device_id, total_beats, last_seen,
@@ -27,6 +29,15 @@ from screenaware.storage.redisstore import RedisStore, Script
 META = "{hb}:meta"
 DEVICE_IDS = "{hb}:device_ids"
 
+
+def device_key(device_id: int | str) -> str:
+    return f"{{hb}}:device:{device_id}"
+
+
+def token_key(digest: str) -> str:
+    return f"{{hb}}:token:{digest}"
+
+
 _ADD_DEVICE = """
 local id = redis.call('HINCRBY', KEYS[1], 'next_device_id', 1) - 1
 redis.call('HSETNX', KEYS[1], 'first_setup', ARGV[3])
@@ -36,8 +47,10 @@ redis.call('ZADD', KEYS[2], id, id)
 return id
 """
 
+# KEYS[1]: the device's hash (declared, so a Redis Cluster runs the script on the
+# {hb} slot's node; the token keys it touches share that slot). ARGV: id, digest.
 _REGENERATE = """
-local key = '{hb}:device:' .. ARGV[1]
+local key = KEYS[1]
 local name = redis.call('HGET', key, 'name')
 if not name then return false end
 local old = redis.call('HGET', key, 'token')
@@ -154,7 +167,9 @@ class HeartbeatStore(RedisStore):
             ``(name, token)``, or None when no such device exists.
         """
         token = new_token()
-        name = await self._regenerate(self._redis, [], [device_id, hash_token(token)])
+        name = await self._regenerate(
+            self._redis, [device_key(device_id)], [device_id, hash_token(token)]
+        )
         if name is None:
             return None
         return str(name), token
@@ -165,7 +180,7 @@ class HeartbeatStore(RedisStore):
         Looking up the token's SHA-256 means no comparison of the secret itself
         happens here, so its timing reveals nothing about the token.
         """
-        found = await self._redis.mget([f"{{hb}}:token:{d}" for d in digests])
+        found = await self._redis.mget([token_key(d) for d in digests])
         return [None if f is None else int(f) for f in found]
 
     async def count_beats(self, beats: list[tuple[int, int]]) -> None:
@@ -204,7 +219,7 @@ class HeartbeatStore(RedisStore):
         ids = [str(i) for i in await self._redis.zrange(DEVICE_IDS, 0, -1)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for device_id in ids:
-                pipe.hget(f"{{hb}}:device:{device_id}", "name")
+                pipe.hget(device_key(device_id), "name")
             names = await pipe.execute()
         return {int(i): n or "" for i, n in zip(ids, names, strict=True)}
 
@@ -229,7 +244,7 @@ class HeartbeatStore(RedisStore):
             else:
                 pipe.hdel(META, "last_seen")
             for d in raw.devices:
-                key = f"{{hb}}:device:{d.id}"
+                key = device_key(d.id)
                 pipe.hsetnx(key, "name", d.name)
                 pipe.hsetnx(key, "token", "")
                 pipe.hset(key, "num_beats", d.num_beats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import json
 import logging
@@ -137,6 +138,26 @@ def cmd_rebuild_stats(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(_with_backends(config, work))
 
 
+def cmd_migrate_redis_keys(args: argparse.Namespace, config: Config) -> int:
+    """Rename the keys of the old one-tag scheme (once, with the service stopped)."""
+    from screenaware.storage.keymigration import migrate_keys
+
+    if config.redis_cluster is not None:
+        print(
+            "error: migrate on the single Redis first, then import it into the cluster "
+            "(redis-cli --cluster import)",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def work(backends: Any) -> int:
+        done = await migrate_keys(backends.get_redis())
+        print(json.dumps(dataclasses.asdict(done)))
+        return 1 if done.conflicts else 0
+
+    return asyncio.run(_with_backends(config, work))
+
+
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     """Write everything of a user as the JSON Lines export format."""
     from screenaware.errors import NotFound
@@ -261,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser("rebuild-stats", help="recompute Redis counters from InfluxDB")
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     rebuild.set_defaults(func=cmd_rebuild_stats)
+    migrate = sub.add_parser(
+        "migrate-redis-keys", help="rename the keys of the one-tag scheme (once, service off)"
+    )
+    migrate.set_defaults(func=cmd_migrate_redis_keys)
     create = sub.add_parser("create-user", help="create a ScreenAware user (asks the password)")
     create.add_argument("email")
     create.add_argument("--admin", action="store_true", help="with the admin role")

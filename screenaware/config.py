@@ -269,10 +269,15 @@ class Config:
         self.influx_tls_context()  # unreadable PEM files stop the start, named
         redis_url = urllib.parse.urlsplit(self.redis_url)
         _require(
-            redis_url.scheme in ("redis", "rediss", "unix"),
+            redis_url.scheme in ("redis", "rediss", "unix", *CLUSTER_SCHEMES),
             "redis_url",
-            "must be a redis://, rediss:// or unix:// URL",
+            "must be a redis://, rediss://, unix:// or redis+cluster://host:port,... URL",
         )
+        if redis_url.scheme in CLUSTER_SCHEMES:
+            try:
+                parse_cluster_url(self.redis_url)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_PREFIX}REDIS_URL: {exc}") from None
         try:
             parse_zone(self.timezone)
         except ValueError:
@@ -284,6 +289,13 @@ class Config:
             "log_level",
             "must be DEBUG, INFO, WARNING, ERROR or CRITICAL",
         )
+
+    @property
+    def redis_cluster(self) -> RedisClusterTarget | None:
+        """The cluster ``redis_url`` names (``redis+cluster://``), None for one server."""
+        if urllib.parse.urlsplit(self.redis_url).scheme not in CLUSTER_SCHEMES:
+            return None
+        return parse_cluster_url(self.redis_url)
 
     @property
     def influx_base_url(self) -> str:
@@ -406,6 +418,56 @@ def redact_url(url: str) -> str:
     shown = f"{parts.scheme}://{netloc}{parts.path}"
     shown += f"?{query}" if query else ""
     return shown + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+# ``rediss+cluster://`` speaks TLS to every node.
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@dataclass(frozen=True)
+class RedisClusterTarget:
+    """A Redis Cluster as ``redis+cluster://[user:password@]host:port,host:port,...``
+    names it: the nodes to discover the cluster from, and the credentials of all."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None = dataclasses.field(repr=False)
+    tls: bool
+
+
+def parse_cluster_url(url: str) -> RedisClusterTarget:
+    """Parse a ``redis+cluster://`` (or ``rediss+cluster://``) URL.
+
+    Every node is ``host:port`` (an IPv6 address in brackets); the path may only be
+    empty, ``/`` or ``/0`` (a cluster has database 0 only); no query. Messages never
+    show the URL, which may hold a password.
+
+    Raises:
+        ValueError: the URL is malformed (the message says how).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in CLUSTER_SCHEMES:
+        raise ValueError("a cluster URL starts with redis+cluster:// or rediss+cluster://")
+    netloc, slash, path = rest.partition("/")
+    if "?" in netloc or "#" in netloc:
+        raise ValueError("a cluster URL takes no query or fragment")
+    if slash and path not in ("", "0"):
+        raise ValueError("a cluster has database 0 only (no path but / or /0)")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = urllib.parse.unquote(user) or None
+        password = urllib.parse.unquote(secret) if colon else None
+    nodes = []
+    for number, node in enumerate(hosts.split(","), 1):
+        host, colon, port = node.strip().rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"node {number} of the cluster URL is not host:port")
+        nodes.append((host, int(port)))
+    return RedisClusterTarget(tuple(nodes), username, password, scheme == "rediss+cluster")
 
 
 def _no_password() -> bytes:

@@ -20,6 +20,7 @@ from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.localservers import Server, free_port, start_influxd, start_redis
 from tests.browser import launch_chromium, screenshot_file
+from tests.rediscluster import Cluster, start_cluster, sync_client
 
 SECRET_KEY = "test-secret-key-0123456789"
 
@@ -31,6 +32,11 @@ settings.register_profile("thorough", deadline=None, max_examples=3000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+# "cluster": the session's Redis is a 3-master Redis Cluster (tests/rediscluster.py)
+# instead of one redis-server; the test files chosen for it run unchanged.
+ON_CLUSTER = os.environ.get("SCREENAWARE_TEST_REDIS", "") == "cluster"
+
+
 @dataclass
 class Servers:
     influx_url: str
@@ -38,6 +44,7 @@ class Servers:
     influxd: Server
     redis_server: Server
     base: Path
+    cluster: Cluster | None = None
 
 
 @pytest.fixture(scope="session")
@@ -45,21 +52,31 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     base = tmp_path_factory.mktemp("servers")
     influx_port, redis_port = free_port(), free_port()
     influxd = start_influxd(base / "influxdb", influx_port)
+    cluster = None
     try:
-        redis_server = start_redis(base / "redis", redis_port)
+        if ON_CLUSTER:
+            cluster = start_cluster(base / "cluster")
+            redis_server, redis_url = next(iter(cluster.nodes.values())), cluster.url
+        else:
+            redis_server = start_redis(base / "redis", redis_port)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
     except Exception:
         influxd.stop()
         raise
     started = Servers(
         influx_url=f"http://127.0.0.1:{influx_port}",
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        redis_url=redis_url,
         influxd=influxd,
         redis_server=redis_server,
         base=base,
+        cluster=cluster,
     )
     yield started
     # Stop what runs now: a test may have restarted a server in place.
-    started.redis_server.stop()
+    if cluster is not None:
+        cluster.stop()
+    else:
+        started.redis_server.stop()
     started.influxd.stop()
 
 
@@ -107,8 +124,8 @@ def influx_db(servers: Servers) -> Iterator[InfluxHelper]:
 
 @pytest.fixture
 def redis_client(servers: Servers) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
-    client.flushall()
+    client = sync_client(servers.redis_url, decode_responses=True)
+    client.flushall()  # on a cluster: every master
     yield client
     client.flushall()
     client.close()

@@ -14,7 +14,6 @@ import httpx
 import jwt
 import pytest
 import redis
-import redis.asyncio as aioredis
 from falcon import testing
 
 from screenaware.app import create_app
@@ -24,6 +23,7 @@ from screenaware.identity.accounts import make_accounts
 from screenaware.identity.keys import _TOUCH, ApiKeyStore, digest, key_key
 from screenaware.web.auth import is_api_key
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, bearer
+from tests.rediscluster import async_client
 from tests.service import run_service
 
 PASSWORD = "user-password-1"
@@ -323,7 +323,7 @@ async def test_keys_of_a_deleted_user_die_with_it(api: Api, redis_client: redis.
     for key in keys:
         assert (await api.me(key)).status_code == 401
     # Nothing of them is left in Redis; the admin's key is untouched.
-    assert not redis_client.exists(f"{{sa}}:apikeys:{ivy_uuid}")
+    assert not redis_client.exists(f"{{u:{ivy_uuid}}}:apikeys")
     stored = [redis_client.hget(k, "user") for k in redis_client.scan_iter("{sa}:apikey:*")]
     assert stored == [await uuid_of(api, api.admin)]
     assert (await api.me(other)).status_code == 200
@@ -443,7 +443,7 @@ async def test_revoked_on_both_workers_at_once(
 async def test_recording_a_use_never_brings_a_revoked_key_back(
     config: Config, redis_client: redis.Redis
 ) -> None:
-    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+    client = async_client(config.redis_url, decode_responses=True)
     try:
         clock = FakeClock()
         accounts = make_accounts(config, lambda: client, clock)

@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
 from falcon import testing
 
 from screenaware.activity.attribution import application_uuid, category_uuid
@@ -37,6 +36,7 @@ from screenaware.integrations.store import CredentialsUnreadable, IntegrationSto
 from screenaware.storage.localservers import free_port
 from screenaware.timeutil import iso
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, Servers
+from tests.rediscluster import async_client
 
 UTC = dt.UTC
 DAY = {"start": "2026-11-30T00:00:00.000Z", "end": "2026-11-30T23:59:59.999Z", "tz": "UTC"}
@@ -562,7 +562,7 @@ async def test_a_caldav_collection_is_asked_for_the_window_only(radicale: Radica
 async def test_settings_are_encrypted_with_the_configured_or_the_shared_key(
     servers: Servers, redis_client: redis.Redis
 ) -> None:
-    client = aioredis.Redis.from_url(servers.redis_url)
+    client = async_client(servers.redis_url)
     try:
         settings = {"url": "https://cal.example.org/secret-token/basic.ics", "password": "pw-1"}
         first = IntegrationStore(lambda: client, "configured-key-1")

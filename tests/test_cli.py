@@ -190,3 +190,63 @@ async def test_create_user_reads_the_password_and_makes_an_admin(
             "/api/users", headers={"Authorization": f"Bearer {login.json['token']}"}
         )
         assert [u["email"] for u in users.json] == ["boss@example.org"]
+
+
+async def test_migrate_redis_keys_moves_the_one_tag_scheme_to_per_user_tags(
+    config: Config, clock: FakeClock, redis_client: redis.Redis
+) -> None:
+    from screenaware.identity.credentials import hash_password
+    from screenaware.identity.keys import digest
+
+    # What the one-tag scheme wrote for a user with a project and an API key.
+    uuid, project = "5b9e3c1e-0d7a-4a57-9a3e-6f2b8d1c4e10", "p-1"
+    secret = "0c2d6a8e-7f41-4b3a-9e5d-2a1b3c4d5e6f"
+    redis_client.hset(
+        f"{{sa}}:user:{uuid}",
+        mapping={"uuid": uuid, "email": "old@example.org", "role": "user", "version": 0,
+                 "password": await hash_password("old-password-1"), "created": 1},
+    )  # fmt: skip
+    redis_client.set("{sa}:email:old@example.org", uuid)
+    redis_client.zadd("{sa}:users", {uuid: 1})
+    redis_client.hset(
+        f"{{sa}}:projects:{uuid}", project, json.dumps({"uuid": project, "name": "P"})
+    )
+    redis_client.hset(f"{{sa}}:apikeys:{uuid}", "k1", digest(secret))
+    redis_client.hset(
+        f"{{sa}}:apikey:{digest(secret)}",
+        mapping={"uuid": "k1", "user": uuid, "name": "k", "createdAt": 1, "lastUsedAt": 0},
+    )
+    redis_client.hset(f"{{sa}}:integ:{uuid}:redmine", "connected", "0")
+    redis_client.set(f"{{sa}}:tcache:{uuid}:abc", "{}")
+    redis_client.set("{sa}:rl:login:addr:10.0.0.1", 1)
+    out = run(config, "migrate-redis-keys")
+    done = json.loads(out.stdout)
+    # Kept: the indexes, the limit counter and the CLI's own clock slot lease.
+    assert (done["renamed"], done["dropped"], done["conflicts"]) == (4, 1, 0)
+    assert done["kept"] >= 4
+    assert redis_client.hget(f"{{u:{uuid}}}:integ:redmine", "connected") == "0"
+    assert not redis_client.keys(f"{{sa}}:*{uuid}*")
+    # The service finds the user, its project and its key under the new names.
+    async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+        login = await client.simulate_post(
+            "/api/auth/local", json={"email": "old@example.org", "password": "old-password-1"}
+        )
+        assert login.status_code == 200, login.text
+        listed = await client.simulate_get(
+            "/api/projects", headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert [p["name"] for p in listed.json] == ["P"], listed.text
+    # Once is enough: a second run renames nothing.
+    again = json.loads(run(config, "migrate-redis-keys").stdout)
+    assert again["renamed"] == again["dropped"] == 0
+    # A key already in the new scheme is never overwritten.
+    redis_client.hset(f"{{sa}}:projects:{uuid}", "stale", "{}")
+    clash = run(config, "migrate-redis-keys", check=False)
+    assert clash.returncode == 1 and json.loads(clash.stdout)["conflicts"] == 1
+    assert redis_client.hkeys(f"{{u:{uuid}}}:projects") == [project]
+
+
+def test_migrate_redis_keys_refuses_a_cluster(config: Config) -> None:
+    clustered = config.replace(redis_url="redis+cluster://127.0.0.1:7000")
+    refused = run(clustered, "migrate-redis-keys", check=False)
+    assert refused.returncode == 2 and "redis-cli --cluster import" in refused.stderr

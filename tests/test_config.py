@@ -147,3 +147,39 @@ def test_replace_validates() -> None:
     assert config.replace(workers=3).workers == 3
     with pytest.raises(ConfigError):
         config.replace(workers=0)
+
+
+def test_a_cluster_url_names_its_nodes_and_credentials() -> None:
+    url = "redis+cluster://app:pw%40-9f3a@10.0.0.1:7000,[::1]:7001, node-c:7002/0"
+    config = Config.load(environ={"SCREENAWARE_REDIS_URL": url})
+    target = config.redis_cluster
+    assert target is not None
+    assert target.nodes == (("10.0.0.1", 7000), ("::1", 7001), ("node-c", 7002))
+    assert (target.username, target.password, target.tls) == ("app", "pw@-9f3a", False)
+    # The password is in neither the config's repr nor the target's.
+    assert "9f3a" not in repr(config) and "9f3a" not in repr(target)
+    assert "redis+cluster://app:***@10.0.0.1:7000" in repr(config)
+    tls = Config.load(environ={"SCREENAWARE_REDIS_URL": "rediss+cluster://h:1"}).redis_cluster
+    assert tls is not None and tls.tls and tls.username is None and tls.password is None
+    assert Config.load(environ={}).redis_cluster is None
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://", "node 1 of the cluster URL is not host:port"),
+        ("redis+cluster://h1:7000,h2", "node 2 of the cluster URL is not host:port"),
+        ("redis+cluster://h1:7000,:7001", "node 2 of the cluster URL is not host:port"),
+        ("redis+cluster://h1:70000", "node 1 of the cluster URL is not host:port"),
+        ("redis+cluster://h1:0", "node 1 of the cluster URL is not host:port"),
+        ("redis+cluster://:s3cr3t-678@h1:x", "node 1 of the cluster URL is not host:port"),
+        ("redis+cluster://h1:7000/1", "database 0 only"),
+        ("redis+cluster://h1:7000?password=s3cr3t-678", "no query"),
+        ("redis+cluster:h1:7000", "starts with redis\\+cluster://"),
+    ],
+)
+def test_a_malformed_cluster_url_fails_clearly_without_echoing_it(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as failed:
+        Config.load(environ={"SCREENAWARE_REDIS_URL": url})
+    assert str(failed.value).startswith("SCREENAWARE_REDIS_URL: ")
+    assert "s3cr3t" not in str(failed.value)

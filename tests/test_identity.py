@@ -16,15 +16,15 @@ import httpx
 import jwt
 import pytest
 import redis
-import redis.asyncio as aioredis
 from falcon import testing
 
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.errors import AuthFailed
-from screenaware.identity.accounts import JWT_SECRET_KEY, UserStore
+from screenaware.identity.accounts import JWT_SECRET_KEY, UserStore, user_key
 from screenaware.identity.credentials import TokenIssuer
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, bearer
+from tests.rediscluster import async_client
 from tests.service import run_service
 
 # --- authentication ------------------------------------------------------
@@ -166,7 +166,7 @@ async def test_passwords_are_scrypt_hashed_and_never_returned(
 ) -> None:
     headers = await api.new_user("hank@example.org", "correct horse battery")
     me = (await api.me(headers)).json
-    stored = redis_client.hget(f"{{sa}}:user:{me['uuid']}", "password")
+    stored = redis_client.hget(user_key(me["uuid"]), "password")
     assert isinstance(stored, str) and stored.startswith("scrypt$")
     assert "correct horse battery" not in stored
     users = (await api.client.simulate_get("/api/users", headers=api.admin)).text
@@ -636,7 +636,7 @@ async def test_entities_survive_a_redis_crash(api: Api, restart_redis: object) -
 
 @pytest.fixture
 async def user_store(config: Config, redis_client: redis.Redis) -> AsyncIterator[UserStore]:
-    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+    client = async_client(config.redis_url, decode_responses=True)
     yield UserStore(lambda: client)
     await client.aclose()
 

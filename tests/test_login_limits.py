@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from screenaware.config import Config
 from screenaware.errors import RateLimited
 from screenaware.storage.ratelimit import RateLimiter
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api
+from tests.rediscluster import async_client
 from tests.service import Service, run_service
 
 BURST = 200
@@ -151,7 +151,7 @@ Limiter = Callable[[dict[str, int], int], RateLimiter]
 
 @pytest.fixture
 async def limiter(config: Config, redis_client: redis.Redis) -> AsyncIterator[Limiter]:
-    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True, max_connections=400)
+    client = async_client(config.redis_url, decode_responses=True, max_connections=400)
     yield lambda limits, window: RateLimiter(lambda: client, "test", limits, window)
     await client.aclose()
 

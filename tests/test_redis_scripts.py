@@ -6,18 +6,18 @@ import asyncio
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from screenaware.errors import RateLimited
 from screenaware.storage.ratelimit import Quota
 from screenaware.storage.redisstore import RELEASE_LOCK
 from tests.conftest import Servers
+from tests.rediscluster import async_client
 
 
 async def test_a_refused_amount_is_given_back_atomically(
     servers: Servers, redis_client: redis.Redis
 ) -> None:
-    client = aioredis.Redis.from_url(servers.redis_url)
+    client = async_client(servers.redis_url)
     try:
         quota = Quota(lambda: client, "test", 600)
         await quota.take("k", 70, 100)
@@ -44,7 +44,7 @@ async def test_a_refused_amount_is_given_back_atomically(
 async def test_a_lock_is_released_only_by_its_holder(
     servers: Servers, redis_client: redis.Redis
 ) -> None:
-    client = aioredis.Redis.from_url(servers.redis_url)
+    client = async_client(servers.redis_url)
     try:
         redis_client.set("lock", "theirs")
         assert await RELEASE_LOCK(client, ["lock"], ["ours"]) == 0

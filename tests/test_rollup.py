@@ -18,7 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screenaware.activity.rollup import BUCKET_MS, DIRTY_DAYS_PER_QUERY, MAX_CLEAN_STRETCHES, layout
-from screenaware.activity.store import DAY_MS, ActivityStore, rollup_lock_key
+from screenaware.activity.store import (
+    DAY_MS,
+    ActivityStore,
+    generations_key,
+    rolled_key,
+    rollup_lock_key,
+)
 from screenaware.activity.times import TimesService
 from screenaware.app import create_app
 from screenaware.config import Config
@@ -82,7 +88,7 @@ async def new_user(api: Api) -> dict[str, str]:
 
 
 def clear_cache(redis_client: redis.Redis) -> None:
-    for key in redis_client.scan_iter("{sa}:tcache:*"):
+    for key in redis_client.scan_iter("{u:*}:tcache:*"):
         redis_client.delete(key)
 
 
@@ -268,8 +274,8 @@ async def test_rollup_answers_equal_the_raw_sums(
     whole = {"start": iso_ms(DAY0_MS), "end": iso_ms(DAY0_MS + 3 * DAY_MS - 1), "tz": "UTC"}
     answer = await compare(api, raw_api, redis_client, headers, whole)
     assert answer["sum"] == raw_total(influx_db, user, DAY0_MS, DAY0_MS + 3 * DAY_MS)
-    rolled = redis_client.hgetall(f"{{sa}}:trolled:{user}")
-    counters = redis_client.hgetall(f"{{sa}}:tgen:{user}")
+    rolled = redis_client.hgetall(rolled_key(user))
+    counters = redis_client.hgetall(generations_key(user))
     days = [str(DAY0_MS // DAY_MS + d) for d in range(3)]
     assert [rolled[d] for d in days] == [counters.get(d, "0") for d in days]
     assert rollup_points(influx_db, user) > 0
@@ -324,14 +330,14 @@ async def test_cached_ranges_are_invalidated_exactly_with_the_rollup(
     for params in days:
         await get(api, headers, "/api/times", **params)
     answers = [await get(api, headers, "/api/times", **params) for params in days]
-    assert len(set(redis_client.scan_iter("{sa}:tcache:*"))) == 3
+    assert len(set(redis_client.scan_iter("{u:*}:tcache:*"))) == 3
     # A late snapshot of a second device overlapping day 1's by 4 s (the same
     # application: a new one would be a new group, listed in every range).
     await post(api, headers, snapshot(DAY0_MS + DAY_MS + 3_606_000, 10_000, "code", "y"))
     again = [await get(api, headers, "/api/times", **params) for params in days]
     # Days 0 and 2 came from their cache entries; only day 1 was computed anew.
     assert again[0] == answers[0] and again[2] == answers[2]
-    assert len(set(redis_client.scan_iter("{sa}:tcache:*"))) == 4
+    assert len(set(redis_client.scan_iter("{u:*}:tcache:*"))) == 4
     assert again[1]["sum"] == 16_000
     for params, answer in zip(days, again, strict=True):
         assert await compare(api, raw_api, redis_client, headers, params) == answer
@@ -383,7 +389,7 @@ async def test_a_rollup_taken_by_another_worker_is_left_alone(
     await post(api, headers, [snapshot(DAY0_MS + 3_600_000, 10_000, "code", "x")])
     redis_client.set(rollup_lock_key(user), "someone-else", px=60_000)
     assert (await get(api, headers, "/api/times", **DAY1))["sum"] == 10_000
-    assert redis_client.hgetall(f"{{sa}}:trolled:{user}") == {}
+    assert redis_client.hgetall(rolled_key(user)) == {}
     assert redis_client.get(rollup_lock_key(user)) == "someone-else"
     # A lock that would expire before a write could finish: nothing is written.
     redis_client.delete(rollup_lock_key(user))
@@ -399,7 +405,7 @@ async def test_a_rollup_taken_by_another_worker_is_left_alone(
     finally:
         await influx.close()
         await client.aclose()
-    assert redis_client.hgetall(f"{{sa}}:trolled:{user}") == {}
+    assert redis_client.hgetall(rolled_key(user)) == {}
 
 
 async def test_a_rollup_influxdb_refuses_leaves_the_days_raw(
@@ -415,7 +421,7 @@ async def test_a_rollup_influxdb_refuses_leaves_the_days_raw(
         content=f"activity_15m,user=nobody duration_ms=1.5 {(DAY0_MS + 60_000) * 1_000_000}",
     ).raise_for_status()
     assert (await compare(api, raw_api, redis_client, headers, DAY1))["sum"] == 10_000
-    assert redis_client.hgetall(f"{{sa}}:trolled:{user}") == {}
+    assert redis_client.hgetall(rolled_key(user)) == {}
     assert redis_client.get(rollup_lock_key(user)) is None
 
 
@@ -428,18 +434,18 @@ async def test_the_rollup_lock_unmarks_the_days_it_writes(redis_client: redis.Re
         assert await store.take_rollup("u", "t1", 10_000)
         assert not await store.take_rollup("u", "t2", 10_000)
         assert await store.commit_rollup("u", "t1", {5: "3", 6: "0"})
-        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "3", "6": "0"}
+        assert redis_client.hgetall(rolled_key("u")) == {"5": "3", "6": "0"}
         assert redis_client.get(rollup_lock_key("u")) is None
         assert await store.take_rollup("u", "t3", 10_000)
         assert not await store.rollup_lease("u", "t1", 1_000, [5])
-        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "3", "6": "0"}
+        assert redis_client.hgetall(rolled_key("u")) == {"5": "3", "6": "0"}
         # Days about to be written are dirty until the commit.
         assert await store.rollup_lease("u", "t3", 1_000, [5])
-        assert redis_client.hgetall("{sa}:trolled:u") == {"6": "0"}
+        assert redis_client.hgetall(rolled_key("u")) == {"6": "0"}
         assert not await store.rollup_lease("u", "t3", 60_000)
         assert not await store.commit_rollup("u", "t1", {5: "4"})
         assert await store.commit_rollup("u", "t3", {5: "4"})
-        assert redis_client.hgetall("{sa}:trolled:u") == {"5": "4", "6": "0"}
+        assert redis_client.hgetall(rolled_key("u")) == {"5": "4", "6": "0"}
     finally:
         await client.aclose()
 

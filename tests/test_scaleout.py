@@ -253,7 +253,7 @@ async def test_snapshots_through_one_instance_show_in_times_and_streams_of_the_o
         # B answers /times and caches the answer (in Redis, shared by both).
         warm = await b.get("/api/times", params=span, headers=admin)
         assert warm.status_code == 200 and warm.json()["sum"] == 60_000, warm.text
-        assert cluster.redis.keys("{sa}:tcache:*"), "B did not cache its answer"
+        assert cluster.redis.keys("{u:*}:tcache:*"), "B did not cache its answer"
         more = snapshots(start + dt.timedelta(seconds=60), 6)
         assert (await a.post("/api/snapshots", json=more, headers=admin)).status_code == 200
         # Right after the post through A, B's cached answer is stale.

@@ -505,7 +505,7 @@ async def test_cached_answers_and_exact_invalidation(
 ) -> None:
     first = await times(api, day_data, **RANGE)
     assert first["sum"] == 60000
-    assert len(redis_client.keys("{sa}:tcache:*")) == 1
+    assert len(redis_client.keys("{u:*}:tcache:*")) == 1
     # A point that bypasses the API (no invalidation): the cached answer stays.
     me = (await api.me(day_data)).json["uuid"]
     stamp = int(dt.datetime(2023, 11, 14, 9, 0, tzinfo=UTC).timestamp()) * 10**9

@@ -272,18 +272,18 @@ async def test_days_are_cached_until_written(
     api: Api, day: dict[str, str], redis_client: redis.Redis
 ) -> None:
     first = await get(api, day, "/api/streams", **DAY)
-    assert len(redis_client.keys("{sa}:sess:*")) == 1  # the day's streams
+    assert len(redis_client.keys("{u:*}:sess:*")) == 1  # the day's streams
     await get(api, day, "/api/substreams", **DAY)
-    keys = sorted(redis_client.keys("{sa}:sess:*"))
+    keys = sorted(redis_client.keys("{u:*}:sess:*"))
     assert len(keys) == 3  # ... and, from one fuller query, its expanded streams and substreams
     expanded = await get(api, day, "/api/streams", **DAY, expanded=True)
-    assert sorted(redis_client.keys("{sa}:sess:*")) == keys  # served from the cache
+    assert sorted(redis_client.keys("{u:*}:sess:*")) == keys  # served from the cache
     # The light and the full computation agree on the streams themselves.
     assert [{k: s[k] for k in first[0]} for s in expanded] == first
     await post(api, day, snaps(at(20, 0), 1, "code", "influxdb"))
     streams = await get(api, day, "/api/streams", **DAY)
     assert len(streams) == 4
-    assert len(redis_client.keys("{sa}:sess:*")) == 4  # a new entry for the new state
+    assert len(redis_client.keys("{u:*}:sess:*")) == 4  # a new entry for the new state
 
 
 async def test_parameters_are_validated(api: Api, day: dict[str, str]) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
 from falcon import testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,12 +22,22 @@ from hypothesis import strategies as st
 from screenaware.activity.attribution import application_uuid
 from screenaware.activity.snapshots import SnapshotService, snapshot_key
 from screenaware.activity.store import ActivityStore
-from screenaware.activity.timeline import Plan, Record, TimelineStore, lock_key, resolve
+from screenaware.activity.timeline import (
+    Plan,
+    Record,
+    TimelineStore,
+    coverage_key,
+    journal_key,
+    lock_key,
+    resolve,
+    undo_key,
+)
 from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
 from screenaware.errors import StorageUnavailable
 from screenaware.timeutil import iso, to_ms
 from tests.conftest import Api, FakeClock, InfluxHelper, Servers, dead_url
+from tests.rediscluster import async_client
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -273,7 +282,7 @@ async def test_a_late_overlap_invalidates_exactly_the_cached_ranges_it_touches(
     before = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
     assert before["sum"] == 10_000
     old = await get(api, headers, "/api/times", **yesterday, resolution="hour")
-    keys = set(redis_client.scan_iter("{sa}:tcache:*"))
+    keys = set(redis_client.scan_iter("{u:*}:tcache:*"))
     # A second device's snapshot, taken later, overlapping the cached one by 4 s.
     await post(api, headers, snapshot(T0_MS + 16_000, 10_000, "firefox"))
     after = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
@@ -282,7 +291,7 @@ async def test_a_late_overlap_invalidates_exactly_the_cached_ranges_it_touches(
     assert after["grouped"][application_uuid("firefox")]["sum"] == 10_000
     assert await get(api, headers, "/api/times", **yesterday, resolution="hour") == old
     # Yesterday's answer came from its cache entry; only today's was computed anew.
-    assert len(set(redis_client.scan_iter("{sa}:tcache:*")) - keys) == 1
+    assert len(set(redis_client.scan_iter("{u:*}:tcache:*")) - keys) == 1
     streams = await get(api, headers, "/api/streams", **DAY)
     assert [s["durationMs"] for s in streams] == [16_000]
 
@@ -385,7 +394,7 @@ async def test_snapshots_older_than_the_coverage_follow_the_rule_from_the_ledger
     login = await api.login("ann@example.org", "user-password-1")
     headers = {"Authorization": f"Bearer {login.json['token']}"}
     await post(api, headers, snapshot(to_ms(T0) + 40 * 86_400_000, 10_000, "vim"))
-    assert redis_client.zcount(f"{{sa}}:cov:{user}", 0, T0_MS + 86_400_000) == 0
+    assert redis_client.zcount(coverage_key(user), 0, T0_MS + 86_400_000) == 0
     # A sensor back after weeks offline: an overlapping snapshot and a re-send.
     late = snapshot(T0_MS + 14_000, 10_000, "slack")
     await post(api, headers, [late, first])
@@ -415,11 +424,11 @@ async def test_a_batch_whose_write_failed_is_written_by_a_later_request(
     first = snapshot(T0_MS + 10_000, 10_000, "code")
     await post_while_influxdb_is_down(identity_config, clock, headers, first, times=1)
     # The coverage has it, the journal keeps its points, InfluxDB has nothing yet.
-    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
+    assert redis_client.hlen(journal_key(user)) == 1
     assert (await get(api, headers, "/api/times", **DAY))["sum"] == 0
     clock.advance(60)  # longer than a lock lives: that writer is gone
     await post(api, headers, snapshot(T0_MS - 86_400_000, 10_000, "vim"))  # another day
-    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
+    assert redis_client.hlen(journal_key(user)) == 0
     assert (await get(api, headers, "/api/times", **DAY))["sum"] == 10_000  # not from cache
     await post(api, headers, [first, snapshot(T0_MS + 15_000, 10_000, "slack")])
     times = await get(api, headers, "/api/times", **DAY, groupBy="applicationUuid")
@@ -436,10 +445,10 @@ async def test_a_resend_is_acknowledged_only_once_influxdb_has_it(
     user = await user_id(api, headers)
     first = snapshot(T0_MS + 10_000, 10_000, "code")
     await post_while_influxdb_is_down(identity_config, clock, headers, first, times=2)
-    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
+    assert redis_client.hlen(journal_key(user)) == 1
     # InfluxDB answers again: the resend writes the journal before its 200.
     await post(api, headers, first)
-    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
+    assert redis_client.hlen(journal_key(user)) == 0
     assert (await get(api, headers, "/api/times", **DAY))["sum"] == 10_000
 
 
@@ -448,7 +457,7 @@ async def test_a_round_whose_lock_expired_stores_nothing(
 ) -> None:
     # A round slowed past the lock's life (flushes to a slow InfluxDB) must not commit:
     # another worker may hold the lock now and resolve the same snapshots.
-    client = aioredis.Redis.from_url(servers.redis_url, decode_responses=True)
+    client = async_client(servers.redis_url, decode_responses=True)
     no_writer: Any = None  # commit writes nothing to InfluxDB
     timeline = TimelineStore(
         lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
@@ -461,11 +470,11 @@ async def test_a_round_whose_lock_expired_stores_nothing(
             redis_client.delete(lock_key("u1"))  # it expired meanwhile
             with pytest.raises(StorageUnavailable):
                 await timeline.commit("u1", Plan(added=[record], trimmed=[]), held, ["x 1"])
-        assert redis_client.zcard("{sa}:cov:u1") == 0
-        assert redis_client.hlen("{sa}:tjournal:u1") == 0
+        assert redis_client.zcard(coverage_key("u1")) == 0
+        assert redis_client.hlen(journal_key("u1")) == 0
         async with timeline.locked("u1") as held:  # with the lock still ours, it commits
             await timeline.commit("u1", Plan(added=[record], trimmed=[]), held, ["x 1"])
-        assert redis_client.zcard("{sa}:cov:u1") == 1
+        assert redis_client.zcard(coverage_key("u1")) == 1
     finally:
         await client.aclose()
 
@@ -500,9 +509,9 @@ async def test_a_batch_influxdb_refuses_is_never_acknowledged(
         assert result.json["message"] == (
             "The database refused to store this data; it was not stored"
         )
-        assert redis_client.zcard(f"{{sa}}:cov:{user}") == 0
-        assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
-        assert redis_client.hlen(f"{{sa}}:tundo:{user}") == 0
+        assert redis_client.zcard(coverage_key(user)) == 0
+        assert redis_client.hlen(journal_key(user)) == 0
+        assert redis_client.hlen(undo_key(user)) == 0
     assert influx_db.query('SELECT * FROM window WHERE "user" = $u', {"u": user}) == []
 
 
@@ -519,21 +528,21 @@ async def test_a_journal_entry_influxdb_refuses_leaves_the_coverage(
     user = await user_id(api, headers)
     first = snapshot(T0_MS + 10_000, 10_000, "code")
     await post_while_influxdb_is_down(identity_config, clock, headers, first, times=1)
-    assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 1
-    assert redis_client.zcard(f"{{sa}}:cov:{user}") == 1
+    assert redis_client.hlen(journal_key(user)) == 1
+    assert redis_client.zcard(coverage_key(user)) == 1
     conflict_in_window_shard(influx_db)
     for _ in range(2):
         result = await api.client.simulate_post("/api/snapshots", json=first, headers=headers)
         assert result.status_code == 500, result.text
-        assert redis_client.hlen(f"{{sa}}:tjournal:{user}") == 0
-        assert redis_client.zcard(f"{{sa}}:cov:{user}") == 0
+        assert redis_client.hlen(journal_key(user)) == 0
+        assert redis_client.zcard(coverage_key(user)) == 0
     assert influx_db.query('SELECT * FROM window WHERE "user" = $u', {"u": user}) == []
 
 
 async def test_undoing_an_entry_restores_what_it_trimmed(
     servers: Servers, redis_client: redis.Redis, clock: FakeClock
 ) -> None:
-    client = aioredis.Redis.from_url(servers.redis_url, decode_responses=True)
+    client = async_client(servers.redis_url, decode_responses=True)
     no_writer: Any = None  # undo writes nothing to InfluxDB
     timeline = TimelineStore(
         lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
@@ -552,9 +561,9 @@ async def test_undoing_an_entry_restores_what_it_trimmed(
             entry = await timeline.commit("u1", plan, held, ["x 2"])
         async with timeline.locked("u1"):
             await timeline.undo("u1", entry)
-        left = sorted(redis_client.zrange("{sa}:cov:u1", 0, -1))
+        left = sorted(redis_client.zrange(coverage_key("u1"), 0, -1))
         assert left == sorted([earlier.encode(), other.encode()])
-        assert redis_client.hget("{sa}:tundo:u1", entry) is None
+        assert redis_client.hget(undo_key("u1"), entry) is None
     finally:
         await client.aclose()
 
@@ -564,7 +573,7 @@ async def test_a_batch_that_fails_before_its_rules_arrive_leaves_no_read_behind(
 ) -> None:
     # The rules are read while the keys are hashed; a batch failing there (one
     # stated attribution too few: a caller's bug) must not leave that read running.
-    client = aioredis.Redis.from_url(servers.redis_url, decode_responses=True)
+    client = async_client(servers.redis_url, decode_responses=True)
     no_writer: Any = None  # nothing gets as far as InfluxDB
     timeline = TimelineStore(
         lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,

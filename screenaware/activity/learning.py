@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from screenaware.storage.redisstore import RedisStore
+from screenaware.storage.redisstore import RedisStore, user_scoped
 
 WEIGHTS = {"doc": 3, "app": 1, "word": 1}
 _WORD = re.compile(r"[^\W\d_][\w'-]{3,}", re.UNICODE)
@@ -34,7 +34,7 @@ MAX_WORDS = 20
 
 
 def learn_key(user: str) -> str:
-    return f"{{sa}}:learn:{user}"
+    return user_scoped(user, "learn")
 
 
 def title_words(title: str, application: str | None = None) -> list[str]:

@@ -1,17 +1,17 @@
 """Redis side of the activity data: rules for attribution, applications seen,
 user categories, and the /times cache with its per-day invalidation.
 
-Keys (hash tag ``{sa}``):
-    ``{sa}:apps:<user>`` (hash): application uuid -> name, for ``/api/applications``.
-    ``{sa}:categories:<user>`` (hash): category uuid -> JSON, the user's own rules.
-    ``{sa}:tgen:<user>`` (hash): UTC day number -> write counter. Every write to a
+Keys (all on the user's slot, see :mod:`screenaware.storage.redisstore`):
+    ``{u:<user>}:apps`` (hash): application uuid -> name, for ``/api/applications``.
+    ``{u:<user>}:categories`` (hash): category uuid -> JSON, the user's own rules.
+    ``{u:<user>}:tgen`` (hash): UTC day number -> write counter. Every write to a
         day bumps it; a cached /times answer is keyed by the counters of the days
         its range touches, so a write invalidates exactly the ranges it falls in.
-    ``{sa}:tcache:<user>:<digest>`` (string, expiring): a cached /times answer.
-    ``{sa}:trolled:<user>`` (hash): UTC day number -> the write counter the day's
+    ``{u:<user>}:tcache:<digest>`` (string, expiring): a cached /times answer.
+    ``{u:<user>}:trolled`` (hash): UTC day number -> the write counter the day's
         ``activity_15m`` rollup was computed at (``0``: never written). A day whose
         counter is not this is dirty: /times reads it from the raw ledger.
-    ``{sa}:trollock:<user>`` (string, expiring): who is writing the user's rollup.
+    ``{u:<user>}:trollock`` (string, expiring): who is writing the user's rollup.
 """
 
 from __future__ import annotations
@@ -30,34 +30,34 @@ from screenaware.activity.catalogue import BUILTIN_CATEGORIES
 from screenaware.activity.learning import Association, decode, learn_key
 from screenaware.errors import Conflict, NotFound
 from screenaware.identity import projects_key
-from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script, user_scoped
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400
 
 
 def apps_key(user: str) -> str:
-    return f"{{sa}}:apps:{user}"
+    return user_scoped(user, "apps")
 
 
 def categories_key(user: str) -> str:
-    return f"{{sa}}:categories:{user}"
+    return user_scoped(user, "categories")
 
 
 def generations_key(user: str) -> str:
-    return f"{{sa}}:tgen:{user}"
+    return user_scoped(user, "tgen")
 
 
 def rolled_key(user: str) -> str:
-    return f"{{sa}}:trolled:{user}"
+    return user_scoped(user, "trolled")
 
 
 def rollup_lock_key(user: str) -> str:
-    return f"{{sa}}:trollock:{user}"
+    return user_scoped(user, "trollock")
 
 
 def times_cache_key(user: str, digest: str) -> str:
-    return f"{{sa}}:tcache:{user}:{digest}"
+    return user_scoped(user, f"tcache:{digest}")
 
 
 # KEYS[1]: the rollup lock, KEYS[2]: the rolled days. ARGV[1]: the caller's token,

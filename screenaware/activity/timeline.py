@@ -62,7 +62,7 @@ import redis.asyncio as aioredis
 from screenaware.activity.store import DAY_MS, generations_key
 from screenaware.errors import StorageUnavailable, WriteRejected
 from screenaware.storage.influx import GroupCommitWriter
-from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script, user_scoped
 
 LOG = logging.getLogger(__name__)
 
@@ -75,15 +75,15 @@ RETIRED_MARK = "~"
 
 
 def coverage_key(user: str) -> str:
-    return f"{{sa}}:cov:{user}"
+    return user_scoped(user, "cov")
 
 
 def meta_key(user: str) -> str:
-    return f"{{sa}}:covmeta:{user}"
+    return user_scoped(user, "covmeta")
 
 
 def lock_key(user: str) -> str:
-    return f"{{sa}}:tlock:{user}"
+    return user_scoped(user, "tlock")
 
 
 @dataclass(frozen=True)
@@ -282,12 +282,12 @@ def _decoded_unique(members: Iterable[str | bytes]) -> list[Record]:
 
 
 def journal_key(user: str) -> str:
-    return f"{{sa}}:tjournal:{user}"
+    return user_scoped(user, "tjournal")
 
 
 def undo_key(user: str) -> str:
     """Per journal entry: the coverage changes to undo if InfluxDB refuses it."""
-    return f"{{sa}}:tundo:{user}"
+    return user_scoped(user, "tundo")
 
 
 def encode_undo(plan: Plan) -> str:

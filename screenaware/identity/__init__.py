@@ -77,7 +77,7 @@ def mount(app: App, config: Config, backends: Backends, clock: Callable[[], floa
         AuthMiddleware(
             accounts.tokens,
             accounts.principal,
-            KeyAuthenticator(keys, accounts.store).principal,
+            KeyAuthenticator(keys).principal,
             signed_out.contains,
         )
     )

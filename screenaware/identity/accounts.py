@@ -1,13 +1,30 @@
 """Users in Redis, and what accounts do: create, log in, change password.
 
-Keys (hash tag ``{sa}``, so the scripts touch one slot on a clustered Redis):
-    ``{sa}:user:<uuid>`` (hash): uuid, email, nameFirst, nameLast, role, timezone,
-        password (scrypt), version (bumped by every password change), created.
-    ``{sa}:email:<lower-case email>`` (string): the uuid using that email.
-    ``{sa}:users`` (sorted set): uuids by creation time.
-    A user's API keys are described in :mod:`screenaware.identity.keys`.
-Every change is one Lua script: a crash never leaves a user without its email
-index, or an index pointing at nobody.
+Keys (see :mod:`screenaware.storage.redisstore` for the two hash tags):
+    ``{u:<uuid>}:user`` (hash, the user's slot): uuid, email, nameFirst, nameLast,
+        role, timezone, password (scrypt), version (bumped by every password
+        change), created. The record of the user: whatever an index says, a user
+        exists only if this hash does.
+    ``{sa}:email:<lower-case email>`` (string, global): the uuid using that email.
+    ``{sa}:users`` (sorted set, global): uuids by creation time.
+    A user's API keys are described in :mod:`screenaware.identity.keys`; the user's
+    other keys (projects, coverage, ...) carry the user's tag too.
+
+The user's hash and the global indexes sit on different slots of a Redis Cluster,
+so no script may change both: every change is two single-slot scripts, in an order
+that leaves nothing visible half done when a process dies between them.
+
+- Create writes the user's hash first, then claims the email and lists the uuid
+  (one script on the global slot). A crash in between leaves a hash no index names
+  and no token was issued for: nobody can reach it.
+- Delete removes the user's keys first (the user and its API keys stop working at
+  that moment), then the index entries. A crash in between leaves index entries
+  naming a user without a hash: readers check the hash (:meth:`UserStore.by_email`
+  compares the email it holds; :meth:`UserStore.all` skips missing users), and a
+  create finding its email held by such a uuid takes the claim over.
+- The takeover is a compare-and-set on the claim it found stale, so two creates
+  racing for one freed email cannot both win; a claim whose holder's hash exists
+  is never stale, because that hash was written before the claim was made.
 """
 
 from __future__ import annotations
@@ -26,21 +43,38 @@ from screenaware.config import Config
 from screenaware.errors import AuthFailed, Conflict, Invalid, NotFound
 from screenaware.identity.credentials import TokenIssuer, hash_password, verify_password
 from screenaware.storage.ratelimit import RateLimiter
-from screenaware.storage.redisstore import RedisStore, Script
+from screenaware.storage.redisstore import RedisStore, Script, global_key, user_scoped
 from screenaware.web.auth import Principal, role_object
 
 LOG = logging.getLogger(__name__)
 
-USERS = "{sa}:users"
-JWT_SECRET_KEY = "{sa}:jwt_secret"  # noqa: S105 - a key name, not a secret
+USERS = global_key("users")
+JWT_SECRET_KEY = global_key("jwt_secret")
+
+# The names (after the user's tag) of the user's keys deleted with the user: its
+# projects and tasks, API keys, applications, category rules, day counters,
+# associations, correction revisions, timeline state and /times rollup marks. Caches
+# expire by themselves.
+USER_DATA = ("user", "apikeys", "projects", "tasks", "apps", "categories", "tgen", "learn",
+             "rev", "cov", "covmeta", "tjournal", "tundo", "trolled", "trollock")  # fmt: skip
 
 
 def user_key(user_uuid: str) -> str:
-    return f"{{sa}}:user:{user_uuid}"
+    return user_scoped(user_uuid, "user")
 
 
 def email_key(email: str) -> str:
-    return f"{{sa}}:email:{normalize_email(email)}"
+    return global_key(f"email:{normalize_email(email)}")
+
+
+def api_key_record(key_digest: str) -> str:
+    """The global record of an API key by the SHA-256 hex of its secret."""
+    return global_key(f"apikey:{key_digest}")
+
+
+def user_api_keys(user_uuid: str) -> str:
+    """The user's own list of its API keys (key uuid -> SHA-256 hex)."""
+    return user_scoped(user_uuid, "apikeys")
 
 
 def normalize_email(email: str) -> str:
@@ -48,49 +82,64 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-_CREATE = Script("""
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+# Step 1 of a create, on the user's slot. KEYS[1]: the user's hash; ARGV: its fields.
+_PUT_USER = Script("""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """)
 
-# KEYS: user hash, users set. The user's projects and tasks go with it, and its API
-# keys (see screenaware.identity.keys): every one stops working with the user.
+# Step 2 of a create, on the global slot. KEYS: email index, users set; ARGV: uuid,
+# created, the holder found stale before ('' for none). Claims the email if it is
+# free or still held by that stale holder (compare-and-set); answers {1} when the
+# email is the caller's now, else {0, holder}.
+_CLAIM_EMAIL = Script("""
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[3] then return {0, holder} end
+redis.call('SET', KEYS[1], ARGV[1])
+if holder then redis.call('ZREM', KEYS[2], holder) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return {1}
+""")
+
+# Step 1 of a delete, on the user's slot. KEYS: the user's keys, the hash first and
+# the API key list second. Answers {email, key digests...}, or nothing if no user.
 _DELETE = Script("""
 local email = redis.call('HGET', KEYS[1], 'email')
-if not email then return 0 end
-local keys = '{sa}:apikeys:' .. ARGV[1]
-for _, digest in ipairs(redis.call('HVALS', keys)) do
-  redis.call('DEL', '{sa}:apikey:' .. digest)
-end
-redis.call('DEL', keys)
-redis.call('DEL', KEYS[1], '{sa}:email:' .. string.lower(email),
-           '{sa}:projects:' .. ARGV[1], '{sa}:tasks:' .. ARGV[1], '{sa}:apps:' .. ARGV[1],
-           '{sa}:categories:' .. ARGV[1], '{sa}:tgen:' .. ARGV[1], '{sa}:learn:' .. ARGV[1],
-           '{sa}:rev:' .. ARGV[1], '{sa}:cov:' .. ARGV[1], '{sa}:covmeta:' .. ARGV[1],
-           '{sa}:tjournal:' .. ARGV[1], '{sa}:trolled:' .. ARGV[1])
+if not email then return false end
+local out = {email}
+for _, digest in ipairs(redis.call('HVALS', KEYS[2])) do out[#out + 1] = digest end
+redis.call('DEL', unpack(KEYS))
+return out
+""")
+
+# Step 2 of a delete, on the global slot. KEYS: email index, users set, then the
+# records of the user's API keys; ARGV: the uuid. The email goes only if it still
+# names this user (a create may have taken it over already).
+_UNINDEX = Script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 """)
 
-# Update fields of an existing user only (never resurrect a deleted one);
-# ARGV[1] = '1' bumps the version, which invalidates every token issued before, and
-# revokes the user's API keys: a stolen login token could have made one, and a key
-# that outlived the password change would be a permanent takeover.
+# Update fields of an existing user only (never resurrect a deleted one), on its
+# slot. KEYS: user hash, the user's API key list. ARGV[1] = '1' bumps the version,
+# which invalidates every token issued before, and revokes the user's API keys: a
+# stolen login token could have made one, and a key that outlived the password
+# change would be a permanent takeover. Answers {1, digests of the revoked keys...}
+# or {0}; the keys stop working here (their global records, deleted next, are
+# only believed while the user's list names them).
 _UPDATE = Script("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+local out = {1}
 if ARGV[1] == '1' then
   redis.call('HINCRBY', KEYS[1], 'version', 1)
-  local keys = '{sa}:apikeys:' .. redis.call('HGET', KEYS[1], 'uuid')
-  for _, digest in ipairs(redis.call('HVALS', keys)) do
-    redis.call('DEL', '{sa}:apikey:' .. digest)
-  end
-  redis.call('DEL', keys)
+  for _, digest in ipairs(redis.call('HVALS', KEYS[2])) do out[#out + 1] = digest end
+  redis.call('DEL', KEYS[2])
 end
-return 1
+return out
 """)
 
 
@@ -133,7 +182,7 @@ class User:
         return Principal(uuid=self.uuid, role=self.role, email=self.email, timezone=self.timezone)
 
 
-def _from_hash(data: dict[Any, Any]) -> User:
+def user_from_hash(data: dict[Any, Any]) -> User:
     return User(
         uuid=data["uuid"],
         email=data["email"],
@@ -156,7 +205,7 @@ class UserStore(RedisStore):
 
     async def get(self, user_uuid: str) -> User | None:
         data = await self._redis.hgetall(user_key(user_uuid))
-        return _from_hash(data) if data else None
+        return user_from_hash(data) if data else None
 
     async def require(self, user_uuid: str) -> User:
         user = await self.get(user_uuid)
@@ -165,8 +214,15 @@ class UserStore(RedisStore):
         return user
 
     async def by_email(self, email: str) -> User | None:
+        """The user holding ``email``, checked against the user's own hash (an index
+        entry left by a delete that died half way names nobody)."""
         found = await self._redis.get(email_key(email))
-        return None if found is None else await self.get(str(found))
+        if found is None:
+            return None
+        user = await self.get(str(found))
+        if user is None or normalize_email(user.email) != normalize_email(email):
+            return None
+        return user
 
     async def all(self) -> list[User]:
         ids = await self._redis.zrange(USERS, 0, -1)
@@ -174,34 +230,75 @@ class UserStore(RedisStore):
             for user_uuid in ids:
                 pipe.hgetall(user_key(str(user_uuid)))
             rows = await pipe.execute()
-        return [_from_hash(row) for row in rows if row]
+        return [user_from_hash(row) for row in rows if row]
 
     async def create(self, user: User) -> None:
-        """Store a new user; :class:`Conflict` if the email is taken."""
+        """Store a new user; :class:`Conflict` if the email is taken.
+
+        The hash first, then the claim of the email (see the module's docstring for
+        why this order is safe); a claim lost to a live user deletes the hash again.
+        """
         fields: list[Any] = [
             "uuid", user.uuid, "email", user.email, "nameFirst", user.name_first,
             "nameLast", user.name_last, "role", user.role, "timezone", user.timezone or "",
             "password", user.password, "version", user.version, "created", user.created,
         ]  # fmt: skip
-        created = await _CREATE(
-            self._redis,
-            [user_key(user.uuid), email_key(user.email), USERS],
-            [user.uuid, user.created, *fields],
-        )
-        if not created:
-            raise Conflict("A user with this email exists already")
+        if not await _PUT_USER(self._redis, [user_key(user.uuid)], fields):
+            raise Conflict("A user with this uuid exists already")
+        stale = ""
+        # Each further round follows a takeover lost to another create: bounded.
+        for _ in range(3):
+            reply = await _CLAIM_EMAIL(
+                self._redis, [email_key(user.email), USERS], [user.uuid, user.created, stale]
+            )
+            if int(reply[0]) == 1:
+                return
+            holder = str(reply[1])
+            if await self._holds(holder, user.email):
+                break
+            stale = holder
+        await self._redis.delete(user_key(user.uuid))
+        raise Conflict("A user with this email exists already")
+
+    async def _holds(self, holder: str, email: str) -> bool:
+        """Whether ``holder``'s claim of ``email`` is live (its user has that email)."""
+        other = await self.get(holder)
+        return other is not None and normalize_email(other.email) == normalize_email(email)
 
     async def update(self, user_uuid: str, fields: dict[str, Any], *, bump: bool = False) -> None:
-        """Change fields of an existing user; ``bump`` invalidates its tokens."""
+        """Change fields of an existing user; ``bump`` invalidates its tokens and keys."""
         flat = [str(v) for item in fields.items() for v in item]
-        if not await _UPDATE(self._redis, [user_key(user_uuid)], ["1" if bump else "0", *flat]):
+        reply = await _UPDATE(
+            self._redis,
+            [user_key(user_uuid), user_api_keys(user_uuid)],
+            ["1" if bump else "0", *flat],
+        )
+        if not int(reply[0]):
             raise NotFound("User not found")
+        await self._drop_key_records([str(d) for d in reply[1:]])
+
+    async def _drop_key_records(self, digests: list[str]) -> None:
+        """Delete the global records of revoked API keys (already dead: their user's
+        list no longer names them), one slot, one command."""
+        if digests:
+            await self._redis.delete(*(api_key_record(d) for d in digests))
 
     async def delete(self, user_uuid: str) -> User:
-        """Delete a user with its projects and tasks; returns it as it was."""
+        """Delete a user with its projects, tasks and API keys; returns it as it was.
+
+        The user's keys first, then the global index entries (see the module's
+        docstring).
+        """
         user = await self.require(user_uuid)
-        if not await _DELETE(self._redis, [user_key(user_uuid), USERS], [user_uuid]):
+        reply = await _DELETE(self._redis, [user_scoped(user_uuid, n) for n in USER_DATA], [])
+        if not reply:
             raise NotFound("User not found")
+        email, digests = str(reply[0]), [str(d) for d in reply[1:]]
+        await _UNINDEX(
+            self._redis,
+            [email_key(email), USERS, *(api_key_record(d) for d in digests)],
+            [user_uuid],
+        )
         return user
 
     async def jwt_secret(self, offer: str | None = None) -> str:

@@ -5,13 +5,21 @@ accept), shown once when it is made; Redis keeps only its SHA-256. It stands for
 its user wherever the user's login token does, except on the routes that manage
 keys and passwords (see ``auth_login_only`` in :mod:`screenaware.web.auth`).
 
-Keys (hash tag ``{sa}``, like the users in :mod:`screenaware.identity.accounts`, so
-every script touches one slot):
-    ``{sa}:apikey:<sha256 hex of the key>`` (hash): uuid, user, name, createdAt,
-        lastUsedAt (Unix ms; 0 = never used).
-    ``{sa}:apikeys:<user uuid>`` (hash): key uuid -> sha256 hex, the user's keys.
-The user delete script removes both with the user. Nothing is cached per worker:
-each request reads the key's hash, so a revoked key fails on every worker at once.
+Keys (the two tags of :mod:`screenaware.storage.redisstore`):
+    ``{sa}:apikey:<sha256 hex of the key>`` (hash, global): uuid, user, name,
+        createdAt, lastUsedAt (Unix ms; 0 = never used). Global, as a caller
+        presents nothing but the secret.
+    ``{u:<user uuid>}:apikeys`` (hash, the user's slot): key uuid -> sha256 hex,
+        the user's keys. This list is what makes a key valid: a global record
+        counts only while its user's list names it with the same digest.
+The user delete and the password change remove both with the user. Nothing is
+cached per worker: each request reads the key's records, so a revoked key fails on
+every worker at once.
+
+The two records sit on different slots of a Redis Cluster, so each change is two
+single-slot steps, ordered so that a crash between them leaves only a global record
+no list names (which authenticates nobody): a new key's global record is written
+first and listed second; a revocation unlists first and deletes the record second.
 """
 
 from __future__ import annotations
@@ -27,7 +35,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from screenaware.errors import Conflict, NotFound
-from screenaware.identity.accounts import UserStore, user_key
+from screenaware.identity.accounts import (
+    User,
+    api_key_record,
+    user_api_keys,
+    user_from_hash,
+    user_key,
+)
 from screenaware.storage.redisstore import RedisStore, Script
 from screenaware.timeutil import from_ms, iso
 from screenaware.web.auth import Principal
@@ -39,33 +53,36 @@ def digest(key: str) -> str:
 
 
 def key_key(key_digest: str) -> str:
-    return f"{{sa}}:apikey:{key_digest}"
+    return api_key_record(key_digest)
 
 
 def user_keys_key(user_uuid: str) -> str:
-    return f"{{sa}}:apikeys:{user_uuid}"
+    return user_api_keys(user_uuid)
 
 
-# KEYS: user hash, the user's key index, the new key's hash.
-# ARGV: key uuid, digest, most keys per user, then the key's fields.
-# The user must still exist (a key made while its user is deleted would outlive it).
-_CREATE = Script("""
+# Step 2 of a create, on the user's slot (step 1 wrote the global record). KEYS:
+# user hash, the user's key list. ARGV: key uuid, digest, most keys per user. The
+# user must still exist (a key made while its user is deleted would outlive it).
+_LIST = Script("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then return -2 end
-redis.call('HSET', KEYS[3], unpack(ARGV, 4))
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """)
 
-# KEYS: the user's key index. ARGV: key uuid. Answers the key's fields as they were
-# (empty when the user has no such key).
-_REVOKE = Script("""
+# Step 1 of a revocation, on the user's slot. KEYS: the user's key list. ARGV: key
+# uuid. Answers the key's digest (nothing when the user has no such key).
+_UNLIST = Script("""
 local d = redis.call('HGET', KEYS[1], ARGV[1])
-if not d then return {} end
-local key = '{sa}:apikey:' .. d
-local fields = redis.call('HGETALL', key)
-redis.call('DEL', key)
+if not d then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
+return d
+""")
+
+# Step 2: KEYS: the key's global record. Answers its fields as they were.
+_DROP = Script("""
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
 return fields
 """)
 
@@ -153,11 +170,16 @@ class ApiKeyStore(RedisStore):
             "createdAt", key.created_at, "lastUsedAt", 0,
         ]  # fmt: skip
         hashed = digest(secret)
-        done = await _CREATE(
+        # The global record first: until the user's list names it, it is no key.
+        record = dict(zip(fields[::2], fields[1::2], strict=True))
+        await self._redis.hset(key_key(hashed), mapping=record)
+        done = await _LIST(
             self._redis,
-            [user_key(user_uuid), user_keys_key(user_uuid), key_key(hashed)],
-            [key.uuid, hashed, self._max, *fields],
+            [user_key(user_uuid), user_keys_key(user_uuid)],
+            [key.uuid, hashed, self._max],
         )
+        if done != 1:
+            await self._redis.delete(key_key(hashed))
         if done == -1:
             raise NotFound("User not found")
         if done == -2:
@@ -182,42 +204,60 @@ class ApiKeyStore(RedisStore):
         Raises:
             NotFound: the user has no key ``key_uuid`` (another user's is not found).
         """
-        flat = await _REVOKE(self._redis, [user_keys_key(user_uuid)], [key_uuid])
-        if not flat:
+        hashed = await _UNLIST(self._redis, [user_keys_key(user_uuid)], [key_uuid])
+        if not hashed:
             raise NotFound("API key not found")
+        # Dead already (unlisted); now its record goes.
+        flat = await _DROP(self._redis, [key_key(str(hashed))], [])
+        if not flat:  # the record was lost (a create that died half way)
+            return ApiKey(key_uuid, user_uuid, "", 0, None)
         return _from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
 
-    async def authenticate(self, secret: str) -> ApiKey | None:
-        """The key a secret is, or None; records its use at most once per interval."""
+    async def owner(self, secret: str) -> tuple[ApiKey, User] | None:
+        """The key a secret is and its user, or None; records its use at most once
+        per interval.
+
+        Two round trips: the global record, then (on the user's slot) the check that
+        the user's list still names the key, and the user's hash.
+        """
         hashed = digest(secret)
         data = await self._redis.hgetall(key_key(hashed))
         if not data:
             return None
         key = _from_hash(data)
+        # One round trip: both keys are on the user's slot (one node of a cluster).
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(user_keys_key(key.user), key.uuid)
+            pipe.hgetall(user_key(key.user))
+            listed, data = await pipe.execute()
+        if listed != hashed or not data:
+            return None
+        user = user_from_hash(data)
         now = self._now_ms()
         if now - (key.last_used_at or 0) >= self._touch_ms:
             await _TOUCH(self._redis, [key_key(hashed)], [now, self._touch_ms])
-        return key
+        return key, user
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        """The key a secret is (valid, of a user that exists), or None."""
+        found = await self.owner(secret)
+        return None if found is None else found[0]
 
 
 class KeyAuthenticator:
     """Finds the caller an API key stands for (the middleware's key verifier).
 
     Args:
-        keys: the key store.
-        users: the user store (a key of a user gone is no key).
+        keys: the key store (a key of a user gone is no key).
     """
 
-    def __init__(self, keys: ApiKeyStore, users: UserStore) -> None:
+    def __init__(self, keys: ApiKeyStore) -> None:
         self._keys = keys
-        self._users = users
 
     async def principal(self, secret: str) -> Principal | None:
         """The key's user as the caller, marked with the key's uuid; None if invalid."""
-        key = await self._keys.authenticate(secret)
-        if key is None:
+        found = await self._keys.owner(secret)
+        if found is None:
             return None
-        user = await self._users.get(key.user)
-        if user is None:
-            return None
+        key, user = found
         return dataclasses.replace(user.principal(), key=key.uuid)

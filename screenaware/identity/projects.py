@@ -1,9 +1,10 @@
 """Projects and tasks in Redis, one hash per user for each.
 
-``{sa}:projects:<user>`` maps project uuid -> JSON, so the attribution reads all of
+``{u:<user>}:projects`` maps project uuid -> JSON, so the attribution reads all of
 a user's projects (paths, emails, keywords, nesting) in one ``HGETALL``.
-``{sa}:tasks:<user>`` does the same for tasks. Changes that touch several entries
-(re-parenting, moving tasks) run as one optimistic transaction (WATCH/MULTI), so
+``{u:<user>}:tasks`` does the same for tasks. Changes that touch several entries
+(re-parenting, moving tasks) run as one optimistic transaction (WATCH/MULTI, both
+keys on the user's slot), so
 concurrent requests never create a cycle or orphan a task.
 
 Another user's project or task is reported as not found: ids are never confirmed
@@ -17,7 +18,7 @@ import uuid as uuidlib
 from typing import Any
 
 from screenaware.errors import Conflict, Invalid, NotFound
-from screenaware.storage.redisstore import RedisStore, optimistic
+from screenaware.storage.redisstore import RedisStore, optimistic, user_scoped
 
 Project = dict[str, Any]
 Task = dict[str, Any]
@@ -26,11 +27,11 @@ PROJECT_FIELDS = ("name", "parentProject", "localPaths", "contactEmails", "keywo
 
 
 def projects_key(user_uuid: str) -> str:
-    return f"{{sa}}:projects:{user_uuid}"
+    return user_scoped(user_uuid, "projects")
 
 
 def tasks_key(user_uuid: str) -> str:
-    return f"{{sa}}:tasks:{user_uuid}"
+    return user_scoped(user_uuid, "tasks")
 
 
 def check_parent(projects: dict[str, Project], project_uuid: str, parent: str | None) -> None:

@@ -4,7 +4,8 @@ A login token is a JWT, valid until it expires; clearing the cookie alone would 
 a copied cookie working. Sign-out therefore records the token's SHA-256 in Redis
 until the token would have expired anyway:
 
-    ``{sa}:signedout:<sha256 hex of the token>`` (string, expires after the token TTL).
+    ``{sa}:signedout:<sha256 hex of the token>`` (string, expires after the token TTL;
+    global: the token is all a request shows, and one key needs no common slot).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from screenaware.storage.redisstore import RedisStore
+from screenaware.storage.redisstore import RedisStore, global_key
 
 
 def signed_out_key(token: str) -> str:
-    return f"{{sa}}:signedout:{hashlib.sha256(token.encode()).hexdigest()}"
+    return global_key(f"signedout:{hashlib.sha256(token.encode()).hexdigest()}")
 
 
 class SignedOutSessions(RedisStore):

@@ -31,7 +31,7 @@ among the attendees (reason ``attendee 'alice@acme.com' is a contact email``),
 and learned associations.
 
 **One worker at a time.** A sync holds the user's Redis lock
-(``{sa}:calsync:<user>``, SET NX with a TTL); a worker that finds it taken skips
+(``{u:<user>}:calsync``, SET NX with a TTL); a worker that finds it taken skips
 the user, so two workers or machines never sync one user at once.
 """
 
@@ -66,6 +66,7 @@ from screenaware.errors import StorageUnavailable
 from screenaware.integrations.fetch import TooLarge, read_capped
 from screenaware.integrations.periodic import PeriodicSync
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore
+from screenaware.storage.redisstore import user_scoped
 from screenaware.timeutil import to_ms
 
 LOG = logging.getLogger(__name__)
@@ -82,11 +83,11 @@ CATEGORY = "meetings"
 
 
 def lock_key(user: str) -> str:
-    return f"{{sa}}:calsync:{user}"
+    return user_scoped(user, "calsync")
 
 
 def pieces_key(user: str) -> str:
-    return f"{{sa}}:calpieces:{user}"
+    return user_scoped(user, "calpieces")
 
 
 class CalendarError(Exception):

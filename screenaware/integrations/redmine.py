@@ -27,7 +27,7 @@ not per issue. With ``dailyBooking`` the periodic sync books the previous day
 once a day.
 
 **One worker at a time.** Connects, mapping changes, syncs and bookings of a user
-run under the user's Redis lock (``{sa}:redminesync:<user>``): two workers or
+run under the user's Redis lock (``{u:<user>}:redminesync``): two workers or
 machines never book one day twice.
 """
 
@@ -53,6 +53,7 @@ from screenaware.identity import ProjectStore
 from screenaware.integrations.fetch import TooLarge, read_capped
 from screenaware.integrations.periodic import PeriodicSync
 from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore
+from screenaware.storage.redisstore import user_scoped
 from screenaware.timeutil import day_bounds, parse_zone
 
 LOG = logging.getLogger(__name__)
@@ -68,12 +69,12 @@ HOUR_MS = 3_600_000
 
 
 def lock_key(user: str) -> str:
-    return f"{{sa}}:redminesync:{user}"
+    return user_scoped(user, "redminesync")
 
 
 def state_key(user: str) -> str:
     """The user's Redmine state (mapping, issue links, bookings): nothing secret."""
-    return f"{{sa}}:redmine:{user}"
+    return user_scoped(user, "redmine")
 
 
 class RedmineError(Exception):

@@ -18,20 +18,35 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from cryptography.fernet import Fernet, InvalidToken
 
-from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore
+from screenaware.storage.redisstore import (
+    RELEASE_LOCK,
+    RedisStore,
+    Script,
+    global_key,
+    user_scoped,
+)
 
-ENCRYPTION_KEY = "{sa}:encryption_key"
+ENCRYPTION_KEY = global_key("encryption_key")
 # Reads the key, storing the offered one first if there is none (SET NX, then GET).
 _SHARED_KEY = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 """
+
+
+# KEYS[1]: a user's integration hash; ARGV: field/value pairs, set only if the
+# settings are still there.
+_RECORD = Script("""
+if redis.call('HEXISTS', KEYS[1], 'settings') == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+""")
 
 
 @contextlib.asynccontextmanager
@@ -58,11 +73,11 @@ async def held_lock(
 
 
 def integration_key(user: str, name: str) -> str:
-    return f"{{sa}}:integ:{user}:{name}"
+    return user_scoped(user, f"integ:{name}")
 
 
 def connected_users_key(name: str) -> str:
-    return f"{{sa}}:integ-users:{name}"
+    return global_key(f"integ-users:{name}")
 
 
 def fernet_key(secret: str) -> bytes:
@@ -122,18 +137,24 @@ class IntegrationStore(RedisStore):
         """Store (replace) a user's settings, encrypted; the state starts anew."""
         token = (await self._cipher()).encrypt(orjson.dumps(settings))
         key = integration_key(user, name)
+        # The global list of connected users first, the user's settings second (two
+        # slots): a crash between leaves a listed user without settings, whom the
+        # periodic sync skips (it reads the settings), never a connected user the
+        # sync would not know of.
+        await self._redis.sadd(connected_users_key(name), user)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             pipe.hset(key, mapping={"settings": token, "connected": "0"})
-            pipe.sadd(connected_users_key(name), user)
             await pipe.execute()
 
     async def disconnect(self, user: str, name: str) -> None:
-        """Forget a user's settings and state."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(integration_key(user, name))
-            pipe.srem(connected_users_key(name), user)
-            await pipe.execute()
+        """Forget a user's settings and state.
+
+        The settings first, then the listing (the reverse of :meth:`connect`): a crash
+        between leaves only a listed user without settings.
+        """
+        await self._redis.delete(integration_key(user, name))
+        await self._redis.srem(connected_users_key(name), user)
 
     async def settings(self, user: str, name: str) -> dict[str, Any] | None:
         """The decrypted settings, None when not connected.
@@ -157,22 +178,16 @@ class IntegrationStore(RedisStore):
     async def record(self, user: str, name: str, *, ok: bool, at_ms: int, error: str = "") -> None:
         """Record the outcome of a sync (only while the user stays connected)."""
         key = integration_key(user, name)
-        fields: dict[str | bytes, str | bytes] = {
+        fields = {
             "connected": "1" if ok else "0",
             "error": error,
             "attempt": str(at_ms),
         }
         if ok:
             fields["synced"] = str(at_ms)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            # A disconnect meanwhile must not leave a state behind (WATCH).
-            await pipe.watch(key)
-            if not await pipe.hexists(key, "settings"):
-                await pipe.reset()
-                return
-            pipe.multi()
-            pipe.hset(key, mapping=cast(Any, fields))
-            await pipe.execute()
+        # Only while connected (a disconnect meanwhile must not leave a state behind),
+        # in one step on the user's slot.
+        await _RECORD(self._redis, [key], [v for item in fields.items() for v in item])
 
     async def state(self, user: str, name: str) -> State:
         """The visible state of one integration."""

@@ -32,11 +32,11 @@ import redis.asyncio as aioredis
 from screenaware.errors import BodyTooLarge, Malformed, StoreFull
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.ratelimit import Quota
-from screenaware.storage.redisstore import RELEASE_LOCK
+from screenaware.storage.redisstore import RELEASE_LOCK, global_key
 
 LOG = logging.getLogger(__name__)
 
-_PREFIX = "{sa}:crash"
+_PREFIX = global_key("crash")
 TOTAL, SIZES, ANON, ANON_TOTAL, PENDING = (
     f"{_PREFIX}:{name}" for name in ("total", "sizes", "anon", "anon_total", "pending")
 )

@@ -21,11 +21,12 @@ from schemas.logs import SEMVER, TAG_SAFE
 from screenaware.errors import Invalid, NotFound
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
+from screenaware.storage.redisstore import global_key
 from screenaware.timeutil import from_ms, iso
 
 LOG = logging.getLogger(__name__)
 
-SEQUENCE = "{sa}:log_seq"
+SEQUENCE = global_key("log_seq")
 DEFAULT_INTERVAL = 300
 # Log types per query of GET /api/logs (a row is a type and a count: small).
 SERIES_PAGE = 1000

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from screenaware.config import Config
+from screenaware.config import Config, RedisClusterTarget
 from screenaware.errors import StorageUnavailable
 from screenaware.storage.clockslots import SlotLease
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, UniqueClock
-from screenaware.storage.outages import INFLUXDB, REDIS, OutageLog
+from screenaware.storage.outages import INFLUXDB, REDIS, REDIS_ERRORS, OutageLog
 
 LOG = logging.getLogger(__name__)
 
@@ -81,6 +83,28 @@ class Backends:
         back, and the writer creates the database on its first successful write.
         """
         await self.influx.open()
+        self._redis = self._open_redis()
+        if isinstance(self._redis, RedisCluster):
+            # Load the slot map now, before requests run: redis-py 8.1's asyncio
+            # cluster client mixed up replies when its first commands ran
+            # concurrently (tests/test_rediscluster.py). A cluster down now is retried
+            # by the first command, as any outage is.
+            try:
+                await self._redis.initialize()
+            except REDIS_ERRORS as exc:
+                self.outages.failure(REDIS, exc)
+        # A Redis that is down now leaves the clock without a slot (beats answer 503)
+        # until the lease, retried in the background, succeeds.
+        await self.slots.start()
+        try:
+            await self.influx.ensure_database()
+        except StorageUnavailable as exc:
+            self.outages.failure(INFLUXDB, exc)
+
+    def _open_redis(self) -> aioredis.Redis:
+        target = self.config.redis_cluster
+        if target is not None:
+            return self._open_cluster(target)
         # A blocking pool: under a burst, requests wait briefly for a connection
         # instead of failing once the pool is exhausted.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -97,14 +121,55 @@ class Backends:
         )
         # Every answer of Redis ends an outage of it in the log.
         pool.connection_class = _reporting_success(pool.connection_class, self.outages)
-        self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
-        # A Redis that is down now leaves the clock without a slot (beats answer 503)
-        # until the lease, retried in the background, succeeds.
-        await self.slots.start()
-        try:
-            await self.influx.ensure_database()
-        except StorageUnavailable as exc:
-            self.outages.failure(INFLUXDB, exc)
+        return aioredis.Redis.from_pool(pool)  # closes the pool with the client
+
+    def _open_cluster(self, target: RedisClusterTarget) -> aioredis.Redis:
+        """A Redis Cluster client; it finds the nodes on its first command.
+
+        Every store keeps each script and transaction on one slot (the hash tags of
+        :mod:`screenaware.storage.redisstore`), which the cluster client routes to
+        that slot's master; plain pipelines are split per node by the client.
+        """
+        cluster = _WaitingCluster(
+            self.config.redis_max_connections,
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            # A master that is down (before its replica takes over) stops only the
+            # users on its slots; the health check says the cluster is not whole.
+            require_full_coverage=False,
+            username=target.username,
+            password=target.password,
+            ssl=target.tls,
+            decode_responses=True,
+            # Per node. Commands wait at redis_max_connections in flight (see
+            # _WaitingCluster); the room above is for pipelines and transactions.
+            max_connections=2 * self.config.redis_max_connections,
+            socket_connect_timeout=3,
+            socket_timeout=5,
+            # A failover takes the cluster's node timeout (seconds) and a new slot map:
+            # retry with backoff for a few seconds before a request fails (503).
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        reporting = _reporting_success(cluster.connection_kwargs["connection_class"], self.outages)
+        # The nodes found later are made with these arguments, the given ones already.
+        cluster.connection_kwargs["connection_class"] = reporting
+        for node in cluster.startup_nodes:
+            node.connection_class = reporting
+        # The cluster client offers every command the stores use, with the same
+        # signatures; the stores are typed against the plain client.
+        return cast(aioredis.Redis, cluster)
+
+    async def ping_redis(self) -> None:
+        """Raise unless Redis answers; on a cluster every master must, with the
+        cluster state ``ok`` (all slots served)."""
+        client = self.redis
+        if not isinstance(client, RedisCluster):
+            await client.ping()
+            return
+        info = await client.cluster_info()
+        if info.get("cluster_state") != "ok":
+            raise RedisClusterException(f"cluster_state is {info.get('cluster_state')}")
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
 
     async def close(self) -> None:
         """Flush pending writes, free the clock slot and close the clients."""
@@ -115,6 +180,25 @@ class Backends:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+
+class _WaitingCluster(RedisCluster):
+    """A cluster client whose commands wait for room, as the one-server client's
+    blocking pool makes them: redis-py's cluster client fails a command at once
+    (MaxConnectionsError, 503) when a node has no free connection, so a burst of
+    logins answered 503 where one server's client waits.
+
+    Args:
+        in_flight: most commands of this client at once (each holds one connection).
+    """
+
+    def __init__(self, in_flight: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._room = asyncio.Semaphore(in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._room:
+            return await super().execute_command(*args, **kwargs)
 
 
 def _reporting_success(connection_class: type[Any], outages: OutageLog) -> type[Any]:

@@ -21,16 +21,15 @@ import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from screenaware.storage.batching import cancel_task
 from screenaware.storage.influx import UniqueClock
-from screenaware.storage.outages import REDIS, OutageLog
-from screenaware.storage.redisstore import RELEASE_LOCK, Script
+from screenaware.storage.outages import REDIS, REDIS_ERRORS, OutageLog
+from screenaware.storage.redisstore import RELEASE_LOCK, Script, global_key
 
 LOG = logging.getLogger(__name__)
 
-SLOT_KEY_PREFIX = "{sa}:clock_slot:"
+SLOT_KEY_PREFIX = global_key("clock_slot:")
 
 # One round trip, atomic: the lowest slot whose key is free becomes ours. Every slot
 # key is passed in KEYS (all share the {sa} hash tag), as a Redis Cluster requires.
@@ -116,7 +115,7 @@ class SlotLease:
             return
         try:
             await RELEASE_LOCK(self._redis(), [slot_key(self.slot)], [self.owner])
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             # It expires by itself after ttl seconds.
             LOG.info("could not free clock slot %d: %s", self.slot, type(exc).__name__)
         self.slot = None
@@ -145,7 +144,7 @@ class SlotLease:
                 if self.slot is None:
                     return
                 LOG.info("leased clock slot %d", self.slot)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._outages.failure(REDIS, exc)
             return
         # Stop stamping well before the key could expire unrenewed.

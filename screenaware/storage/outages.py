@@ -29,7 +29,17 @@ REDIS_DOWN = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # A Redis Cluster: no node reachable or slots not covered (raised by the client),
+    # a slot without its master (CLUSTERDOWN), a slot moving (TRYAGAIN), a slot
+    # moved under a transaction on its former master (MOVED/ASK: the client's
+    # next commands learn the new map, so a retry succeeds).
+    redis.exceptions.RedisClusterException,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
 )
+# Every failure of a Redis command (the cluster client's own are no RedisError).
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 
 
 def backend_of(exc: BaseException) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import redis.asyncio as aioredis
 
 from screenaware.errors import RateLimited
-from screenaware.storage.redisstore import Script
+from screenaware.storage.redisstore import Script, global_key
 
 # KEYS: the counters; ARGV[1]: the window, ARGV[1 + i]: the limit of KEYS[i].
 # Checking and counting are one atomic step, so the decision for an attempt always
@@ -71,7 +71,7 @@ class RateLimiter:
         self._window = window
 
     def _key(self, key: str) -> str:
-        return f"{{sa}}:rl:{self._prefix}:{key}"
+        return global_key(f"rl:{self._prefix}:{key}")
 
     def _limit(self, key: str) -> int:
         return self._limits[key.split(":", 1)[0]]
@@ -133,7 +133,7 @@ class Quota:
         self._window = window
 
     def _key(self, key: str) -> str:
-        return f"{{sa}}:quota:{self._prefix}:{key}"
+        return global_key(f"quota:{self._prefix}:{key}")
 
     async def take(self, key: str, amount: int, limit: int) -> None:
         """Use ``amount`` units of ``key``, or none of them if that passes ``limit``.

@@ -40,7 +40,7 @@ from screenaware.activity import (
 from screenaware.errors import Invalid, NotFound
 from screenaware.storage.ids import uuid7_ms
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
-from screenaware.storage.redisstore import Script
+from screenaware.storage.redisstore import Script, user_scoped
 from screenaware.streams.sessionise import (
     CORRECTED,
     Activity,
@@ -54,6 +54,17 @@ from screenaware.streams.sessionise import (
 from screenaware.timeutil import from_ms, iso, requested_range, to_ms
 
 LOG = logging.getLogger(__name__)
+
+
+def rev_key(user: str) -> str:
+    """The user's correction revision counter."""
+    return user_scoped(user, "rev")
+
+
+def day_cache_key(user: str, zone: str, day: str, digest: str) -> str:
+    """The prefix of one day's cached streams (a part name follows it)."""
+    return user_scoped(user, f"sess:{zone}:{day}:{digest}")
+
 
 # KEYS: the user's revision counter; ARGV: a revision restored from an export.
 # Later corrections must sort after every restored one.
@@ -187,7 +198,7 @@ class StreamService:
         for (start, end), day in zip(spans, days, strict=True):
             stamp = [counters[d] for d in range(start // DAY_MS, (end - 1) // DAY_MS + 1)]
             digest = hashlib.sha256(json.dumps([settings, stamp]).encode()).hexdigest()[:24]
-            bases.append(f"{{sa}}:sess:{user}:{zone.key}:{day.isoformat()}:{digest}")
+            bases.append(day_cache_key(user, zone.key, day.isoformat(), digest))
         cached = await self._redis().mget([f"{base}:{part}" for base in bases])
         out = [None if c is None else orjson.loads(c) for c in cached]
         missing = [i for i, c in enumerate(out) if c is None]
@@ -297,7 +308,7 @@ class StreamService:
                 )
             # Revisions must sort in the order they were made, across workers and
             # within a millisecond: a per-user counter, zero-padded.
-            rev = f"{await self._redis().incr(f'{{sa}}:rev:{user}'):012d}"
+            rev = f"{await self._redis().incr(rev_key(user)):012d}"
             points = []
             changed = [a for a in stream.activities if a.project != project]
             for act in changed:
@@ -357,4 +368,4 @@ class StreamService:
         await self._writer.write(points)
         await self._activity.after_ingest(user, {}, {int(e["timeMs"]) // DAY_MS for e in entries})
         highest = max(int(e["rev"]) for e in entries)
-        await _RAISE_REV(self._redis(), [f"{{sa}}:rev:{user}"], [highest])
+        await _RAISE_REV(self._redis(), [rev_key(user)], [highest])

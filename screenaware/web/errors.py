@@ -7,7 +7,6 @@ from typing import Any
 
 import falcon
 import falcon.asgi
-import redis.exceptions
 
 from screenaware.errors import (
     AuthFailed,
@@ -25,7 +24,7 @@ from screenaware.errors import (
     WriteRejected,
 )
 from screenaware.storage import metrics
-from screenaware.storage.outages import INFLUXDB, REDIS, OutageLog, backend_of
+from screenaware.storage.outages import INFLUXDB, REDIS, REDIS_DOWN, OutageLog, backend_of
 
 LOG = logging.getLogger(__name__)
 
@@ -158,6 +157,5 @@ def register(
     app.add_error_handler(BodyTooLarge, too_large)
     app.add_error_handler(StorageUnavailable, unavailable)
     app.add_error_handler(WriteRejected, rejected)
-    app.add_error_handler(redis.exceptions.ConnectionError, unavailable)
-    app.add_error_handler(redis.exceptions.TimeoutError, unavailable)
-    app.add_error_handler(redis.exceptions.BusyLoadingError, unavailable)
+    for down in REDIS_DOWN:  # incl. a Redis Cluster without a master for a slot
+        app.add_error_handler(down, unavailable)

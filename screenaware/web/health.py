@@ -33,7 +33,7 @@ class HealthResource:
 
     async def _check_redis(self) -> str:
         try:
-            await self._backends.redis.ping()
+            await self._backends.ping_redis()
         except Exception as exc:
             self._backends.outages.failure(REDIS, exc)
             return "unavailable"
