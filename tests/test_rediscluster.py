@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -202,6 +202,32 @@ def test_a_cross_slot_script_is_refused(cluster: Cluster) -> None:
             node.eval("return 1", 2, user_key("a"), user_key("b"))
 
 
+async def beats_during(
+    client: testing.ASGIConductor, disturb: Callable[[], None], loops: int = 4
+) -> list[int]:
+    """Register a device, send beats from ``loops`` loops while ``disturb`` runs in a
+    thread, and answer the statuses of every beat sent."""
+    device = await client.simulate_post(
+        "/api/devices", json={"name": "Laptop"}, headers={"Authorization": SECRET_KEY}
+    )
+    token = device.json["token"]
+    statuses: list[int] = []
+    done = asyncio.Event()
+
+    async def beats() -> None:
+        while not done.is_set():
+            answer = await client.simulate_post("/api/beat", headers={"Authorization": token})
+            statuses.append(answer.status_code)
+
+    loaders = [asyncio.create_task(beats()) for _ in range(loops)]
+    try:
+        await asyncio.to_thread(disturb)
+    finally:
+        done.set()
+        await asyncio.gather(*loaders)
+    return statuses
+
+
 async def test_a_master_failover_under_beats_loses_no_acknowledged_beat(
     cluster: Cluster, cluster_config: Config, influx_db: InfluxHelper
 ) -> None:
@@ -217,17 +243,6 @@ async def test_a_master_failover_under_beats_loses_no_acknowledged_beat(
     )
     app = create_app(cluster_config)
     async with testing.ASGIConductor(app) as client:
-        device = await client.simulate_post(
-            "/api/devices", json={"name": "Laptop"}, headers={"Authorization": SECRET_KEY}
-        )
-        token = device.json["token"]
-        statuses: list[int] = []
-        done = asyncio.Event()
-
-        async def beats() -> None:
-            while not done.is_set():
-                answer = await client.simulate_post("/api/beat", headers={"Authorization": token})
-                statuses.append(answer.status_code)
 
         def fail_over() -> None:
             time.sleep(0.5)  # beats flow first
@@ -240,12 +255,7 @@ async def test_a_master_failover_under_beats_loses_no_acknowledged_beat(
             cluster.wait_ok()
             time.sleep(0.5)  # and after
 
-        loaders = [asyncio.create_task(beats()) for _ in range(4)]
-        try:
-            await asyncio.to_thread(fail_over)
-        finally:
-            done.set()
-            await asyncio.gather(*loaders)
+        statuses = await beats_during(client, fail_over)
         assert slot_owners(cluster)[slot] == replica
         acknowledged = statuses.count(200)
         assert set(statuses) <= {200, 503}, set(statuses)
@@ -266,17 +276,6 @@ async def test_a_killed_master_loses_no_acknowledged_beat_of_the_source_of_truth
     master = slot_owners(cluster)[slot]
     app = create_app(cluster_config)
     async with testing.ASGIConductor(app) as client:
-        device = await client.simulate_post(
-            "/api/devices", json={"name": "Laptop"}, headers={"Authorization": SECRET_KEY}
-        )
-        token = device.json["token"]
-        statuses: list[int] = []
-        done = asyncio.Event()
-
-        async def beats() -> None:
-            while not done.is_set():
-                answer = await client.simulate_post("/api/beat", headers={"Authorization": token})
-                statuses.append(answer.status_code)
 
         def kill_master() -> None:
             time.sleep(0.5)
@@ -288,12 +287,9 @@ async def test_a_killed_master_loses_no_acknowledged_beat_of_the_source_of_truth
                 time.sleep(0.1)
             time.sleep(1.0)  # beats on the new master
 
-        loaders = [asyncio.create_task(beats()) for _ in range(4)]
         try:
-            await asyncio.to_thread(kill_master)
+            statuses = await beats_during(client, kill_master)
         finally:
-            done.set()
-            await asyncio.gather(*loaders)
             # The killed node comes back as a replica of the new master.
             cluster.nodes[master] = start_node(cluster.base, master)
             await asyncio.to_thread(cluster.wait_ok)
