@@ -20,7 +20,7 @@ from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.localservers import Server, free_port, start_influxd, start_redis
 from tests.browser import launch_chromium, screenshot_file
-from tests.rediscluster import Cluster, start_cluster, sync_client
+from tests.rediscluster import Cluster, start_cluster, start_node, sync_client
 
 SECRET_KEY = "test-secret-key-0123456789"
 
@@ -177,9 +177,19 @@ def dead_url(scheme: str) -> str:
 
 @pytest.fixture
 def restart_redis(servers: Servers) -> Callable[[], None]:
-    """Kill the session's redis-server with SIGKILL and start it again on its data."""
+    """Kill the session's redis-server with SIGKILL and start it again on its data (on a
+    cluster: its first node, then wait until the cluster is whole again)."""
 
     def restart() -> None:
+        if servers.cluster is not None:  # the first node, back on its own data
+            port = next(iter(servers.cluster.nodes))
+            node = servers.cluster.nodes[port].proc
+            node.kill()
+            node.wait()
+            servers.redis_server = start_node(servers.cluster.base, port)
+            servers.cluster.nodes[port] = servers.redis_server
+            servers.cluster.wait_ok()
+            return
         proc = servers.redis_server.proc
         proc.kill()
         proc.wait()
