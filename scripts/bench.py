@@ -569,7 +569,7 @@ def bench_times(args: argparse.Namespace) -> None:
         def cold_and_cached(query: dict[str, str], expected: int) -> tuple[float, float]:
             cold = []
             for _ in range(5):
-                for key in client.scan_iter("{sa}:tcache:*"):
+                for key in client.scan_iter("{u:*}:tcache:*"):
                     client.delete(key)
                 cold.append(timed(query, expected))
             cached = [timed(query, expected) for _ in range(5)]
