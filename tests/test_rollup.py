@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gzip
 import itertools
 import uuid as uuidlib
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ from screenaware.activity.rollup import BUCKET_MS, DIRTY_DAYS_PER_QUERY, MAX_CLE
 from screenaware.activity.store import (
     DAY_MS,
     ActivityStore,
+    daily_field,
+    daily_key,
     generations_key,
     rolled_key,
     rollup_lock_key,
@@ -37,6 +40,8 @@ NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 # Three UTC days of data before NOW's day.
 DAY0 = dt.datetime(2026, 11, 27, tzinfo=UTC)
 DAY0_MS = to_ms(DAY0)
+# Or three days around New York's change from summer time (its 1 November is 25 h).
+DST_DAY0_MS = to_ms(dt.datetime(2026, 10, 31, tzinfo=UTC))
 ZONES = ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/New_York", "Australia/Lord_Howe"]
 PROJECTS = {
     "influx": "11111111-1111-4111-8111-111111111111",
@@ -120,9 +125,10 @@ def raw_total(influx_db: InfluxHelper, user: str, lo: int, hi: int) -> int:
     return int(rows[0]["sum"]) if rows else 0
 
 
-def rollup_points(influx_db: InfluxHelper, user: str) -> int:
+def rollup_points(influx_db: InfluxHelper, user: str, measurement: str = "activity_15m") -> int:
     rows = influx_db.query(
-        'SELECT count("duration_ms") FROM "activity_15m" WHERE "user" = $user', {"user": user}
+        f'SELECT count("duration_ms") FROM "{measurement}" WHERE "user" = $user',
+        {"user": user},
     )
     return int(rows[0]["count"]) if rows else 0
 
@@ -195,10 +201,26 @@ snapshots = st.lists(
 )
 
 
-def ranges() -> st.SearchStrategy[dict[str, Any]]:
+def local_midnights(base_ms: int) -> list[int]:
+    """The local midnights of every zone tested around the three days from base_ms."""
+    first = dt.datetime.fromtimestamp(base_ms / 1000, tz=UTC).date()
+    return sorted(
+        {
+            to_ms(dt.datetime.combine(first + dt.timedelta(days=d), dt.time(), ZoneInfo(name)))
+            for name in ZONES
+            for d in range(-1, 5)
+        }
+    )
+
+
+def ranges(base_ms: int = DAY0_MS) -> st.SearchStrategy[dict[str, Any]]:
     moments = st.one_of(
-        st.integers(-2, 3 * 96 + 2).map(lambda q: DAY0_MS + q * BUCKET_MS),  # on a bucket
-        st.integers(-3_600_000, 3 * DAY_MS + 3_600_000).map(lambda ms: DAY0_MS + ms),
+        st.integers(-2, 3 * 96 + 2).map(lambda q: base_ms + q * BUCKET_MS),  # on a bucket
+        st.integers(-3_600_000, 3 * DAY_MS + 3_600_000).map(lambda ms: base_ms + ms),
+        # whole local days (the daily rollup), and a millisecond off them
+        st.tuples(st.sampled_from(local_midnights(base_ms)), st.sampled_from([-1, 0, 0, 1])).map(
+            sum
+        ),
     )
     return st.fixed_dictionaries(
         {
@@ -238,9 +260,10 @@ async def test_rollup_answers_equal_the_raw_sums(
 ) -> None:
     headers = await new_user(api)
     user = str((await api.me(headers)).json["uuid"])
+    base = data.draw(st.sampled_from([DAY0_MS, DST_DAY0_MS]), label="first day")
     snaps = [
         snapshot(
-            DAY0_MS + day * DAY_MS + minute * 60_000 + ms + duration,
+            base + day * DAY_MS + minute * 60_000 + ms + duration,
             duration,
             process,
             f"{title} on device {device}",
@@ -254,7 +277,7 @@ async def test_rollup_answers_equal_the_raw_sums(
         await post(api, headers, order[lo:hi])
         if data.draw(st.booleans(), label="correct a stream"):
             day = data.draw(st.integers(0, 2), label="day corrected")
-            begin = DAY0_MS + day * DAY_MS
+            begin = base + day * DAY_MS
             streams = await get(
                 api, headers, "/api/streams",
                 start=iso_ms(begin), end=iso_ms(begin + DAY_MS - 1), tz="UTC",
@@ -269,18 +292,35 @@ async def test_rollup_answers_equal_the_raw_sums(
                 )
                 assert result.status_code == 200, result.text
         for _ in range(data.draw(st.integers(1, 2), label="queries")):
-            await compare(api, raw_api, redis_client, headers, query(data.draw(ranges())))
+            await compare(api, raw_api, redis_client, headers, query(data.draw(ranges(base))))
     # Once every day was read through the rollup, the answers come from it.
-    whole = {"start": iso_ms(DAY0_MS), "end": iso_ms(DAY0_MS + 3 * DAY_MS - 1), "tz": "UTC"}
+    whole = {"start": iso_ms(base), "end": iso_ms(base + 3 * DAY_MS - 1), "tz": "UTC"}
     answer = await compare(api, raw_api, redis_client, headers, whole)
-    assert answer["sum"] == raw_total(influx_db, user, DAY0_MS, DAY0_MS + 3 * DAY_MS)
+    assert answer["sum"] == raw_total(influx_db, user, base, base + 3 * DAY_MS)
     rolled = redis_client.hgetall(rolled_key(user))
     counters = redis_client.hgetall(generations_key(user))
-    days = [str(DAY0_MS // DAY_MS + d) for d in range(3)]
+    days = [str(base // DAY_MS + d) for d in range(3)]
     assert [rolled[d] for d in days] == [counters.get(d, "0") for d in days]
     assert rollup_points(influx_db, user) > 0
+    # By day in a zone: its whole local days are rolled up too, stamped with the
+    # counters of the UTC days they touch.
+    zone = data.draw(st.sampled_from(ZONES), label="daily zone")
+    by_day = {**whole, "tz": zone, "resolution": "day", "groupBy": "applicationUuid"}
+    answer = await compare(api, raw_api, redis_client, headers, by_day)
+    assert answer["sum"] == raw_total(influx_db, user, base, base + 3 * DAY_MS)
+    midnights = [
+        m for m in local_midnights(base) if base <= m and m <= base + 3 * DAY_MS
+        and to_ms(dt.datetime.fromtimestamp(m / 1000, UTC).astimezone(ZoneInfo(zone))
+                  .replace(hour=0, minute=0)) == m
+    ]  # fmt: skip
+    stamps = redis_client.hgetall(daily_key(user))
+    for lo, hi in itertools.pairwise(midnights):
+        touched = range(lo // DAY_MS, (hi - 1) // DAY_MS + 1)
+        expected = ",".join(str(counters.get(str(d), "0")) for d in touched)
+        assert stamps[daily_field(zone, lo)] == expected
+    assert rollup_points(influx_db, user, "activity_1d") > 0
     for _ in range(3):
-        await compare(api, raw_api, redis_client, headers, query(data.draw(ranges())))
+        await compare(api, raw_api, redis_client, headers, query(data.draw(ranges(base))))
 
 
 # --- what the rollup is read for, and when it is not -------------------------
@@ -311,6 +351,102 @@ async def test_clean_days_are_read_from_the_rollup_and_a_write_makes_them_raw_ag
     assert (await get(api, headers, "/api/times", **DAY1))["sum"] == 20_000
     clear_cache(redis_client)
     assert (await get(api, headers, "/api/times", **DAY1))["sum"] == 20_005
+
+
+async def test_clean_local_days_are_read_from_the_daily_rollup_and_a_write_makes_them_raw(
+    api: Api, raw_api: Api, redis_client: redis.Redis, influx_db: InfluxHelper
+) -> None:
+    headers = await new_user(api)
+    user = str((await api.me(headers)).json["uuid"])
+    zone = "Asia/Kathmandu"  # +05:45: its days touch two UTC days each
+    first = to_ms(dt.datetime(2026, 11, 27, tzinfo=ZoneInfo(zone)))
+    await post(
+        api,
+        headers,
+        [snapshot(first + d * DAY_MS + 3_600_000, 10_000, "code", "x") for d in range(2)],
+    )
+    days = {"start": iso_ms(first), "end": iso_ms(first + 2 * DAY_MS - 1), "tz": zone,
+            "resolution": "day", "groupBy": "applicationUuid"}  # fmt: skip
+    assert (await compare(api, raw_api, redis_client, headers, days))["sum"] == 20_000
+    counters = redis_client.hgetall(generations_key(user))
+    stamps = redis_client.hgetall(daily_key(user))
+    for d in range(2):
+        lo = first + d * DAY_MS
+        expected = ",".join(
+            str(counters.get(str(u), "0")) for u in (lo // DAY_MS, lo // DAY_MS + 1)
+        )
+        assert stamps[daily_field(zone, lo)] == expected
+    # Proof that a clean local day is read from activity_1d: a point written there alone
+    # (the 15-minute rollup and the ledger do not have it).
+    app = str(next(iter(redis_client.hkeys(f"{{u:{user}}}:apps"))))
+    httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database},
+        content=f"activity_1d,user={user},zone={zone},application={app},project=x,category=x "
+        f"duration_ms=5i {(first + DAY_MS) * 1_000_000}",
+    ).raise_for_status()
+    clear_cache(redis_client)
+    answer = await get(api, headers, "/api/times", **days)
+    assert answer["sum"] == 20_005
+    assert [b["sum"] for b in answer["grouped"].values()] == [10_000, 10_005]
+    # In another zone the same instants are other local days: not read from it.
+    other = {**days, "tz": "Asia/Kolkata"}
+    assert (await compare(api, raw_api, redis_client, headers, other))["sum"] == 20_000
+    # A snapshot of the second day (in its second UTC day) makes that local day dirty:
+    # summed from the 15-minute buckets again (without the foreign point), then rolled
+    # up anew; the first day stays clean.
+    await post(api, headers, [snapshot(first + DAY_MS + 20 * 3_600_000, 1_000, "code", "x")])
+    clear_cache(redis_client)
+    answer = await get(api, headers, "/api/times", **days)
+    assert [b["sum"] for b in answer["grouped"].values()] == [10_000, 11_000]
+    assert (
+        redis_client.hget(daily_key(user), daily_field(zone, first))
+        == stamps[daily_field(zone, first)]
+    )
+    assert (
+        redis_client.hget(daily_key(user), daily_field(zone, first + DAY_MS))
+        != stamps[daily_field(zone, first + DAY_MS)]
+    )
+    # Clean again, read from activity_1d (the foreign point, of a tag set the ledger
+    # does not have, was not overwritten).
+    clear_cache(redis_client)
+    answer = await get(api, headers, "/api/times", **days)
+    assert [b["sum"] for b in answer["grouped"].values()] == [10_000, 11_005]
+
+
+async def test_a_cached_answer_is_sent_gzip_compressed_or_plain(
+    api: Api, redis_client: redis.Redis
+) -> None:
+    headers = await new_user(api)
+    await post(api, headers, [snapshot(DAY0_MS + 3_600_000, 10_000, "code", "x")])
+    params = {**DAY1, "resolution": "hour", "groupBy": "applicationUuid"}
+    plain = await api.client.simulate_get("/api/times", params=params, headers=headers)
+    assert plain.status_code == 200
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["vary"] == "Accept-Encoding"
+    assert plain.json["sum"] == 10_000
+    for accept, compressed in (
+        ("gzip", True), ("deflate, gzip;q=0.5", True), ("*", True), ("br;q=1.0, *;q=0.1", True),
+        ("identity", False), ("gzip;q=0", False), ("*;q=0", False), ("deflate", False),
+        ("gzip;q=0, *", False), ("GZIP", True), ("", False),
+    ):  # fmt: skip
+        for _ in range(2):  # computed, then cached
+            result = await api.client.simulate_get(
+                "/api/times", params=params, headers={**headers, "Accept-Encoding": accept}
+            )
+            assert result.status_code == 200
+            assert result.headers["vary"] == "Accept-Encoding"
+            assert (result.headers.get("content-encoding") == "gzip") is compressed, accept
+            body = gzip.decompress(result.content) if compressed else result.content
+            assert body == plain.content, accept
+        clear_cache(redis_client)
+    # CSV is never compressed.
+    csv = await api.client.simulate_get(
+        "/api/times", params=params,
+        headers={**headers, "Accept-Encoding": "gzip", "Accept": "text/csv"},
+    )  # fmt: skip
+    assert csv.status_code == 200 and "content-encoding" not in csv.headers
+    assert csv.text.splitlines()[0].startswith("start,end,")
 
 
 async def test_cached_ranges_are_invalidated_exactly_with_the_rollup(
@@ -446,6 +582,20 @@ async def test_the_rollup_lock_unmarks_the_days_it_writes(redis_client: redis.Re
         assert not await store.commit_rollup("u", "t1", {5: "4"})
         assert await store.commit_rollup("u", "t3", {5: "4"})
         assert redis_client.hgetall(rolled_key("u")) == {"5": "4", "6": "0"}
+        # The daily rollup's local days: the same protocol, in their own hash.
+        assert await store.take_rollup("u", "t4", 10_000)
+        assert await store.commit_rollup("u", "t4", {7: "1"}, {"UTC:0": "1", "UTC:1": "2,3"})
+        assert redis_client.hgetall(rolled_key("u")) == {"5": "4", "6": "0", "7": "1"}
+        assert redis_client.hgetall(daily_key("u")) == {"UTC:0": "1", "UTC:1": "2,3"}
+        assert await store.take_rollup("u", "t5", 10_000)
+        assert await store.rollup_lease("u", "t5", 1_000, [7], ["UTC:1"])
+        assert redis_client.hgetall(rolled_key("u")) == {"5": "4", "6": "0"}
+        assert redis_client.hgetall(daily_key("u")) == {"UTC:0": "1"}
+        assert await store.rollup_lease("u", "t5", 1_000, [], ["UTC:0"])
+        assert redis_client.hgetall(daily_key("u")) == {}
+        assert await store.commit_rollup("u", "t5", {}, {"UTC:0": "9"})
+        assert redis_client.hgetall(daily_key("u")) == {"UTC:0": "9"}
+        assert redis_client.get(rollup_lock_key("u")) is None
     finally:
         await client.aclose()
 

@@ -17,13 +17,35 @@ from schemas.activity import (
 from schemas.identity import OkSchema
 from screenaware.activity.snapshots import SnapshotService
 from screenaware.activity.store import ActivityStore
-from screenaware.activity.times import TimesService, csv_rows
+from screenaware.activity.times import TimesService, csv_rows, gunzip
 from screenaware.web.auth import caller, caller_zone
 from screenaware.web.csvout import render, wants_csv
 from screenaware.web.openapi import operation
 from screenaware.web.validation import load_body, load_query
 
 _applications = ApplicationSchema(many=True)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header lets the answer be sent gzip-compressed
+    (``gzip`` or ``*`` with a non-zero quality, RFC 9110 12.5.3)."""
+    qualities: dict[str, float] = {}
+    for item in (accept_encoding or "").split(","):
+        name, _, params = item.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[name.strip().lower()] = quality
+    if "gzip" in qualities:
+        return qualities["gzip"] > 0
+    return qualities.get("*", 0.0) > 0
+
+
 _category = CategorySchema()
 _categories = CategorySchema(many=True)
 
@@ -58,11 +80,18 @@ class TimesResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = req.context.query
         zone = caller_zone(req, params.get("tz"), self._default_zone)
-        answer = await self._service.answer_json(caller(req), params, zone)
+        answer = await self._service.answer_gzip(caller(req), params, zone)
         if wants_csv(req):
-            render(resp, *csv_rows(orjson.loads(answer), params.get("groupBy")))
+            render(resp, *csv_rows(orjson.loads(gunzip(answer)), params.get("groupBy")))
             return
-        resp.data = answer
+        # The answer is kept compressed: sent so to a client that takes gzip (httpx,
+        # browsers, Grafana), plain to one that does not.
+        resp.vary = ("Accept-Encoding",)
+        if accepts_gzip(req.get_header("Accept-Encoding")):
+            resp.data = answer
+            resp.set_header("Content-Encoding", "gzip")
+        else:
+            resp.data = gunzip(answer)
         resp.content_type = falcon.MEDIA_JSON
 
 

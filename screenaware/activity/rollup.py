@@ -25,12 +25,21 @@ ledger alone.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from screenaware.activity.store import DAY_MS
+from screenaware.timeutil import buckets, to_ms
 
 MEASUREMENT = "activity_15m"
+# The daily rollup: per user, zone, tag set and local day (written at the day's
+# start), the sum of that local day's entries. A local day is clean while the write
+# counters of the UTC days it touches are the ones it was rolled up at.
+DAILY = "activity_1d"
+# Answers in these resolutions read their whole local days from the daily rollup.
+DAILY_RESOLUTIONS = frozenset({"day", "week", "month"})
 BUCKET_MS = 15 * 60_000
 # At most this many stretches of clean days are read from the rollup (the shortest
 # clean stretches between dirty days are read raw instead), and dirty days are read
@@ -116,3 +125,20 @@ def layout(
         for day in range(first, after, DIRTY_DAYS_PER_QUERY):
             dirty_ranges.append((day * DAY_MS, min(day + DIRTY_DAYS_PER_QUERY, after) * DAY_MS))
     return Layout(edges, clean_ranges, dirty_ranges, (lo, hi), dirty_days)
+
+
+def local_days(start: dt.datetime, end: dt.datetime, zone: ZoneInfo) -> list[int]:
+    """The starts of the whole local days inside ``[start, end]`` (end inclusive),
+    then the end of the last one, in Unix ms.
+
+    Returns:
+        ``[]`` when the range holds no whole local day, or when a local midnight is
+        not on a rollup bucket's boundary (then a day cannot be summed from buckets).
+    """
+    start_ms, after = to_ms(start), to_ms(end) + 1
+    days = buckets(start, end, "day", zone)
+    bounds = [to_ms(b) for b, _ in days] + [to_ms(days[-1][1])]
+    whole = [b for b in bounds if start_ms <= b <= after]
+    if len(whole) < 2 or any(b % BUCKET_MS for b in whole):
+        return []
+    return whole

@@ -11,7 +11,11 @@ Keys (all on the user's slot, see :mod:`screenaware.storage.redisstore`):
     ``{u:<user>}:trolled`` (hash): UTC day number -> the write counter the day's
         ``activity_15m`` rollup was computed at (``0``: never written). A day whose
         counter is not this is dirty: /times reads it from the raw ledger.
-    ``{u:<user>}:trollock`` (string, expiring): who is writing the user's rollup.
+    ``{u:<user>}:tdaily`` (hash): ``<zone>:<local day start, Unix ms>`` -> the write
+        counters (comma-separated) of the UTC days that local day touches, when its
+        ``activity_1d`` rollup was computed. A local day whose days' counters are not
+        these is dirty.
+    ``{u:<user>}:trollock`` (string, expiring): who is writing the user's rollups.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from redis.client import NEVER_DECODE
 
 from screenaware.activity.attribution import CategoryRule
 from screenaware.activity.catalogue import BUILTIN_CATEGORIES
@@ -52,27 +57,43 @@ def rolled_key(user: str) -> str:
     return user_scoped(user, "trolled")
 
 
+def daily_key(user: str) -> str:
+    return user_scoped(user, "tdaily")
+
+
 def rollup_lock_key(user: str) -> str:
     return user_scoped(user, "trollock")
+
+
+def daily_field(zone: str, day_start_ms: int) -> str:
+    """The field of a local day in the daily rollup's hash (:func:`daily_key`)."""
+    return f"{zone}:{day_start_ms}"
 
 
 def times_cache_key(user: str, digest: str) -> str:
     return user_scoped(user, f"tcache:{digest}")
 
 
-# KEYS[1]: the rollup lock, KEYS[2]: the rolled days. ARGV[1]: the caller's token,
-# ARGV[2]: the least lease (ms) a write may start with, then ARGV[3..] the days about
-# to be written, unmarked first (a writer that dies mid-way leaves them dirty); or -1
-# to commit: then ARGV[3..] are (day, counter) pairs marked as rolled up, and the
-# lock is let go. 0: the lock is no longer the caller's (or too close to expiring).
+# KEYS[1]: the rollup lock, KEYS[2]: the rolled UTC days, KEYS[3]: the rolled local
+# days. ARGV[1]: the caller's token, ARGV[2]: the least lease (ms) a write may start
+# with, ARGV[3]: how many of the items after it are KEYS[2]'s (the rest are
+# KEYS[3]'s); the items are the fields about to be written, unmarked first (a writer
+# that dies mid-way leaves them dirty). Or ARGV[2] = -1 to commit: then the items are
+# (field, counter) pairs marked as rolled up (ARGV[3] counts pairs), and the lock is
+# let go. 0: the lock is no longer the caller's (or too close to expiring).
 _ROLLUP_LEASE = Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local first = tonumber(ARGV[3])
 if ARGV[2] ~= '-1' then
   if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
-  for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+  for i = 4, #ARGV do
+    redis.call('HDEL', i < 4 + first and KEYS[2] or KEYS[3], ARGV[i])
+  end
   return 1
 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', i < 4 + 2 * first and KEYS[2] or KEYS[3], ARGV[i], ARGV[i + 1])
+end
 redis.call('DEL', KEYS[1])
 return 1
 """)
@@ -96,6 +117,11 @@ class DayState:
         """Whether the rollup of the range's ``index``-th day equals its raw sums."""
         rolled = self.rolled[index]
         return rolled is not None and rolled == (self.counters[index] or "0")
+
+    def stamp(self, first: int, last: int) -> str:
+        """The write counters of the range's days ``first`` to ``last`` (indexes), as
+        a local day touching them is stamped with when it is rolled up."""
+        return ",".join(c or "0" for c in self.counters[first : last + 1])
 
 
 def _text(value: Any) -> str | None:
@@ -242,6 +268,12 @@ class ActivityStore(RedisStore):
             known.update(rule.uuid for rule in BUILTIN_CATEGORIES)
         return DayState(sorted(known), [_text(c) for c in counters], [_text(r) for r in rolled])
 
+    async def daily_stamps(self, user: str, fields: list[str]) -> list[str | None]:
+        """The stamps local days (:func:`daily_field`) were rolled up at (None: never)."""
+        if not fields:
+            return []
+        return [_text(v) for v in await self._redis.hmget(daily_key(user), fields)]
+
     @staticmethod
     def answer_key(user: str, params: Any, counters: list[str | None]) -> str:
         """The cache key of an answer: the parameters and the counters of every UTC
@@ -252,17 +284,17 @@ class ActivityStore(RedisStore):
         return times_cache_key(user, digest)
 
     async def cached(self, key: str) -> tuple[list[str], bytes] | None:
-        """A cached answer: the groups it lists and its JSON, as stored."""
-        raw = await self._redis.get(key)
-        if raw is None:
+        """A cached answer: the groups it lists and its gzip-compressed JSON, as stored."""
+        # Binary (not decoded: the client decodes replies as UTF-8 otherwise).
+        data = await self._redis.execute_command("GET", key, **{NEVER_DECODE: True})
+        if data is None:
             return None
-        data = raw if isinstance(raw, bytes) else str(raw).encode()
         # The groups' JSON never holds a newline (orjson writes none).
-        groups, _, answer = data.partition(b"\n")
+        groups, _, answer = bytes(data).partition(b"\n")
         return orjson.loads(groups), answer
 
     async def cache(self, key: str, groups: list[str], answer: bytes) -> None:
-        """Keep an answer's JSON, served as it is on a hit (no parsing)."""
+        """Keep an answer (gzip-compressed JSON), served as it is on a hit."""
         await self._redis.set(key, orjson.dumps(groups) + b"\n" + answer, ex=CACHE_TTL)
 
     async def take_rollup(self, user: str, token: str, ttl_ms: int) -> bool:
@@ -270,21 +302,36 @@ class ActivityStore(RedisStore):
         return bool(await self._redis.set(rollup_lock_key(user), token, nx=True, px=ttl_ms))
 
     async def rollup_lease(
-        self, user: str, token: str, least_ms: int, days: Iterable[int] = ()
+        self,
+        user: str,
+        token: str,
+        least_ms: int,
+        days: Iterable[int] = (),
+        local_days: Iterable[str] = (),
     ) -> bool:
         """Whether the caller still holds the rollup with ``least_ms`` to go; if so,
-        ``days`` are marked dirty until :meth:`commit_rollup` (they are being
-        written)."""
-        keys = [rollup_lock_key(user), rolled_key(user)]
-        return bool(await _ROLLUP_LEASE(self._redis, keys, [token, least_ms, *days]))
+        ``days`` (UTC) and ``local_days`` (fields of the daily rollup) are marked
+        dirty until :meth:`commit_rollup` (they are being written)."""
+        fields = [str(d) for d in days]
+        keys = [rollup_lock_key(user), rolled_key(user), daily_key(user)]
+        args = [token, least_ms, len(fields), *fields, *local_days]
+        return bool(await _ROLLUP_LEASE(self._redis, keys, args))
 
-    async def commit_rollup(self, user: str, token: str, marks: Mapping[int, str]) -> bool:
-        """Mark days rolled up at the given counters and let the rollup go, if the
-        caller still holds it."""
-        args: list[str | int] = [token, -1]
+    async def commit_rollup(
+        self,
+        user: str,
+        token: str,
+        marks: Mapping[int, str],
+        daily: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Mark UTC days (``marks``) and local days (``daily``: field -> stamp) rolled
+        up at the given counters and let the rollup go, if the caller still holds it."""
+        args: list[str | int] = [token, -1, len(marks)]
         for day, counter in marks.items():
             args.extend((day, counter))
-        keys = [rollup_lock_key(user), rolled_key(user)]
+        for local_day, stamp in (daily or {}).items():
+            args.extend((local_day, stamp))
+        keys = [rollup_lock_key(user), rolled_key(user), daily_key(user)]
         return bool(await _ROLLUP_LEASE(self._redis, keys, args))
 
     async def release_rollup(self, user: str, token: str) -> None:

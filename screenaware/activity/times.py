@@ -15,6 +15,7 @@ import bisect
 import datetime as dt
 import logging
 import secrets
+import zlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -24,7 +25,7 @@ import orjson
 
 from screenaware.activity import rollup
 from screenaware.activity.attribution import NONE
-from screenaware.activity.store import DAY_MS, ActivityStore, DayState
+from screenaware.activity.store import DAY_MS, ActivityStore, DayState, daily_field
 from screenaware.errors import StorageUnavailable, WriteRejected
 from screenaware.storage.influx import InfluxClient, Series
 from screenaware.storage.lineprotocol import encode
@@ -39,6 +40,7 @@ GROUP_TAGS = {
 }
 MAX_RANGE = dt.timedelta(days=731)
 QUERIES_AT_ONCE = 4
+DIRTY_DAYS = rollup.DIRTY_DAYS_PER_QUERY
 ROLLUP_LINES_PER_WRITE = 5000
 _NS_PER_MS = 1_000_000
 
@@ -67,13 +69,21 @@ def shape(
             out[group_by] = None if group == NONE else group
         return out
 
+    # The totals by bucket and by group, once (not a scan of every sum per bucket).
+    by_bucket: dict[int | None, int] = defaultdict(int)
+    by_group: dict[str | None, int] = defaultdict(int)
+    for (b, g), v in sums.items():
+        by_bucket[b] += v
+        by_group[g] += v
+    everything = sum(sums.values())
+
     def total(bucket: int | None, group: str | None) -> int:
         if bucket is None and group is None:
-            return sum(sums.values())
+            return everything
         if bucket is None:
-            return sum(v for (_, g), v in sums.items() if g == group)
+            return by_group.get(group, 0)
         if group is None:
-            return sum(v for (b, _), v in sums.items() if b == bucket)
+            return by_bucket.get(bucket, 0)
         return sums.get((bucket, group), 0)
 
     root = node(start, iso(end), total(None, None), None)
@@ -127,6 +137,83 @@ def csv_rows(answer: dict[str, Any], group_by: str | None) -> tuple[list[str], l
     return columns, rows
 
 
+def gzip(data: bytes) -> bytes:
+    """``data`` gzip-compressed, fast (level 1: a year's answer in ~1 ms)."""
+    return zlib.compress(data, 1, wbits=31)
+
+
+def gunzip(data: bytes) -> bytes:
+    """The bytes :func:`gzip` compressed."""
+    return zlib.decompress(data, wbits=31)
+
+
+class _Tally:
+    """The sums of an answer by bucket and group, and the groups found."""
+
+    def __init__(
+        self, tag: str | None, bucket_list: list[tuple[dt.datetime, dt.datetime]] | None
+    ) -> None:
+        self.tag = tag
+        self.sums: dict[tuple[int | None, str | None], int] = defaultdict(int)
+        self.groups: set[str] = set()
+        self._starts = [to_ms(b) * _NS_PER_MS for b, _ in bucket_list] if bucket_list else []
+
+    def bucket_of(self, time_ns: int) -> int | None:
+        """The index of the answer bucket holding ``time_ns`` (None: no buckets)."""
+        if not self._starts:
+            return None
+        return max(0, bisect.bisect_right(self._starts, time_ns) - 1)
+
+    def add(self, series: list[Series]) -> None:
+        """Add sums InfluxDB grouped as the answer is (by the tag, if any)."""
+        for s in series:
+            group = s.tags.get(self.tag) if self.tag else None
+            if group is not None:
+                self.groups.add(group)
+            for time_ns, value in s.values:
+                if value is not None:
+                    self.sums[(self.bucket_of(int(time_ns)), group)] += int(value)
+
+
+def _gate() -> Callable[[Awaitable[list[Series]]], Awaitable[list[Series]]]:
+    """Run queries at most :data:`QUERIES_AT_ONCE` at a time."""
+    gate = asyncio.Semaphore(QUERIES_AT_ONCE)
+
+    async def gated(query: Awaitable[list[Series]]) -> list[Series]:
+        async with gate:
+            return await query
+
+    return gated
+
+
+def _bucket_lines(user: str, rows: list[Series], marks: Mapping[int, str]) -> list[str]:
+    """``activity_15m`` lines of the UTC days in ``marks`` from raw sums by bucket."""
+    day_ns = DAY_MS * _NS_PER_MS
+    return [
+        encode(
+            rollup.MEASUREMENT,
+            {"user": user, **{t: s.tags.get(t) for t in rollup.TAGS}},
+            {"duration_ms": int(value)},
+            int(time_ns),
+        )
+        for s in rows
+        for time_ns, value in s.values
+        if value is not None and int(time_ns) // day_ns in marks
+    ]
+
+
+def _runs(days: list[int], longest: int) -> list[tuple[int, int]]:
+    """Sorted UTC day numbers as ranges ``[lo, hi)`` in Unix ms of consecutive days,
+    each at most ``longest`` days."""
+    runs: list[tuple[int, int]] = []
+    for day in days:
+        if runs and runs[-1][1] == day * DAY_MS and runs[-1][1] - runs[-1][0] < longest * DAY_MS:
+            runs[-1] = (runs[-1][0], (day + 1) * DAY_MS)
+        else:
+            runs.append((day * DAY_MS, (day + 1) * DAY_MS))
+    return runs
+
+
 class TimesService:
     """Answers /times for one user.
 
@@ -164,12 +251,15 @@ class TimesService:
         return requested_range(params.get("start"), params.get("end"), zone, now, MAX_RANGE)
 
     async def times(self, user: str, params: Mapping[str, Any], zone_name: str) -> dict[str, Any]:
-        """The /times answer as an object (see :meth:`answer_json`)."""
-        answer: dict[str, Any] = orjson.loads(await self.answer_json(user, params, zone_name))
+        """The /times answer as an object (see :meth:`answer_gzip`)."""
+        answer: dict[str, Any] = orjson.loads(
+            gunzip(await self.answer_gzip(user, params, zone_name))
+        )
         return answer
 
-    async def answer_json(self, user: str, params: Mapping[str, Any], zone_name: str) -> bytes:
-        """The /times answer as JSON: cached answers are served as they were stored."""
+    async def answer_gzip(self, user: str, params: Mapping[str, Any], zone_name: str) -> bytes:
+        """The /times answer as gzip-compressed JSON: cached answers are kept so and
+        served as they were stored (a year by day is ~0.5 MB of JSON, ~20 KB so)."""
         zone = ZoneInfo(zone_name)
         start, end = self.range(params, zone)
         group_by = params.get("groupBy")
@@ -184,49 +274,46 @@ class TimesService:
         # since got is recomputed.
         state = await self._store.day_state(user, group_by, first_day, end_ms // DAY_MS)
         key = self._store.answer_key(
-            user, [start_ms, end_ms, group_by, resolution, nest, zone_name], state.counters
+            user, ["gz", start_ms, end_ms, group_by, resolution, nest, zone_name], state.counters
         )
         cached = await self._store.cached(key)
         if cached is not None and set(state.known) <= set(cached[0]):
             return cached[1]
         bucket_list = buckets(start, end, resolution, zone) if resolution else None
-        sums, found = await self._sums(
-            user, start_ms, end_ms, group_by, resolution, bucket_list, zone_name, state
+        days: list[int] = []
+        if self._rollup and resolution in rollup.DAILY_RESOLUTIONS:
+            days = rollup.local_days(start, end, zone)
+        tally = _Tally(GROUP_TAGS[group_by] if group_by else None, bucket_list)
+        if days:
+            await self._daily_sums(
+                user, tally, start_ms, end_ms, days, resolution, zone_name, state
+            )
+        else:
+            await self._sums(
+                user, tally, start_ms, end_ms, resolution, bucket_list, zone_name, state
+            )
+        groups = sorted({*tally.groups, *state.known}, key=lambda g: (g == NONE, g))
+        answer = gzip(
+            orjson.dumps(shape(start, end, group_by, bucket_list, tally.sums, groups, nest))
         )
-        groups = sorted({*found, *state.known}, key=lambda g: (g == NONE, g))
-        answer = orjson.dumps(shape(start, end, group_by, bucket_list, sums, groups, nest))
         await self._store.cache(key, groups, answer)
         return answer
 
     async def _sums(
         self,
         user: str,
+        tally: _Tally,
         start_ms: int,
         end_ms: int,
-        group_by: str | None,
         resolution: str | None,
         bucket_list: list[tuple[dt.datetime, dt.datetime]] | None,
         zone_name: str,
         state: DayState,
-    ) -> tuple[dict[tuple[int | None, str | None], int], set[str]]:
-        tag = GROUP_TAGS[group_by] if group_by else None
-        starts = [to_ms(b) * _NS_PER_MS for b, _ in bucket_list] if bucket_list else []
-        sums: dict[tuple[int | None, str | None], int] = defaultdict(int)
-        groups: set[str] = set()
-
-        def bucket_of(time_ns: int) -> int | None:
-            if not bucket_list:
-                return None
-            return max(0, bisect.bisect_right(starts, time_ns) - 1)
-
-        def add(series: list[Series]) -> None:
-            for s in series:
-                group = s.tags.get(tag) if tag else None
-                if group is not None:
-                    groups.add(group)
-                for time_ns, value in s.values:
-                    if value is not None:
-                        sums[(bucket_of(int(time_ns)), group)] += int(value)
+    ) -> None:
+        """Sum ``[start_ms, end_ms]`` into ``tally``: whole clean 15-minute buckets from
+        ``activity_15m``, the rest from the ledger (dirty days rolled up again)."""
+        add, sums, groups, bucket_of = tally.add, tally.sums, tally.groups, tally.bucket_of
+        tag = tally.tag
 
         def statement(measurement: str, lo: int, hi: int) -> Awaitable[list[Series]]:
             return self._query(measurement, user, lo, hi, resolution, tag, zone_name)
@@ -241,12 +328,8 @@ class TimesService:
             plan = rollup.layout(start_ms, end_ms, boundaries, first_day, clean)
         if plan is None:
             add(await statement("activity", start_ms, end_ms + 1))
-            return sums, groups
-        gate = asyncio.Semaphore(QUERIES_AT_ONCE)
-
-        async def gated(query: Awaitable[list[Series]]) -> list[Series]:
-            async with gate:
-                return await query
+            return
+        gated = _gate()
 
         # Days still being written (today's, and any in the future) are read raw
         # but not rolled up: the next snapshot would make them dirty again.
@@ -273,8 +356,140 @@ class TimesService:
         # marks were read before either (a write acknowledged since bumped past them).
         if over and await self._store.take_rollup(user, token, self._lock_ttl_ms):
             marks = {day: state.counters[day - first_day] or "0" for day in sorted(over)}
-            await self._roll_up(user, token, rows, marks)
-        return sums, groups
+            await self._roll_up(user, token, _bucket_lines(user, rows, marks), marks)
+
+    async def _daily_sums(
+        self,
+        user: str,
+        tally: _Tally,
+        start_ms: int,
+        end_ms: int,
+        days: list[int],
+        resolution: str | None,
+        zone_name: str,
+        state: DayState,
+    ) -> None:
+        """Sum ``[start_ms, end_ms]`` into ``tally`` with its whole local days
+        (``days``: their starts, then the last one's end) from ``activity_1d``.
+
+        Clean local days are read from the daily rollup; dirty ones from the
+        15-minute buckets of the UTC days they touch (``activity_15m`` where clean,
+        the ledger where not), and rolled up again once over; the partial days at
+        the range's ends from the ledger, as the answer groups them.
+        """
+        tag, first_day = tally.tag, start_ms // DAY_MS
+        count = len(days) - 1
+        fields = [daily_field(zone_name, day) for day in days[:-1]]
+        stamps = [
+            state.stamp(days[i] // DAY_MS - first_day, (days[i + 1] - 1) // DAY_MS - first_day)
+            for i in range(count)
+        ]
+        stored = await self._store.daily_stamps(user, fields)
+        clean = [stored[i] == stamps[i] for i in range(count)]
+        clean_ns = {days[i] * _NS_PER_MS for i in range(count) if clean[i]}
+        dirty = [i for i in range(count) if not clean[i]]
+        # The UTC days the dirty local days touch, by whether their buckets are clean.
+        touched = sorted(
+            {d for i in dirty for d in range(days[i] // DAY_MS, (days[i + 1] - 1) // DAY_MS + 1)}
+        )
+        clean_15m = [d for d in touched if state.clean(d - first_day)]
+        dirty_15m = [d for d in touched if not state.clean(d - first_day)]
+        gated = _gate()
+        edges = [(a, b) for a, b in ((start_ms, days[0]), (days[-1], end_ms + 1)) if a < b]
+        queries = [
+            *(
+                gated(self._query("activity", user, lo, hi, resolution, tag, zone_name))
+                for lo, hi in edges
+            ),
+            *(gated(self._buckets(user, lo, hi)) for lo, hi in _runs(dirty_15m, DIRTY_DAYS)),
+        ]
+        if clean_ns:
+            first = min(clean_ns) // _NS_PER_MS
+            after = days[max(i for i in range(count) if clean[i]) + 1]
+            queries.append(gated(self._daily(user, zone_name, first, after, tag)))
+        if clean_15m:
+            lo, hi = clean_15m[0] * DAY_MS, (clean_15m[-1] + 1) * DAY_MS
+            queries.append(gated(self._points(rollup.MEASUREMENT, user, lo, hi)))
+        now_ms = int(self._clock() * 1000)
+        token = secrets.token_hex(8)
+        answers = await asyncio.gather(*queries)
+        for series in answers[: len(edges)]:
+            tally.add(series)
+        runs = len(_runs(dirty_15m, DIRTY_DAYS))
+        raw = [s for series in answers[len(edges) : len(edges) + runs] for s in series]
+        rest = answers[len(edges) + runs :]
+        if clean_ns:
+            for s in rest.pop(0):
+                group = s.tags.get(tag) if tag else None
+                for time_ns, value in s.values:
+                    if value is not None and int(time_ns) in clean_ns:
+                        if group is not None:
+                            tally.groups.add(group)
+                        tally.sums[(tally.bucket_of(int(time_ns)), group)] += int(value)
+        day_ns = DAY_MS * _NS_PER_MS
+        # activity_15m holds the sums of its clean days only (the others are stale).
+        bucketed = set(clean_15m)
+        starts_ns = [day * _NS_PER_MS for day in days]
+        # The 15-minute sums of the dirty local days, by local day and tag set.
+        per_day: dict[tuple[int, tuple[str | None, ...]], int] = defaultdict(int)
+        sources = [(s, True) for s in raw] + [(s, False) for series in rest for s in series]
+        for s, from_ledger in sources:
+            group = s.tags.get(tag) if tag else None
+            key = tuple(s.tags.get(t) for t in rollup.TAGS)
+            for time_ns, value in s.values:
+                t = int(time_ns)
+                index = bisect.bisect_right(starts_ns, t) - 1
+                if value is None or not 0 <= index < count or clean[index]:
+                    continue
+                if from_ledger or t // day_ns in bucketed:
+                    if group is not None:
+                        tally.groups.add(group)
+                    tally.sums[(tally.bucket_of(t), group)] += int(value)
+                    per_day[(index, key)] += int(value)
+        over_15m = {d for d in dirty_15m if (d + 1) * DAY_MS <= now_ms}
+        over_days = {i for i in dirty if days[i + 1] <= now_ms}
+        if not (over_15m or over_days):
+            return
+        if not await self._store.take_rollup(user, token, self._lock_ttl_ms):
+            return
+        marks = {d: state.counters[d - first_day] or "0" for d in sorted(over_15m)}
+        lines = _bucket_lines(user, raw, marks)
+        lines.extend(
+            encode(
+                rollup.DAILY,
+                {"user": user, "zone": zone_name, **dict(zip(rollup.TAGS, key, strict=True))},
+                {"duration_ms": value},
+                days[index] * _NS_PER_MS,
+            )
+            for (index, key), value in per_day.items()
+            if index in over_days
+        )
+        daily = {fields[i]: stamps[i] for i in sorted(over_days)}
+        await self._roll_up(user, token, lines, marks, daily)
+
+    def _daily(
+        self, user: str, zone_name: str, lo: int, hi: int, tag: str | None
+    ) -> Awaitable[list[Series]]:
+        """The ``activity_1d`` points of ``zone_name`` in ``[lo, hi)``, by ``tag``."""
+        statement = (
+            f'SELECT "duration_ms" FROM "{rollup.DAILY}" '  # noqa: S608 - constants only
+            'WHERE "user" = $user AND "zone" = $zone AND time >= $start AND time < $end'
+        )
+        if tag:
+            statement += f' GROUP BY "{tag}"'
+        return self._influx.query(
+            statement,
+            {"user": user, "zone": zone_name, "start": lo * _NS_PER_MS, "end": hi * _NS_PER_MS},
+        )
+
+    def _points(self, measurement: str, user: str, lo: int, hi: int) -> Awaitable[list[Series]]:
+        """The points of a rollup in ``[lo, hi)`` by tag set, as they are (no sum)."""
+        tags = ", ".join(f'"{t}"' for t in rollup.TAGS)
+        return self._influx.query(
+            f'SELECT "duration_ms" FROM "{measurement}" '  # noqa: S608 - constants only
+            f'WHERE "user" = $user AND time >= $start AND time < $end GROUP BY {tags}',
+            {"user": user, "start": lo * _NS_PER_MS, "end": hi * _NS_PER_MS},
+        )
 
     def _query(
         self,
@@ -317,37 +532,34 @@ class TimesService:
         )
 
     async def _roll_up(
-        self, user: str, token: str, rows: list[Series], marks: Mapping[int, str]
+        self,
+        user: str,
+        token: str,
+        lines: list[str],
+        marks: Mapping[int, str],
+        daily: Mapping[str, str] | None = None,
     ) -> None:
-        """Write the rollup of the dirty days in ``marks`` from their raw sums
-        (``rows``) and mark them clean at the counters read before those sums were
-        (a write acknowledged later bumps its day past the mark: the day stays
-        dirty; a slower writer's older sums are marked with its older counters).
-        Holding the user's rollup lock; the days are unmarked before the first
-        write, so a failure or a death mid-way leaves them dirty (the answer came
-        from the raw sums anyway)."""
-        day_ns = DAY_MS * _NS_PER_MS
-        lines = [
-            encode(
-                rollup.MEASUREMENT,
-                {"user": user, **{t: s.tags.get(t) for t in rollup.TAGS}},
-                {"duration_ms": int(value)},
-                int(time_ns),
-            )
-            for s in rows
-            for time_ns, value in s.values
-            if value is not None and int(time_ns) // day_ns in marks
-        ]
+        """Write rollup ``lines`` of the dirty UTC days in ``marks`` (and of the local
+        days in ``daily``: field -> stamp) from their raw sums, and mark them clean at
+        the counters read before those sums were (a write acknowledged later bumps
+        its day past the mark: the day stays dirty; a slower writer's older sums are
+        marked with its older counters). Holding the user's rollup lock; the days are
+        unmarked before the first write, so a failure or a death mid-way leaves them
+        dirty (the answer came from the raw sums anyway)."""
+        daily = daily or {}
         try:
-            for begin in range(0, len(lines), ROLLUP_LINES_PER_WRITE):
+            for begin in range(0, max(len(lines), 1), ROLLUP_LINES_PER_WRITE):
                 # A write starts only with the lock held for longer than it can take,
                 # so no other writer's newer rollup of these days can be overwritten.
-                unmarked = marks if begin == 0 else ()
-                if not await self._store.rollup_lease(user, token, self._lease_ms, unmarked):
+                first = begin == 0
+                if not await self._store.rollup_lease(
+                    user, token, self._lease_ms, marks if first else (), daily if first else ()
+                ):
                     LOG.info("rollup of %s not written: its lock expired", user)
                     return
                 chunk = lines[begin : begin + ROLLUP_LINES_PER_WRITE]
-                await self._influx.write_lines("\n".join(chunk).encode())
+                if chunk:
+                    await self._influx.write_lines("\n".join(chunk).encode())
         except WriteRejected as exc:
             LOG.error("rollup of %s refused by InfluxDB: %s", user, exc)
             await self._store.release_rollup(user, token)
@@ -356,4 +568,4 @@ class TimesService:
             # The write may still land: the lock is kept until it expires.
             LOG.warning("rollup of %s not written: %s", user, exc)
             return
-        await self._store.commit_rollup(user, token, marks)
+        await self._store.commit_rollup(user, token, marks, daily)
