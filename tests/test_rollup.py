@@ -28,7 +28,7 @@ from screenaware.activity.store import (
     rolled_key,
     rollup_lock_key,
 )
-from screenaware.activity.times import TimesService
+from screenaware.activity.times import TimesService, _iso
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.influx import InfluxClient
@@ -125,9 +125,11 @@ def raw_total(influx_db: InfluxHelper, user: str, lo: int, hi: int) -> int:
     return int(rows[0]["sum"]) if rows else 0
 
 
-def rollup_points(influx_db: InfluxHelper, user: str, measurement: str = "activity_15m") -> int:
+def rollup_points(
+    influx_db: InfluxHelper, user: str, measurement: str = "activity_15m", rp: str = "autogen"
+) -> int:
     rows = influx_db.query(
-        f'SELECT count("duration_ms") FROM "{measurement}" WHERE "user" = $user',
+        f'SELECT count("duration_ms") FROM "{rp}"."{measurement}" WHERE "user" = $user',
         {"user": user},
     )
     return int(rows[0]["count"]) if rows else 0
@@ -318,7 +320,20 @@ async def test_rollup_answers_equal_the_raw_sums(
         touched = range(lo // DAY_MS, (hi - 1) // DAY_MS + 1)
         expected = ",".join(str(counters.get(str(d), "0")) for d in touched)
         assert stamps[daily_field(zone, lo)] == expected
-    assert rollup_points(influx_db, user, "activity_1d") > 0
+    # ... and activity_1d holds exactly the raw sum of those whole local days.
+    whole_days = raw_total(influx_db, user, midnights[0], midnights[-1]) if midnights else 0
+    if whole_days:
+        rows = influx_db.query(
+            'SELECT sum("duration_ms") FROM "rollups"."activity_1d" '
+            'WHERE "user" = $user AND "zone" = $zone AND time >= $start AND time < $end',
+            {
+                "user": user,
+                "zone": zone,
+                "start": midnights[0] * 10**6,
+                "end": midnights[-1] * 10**6,
+            },
+        )
+        assert int(rows[0]["sum"]) == whole_days
     for _ in range(3):
         await compare(api, raw_api, redis_client, headers, query(data.draw(ranges(base))))
 
@@ -381,7 +396,7 @@ async def test_clean_local_days_are_read_from_the_daily_rollup_and_a_write_makes
     app = str(next(iter(redis_client.hkeys(f"{{u:{user}}}:apps"))))
     httpx.post(
         f"{influx_db.url}/write",
-        params={"db": influx_db.database},
+        params={"db": influx_db.database, "rp": "rollups"},
         content=f"activity_1d,user={user},zone={zone},application={app},project=x,category=x "
         f"duration_ms=5i {(first + DAY_MS) * 1_000_000}",
     ).raise_for_status()
@@ -412,6 +427,10 @@ async def test_clean_local_days_are_read_from_the_daily_rollup_and_a_write_makes
     clear_cache(redis_client)
     answer = await get(api, headers, "/api/times", **days)
     assert [b["sum"] for b in answer["grouped"].values()] == [10_000, 11_005]
+    # The stamps go with the user.
+    deleted = await api.client.simulate_delete(f"/api/users/{user}", headers=api.admin)
+    assert deleted.status_code == 200, deleted.text
+    assert not redis_client.exists(daily_key(user), rolled_key(user))
 
 
 async def test_a_cached_answer_is_sent_gzip_compressed_or_plain(
@@ -603,3 +622,12 @@ async def test_the_rollup_lock_unmarks_the_days_it_writes(redis_client: redis.Re
 def redis_url(client: redis.Redis) -> str:
     kwargs = client.connection_pool.connection_kwargs
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1, 1, 2), timezones=st.sampled_from([UTC, *map(ZoneInfo, ZONES)])
+    )
+)
+def test_answers_format_times_as_iso_does(moment: dt.datetime) -> None:
+    assert _iso(moment) == iso(moment)

@@ -99,6 +99,43 @@ return 1
 """)
 
 
+# KEYS[1]: the write counters, KEYS[2]: the rolled days, KEYS[3] (optional): the hash
+# whose fields are the groups listed. ARGV: the first and the last UTC day. Returns
+# the days' counters and rolled marks, each joined by commas ('' where none), then
+# the groups: a year's 732 fields are named here, not sent (packing them as command
+# arguments cost more than the rest of a cached answer).
+_DAY_STATE = Script("""
+local fields = {}
+for day = tonumber(ARGV[1]), tonumber(ARGV[2]) do fields[#fields + 1] = tostring(day) end
+local function joined(key)
+  local values = redis.call('HMGET', key, unpack(fields))
+  for i = 1, #fields do
+    if not values[i] then values[i] = '' end
+  end
+  return table.concat(values, ',')
+end
+local out = {joined(KEYS[1]), joined(KEYS[2])}
+if KEYS[3] then
+  local names = redis.call('HKEYS', KEYS[3])
+  for i = 1, #names do out[#out + 1] = names[i] end
+end
+return out
+""")
+
+
+# KEYS[1]: the rolled local days. ARGV[1]: a zone, ARGV[2]: its local days' starts
+# (Unix ms) joined by commas. Returns their stamps joined by '|' ('' where none).
+_DAILY_STAMPS = Script("""
+local fields = {}
+for day in string.gmatch(ARGV[2], '[^,]+') do fields[#fields + 1] = ARGV[1] .. ':' .. day end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+for i = 1, #fields do
+  if not values[i] then values[i] = '' end
+end
+return table.concat(values, '|')
+""")
+
+
 @dataclass(frozen=True)
 class DayState:
     """What /times reads of a user's days before it queries InfluxDB.
@@ -251,28 +288,29 @@ class ActivityStore(RedisStore):
     ) -> DayState:
         """The groups of ``group_by``, and the write and rollup counters of the UTC
         days ``first_day`` to ``last_day``, in one round trip."""
-        days = [str(d) for d in range(first_day, last_day + 1)]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if group_by == "projectUuid":
-                pipe.hkeys(projects_key(user))
-            elif group_by == "categoryUuid":
-                pipe.hkeys(categories_key(user))
-            elif group_by is not None:
-                pipe.hkeys(apps_key(user))
-            pipe.hmget(generations_key(user), days)
-            pipe.hmget(rolled_key(user), days)
-            found = await pipe.execute()
-        counters, rolled = found[-2], found[-1]
-        known: set[str] = {str(_text(k)) for k in found[0]} if group_by else set()
+        keys = [generations_key(user), rolled_key(user)]
+        if group_by == "projectUuid":
+            keys.append(projects_key(user))
+        elif group_by == "categoryUuid":
+            keys.append(categories_key(user))
+        elif group_by is not None:
+            keys.append(apps_key(user))
+        found = await _DAY_STATE(self._redis, keys, [first_day, last_day])
+        counters = [c or None for c in str(_text(found[0])).split(",")]
+        rolled = [r or None for r in str(_text(found[1])).split(",")]
+        known: set[str] = {str(_text(k)) for k in found[2:]}
         if group_by == "categoryUuid":
             known.update(rule.uuid for rule in BUILTIN_CATEGORIES)
-        return DayState(sorted(known), [_text(c) for c in counters], [_text(r) for r in rolled])
+        return DayState(sorted(known), counters, rolled)
 
-    async def daily_stamps(self, user: str, fields: list[str]) -> list[str | None]:
-        """The stamps local days (:func:`daily_field`) were rolled up at (None: never)."""
-        if not fields:
+    async def daily_stamps(self, user: str, zone: str, day_starts: list[int]) -> list[str | None]:
+        """The stamps the local days of ``zone`` starting at ``day_starts`` (Unix ms)
+        were rolled up at (None: never)."""
+        if not day_starts:
             return []
-        return [_text(v) for v in await self._redis.hmget(daily_key(user), fields)]
+        joined = ",".join(str(day) for day in day_starts)
+        found = _text(await _DAILY_STAMPS(self._redis, [daily_key(user)], [zone, joined]))
+        return [stamp or None for stamp in str(found).split("|")]
 
     @staticmethod
     def answer_key(user: str, params: Any, counters: list[str | None]) -> str:

@@ -150,18 +150,39 @@ class InfluxClient:
         # CREATE DATABASE takes an identifier, which bind parameters cannot carry.
         await self.query(f"CREATE DATABASE {quote_ident(self.database)}", method="POST")
 
-    async def write_lines(self, body: bytes) -> None:
+    async def ensure_retention_policy(self, name: str, shard_weeks: int) -> None:
+        """Create a retention policy keeping data forever in shards of ``shard_weeks``
+        weeks, if the database has none of that name (an existing one is left as it
+        is, whatever its settings)."""
+        # Identifiers again: no bind parameters. ``name`` is a constant of ours.
+        existing = await self.query(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}")
+        if any(row.get("name") == name for s in existing for row in s.rows()):
+            return
+        await self.query(
+            f"CREATE RETENTION POLICY {quote_ident(name)} ON {quote_ident(self.database)} "
+            f"DURATION INF REPLICATION 1 SHARD DURATION {int(shard_weeks)}w",
+            method="POST",
+        )
+
+    async def write_lines(self, body: bytes, retention_policy: str | None = None) -> None:
         """Write line protocol (nanosecond precision).
+
+        Args:
+            body: the lines.
+            retention_policy: where to write them (None: the database's default).
 
         Raises:
             StorageUnavailable: the server is down, slow, or misconfigured.
             WriteRejected: the server refused the data (HTTP 4xx).
         """
-        resp = await self._request("POST", self._write_path, body)
+        path = self._write_path
+        if retention_policy is not None:
+            path += "&" + urllib.parse.urlencode({"rp": retention_policy})
+        resp = await self._request("POST", path, body)
         if resp.status == 404 and "database not found" in resp.text:
             LOG.warning("database %r missing, creating it", self.database)
             await self.ensure_database()
-            resp = await self._request("POST", self._write_path, body)
+            resp = await self._request("POST", path, body)
         if resp.status >= 400:
             raise WriteRejected(_error_text(resp))
 
