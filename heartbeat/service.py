@@ -40,6 +40,10 @@ class HeartbeatService:
             :class:`~screenaware.errors.WriteQueueFull` (503).
         outages: where the failures of uncounted visits go (logged per outage,
             not per visit).
+        calls_in_flight: batches of beats handled at once. With two, the beats
+            that arrive while one batch waits on InfluxDB's fsync look their
+            tokens up and queue their write meanwhile, so the worker's CPU and the
+            databases' latency overlap instead of taking turns.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class HeartbeatService:
         max_batch: int = 5000,
         max_pending: int = 100_000,
         outages: OutageLog | None = None,
+        calls_in_flight: int = 2,
     ) -> None:
         self.store = store
         self.outages = outages or OutageLog(60)
@@ -64,6 +69,19 @@ class HeartbeatService:
             max_batch=max_batch,
             max_pending=max_pending,
             full_error=lambda: WriteQueueFull("too many beats queued"),
+            max_in_flight=calls_in_flight,
+        )
+        # The counters of overlapping batches move one call at a time, in the order
+        # their writes were acknowledged (which is the order they were stamped in):
+        # last_seen and the longest absence see the beats in time order.
+        self._counts: Coalescer[list[tuple[int, int]], None] = Coalescer(
+            self._count_beats,
+            name="hb-counts",
+            max_batch=max_batch,
+            # Only the batches in flight ever wait here.
+            max_pending=calls_in_flight * max_batch,
+            weight=len,
+            linger_yields=0,
         )
 
     def now(self) -> int:
@@ -82,6 +100,7 @@ class HeartbeatService:
     async def close(self) -> None:
         """Finish the beats already received (worker shutdown)."""
         await self._beats.stop()
+        await self._counts.stop()
 
     async def _record_beats(self, digests: list[str]) -> list[int | None]:
         # The beats of concurrent requests go through each step together: one
@@ -96,9 +115,13 @@ class HeartbeatService:
             [encode("beat", {"device": str(device)}, {"n": 1}, stamp) for device, stamp in beats]
         )
         counted = [(device, stamp // 1_000_000_000) for device, stamp in beats]
-        await self.store.count_beats(counted)
+        await self._counts.submit(counted)
         acknowledged = iter(second for _, second in counted)
         return [None if device is None else next(acknowledged) for device in devices]
+
+    async def _count_beats(self, batches: list[list[tuple[int, int]]]) -> list[None]:
+        await self.store.count_beats([beat for batch in batches for beat in batch])
+        return [None] * len(batches)
 
     async def visit(self, page: str) -> None:
         """Count a page view.

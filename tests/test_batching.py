@@ -182,3 +182,68 @@ async def test_stop_waits_for_the_call_in_flight_instead_of_cancelling_it() -> N
     # A straggler after stop still gets an answer rather than hanging.
     assert await co.submit(4) == 40
     await co.stop()
+
+
+class Gated:
+    """A batch runner holding each call at a gate of its own, released in any order."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def __call__(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return [i * 10 for i in items]
+
+
+async def test_two_calls_in_flight_overlap_and_what_queues_behind_them_goes_out_together() -> None:
+    run = Gated()
+    co: Coalescer[int, int] = Coalescer(run, name="t", max_in_flight=2)
+    first = asyncio.ensure_future(co.submit(1))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(co.submit(2))
+    await asyncio.sleep(0.01)
+    # The second call started while the first is still held.
+    assert run.batches == [[1], [2]]
+    rest = [asyncio.ensure_future(co.submit(i)) for i in (3, 4, 5)]
+    await asyncio.sleep(0.01)
+    assert run.batches == [[1], [2]]  # both slots busy: 3, 4 and 5 wait
+    run.gates[1].set()  # the second call ends first
+    assert await asyncio.wait_for(second, 5) == 20
+    await asyncio.sleep(0.01)
+    assert run.batches == [[1], [2], [3, 4, 5]]
+    assert not first.done()
+    run.gates[0].set()
+    run.gates[2].set()
+    assert await asyncio.wait_for(asyncio.gather(first, *rest), 5) == [10, 30, 40, 50]
+    await co.stop()
+
+
+async def test_stop_waits_for_every_call_in_flight() -> None:
+    run = Gated()
+    co: Coalescer[int, int] = Coalescer(run, name="t", max_in_flight=2)
+    held = [asyncio.ensure_future(co.submit(1))]
+    await asyncio.sleep(0.01)
+    held.append(asyncio.ensure_future(co.submit(2)))
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(co.submit(3))
+    await asyncio.sleep(0.01)
+    stopping = asyncio.ensure_future(co.stop())
+    await asyncio.sleep(0.01)
+    run.gates[0].set()
+    await asyncio.sleep(0.01)
+    assert not stopping.done()  # the call for 2 is still held, and 3 not yet answered
+    run.gates[1].set()
+    await asyncio.sleep(0.01)
+    run.gates[2].set()
+    await asyncio.wait_for(stopping, 5)
+    assert all(h.done() for h in held) and queued.done()
+    assert [await h for h in held] + [await queued] == [10, 20, 30]
+
+
+def test_at_least_one_call_must_be_allowed_in_flight() -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Coalescer(Gated(), name="t", max_in_flight=0)

@@ -55,6 +55,10 @@ class Coalescer(Generic[T, R]):
         full_error: builds the exception for a full queue.
         linger_yields: event-loop turns to wait before taking a batch, so that
             requests already runnable join it.
+        max_in_flight: calls that may run at once. With more than one, the items
+            that arrive while a call waits on its backend go out in a call of their
+            own instead of waiting for it (a pipeline: the worker's CPU and the
+            backend's latency overlap); calls may then end in any order.
     """
 
     def __init__(
@@ -67,7 +71,10 @@ class Coalescer(Generic[T, R]):
         weight: Callable[[T], int] = lambda item: 1,
         full_error: Callable[[], Exception] = lambda: QueueFull("queue full"),
         linger_yields: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self._run_batch = run
         self.name = name
         self._max_batch = max_batch
@@ -75,6 +82,8 @@ class Coalescer(Generic[T, R]):
         self._weight = weight
         self._full_error = full_error
         self._linger_yields = linger_yields
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
@@ -144,9 +153,21 @@ class Coalescer(Generic[T, R]):
             for _ in range(self._linger_yields):
                 await asyncio.sleep(0)
             while self._queue:
-                await self._run(self._take())
+                if self._max_in_flight == 1:
+                    await self._run(self._take())
+                elif len(self._in_flight) < self._max_in_flight:
+                    call = asyncio.create_task(self._run(self._take()), name=self.name)
+                    self._in_flight.add(call)
+                    call.add_done_callback(self._in_flight.discard)
+                else:
+                    # Whatever queues meanwhile goes out together when a call ends.
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             if self._stopping:
-                return
+                if self._in_flight:
+                    await asyncio.wait(set(self._in_flight))
+                if not self._queue:
+                    return
+                self._wakeup.set()
 
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         try:
