@@ -4,6 +4,13 @@ Order of a beat: the device's token is checked in Redis, the ``beat`` point is
 made durable in InfluxDB (the source of truth), and only then the Redis counters
 move. A Redis counter is therefore never ahead of InfluxDB, and
 ``screenaware rebuild-stats`` can always recompute them from it.
+
+Beats of concurrent requests go through these steps in batches, and one batch's
+write overlaps the next batch's gathering: while InfluxDB stores batch N, the
+worker reads the requests of batch N+1; when N's write returns, a single Redis
+script counts N and looks N+1's tokens up (one round trip for both), N is
+acknowledged, and N+1's write goes out. Two Redis round trips and one InfluxDB
+write per batch become one and one.
 """
 
 from __future__ import annotations
@@ -40,10 +47,6 @@ class HeartbeatService:
             :class:`~screenaware.errors.WriteQueueFull` (503).
         outages: where the failures of uncounted visits go (logged per outage,
             not per visit).
-        calls_in_flight: batches of beats handled at once. With two, the beats
-            that arrive while one batch waits on InfluxDB's fsync look their
-            tokens up and queue their write meanwhile, so the worker's CPU and the
-            databases' latency overlap instead of taking turns.
     """
 
     def __init__(
@@ -56,33 +59,22 @@ class HeartbeatService:
         max_batch: int = 5000,
         max_pending: int = 100_000,
         outages: OutageLog | None = None,
-        calls_in_flight: int = 2,
     ) -> None:
         self.store = store
         self.outages = outages or OutageLog(60)
         self._writer = writer
         self._clock = clock
         self._point_time = point_time
-        self._beats: Coalescer[str, int | None] = Coalescer(
+        # A batch's outcome per beat: None (no such token) or the future of its
+        # acknowledgement, settled once the beat is stored and counted.
+        self._beats: Coalescer[str, asyncio.Future[int] | None] = Coalescer(
             self._record_beats,
             name="hb-beats",
             max_batch=max_batch,
             max_pending=max_pending,
             full_error=lambda: WriteQueueFull("too many beats queued"),
-            max_in_flight=calls_in_flight,
         )
-        # The counters of overlapping batches move one call at a time, in the order
-        # their writes were acknowledged (which is the order they were stamped in):
-        # last_seen and the longest absence see the beats in time order.
-        self._counts: Coalescer[list[tuple[int, int]], None] = Coalescer(
-            self._count_beats,
-            name="hb-counts",
-            max_batch=max_batch,
-            # Only the batches in flight ever wait here.
-            max_pending=calls_in_flight * max_batch,
-            weight=len,
-            linger_yields=0,
-        )
+        self._written: _Written | None = None
 
     def now(self) -> int:
         """The current Unix time in whole seconds."""
@@ -95,33 +87,83 @@ class HeartbeatService:
             The beat's acknowledgement time in Unix seconds, or None when no
             device owns the token (nothing is recorded).
         """
-        return await self._beats.submit(hash_token(token))
+        acknowledged = await self._beats.submit(hash_token(token))
+        return None if acknowledged is None else await acknowledged
 
     async def close(self) -> None:
         """Finish the beats already received (worker shutdown)."""
         await self._beats.stop()
-        await self._counts.stop()
+        if self._written is not None:
+            await asyncio.wait([self._written.task])
 
-    async def _record_beats(self, digests: list[str]) -> list[int | None]:
-        # The beats of concurrent requests go through each step together: one
-        # token look-up, one InfluxDB write, one counter update for all of them.
-        devices = await self.store.devices_for_digests(digests)
-        beats = [(device, self._point_time()) for device in devices if device is not None]
-        if not beats:
-            return [None] * len(digests)
-        # encode() is Point's line byte for byte (tests/test_lineprotocol.py), at a
-        # fraction of its cost per beat.
-        await self._writer.write(
-            [encode("beat", {"device": str(device)}, {"n": 1}, stamp) for device, stamp in beats]
-        )
-        counted = [(device, stamp // 1_000_000_000) for device, stamp in beats]
-        await self._counts.submit(counted)
-        acknowledged = iter(second for _, second in counted)
-        return [None if device is None else next(acknowledged) for device in devices]
+    async def _record_beats(self, digests: list[str]) -> list[asyncio.Future[int] | None]:
+        # The previous batch's write has had the time this batch took to gather;
+        # wait for the rest of it, then count that batch with this one's look-up.
+        previous, self._written = self._written, None
+        if previous is not None:
+            await asyncio.wait([previous.task])
+            if not previous.stored or previous.counted:
+                previous = None  # failed, or counted alone (nothing else was coming)
+            else:
+                previous.counted = True
+        try:
+            devices = await self.store.count_and_look_up(
+                previous.counts if previous is not None else [], digests
+            )
+        except BaseException as exc:
+            if previous is not None:
+                previous.settle(exc)
+            raise
+        if previous is not None:
+            previous.settle(None)
+        loop = asyncio.get_running_loop()
+        outcomes: list[asyncio.Future[int] | None] = []
+        lines: list[str] = []
+        written = _Written()
+        for device in devices:
+            if device is None:
+                outcomes.append(None)
+                continue
+            stamp = self._point_time()
+            # encode() is Point's line byte for byte (tests/test_lineprotocol.py), at a
+            # fraction of its cost per beat.
+            lines.append(encode("beat", {"device": str(device)}, {"n": 1}, stamp))
+            future: asyncio.Future[int] = loop.create_future()
+            written.add(device, stamp // 1_000_000_000, future)
+            outcomes.append(future)
+        if lines:
+            written.task = asyncio.create_task(self._store(written, lines), name="hb-write")
+            self._written = written
+        return outcomes
 
-    async def _count_beats(self, batches: list[list[tuple[int, int]]]) -> list[None]:
-        await self.store.count_beats([beat for batch in batches for beat in batch])
-        return [None] * len(batches)
+    async def _store(self, written: _Written, lines: list[str]) -> None:
+        """Write a batch; count it alone if no batch is coming to count it with."""
+        try:
+            await self._writer.write(lines)
+        except BaseException as exc:
+            written.settle(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        written.stored = True
+        # A batch being gathered or looked up counts this one in its own round.
+        for _ in range(2):
+            await asyncio.sleep(0)
+        if written.counted or self._beats.busy:
+            return
+        written.counted = True
+        try:
+            await self.store.count_beats(written.counts)
+        except Exception as exc:
+            # Answered 503 like any failed beat; the outage log says it once.
+            backend = backend_of(exc)
+            if backend is None:
+                LOG.warning("stored beats not counted: %s", type(exc).__name__)
+            else:
+                self.outages.failure(backend, exc)
+            written.settle(exc)
+            return
+        written.settle(None)
 
     async def visit(self, page: str) -> None:
         """Count a page view.
@@ -212,3 +254,28 @@ class StatsBroadcaster:
                 if queue.full():
                     queue.get_nowait()
                 queue.put_nowait(payload)
+
+
+class _Written:
+    """A batch of valid beats on its way to InfluxDB, then to the counters."""
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[int, int]] = []
+        self.futures: list[asyncio.Future[int]] = []
+        self.task: asyncio.Task[None]
+        self.stored = False
+        self.counted = False
+
+    def add(self, device: int, second: int, future: asyncio.Future[int]) -> None:
+        self.counts.append((device, second))
+        self.futures.append(future)
+
+    def settle(self, error: BaseException | None) -> None:
+        """Acknowledge every beat (each with its second), or fail them all with ``error``."""
+        for (_, second), future in zip(self.counts, self.futures, strict=True):
+            if future.done():
+                continue  # its request was cancelled (client gone)
+            if error is None:
+                future.set_result(second)
+            else:
+                future.set_exception(error)

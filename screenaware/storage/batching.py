@@ -55,10 +55,6 @@ class Coalescer(Generic[T, R]):
         full_error: builds the exception for a full queue.
         linger_yields: event-loop turns to wait before taking a batch, so that
             requests already runnable join it.
-        max_in_flight: calls that may run at once. With more than one, the items
-            that arrive while a call waits on its backend go out in a call of their
-            own instead of waiting for it (a pipeline: the worker's CPU and the
-            backend's latency overlap); calls may then end in any order.
     """
 
     def __init__(
@@ -71,10 +67,7 @@ class Coalescer(Generic[T, R]):
         weight: Callable[[T], int] = lambda item: 1,
         full_error: Callable[[], Exception] = lambda: QueueFull("queue full"),
         linger_yields: int = 2,
-        max_in_flight: int = 1,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
         self._run_batch = run
         self.name = name
         self._max_batch = max_batch
@@ -82,17 +75,21 @@ class Coalescer(Generic[T, R]):
         self._weight = weight
         self._full_error = full_error
         self._linger_yields = linger_yields
-        self._max_in_flight = max_in_flight
-        self._in_flight: set[asyncio.Task[None]] = set()
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._running = False
         self.calls = 0
         self.items = 0
         self._failing: type[BaseException] | None = None
         self._failed_calls = 0
+
+    @property
+    def busy(self) -> bool:
+        """Items are queued or a call runs: another call comes before the loop idles."""
+        return self._running or bool(self._queue)
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its outcome."""
@@ -153,21 +150,13 @@ class Coalescer(Generic[T, R]):
             for _ in range(self._linger_yields):
                 await asyncio.sleep(0)
             while self._queue:
-                if self._max_in_flight == 1:
+                self._running = True
+                try:
                     await self._run(self._take())
-                elif len(self._in_flight) < self._max_in_flight:
-                    call = asyncio.create_task(self._run(self._take()), name=self.name)
-                    self._in_flight.add(call)
-                    call.add_done_callback(self._in_flight.discard)
-                else:
-                    # Whatever queues meanwhile goes out together when a call ends.
-                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self._running = False
             if self._stopping:
-                if self._in_flight:
-                    await asyncio.wait(set(self._in_flight))
-                if not self._queue:
-                    return
-                self._wakeup.set()
+                return
 
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         try:
