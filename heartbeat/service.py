@@ -5,12 +5,12 @@ made durable in InfluxDB (the source of truth), and only then the Redis counters
 move. A Redis counter is therefore never ahead of InfluxDB, and
 ``screenaware rebuild-stats`` can always recompute them from it.
 
-Beats of concurrent requests go through these steps in batches, and one batch's
-write overlaps the next batch's gathering: while InfluxDB stores batch N, the
-worker reads the requests of batch N+1; when N's write returns, a single Redis
-script counts N and looks N+1's tokens up (one round trip for both), N is
-acknowledged, and N+1's write goes out. Two Redis round trips and one InfluxDB
-write per batch become one and one.
+Beats of concurrent requests go through these steps in batches. While InfluxDB
+stores batch N, the worker reads the requests of batch N+1; when N's write
+returns and N+1 is waiting, a single Redis script counts N and looks N+1's tokens
+up (one round trip for both), then N is acknowledged while N+1's write goes out.
+Under load a batch costs one Redis round trip and one InfluxDB write instead of
+two and one; a batch with nobody behind it is counted at once.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from heartbeat.stats import build_stats
@@ -65,16 +65,16 @@ class HeartbeatService:
         self._writer = writer
         self._clock = clock
         self._point_time = point_time
-        # A batch's outcome per beat: None (no such token) or the future of its
-        # acknowledgement, settled once the beat is stored and counted.
-        self._beats: Coalescer[str, asyncio.Future[int] | None] = Coalescer(
+        # A batch's outcome per beat: None (no such token), the acknowledgement
+        # second, or its future when the next batch's round counts the beat.
+        self._beats: Coalescer[str, int | asyncio.Future[int] | None] = Coalescer(
             self._record_beats,
             name="hb-beats",
             max_batch=max_batch,
             max_pending=max_pending,
             full_error=lambda: WriteQueueFull("too many beats queued"),
         )
-        self._written: _Written | None = None
+        self._uncounted: _Stored | None = None
 
     def now(self) -> int:
         """The current Unix time in whole seconds."""
@@ -88,24 +88,23 @@ class HeartbeatService:
             device owns the token (nothing is recorded).
         """
         acknowledged = await self._beats.submit(hash_token(token))
-        return None if acknowledged is None else await acknowledged
+        if isinstance(acknowledged, asyncio.Future):
+            return await acknowledged
+        return acknowledged
 
     async def close(self) -> None:
         """Finish the beats already received (worker shutdown)."""
         await self._beats.stop()
-        if self._written is not None:
-            await asyncio.wait([self._written.task])
+        # The last call counts its batch itself (nothing queued behind it); this is
+        # only a safety net.
+        if self._uncounted is not None:
+            stored, self._uncounted = self._uncounted, None
+            await self.store.count_beats(stored.counts)
+            stored.settle(None)
 
-    async def _record_beats(self, digests: list[str]) -> list[asyncio.Future[int] | None]:
-        # The previous batch's write has had the time this batch took to gather;
-        # wait for the rest of it, then count that batch with this one's look-up.
-        previous, self._written = self._written, None
-        if previous is not None:
-            await asyncio.wait([previous.task])
-            if not previous.stored or previous.counted:
-                previous = None  # failed, or counted alone (nothing else was coming)
-            else:
-                previous.counted = True
+    async def _record_beats(self, digests: list[str]) -> list[int | asyncio.Future[int] | None]:
+        # The previous batch is stored; its counters move in this batch's round.
+        previous, self._uncounted = self._uncounted, None
         try:
             devices = await self.store.count_and_look_up(
                 previous.counts if previous is not None else [], digests
@@ -116,54 +115,26 @@ class HeartbeatService:
             raise
         if previous is not None:
             previous.settle(None)
-        loop = asyncio.get_running_loop()
-        outcomes: list[asyncio.Future[int] | None] = []
-        lines: list[str] = []
-        written = _Written()
-        for device in devices:
-            if device is None:
-                outcomes.append(None)
-                continue
-            stamp = self._point_time()
-            # encode() is Point's line byte for byte (tests/test_lineprotocol.py), at a
-            # fraction of its cost per beat.
-            lines.append(encode("beat", {"device": str(device)}, {"n": 1}, stamp))
-            future: asyncio.Future[int] = loop.create_future()
-            written.add(device, stamp // 1_000_000_000, future)
-            outcomes.append(future)
-        if lines:
-            written.task = asyncio.create_task(self._store(written, lines), name="hb-write")
-            self._written = written
-        return outcomes
-
-    async def _store(self, written: _Written, lines: list[str]) -> None:
-        """Write a batch; count it alone if no batch is coming to count it with."""
-        try:
-            await self._writer.write(lines)
-        except BaseException as exc:
-            written.settle(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        written.stored = True
-        # A batch being gathered or looked up counts this one in its own round.
-        for _ in range(2):
-            await asyncio.sleep(0)
-        if written.counted or self._beats.busy:
-            return
-        written.counted = True
-        try:
-            await self.store.count_beats(written.counts)
-        except Exception as exc:
-            # Answered 503 like any failed beat; the outage log says it once.
-            backend = backend_of(exc)
-            if backend is None:
-                LOG.warning("stored beats not counted: %s", type(exc).__name__)
-            else:
-                self.outages.failure(backend, exc)
-            written.settle(exc)
-            return
-        written.settle(None)
+        beats = [(device, self._point_time()) for device in devices if device is not None]
+        if not beats:
+            return [None] * len(digests)
+        # encode() is Point's line byte for byte (tests/test_lineprotocol.py), at a
+        # fraction of its cost per beat.
+        await self._writer.write(
+            [encode("beat", {"device": str(device)}, {"n": 1}, stamp) for device, stamp in beats]
+        )
+        counted = [(device, stamp // 1_000_000_000) for device, stamp in beats]
+        if not self._beats.waiting:
+            # Nobody behind: count now (a lone beat pays two round trips, as before).
+            await self.store.count_beats(counted)
+            acknowledged: Iterator[int | asyncio.Future[int]] = iter(s for _, s in counted)
+        else:
+            # The queued batch, taken as soon as this call returns, counts these
+            # beats in the round that looks its own tokens up.
+            stored = _Stored(counted)
+            self._uncounted = stored
+            acknowledged = iter(stored.futures)
+        return [None if device is None else next(acknowledged) for device in devices]
 
     async def visit(self, page: str) -> None:
         """Count a page view.
@@ -256,19 +227,13 @@ class StatsBroadcaster:
                 queue.put_nowait(payload)
 
 
-class _Written:
-    """A batch of valid beats on its way to InfluxDB, then to the counters."""
+class _Stored:
+    """A batch of beats stored in InfluxDB, waiting for the next round to count it."""
 
-    def __init__(self) -> None:
-        self.counts: list[tuple[int, int]] = []
-        self.futures: list[asyncio.Future[int]] = []
-        self.task: asyncio.Task[None]
-        self.stored = False
-        self.counted = False
-
-    def add(self, device: int, second: int, future: asyncio.Future[int]) -> None:
-        self.counts.append((device, second))
-        self.futures.append(future)
+    def __init__(self, counts: list[tuple[int, int]]) -> None:
+        self.counts = counts
+        loop = asyncio.get_running_loop()
+        self.futures: list[asyncio.Future[int]] = [loop.create_future() for _ in counts]
 
     def settle(self, error: BaseException | None) -> None:
         """Acknowledge every beat (each with its second), or fail them all with ``error``."""

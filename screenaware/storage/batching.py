@@ -80,16 +80,16 @@ class Coalescer(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._running = False
         self.calls = 0
         self.items = 0
         self._failing: type[BaseException] | None = None
         self._failed_calls = 0
 
     @property
-    def busy(self) -> bool:
-        """Items are queued or a call runs: another call comes before the loop idles."""
-        return self._running or bool(self._queue)
+    def waiting(self) -> int:
+        """Items queued for a later call (a call in flight counts them as soon as it
+        returns: a non-empty queue means another call is certain to come)."""
+        return len(self._queue)
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its outcome."""
@@ -150,11 +150,7 @@ class Coalescer(Generic[T, R]):
             for _ in range(self._linger_yields):
                 await asyncio.sleep(0)
             while self._queue:
-                self._running = True
-                try:
-                    await self._run(self._take())
-                finally:
-                    self._running = False
+                await self._run(self._take())
             if self._stopping:
                 return
 
