@@ -242,5 +242,7 @@ class _Stored:
                 continue  # its request was cancelled (client gone)
             if error is None:
                 future.set_result(second)
-            else:
+            elif isinstance(error, Exception):
                 future.set_exception(error)
+            else:
+                future.cancel()  # the worker's loop is ending
