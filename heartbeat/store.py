@@ -184,15 +184,6 @@ class HeartbeatStore(RedisStore):
             return None
         return str(name), token
 
-    async def devices_for_digests(self, digests: list[str]) -> list[int | None]:
-        """The device owning each token digest (see :func:`hash_token`), or None.
-
-        Looking up the token's SHA-256 means no comparison of the secret itself
-        happens here, so its timing reveals nothing about the token.
-        """
-        found = await self._redis.mget([token_key(d) for d in digests])
-        return [None if f is None else int(f) for f in found]
-
     async def count_beats(self, beats: list[tuple[int, int]]) -> None:
         """Count beats, given as ``(device id, acknowledged Unix second)``, in one step."""
         await self.count_and_look_up(beats, [])
@@ -200,8 +191,10 @@ class HeartbeatStore(RedisStore):
     async def count_and_look_up(
         self, beats: list[tuple[int, int]], digests: list[str]
     ) -> list[int | None]:
-        """Count ``beats`` (as :meth:`count_beats`), then look ``digests`` up (as
-        :meth:`devices_for_digests`), in one script: one round trip for both.
+        """Count ``beats`` (as :meth:`count_beats`), then look up the device owning
+        each token digest (see :func:`hash_token`), in one script: one round trip for
+        both. Looking up the token's SHA-256 means no comparison of the secret itself
+        happens here, so its timing reveals nothing about the token.
 
         Returns:
             The device owning each digest, or None.

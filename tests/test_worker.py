@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,15 @@ def test_a_quick_shutdown_of_the_master_alone_stops_the_workers_cleanly(
     # queues' last flush) and exit, not wait for the master's SIGKILL.
     with run_service(config, tmp_path) as service:
         pids = service.worker_pids()
+        # Each worker's loop is running (a worker still starting dies of SIGQUIT's
+        # default action, as it would on main, which is not what this tests).
+        deadline = time.monotonic() + 60
+        while not all(
+            f"[{pid}] [INFO] Application startup complete." in service.log.read_text()
+            for pid in pids
+        ):
+            assert time.monotonic() < deadline, service.log.read_text()[-2000:]
+            time.sleep(0.1)
         service.proc.send_signal(signal.SIGINT)
         assert service.proc.wait(60) == 0
         log = service.log.read_text()
