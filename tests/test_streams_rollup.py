@@ -273,7 +273,7 @@ async def test_rollup_answers_equal_the_raw_answers(
     rolled = redis_client.hgetall(rolled_key(user))
     counters = redis_client.hgetall(generations_key(user))
     days = [str(DAY0_MS // DAY_MS + d) for d in range(3)]
-    assert [rolled[d] for d in days] == [f"{counters.get(d, '0')}/300000" for d in days]
+    assert [rolled[d] for d in days] == [f"{counters.get(d, '0')!s}/300000" for d in days]
     assert runs_points(influx_db, user) > 0
     assert redis_client.get(lock_key(user)) is None
     for _ in range(3):
