@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from falcon import testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,10 +20,14 @@ from hypothesis import strategies as st
 from screenaware.activity.store import DAY_MS, generations_key
 from screenaware.app import create_app
 from screenaware.config import Config
+from screenaware.storage.influx import InfluxClient
 from screenaware.storage.lineprotocol import encode
+from screenaware.storage.rollupmarks import RollupMarks
+from screenaware.streams import rollup as streams_rollup
 from screenaware.streams.rollup import (
     BUCKET_MS,
     MEASUREMENT,
+    RunsRollup,
     decode_runs,
     encode_runs,
     lock_key,
@@ -348,3 +353,81 @@ async def test_a_rollup_taken_by_another_worker_is_left_alone(
     assert redis_client.hgetall(rolled_key(user)) == {}
     assert redis_client.get(lock_key(user)) == "someone-else"
     assert runs_points(influx_db, user) == 0
+
+
+async def test_a_rollup_influxdb_refuses_leaves_the_days_raw(
+    api: Api, apps: dict[Any, Api], redis_client: redis.Redis, influx_db: InfluxHelper
+) -> None:
+    headers, user = await new_user(api)
+    await post(api, headers, minutes(DAY0_MS + 3_600_000, 6, "code", "influxdb"))
+    # An integer "runs" in the rollup's shard: InfluxDB refuses the string ones.
+    httpx.post(
+        f"{influx_db.url}/write",
+        params={"db": influx_db.database},
+        content=f"{MEASUREMENT},user=nobody runs=1i {(DAY0_MS + 60_000) * 1_000_000}",
+    ).raise_for_status()
+    assert len(await compare(apps, redis_client, headers, DAY1)) == 1
+    assert redis_client.hgetall(rolled_key(user)) == {}
+    assert redis_client.get(lock_key(user)) is None
+
+
+async def test_a_lock_too_close_to_expiring_writes_nothing(
+    api: Api, redis_client: redis.Redis, influx_db: InfluxHelper, identity_config: Config,
+    clock: FakeClock,
+) -> None:  # fmt: skip
+    headers, user = await new_user(api)
+    await post(api, headers, minutes(DAY0_MS + 3_600_000, 6, "code", "influxdb"))
+    client = aioredis.Redis.from_url(identity_config.redis_url, decode_responses=True)
+    influx = InfluxClient(identity_config)
+    await influx.open()
+    try:
+        marks = RollupMarks(lambda: client, rolled_key, lock_key)
+        runs = RunsRollup(influx, marks, clock, 300_000, lock_ttl_ms=1_000, lease_ms=5_000)
+        span = (DAY0_MS, DAY0_MS + DAY_MS)
+        found = await runs.day_runs(user, [span], {DAY0_MS // DAY_MS: "1"})
+        assert found is not None and [r.duration for r in found[0]] == [60_000]
+        # The lock was taken (and is left to expire), nothing marked or written.
+        assert redis_client.get(lock_key(user)) is not None
+        # A day off the quarter hour (Monrovia before 1972) is not the rollup's.
+        assert await runs.day_runs(user, [(DAY0_MS + 2_670_000, DAY0_MS + DAY_MS)], {}) is None
+    finally:
+        await influx.close()
+        await client.aclose()
+    assert redis_client.hgetall(rolled_key(user)) == {}
+    assert runs_points(influx_db, user) == 0
+
+
+async def test_a_bucket_too_big_for_a_field_stays_raw(
+    api: Api,
+    apps: dict[Any, Api],
+    redis_client: redis.Redis,
+    influx_db: InfluxHelper,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    headers, user = await new_user(api)
+    await post(api, headers, minutes(DAY0_MS + 3_600_000, 6, "code", "influxdb"))
+    monkeypatch.setattr(streams_rollup, "MAX_FIELD_BYTES", 20)
+    assert len(await compare(apps, redis_client, headers, DAY1)) == 1
+    assert redis_client.hgetall(rolled_key(user)) == {}
+    assert runs_points(influx_db, user) == 0
+
+
+async def test_the_rollup_marks_take_turns(
+    redis_client: redis.Redis, identity_config: Config
+) -> None:
+    client = aioredis.Redis.from_url(identity_config.redis_url, decode_responses=True)
+    marks = RollupMarks(lambda: client, rolled_key, lock_key)
+    try:
+        assert await marks.marks("u", []) == []
+        assert await marks.take("u", "t1", 10_000)
+        assert not await marks.take("u", "t2", 10_000)
+        assert await marks.commit("u", "t1", {5: "3/300000"})
+        assert await marks.marks("u", [5, 6]) == ["3/300000", None]
+        assert await marks.take("u", "t3", 10_000)
+        assert not await marks.lease("u", "t1", 1_000, [5])
+        assert await marks.lease("u", "t3", 1_000, [5])
+        assert await marks.marks("u", [5]) == [None]
+        await marks.release("u", "t3")
+        assert redis_client.get(lock_key("u")) is None
+    finally:
+        await client.aclose()
