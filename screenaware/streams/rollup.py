@@ -157,37 +157,47 @@ class RunsRollup:
         ]
         gate = asyncio.Semaphore(QUERIES_AT_ONCE)
 
-        async def gated(query: Awaitable[list[Series]]) -> list[Series]:
+        async def clean_runs(a: int, b: int) -> dict[int, list[Run]]:
             async with gate:
-                return await query
+                series = await self._query(MEASUREMENT, '"runs"', user, a, b)
+            return {
+                int(time_ns) // _NS_PER_MS: decode_runs(text)
+                for s in series
+                for time_ns, text in s.values
+                if text is not None
+            }
 
-        answers = await asyncio.gather(
-            *(
-                gated(self._query(MEASUREMENT, '"runs"', user, *clip))
-                for clip in ((max(a * DAY_MS, lo), min(b * DAY_MS, hi)) for a, b in stretches)
-            ),
-            *(gated(self._query("activity", RAW_COLUMNS, user, a, b)) for a, b in raw_spans),
-        )
-        buckets: dict[int, list[Run]] = {}
-        for series in answers[: len(stretches)]:
-            for s in series:
-                for time_ns, text in s.values:
-                    if text is not None:
-                        buckets[int(time_ns) // _NS_PER_MS] = decode_runs(text)
-        to_roll: dict[int, list[str] | None] = {}
-        for day, series in zip(dirty, answers[len(stretches) :], strict=True):
+        async def raw_runs(day: int, a: int, b: int) -> tuple[dict[int, list[Run]], Any]:
+            # Each raw day is reduced to its bucket runs as it arrives: a month of
+            # raw rows alive at once would make the collector walk them again and again.
+            async with gate:
+                series = await self._query("activity", RAW_COLUMNS, user, a, b)
             values = [row for s in series for row in s.values]
             columns = series[0].columns if series else []
             starts, ends, durations, projects = ordered_columns(columns, values)
             found = bucket_runs(starts, ends, durations, projects, self._idle_gap, BUCKET_MS)
+            return found, self._lines(user, values, found) if day in over else None
+
+        answers, raw = await asyncio.gather(
+            asyncio.gather(
+                *(clean_runs(max(a * DAY_MS, lo), min(b * DAY_MS, hi)) for a, b in stretches)
+            ),
+            asyncio.gather(
+                *(raw_runs(day, a, b) for day, (a, b) in zip(dirty, raw_spans, strict=True))
+            ),
+        )
+        buckets: dict[int, list[Run]] = {}
+        for found in answers:
             buckets.update(found)
-            if day in over:
-                to_roll[day] = self._lines(user, values, found)
+        rollable: dict[int, list[str]] = {}
+        for day, (found, lines) in zip(dirty, raw, strict=True):
+            buckets.update(found)
+            if lines is not None:
+                rollable[day] = lines
         out = [
             merge_runs((buckets.get(b, ()) for b in range(s, e, BUCKET_MS)), self._idle_gap)
             for s, e in spans
         ]
-        rollable = {day: lines for day, lines in to_roll.items() if lines is not None}
         if rollable:
             await self._roll_up(user, rollable, {d: self.mark(counters.get(d)) for d in rollable})
         return out
