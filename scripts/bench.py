@@ -1043,7 +1043,7 @@ def bench_webapp(args: argparse.Namespace) -> None:
                 for runs in (cold, cached):
                     for _ in range(5):
                         if runs is cold:
-                            for key in client.scan_iter("{sa}:sess:*"):
+                            for key in client.scan_iter("*:sess:*"):
                                 client.delete(key)
                         await page.goto("about:blank")
                         started = time.perf_counter()
