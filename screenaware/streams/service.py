@@ -5,7 +5,8 @@ counters of the UTC days it overlaps (the same counters /times uses), so a write
 or a correction touching a day recomputes that day only. The missing days of one
 call are queried concurrently (a few at a time), each sessionised as it arrives;
 a day's streams and its substreams are cached apart, so each endpoint reads only
-what it answers.
+what it answers. Plain streams of days the ``activity_runs`` rollup holds are
+sessionised from their runs instead (:mod:`.rollup`), exactly what the raw rows give.
 
 A correction (``PUT /api/stream/{uuid}/project``) appends to ``activity``, for
 every snapshot of the stream, a reversing entry (negative ``duration_ms``, old
