@@ -30,7 +30,8 @@ from screenaware.activity.catalogue import BUILTIN_CATEGORIES
 from screenaware.activity.learning import Association, decode, learn_key
 from screenaware.errors import Conflict, NotFound
 from screenaware.identity import projects_key
-from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script, user_scoped
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, user_scoped
+from screenaware.storage.rollupmarks import ROLLUP_LEASE
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400
@@ -60,22 +61,8 @@ def times_cache_key(user: str, digest: str) -> str:
     return user_scoped(user, f"tcache:{digest}")
 
 
-# KEYS[1]: the rollup lock, KEYS[2]: the rolled days. ARGV[1]: the caller's token,
-# ARGV[2]: the least lease (ms) a write may start with, then ARGV[3..] the days about
-# to be written, unmarked first (a writer that dies mid-way leaves them dirty); or -1
-# to commit: then ARGV[3..] are (day, counter) pairs marked as rolled up, and the
-# lock is let go. 0: the lock is no longer the caller's (or too close to expiring).
-_ROLLUP_LEASE = Script("""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '-1' then
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
-  for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
-  return 1
-end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-redis.call('DEL', KEYS[1])
-return 1
-""")
+# The lock and lease protocol is shared with the /streams rollup.
+_ROLLUP_LEASE = ROLLUP_LEASE
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ JWT_SECRET_KEY = global_key("jwt_secret")
 # associations, correction revisions, timeline state and /times rollup marks. Caches
 # expire by themselves.
 USER_DATA = ("user", "apikeys", "projects", "tasks", "apps", "categories", "tgen", "learn",
-             "rev", "cov", "covmeta", "tjournal", "tundo", "trolled", "trollock")  # fmt: skip
+             "rev", "cov", "covmeta", "tjournal", "tundo", "trolled", "trollock",
+             "srolled", "srollock")  # fmt: skip
 
 
 def user_key(user_uuid: str) -> str:
