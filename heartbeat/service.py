@@ -4,6 +4,13 @@ Order of a beat: the device's token is checked in Redis, the ``beat`` point is
 made durable in InfluxDB (the source of truth), and only then the Redis counters
 move. A Redis counter is therefore never ahead of InfluxDB, and
 ``screenaware rebuild-stats`` can always recompute them from it.
+
+Beats of concurrent requests go through these steps in batches. While InfluxDB
+stores batch N, the worker reads the requests of batch N+1; when N's write
+returns and N+1 is waiting, a single Redis script counts N and looks N+1's tokens
+up (one round trip for both), then N is acknowledged while N+1's write goes out.
+Under load a batch costs one Redis round trip and one InfluxDB write instead of
+two and one; a batch with nobody behind it is counted at once.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from heartbeat.stats import build_stats
@@ -58,13 +65,16 @@ class HeartbeatService:
         self._writer = writer
         self._clock = clock
         self._point_time = point_time
-        self._beats: Coalescer[str, int | None] = Coalescer(
+        # A batch's outcome per beat: None (no such token), the acknowledgement
+        # second, or its future when the next batch's round counts the beat.
+        self._beats: Coalescer[str, int | asyncio.Future[int] | None] = Coalescer(
             self._record_beats,
             name="hb-beats",
             max_batch=max_batch,
             max_pending=max_pending,
             full_error=lambda: WriteQueueFull("too many beats queued"),
         )
+        self._uncounted: _Stored | None = None
 
     def now(self) -> int:
         """The current Unix time in whole seconds."""
@@ -77,16 +87,34 @@ class HeartbeatService:
             The beat's acknowledgement time in Unix seconds, or None when no
             device owns the token (nothing is recorded).
         """
-        return await self._beats.submit(hash_token(token))
+        acknowledged = await self._beats.submit(hash_token(token))
+        if isinstance(acknowledged, asyncio.Future):
+            return await acknowledged
+        return acknowledged
 
     async def close(self) -> None:
         """Finish the beats already received (worker shutdown)."""
         await self._beats.stop()
+        # The last call counts its batch itself (nothing queued behind it); this is
+        # only a safety net.
+        if self._uncounted is not None:
+            stored, self._uncounted = self._uncounted, None
+            await self.store.count_beats(stored.counts)
+            stored.settle(None)
 
-    async def _record_beats(self, digests: list[str]) -> list[int | None]:
-        # The beats of concurrent requests go through each step together: one
-        # token look-up, one InfluxDB write, one counter update for all of them.
-        devices = await self.store.devices_for_digests(digests)
+    async def _record_beats(self, digests: list[str]) -> list[int | asyncio.Future[int] | None]:
+        # The previous batch is stored; its counters move in this batch's round.
+        previous, self._uncounted = self._uncounted, None
+        try:
+            devices = await self.store.count_and_look_up(
+                previous.counts if previous is not None else [], digests
+            )
+        except BaseException as exc:
+            if previous is not None:
+                previous.settle(exc)
+            raise
+        if previous is not None:
+            previous.settle(None)
         beats = [(device, self._point_time()) for device in devices if device is not None]
         if not beats:
             return [None] * len(digests)
@@ -96,8 +124,16 @@ class HeartbeatService:
             [encode("beat", {"device": str(device)}, {"n": 1}, stamp) for device, stamp in beats]
         )
         counted = [(device, stamp // 1_000_000_000) for device, stamp in beats]
-        await self.store.count_beats(counted)
-        acknowledged = iter(second for _, second in counted)
+        if not self._beats.waiting:
+            # Nobody behind: count now (a lone beat pays two round trips, as before).
+            await self.store.count_beats(counted)
+            acknowledged: Iterator[int | asyncio.Future[int]] = iter(s for _, s in counted)
+        else:
+            # The queued batch, taken as soon as this call returns, counts these
+            # beats in the round that looks its own tokens up.
+            stored = _Stored(counted)
+            self._uncounted = stored
+            acknowledged = iter(stored.futures)
         return [None if device is None else next(acknowledged) for device in devices]
 
     async def visit(self, page: str) -> None:
@@ -189,3 +225,24 @@ class StatsBroadcaster:
                 if queue.full():
                     queue.get_nowait()
                 queue.put_nowait(payload)
+
+
+class _Stored:
+    """A batch of beats stored in InfluxDB, waiting for the next round to count it."""
+
+    def __init__(self, counts: list[tuple[int, int]]) -> None:
+        self.counts = counts
+        loop = asyncio.get_running_loop()
+        self.futures: list[asyncio.Future[int]] = [loop.create_future() for _ in counts]
+
+    def settle(self, error: BaseException | None) -> None:
+        """Acknowledge every beat (each with its second), or fail them all with ``error``."""
+        for (_, second), future in zip(self.counts, self.futures, strict=True):
+            if future.done():
+                continue  # its request was cancelled (client gone)
+            if error is None:
+                future.set_result(second)
+            elif isinstance(error, Exception):
+                future.set_exception(error)
+            else:
+                future.cancel()  # the worker's loop is ending

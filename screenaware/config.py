@@ -100,6 +100,9 @@ class Config:
     # /times reads whole clean 15-minute buckets from the activity_15m rollup
     # (false: every answer sums the raw activity ledger).
     times_rollup: bool = True
+    # /streams reads the runs of clean days from the activity_runs rollup (false:
+    # every day is sessionised from the raw activity ledger).
+    streams_rollup: bool = True
     log_batch_max: int = 1000
     log_rate_anonymous: int = 6000
     log_rate_user: int = 3_000_000

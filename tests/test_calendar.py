@@ -31,8 +31,14 @@ from falcon import testing
 from screenaware.activity.attribution import application_uuid, category_uuid
 from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
-from screenaware.integrations.calendar import CalendarError, fetch
-from screenaware.integrations.store import CredentialsUnreadable, IntegrationStore, integration_key
+from screenaware.identity.accounts import user_key
+from screenaware.integrations.calendar import CalendarError, fetch, pieces_key
+from screenaware.integrations.store import (
+    CredentialsUnreadable,
+    IntegrationStore,
+    connected_users_key,
+    integration_key,
+)
 from screenaware.storage.localservers import free_port
 from screenaware.timeutil import iso
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, Servers
@@ -459,7 +465,7 @@ async def test_a_snapshot_after_the_sync_wins_over_the_meeting(
 
 
 async def test_a_wrong_password_is_not_connected_with_the_reason(
-    api: Api, ics: IcsServer, redis_client: redis.Redis
+    redis_client: redis.Redis, api: Api, ics: IcsServer
 ) -> None:
     headers = await api.new_user(USER)
     ics.body = calendar({"acme": EVENTS["acme"]})
@@ -513,6 +519,49 @@ async def test_bad_connect_bodies_are_400_and_change_nothing(api: Api) -> None:
             "Relate spent activity time to tasks/projects you manage inside the Redmine app",
         "status": "not connected", "connected": False, "lastSync": None, "lastError": None,
     }  # fmt: skip
+
+
+async def test_deleting_a_user_forgets_their_calendar(
+    redis_client: redis.Redis, api: Api, ics: IcsServer
+) -> None:
+    headers = await api.new_user(USER)
+    user = (await api.me(headers)).json["uuid"]
+    ics.body = calendar({"acme": EVENTS["acme"]})
+    result = await api.client.simulate_put(
+        "/api/integrations/googleCalendar", json={"url": ics.url}, headers=headers
+    )
+    assert result.status_code == 200, result.text
+    held = (integration_key(user, "googleCalendar"), pieces_key(user))
+    assert redis_client.exists(*held) == 2
+    assert redis_client.sismember(connected_users_key("googleCalendar"), user)
+
+    deleted = await api.client.simulate_delete(f"/api/users/{user}", headers=api.admin)
+    assert deleted.status_code == 200, deleted.text
+    # The encrypted credentials, the sync state and the listing go with the user.
+    assert redis_client.exists(*held) == 0
+    assert not redis_client.sismember(connected_users_key("googleCalendar"), user)
+    assert not [k for k in redis_client.scan_iter(match=f"*{user}*") if "lock" not in k]
+
+
+async def test_a_listed_user_who_is_gone_is_disconnected_by_the_round(
+    redis_client: redis.Redis, api: Api, ics: IcsServer
+) -> None:
+    headers = await api.new_user(USER)
+    user = (await api.me(headers)).json["uuid"]
+    ics.body = calendar({"acme": EVENTS["acme"]})
+    result = await api.client.simulate_put(
+        "/api/integrations/googleCalendar", json={"url": ics.url}, headers=headers
+    )
+    assert result.status_code == 200, result.text
+    # A deletion that died after the user's record went, before the integrations
+    # forgot them: the periodic round (every 0.5 s here) does it.
+    redis_client.delete(user_key(user))
+    deadline = time.monotonic() + 10
+    while redis_client.exists(integration_key(user, "googleCalendar")):
+        assert time.monotonic() < deadline, "the round left the credentials of a gone user"
+        await asyncio.sleep(0.1)
+    assert not redis_client.sismember(connected_users_key("googleCalendar"), user)
+    assert not redis_client.exists(pieces_key(user))
 
 
 async def test_two_app_instances_never_sync_one_user_at_once(

@@ -23,10 +23,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
+from falcon import testing
 
+from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.localservers import Server, free_port, start_influxd, start_redis
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, FakeClock, InfluxHelper
 from tests.service import run_service
 
 pytestmark = pytest.mark.e2e
@@ -480,3 +483,50 @@ async def test_a_redis_outage_logs_its_transitions_not_every_request(
     # Each 503 counted once (and the lease's retries, if the slot lapsed meanwhile).
     counted = failures_in(ups)
     assert counted >= unavailable, ups
+
+
+async def test_a_batch_queued_during_a_write_is_looked_up_in_the_round_that_counts_it(
+    config: Config, redis_client: redis.Redis, influx_db: InfluxHelper
+) -> None:
+    # InfluxDB behind a slow link: each write takes 0.3 s, so the second wave of
+    # beats queues while the first is being written.
+    influx_port = int(config.influx_url.rsplit(":", 1)[1])
+    with SlowProxy(influx_port, delay=0.3) as proxy:
+        slow = config.replace(influx_url=f"http://127.0.0.1:{proxy.port}")
+        async with testing.ASGIConductor(create_app(slow, clock=FakeClock())) as client:
+            device = await client.simulate_post(
+                "/api/devices", json={"name": "d"}, headers={"Authorization": SECRET_KEY}
+            )
+            auth = {"Authorization": device.json["token"]}
+
+            def redis_calls() -> int:
+                # Commands the client sent (those inside scripts count as their own).
+                stats = redis_client.info("commandstats")
+                return sum(
+                    int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+                    for name in ("evalsha", "eval", "mget")
+                )
+
+            # A first beat, alone, loads the scripts into Redis.
+            warm = await client.simulate_post("/api/beat", headers=auth)
+            assert warm.status_code == 200
+
+            before = redis_calls()
+            first = [asyncio.ensure_future(client.simulate_post("/api/beat", headers=auth))]
+            await asyncio.sleep(0.1)  # its token is checked, its write under way
+            second = [
+                asyncio.ensure_future(client.simulate_post("/api/beat", headers=auth))
+                for _ in range(5)
+            ]
+            await asyncio.sleep(0.1)
+            assert not first[0].done()  # still being written: not acknowledged before
+            results = await asyncio.gather(*first, *second)
+            rounds = redis_calls() - before
+            stats = (await client.simulate_get("/api/stats")).json
+    assert [r.status_code for r in results] == [200] * 6
+    # Three Redis rounds for two batches: the first's look-up; its count with the
+    # second's look-up; the second's count (nobody behind it). Separate look-ups
+    # and counts would take four.
+    assert rounds == 3
+    assert stats["total_beats"] == 7
+    assert influx_db.count("beat") == 7

@@ -33,7 +33,8 @@ from falcon import testing
 
 from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
-from screenaware.integrations.redmine import RedmineClient, RedmineError
+from screenaware.integrations.redmine import RedmineClient, RedmineError, state_key
+from screenaware.integrations.store import connected_users_key, integration_key
 from screenaware.storage.localservers import free_port
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, dead_url
 
@@ -356,6 +357,27 @@ async def test_disconnecting_without_purge_keeps_the_tasks(api: Api, redmine: Re
     assert (await state(api, headers))["status"] == "not connected"
     result = await call(api, headers, "GET", "/api/integrations/redmine/mapping")
     assert result.status_code == 409, result.text
+
+
+async def test_deleting_a_user_forgets_their_redmine(
+    redis_client: redis.Redis, api: Api, redmine: Redmine
+) -> None:
+    headers = await api.new_user(USER)
+    user = (await api.me(headers)).json["uuid"]
+    rm = redmine.project("Gone")
+    redmine.issue(rm, "Left behind")
+    await connect(api, headers, redmine.url, redmine.user_key)
+    await ok(api, headers, "PUT", "/api/integrations/redmine/mapping", {str(rm): "new"})
+    held = (integration_key(user, "redmine"), state_key(user))
+    assert redis_client.exists(*held) == 2
+    assert redis_client.sismember(connected_users_key("redmine"), user)
+
+    deleted = await api.client.simulate_delete(f"/api/users/{user}", headers=api.admin)
+    assert deleted.status_code == 200, deleted.text
+    # The encrypted API key, the mapping and links, and the listing go with the user.
+    assert redis_client.exists(*held) == 0
+    assert not redis_client.sismember(connected_users_key("redmine"), user)
+    assert not [k for k in redis_client.scan_iter(match=f"*{user}*") if "lock" not in k]
 
 
 # --- time out ----------------------------------------------------------------------

@@ -4,8 +4,10 @@ route, and no secret in the logs."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -173,6 +175,7 @@ async def test_no_secret_reaches_the_logs(config: Config, tmp_path: Path) -> Non
         log_level="DEBUG",
     )
     with run_service(cfg, tmp_path) as svc:
+        started = time.time()
         async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
             token = (
                 await http.post(
@@ -195,6 +198,7 @@ async def test_no_secret_reaches_the_logs(config: Config, tmp_path: Path) -> Non
                 headers=bearer(token),
             )
             await http.get("/api/users/me", headers=bearer(token + "x"))
+        ended = time.time()
         await asyncio.sleep(0.6)  # access lines are written every 0.25 s
         log = svc.log.read_text()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
@@ -204,6 +208,12 @@ async def test_no_secret_reaches_the_logs(config: Config, tmp_path: Path) -> Non
     assert sorted(line["status"] for line in beats) == [200, 401]
     me = next(line for line in access if line["path"] == "/api/users" and line["method"] == "POST")
     assert me["status"] == 201 and me["user"] and me["duration_ms"] >= 0
+    # Each line's time is when it was answered, UTC to the millisecond.
+    for line in [*beats, me]:
+        moment = dt.datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        assert len(line["time"]) == len("2026-01-01T00:00:00.000Z")
+        unix = moment.replace(tzinfo=dt.UTC).timestamp()
+        assert int(started * 1000) / 1000 <= unix <= ended
     for secret in (ADMIN_PASSWORD, SECRET_KEY, cfg.jwt_secret, token, device,
                    "new-user-password", "wrong-pass"):  # fmt: skip
         assert secret not in log

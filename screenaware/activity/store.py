@@ -74,7 +74,8 @@ def times_cache_key(user: str, digest: str) -> str:
     return user_scoped(user, f"tcache:{digest}")
 
 
-# KEYS[1]: the rollup lock, KEYS[2]: the rolled UTC days, KEYS[3]: the rolled local
+# The lock and lease protocol of storage.rollupmarks (the /streams rollup's), over two
+# hashes: KEYS[1]: the rollup lock, KEYS[2]: the rolled UTC days, KEYS[3]: the rolled local
 # days. ARGV[1]: the caller's token, ARGV[2]: the least lease (ms) a write may start
 # with, ARGV[3]: how many of the items after it are KEYS[2]'s (the rest are
 # KEYS[3]'s); the items are the fields about to be written, unmarked first (a writer

@@ -33,7 +33,7 @@ import logging
 import secrets
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,7 @@ JWT_SECRET_KEY = global_key("jwt_secret")
 # expire by themselves.
 USER_DATA = ("user", "apikeys", "projects", "tasks", "apps", "categories", "tgen", "learn",
              "rev", "cov", "covmeta", "tjournal", "tundo", "trolled", "tdaily",
-             "trollock")  # fmt: skip
+             "trollock", "srolled", "srollock")  # fmt: skip
 
 
 def user_key(user_uuid: str) -> str:
@@ -204,6 +204,19 @@ class UserStore(RedisStore):
         redis: zero-argument callable returning the open Redis client.
     """
 
+    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
+        super().__init__(redis)
+        self._on_deleted: list[Callable[[str], Awaitable[None]]] = []
+
+    def on_deleted(self, forget: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``forget(user_uuid)`` after each deletion of a user.
+
+        Features above identity that keep a user's data under keys of their own (the
+        integrations' encrypted credentials) register here, so identity need not know
+        their keys.
+        """
+        self._on_deleted.append(forget)
+
     async def get(self, user_uuid: str) -> User | None:
         data = await self._redis.hgetall(user_key(user_uuid))
         return user_from_hash(data) if data else None
@@ -288,7 +301,7 @@ class UserStore(RedisStore):
         """Delete a user with its projects, tasks and API keys; returns it as it was.
 
         The user's keys first, then the global index entries (see the module's
-        docstring).
+        docstring), then what the features registered with :meth:`on_deleted` keep.
         """
         user = await self.require(user_uuid)
         reply = await _DELETE(self._redis, [user_scoped(user_uuid, n) for n in USER_DATA], [])
@@ -300,6 +313,8 @@ class UserStore(RedisStore):
             [email_key(email), USERS, *(api_key_record(d) for d in digests)],
             [user_uuid],
         )
+        for forget in self._on_deleted:
+            await forget(user_uuid)
         return user
 
     async def jwt_secret(self, offer: str | None = None) -> str:

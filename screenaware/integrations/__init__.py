@@ -62,6 +62,9 @@ def mount(
     """Add the integration routes and the periodic calendar and Redmine syncs to ``app``."""
     store = IntegrationStore(backends.get_redis, config.encryption_key)
 
+    async def exists(user: str) -> bool:
+        return await identity.accounts.store.get(user) is not None
+
     async def addresses(user: str) -> list[str]:
         found = await identity.accounts.store.get(user)
         return [found.email.lower()] if found else []
@@ -76,6 +79,7 @@ def mount(
         timeout=config.calendar_timeout,
         max_bytes=config.calendar_max_bytes,
         clock=clock,
+        exists=exists,
     )
 
     async def zone_of(user: str) -> str:
@@ -98,7 +102,17 @@ def mount(
         timeout=config.redmine_timeout,
         max_bytes=config.redmine_max_bytes,
         clock=clock,
+        exists=exists,
     )
+
+    async def forget(user: str) -> None:
+        # A deleted user's credentials and sync state go with them; the time and the
+        # tasks they brought in went with the user's data (or stay in InfluxDB, as
+        # every snapshot of theirs does).
+        await calendar.disconnect(user, purge=False)
+        await redmine.disconnect(user, purge=False)
+
+    identity.accounts.store.on_deleted(forget)
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:

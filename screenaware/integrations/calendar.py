@@ -350,6 +350,7 @@ class CalendarSync(PeriodicSync):
         timeout: float,
         max_bytes: int,
         clock: Callable[[], float] = time.time,
+        exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -360,6 +361,7 @@ class CalendarSync(PeriodicSync):
             # A worker that dies holding the lock frees it after this long.
             lock_ttl_ms=int((timeout * 3 + 60) * 1000),
             clock=clock,
+            exists=exists,
         )
         self._activity = activity
         self._addresses = addresses

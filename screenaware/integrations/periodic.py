@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -33,6 +33,9 @@ class PeriodicSync:
         max_bytes: the largest answer read from it.
         lock_ttl_ms: how long a dead holder keeps a user's lock.
         clock: the current Unix time in seconds.
+        exists: whether a user still exists; a listed user who does not is
+            disconnected by the round (a deletion that died before it disconnected
+            them leaves no credentials behind for long). None: every listed user does.
     """
 
     name: str
@@ -48,8 +51,10 @@ class PeriodicSync:
         max_bytes: int,
         lock_ttl_ms: int,
         clock: Callable[[], float] = time.time,
+        exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
+        self._exists = exists
         self._get_redis = redis
         self.interval = interval
         self._timeout = timeout
@@ -79,12 +84,19 @@ class PeriodicSync:
         """Sync one user if due and not being synced elsewhere; returns whether it ran."""
         raise NotImplementedError
 
+    async def disconnect(self, user: str, *, purge: bool) -> None:
+        """Forget a user's connection; with ``purge`` what it brought in too."""
+        raise NotImplementedError
+
     async def sync_due(self) -> int:
         """Sync every connected user whose last attempt is ``interval`` old; returns
         how many this worker synced."""
         done = 0
         for user in await self._store.users(self.name):
             try:
+                if self._exists is not None and not await self._exists(user):
+                    await self.disconnect(user, purge=False)
+                    continue
                 done += await self.sync(user)
             except (StorageUnavailable, RedisError) as exc:
                 LOG.warning("%s sync of a user postponed: %s", self.label, exc)

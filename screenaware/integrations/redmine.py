@@ -343,6 +343,7 @@ class RedmineSync(PeriodicSync):
         timeout: float,
         max_bytes: int,
         clock: Callable[[], float] = time.time,
+        exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -354,6 +355,7 @@ class RedmineSync(PeriodicSync):
             # the lock after this long.
             lock_ttl_ms=int((timeout * 20 + 60) * 1000),
             clock=clock,
+            exists=exists,
         )
         self._projects = projects
         self._times = times

@@ -85,6 +85,12 @@ class Coalescer(Generic[T, R]):
         self._failing: type[BaseException] | None = None
         self._failed_calls = 0
 
+    @property
+    def waiting(self) -> int:
+        """Items queued for a later call (a call in flight counts them as soon as it
+        returns: a non-empty queue means another call is certain to come)."""
+        return len(self._queue)
+
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its outcome."""
         weight = self._weight(item)

@@ -9,12 +9,14 @@ from screenaware.activity import Activity
 from screenaware.config import Config
 from screenaware.identity import Identity
 from screenaware.storage.backends import Backends
+from screenaware.storage.rollupmarks import RollupMarks
 from screenaware.streams.resources import (
     AssociationsResource,
     StreamProjectResource,
     StreamsResource,
     SubstreamsResource,
 )
+from screenaware.streams.rollup import RunsRollup, lock_key, rolled_key
 from screenaware.streams.service import CORRECTION_FIELDS, StreamService
 from screenaware.streams.sessionise import CORRECTED, Thresholds
 from screenaware.web.app import App
@@ -34,6 +36,18 @@ def make_service(
         interruption=config.stream_interruption * 1000,
         idle_gap=config.stream_idle_gap * 1000,
     )
+    runs = None
+    if config.streams_rollup:
+        runs = RunsRollup(
+            backends.influx,
+            RollupMarks(backends.get_redis, rolled_key, lock_key),
+            clock,
+            thresholds.idle_gap,
+            # As for the /times rollup: a dead writer's lock lapses once its write
+            # would have timed out, and a write starts only if the lock outlives it.
+            lock_ttl_ms=int(max(config.influx_timeout * 3, 10) * 1000),
+            lease_ms=int((config.influx_timeout + 1) * 1000),
+        )
     return StreamService(
         backends.influx,
         backends.writer,
@@ -43,6 +57,7 @@ def make_service(
         backends.get_redis,
         clock,
         thresholds,
+        runs,
     )
 
 

@@ -5,7 +5,8 @@ counters of the UTC days it overlaps (the same counters /times uses), so a write
 or a correction touching a day recomputes that day only. The missing days of one
 call are queried concurrently (a few at a time), each sessionised as it arrives;
 a day's streams and its substreams are cached apart, so each endpoint reads only
-what it answers.
+what it answers. Plain streams of days the ``activity_runs`` rollup holds are
+sessionised from their runs instead (:mod:`.rollup`), exactly what the raw rows give.
 
 A correction (``PUT /api/stream/{uuid}/project``) appends to ``activity``, for
 every snapshot of the stream, a reversing entry (negative ``duration_ms``, old
@@ -41,6 +42,7 @@ from screenaware.errors import Invalid, NotFound
 from screenaware.storage.ids import uuid7_ms
 from screenaware.storage.influx import GroupCommitWriter, InfluxClient, Point, Series
 from screenaware.storage.redisstore import Script, user_scoped
+from screenaware.streams.rollup import RunsRollup
 from screenaware.streams.sessionise import (
     CORRECTED,
     Activity,
@@ -49,6 +51,7 @@ from screenaware.streams.sessionise import (
     make_streams,
     resolve_values,
     stream_summaries,
+    summaries_of_runs,
     summarize,
 )
 from screenaware.timeutil import from_ms, iso, requested_range, to_ms
@@ -112,6 +115,7 @@ class StreamService:
         redis: zero-argument callable returning the open Redis client (day cache).
         clock: the current Unix time in seconds.
         thresholds: the sessionisation thresholds.
+        runs: the runs rollup plain streams are read through (None: raw days).
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class StreamService:
         redis: Callable[[], aioredis.Redis],
         clock: Callable[[], float],
         thresholds: Thresholds,
+        runs: RunsRollup | None = None,
     ) -> None:
         self._influx = influx
         self._writer = writer
@@ -133,6 +138,7 @@ class StreamService:
         self._redis = redis
         self._clock = clock
         self.thresholds = thresholds
+        self._runs = runs
 
     def range(self, params: Mapping[str, Any], zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
         """The requested range: by default the current day in ``zone``."""
@@ -203,10 +209,7 @@ class StreamService:
         out = [None if c is None else orjson.loads(c) for c in cached]
         missing = [i for i, c in enumerate(out) if c is None]
         if missing:
-            gate = asyncio.Semaphore(DAY_QUERIES_AT_ONCE)
-            computed = await asyncio.gather(
-                *(self._sessionise_day(user, spans[i], gate, part) for i in missing)
-            )
+            computed = await self._compute(user, [spans[i] for i in missing], counters, part)
             async with self._redis().pipeline(transaction=False) as pipe:
                 for i, data in zip(missing, computed, strict=True):
                     out[i] = data[part]
@@ -214,6 +217,22 @@ class StreamService:
                         pipe.set(f"{bases[i]}:{name}", orjson.dumps(value), ex=DAY_CACHE_TTL)
                 await pipe.execute()
         return [d or [] for d in out]
+
+    async def _compute(
+        self,
+        user: str,
+        spans: Sequence[tuple[int, int]],
+        counters: Mapping[int, str | None],
+        part: str,
+    ) -> Sequence[dict[str, list[dict[str, Any]]]]:
+        """The parts of days missing from the cache (plain streams through the runs
+        rollup where it can answer)."""
+        if part == "streams" and self._runs is not None:
+            runs = await self._runs.day_runs(user, spans, counters)
+            if runs is not None:
+                return [{"streams": summaries_of_runs(user, r, self.thresholds)} for r in runs]
+        gate = asyncio.Semaphore(DAY_QUERIES_AT_ONCE)
+        return await asyncio.gather(*(self._sessionise_day(user, s, gate, part) for s in spans))
 
     # --- reading ------------------------------------------------------------
 

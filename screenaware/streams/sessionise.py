@@ -17,6 +17,7 @@ the rest a hash of the user, the kind and the start.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 from collections import Counter
@@ -163,6 +164,9 @@ class _Run(NamedTuple):
     duration: int  # activity time
 
 
+Run = _Run  # what the runs rollup stores
+
+
 def _runs(
     starts: Sequence[int],
     ends: Sequence[int],
@@ -285,6 +289,17 @@ def stream_summaries(
     :func:`make_streams`, without building an object per snapshot: a cold month
     of /streams is ~90k rows.
     """
+    starts, ends, durations, projects = ordered_columns(columns, values)
+    runs = _runs(starts, ends, durations, projects, thresholds.idle_gap)
+    return summaries_of_runs(user, runs, thresholds)
+
+
+def ordered_columns(
+    columns: Sequence[str], values: Sequence[Sequence[Any]]
+) -> tuple[list[int], list[int], list[int], list[str | None]]:
+    """Starts, ends (ms), durations and projects of an InfluxDB answer's activity
+    (see :func:`stream_summaries`), corrections applied, in :func:`make_streams`'
+    order."""
     starts, durations, projects = _resolved_columns(columns, values)
     ends = list(map(operator.add, starts, durations))
     if not all(map(operator.lt, starts, starts[1:])):
@@ -292,7 +307,13 @@ def stream_summaries(
         order = sorted(range(len(starts)), key=lambda k: (starts[k], ends[k], projects[k] or ""))
         starts, durations = [starts[k] for k in order], [durations[k] for k in order]
         ends, projects = [ends[k] for k in order], [projects[k] for k in order]
-    runs = _runs(starts, ends, durations, projects, thresholds.idle_gap)
+    return starts, ends, durations, projects
+
+
+def summaries_of_runs(
+    user: str, runs: Sequence[_Run], thresholds: Thresholds
+) -> list[dict[str, Any]]:
+    """The stream summaries of a day's runs (see :func:`stream_summaries`)."""
     out = []
     for i, j in _groups(runs, thresholds):
         start = runs[i].start
@@ -304,6 +325,57 @@ def stream_summaries(
                 "projectUuid": _most_time(runs[i:j]),
             }
         )
+    return out
+
+
+def bucket_runs(
+    starts: Sequence[int],
+    ends: Sequence[int],
+    durations: Sequence[int],
+    projects: Sequence[str | None],
+    idle_gap: int,
+    bucket_ms: int,
+) -> dict[int, list[_Run]]:
+    """The runs of ordered activity cut at every ``bucket_ms`` boundary, by the
+    start (Unix ms) of the bucket their activity starts in.
+
+    :func:`merge_runs` of the buckets of a stretch in order gives the runs of the
+    stretch's activity: a stretch of whole buckets is sessionised from these.
+    """
+    out: dict[int, list[_Run]] = {}
+    n, a = len(starts), 0
+    while a < n:
+        bucket = starts[a] - starts[a] % bucket_ms
+        b = bisect.bisect_left(starts, bucket + bucket_ms, a)
+        out[bucket] = [
+            run._replace(first=run.first + a, stop=run.stop + a)
+            for run in _runs(starts[a:b], ends[a:b], durations[a:b], projects[a:b], idle_gap)
+        ]
+        a = b
+    return out
+
+
+def merge_runs(parts: Iterable[Sequence[_Run]], idle_gap: int) -> list[_Run]:
+    """Runs of consecutive stretches of activity (each a list of runs, in order)
+    as the runs of the whole: a run that goes on across a cut (the same project, no
+    idle gap after its last activity) is joined to the one before."""
+    out: list[_Run] = []
+    for part in parts:
+        for run in part:
+            if out:
+                last = out[-1]
+                if last.project == run.project and run.start - last.last_end <= idle_gap:
+                    out[-1] = _Run(
+                        last.project,
+                        last.first,
+                        run.stop,
+                        last.start,
+                        run.last_end,
+                        max(last.max_end, run.max_end),
+                        last.duration + run.duration,
+                    )
+                    continue
+            out.append(run)
     return out
 
 

@@ -76,6 +76,11 @@ class AccessLog:
         self._flush_pending = False
         self._pid = os.getpid()
         self._counts: dict[tuple[str, str, str], int] = {}
+        # Per (route, method): the histogram's labelled child (labels() takes a lock
+        # and a tuple of strings per call), and the time text of the current second.
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._second = -1
+        self._second_text = ""
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.started = time.perf_counter()
@@ -97,15 +102,21 @@ class AccessLog:
         if self._measure:
             key = (route, req.method, str(status))
             self._counts[key] = self._counts.get(key, 0) + 1
-            metrics.LATENCY.labels(route, req.method).observe(elapsed)
+            child = self._latency.get((route, req.method))
+            if child is None:
+                child = self._latency[route, req.method] = metrics.LATENCY.labels(route, req.method)
+            child.observe(elapsed)
         if self._log and ACCESS.isEnabledFor(logging.INFO):
             principal = getattr(req.context, "principal", None)
-            now = time.time()
+            millis = int(time.time() * 1000)
+            second = millis // 1000
+            if second != self._second:
+                self._second = second
+                self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._lines.append(
                 orjson.dumps(
                     {
-                        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-                        + f".{int(now * 1000) % 1000:03d}Z",
+                        "time": f"{self._second_text}.{millis % 1000:03d}Z",
                         "level": "INFO",
                         "logger": ACCESS.name,
                         "pid": self._pid,

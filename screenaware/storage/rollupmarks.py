@@ -1,0 +1,91 @@
+"""Which UTC days of a user's rollup hold what the raw ledger says: the protocol
+the ``/times`` and ``/streams`` rollups share.
+
+A rollup is a derived InfluxDB measurement, rewritten one UTC day at a time from
+the raw ``activity`` ledger. Every writer of ``activity`` bumps the day's write
+counter after InfluxDB acknowledged the write; a rollup marks a day with the
+counter it read *before* reading the raw day, so a write acknowledged later leaves
+the day dirty. One writer per user and rollup at a time (a lock that expires), a
+write starts only with the lock held for longer than it can take, and the days
+being written are unmarked before the first write, so a failure or a death
+mid-way leaves them dirty.
+
+Keys (on the user's slot): the rolled-days hash (day -> mark) and the lock, both
+named by the rollup that uses this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import redis.asyncio as aioredis
+
+from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
+
+# KEYS[1]: the rollup lock, KEYS[2]: the rolled days. ARGV[1]: the caller's token,
+# ARGV[2]: the least lease (ms) a write may start with, then ARGV[3..] the days about
+# to be written, unmarked first (a writer that dies mid-way leaves them dirty); or -1
+# to commit: then ARGV[3..] are (day, mark) pairs marked as rolled up, and the
+# lock is let go. 0: the lock is no longer the caller's (or too close to expiring).
+ROLLUP_LEASE = Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '-1' then
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
+  for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+  return 1
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('DEL', KEYS[1])
+return 1
+""")
+
+
+class RollupMarks(RedisStore):
+    """The rolled-up days of one rollup, and its per-user lock.
+
+    Args:
+        redis: zero-argument callable returning the open Redis client.
+        rolled_key: the user's hash of rolled days (day number -> mark).
+        lock_key: the user's lock key.
+    """
+
+    def __init__(
+        self,
+        redis: Callable[[], aioredis.Redis],
+        rolled_key: Callable[[str], str],
+        lock_key: Callable[[str], str],
+    ) -> None:
+        super().__init__(redis)
+        self._rolled_key = rolled_key
+        self._lock_key = lock_key
+
+    async def marks(self, user: str, days: Iterable[int]) -> list[str | None]:
+        """The marks of UTC days (None: not rolled up)."""
+        names = [str(day) for day in days]
+        if not names:
+            return []
+        values = await self._redis.hmget(self._rolled_key(user), names)
+        return [None if v is None else v.decode() if isinstance(v, bytes) else str(v)
+                for v in values]  # fmt: skip
+
+    async def take(self, user: str, token: str, ttl_ms: int) -> bool:
+        """Try to become the one writer of the user's rollup (no waiting)."""
+        return bool(await self._redis.set(self._lock_key(user), token, nx=True, px=ttl_ms))
+
+    async def lease(self, user: str, token: str, least_ms: int, days: Iterable[int] = ()) -> bool:
+        """Whether the caller still holds the rollup with ``least_ms`` to go; if so,
+        ``days`` are unmarked until :meth:`commit` (they are being written)."""
+        keys = [self._lock_key(user), self._rolled_key(user)]
+        return bool(await ROLLUP_LEASE(self._redis, keys, [token, least_ms, *days]))
+
+    async def commit(self, user: str, token: str, marks: Mapping[int, str]) -> bool:
+        """Mark days rolled up and let the rollup go, if the caller still holds it."""
+        args: list[str | int] = [token, -1]
+        for day, mark in marks.items():
+            args.extend((day, mark))
+        keys = [self._lock_key(user), self._rolled_key(user)]
+        return bool(await ROLLUP_LEASE(self._redis, keys, args))
+
+    async def release(self, user: str, token: str) -> None:
+        """Let the rollup go without marking anything."""
+        await RELEASE_LOCK(self._redis, [self._lock_key(user)], [token])
