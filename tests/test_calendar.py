@@ -521,16 +521,22 @@ async def test_bad_connect_bodies_are_400_and_change_nothing(api: Api) -> None:
     }  # fmt: skip
 
 
-async def test_deleting_a_user_forgets_their_calendar(
-    redis_client: redis.Redis, api: Api, ics: IcsServer
-) -> None:
+async def connected_user(api: Api, ics: IcsServer) -> str:
+    """A new user connected to the served calendar; returns their uuid."""
     headers = await api.new_user(USER)
-    user = (await api.me(headers)).json["uuid"]
+    user = str((await api.me(headers)).json["uuid"])
     ics.body = calendar({"acme": EVENTS["acme"]})
     result = await api.client.simulate_put(
         "/api/integrations/googleCalendar", json={"url": ics.url}, headers=headers
     )
     assert result.status_code == 200, result.text
+    return user
+
+
+async def test_deleting_a_user_forgets_their_calendar(
+    redis_client: redis.Redis, api: Api, ics: IcsServer
+) -> None:
+    user = await connected_user(api, ics)
     held = (integration_key(user, "googleCalendar"), pieces_key(user))
     assert redis_client.exists(*held) == 2
     assert redis_client.sismember(connected_users_key("googleCalendar"), user)
@@ -546,13 +552,7 @@ async def test_deleting_a_user_forgets_their_calendar(
 async def test_a_listed_user_who_is_gone_is_disconnected_by_the_round(
     redis_client: redis.Redis, api: Api, ics: IcsServer
 ) -> None:
-    headers = await api.new_user(USER)
-    user = (await api.me(headers)).json["uuid"]
-    ics.body = calendar({"acme": EVENTS["acme"]})
-    result = await api.client.simulate_put(
-        "/api/integrations/googleCalendar", json={"url": ics.url}, headers=headers
-    )
-    assert result.status_code == 200, result.text
+    user = await connected_user(api, ics)
     # A deletion that died after the user's record went, before the integrations
     # forgot them: the periodic round (every 0.5 s here) does it.
     redis_client.delete(user_key(user))

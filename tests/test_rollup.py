@@ -8,6 +8,7 @@ import gzip
 import itertools
 import uuid as uuidlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,8 +33,9 @@ from screenaware.activity.times import TimesService, _iso
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.influx import InfluxClient
+from screenaware.storage.localservers import free_port, start_influxd
 from screenaware.timeutil import iso, to_ms
-from tests.conftest import Api, FakeClock, InfluxHelper
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, InfluxHelper, bearer
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -631,3 +633,49 @@ def redis_url(client: redis.Redis) -> str:
 )
 def test_answers_format_times_as_iso_does(moment: dt.datetime) -> None:
     assert _iso(moment) == iso(moment)
+
+
+async def test_without_leave_to_create_the_daily_policy_the_15_minute_rollup_still_serves(
+    identity_config: Config, clock: FakeClock, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # A user that may read and write the database but not manage it (as InfluxDB
+    # 2.x/3.x tokens through the v1 API): no `rollups` policy, no daily rollup, yet
+    # every answer is exact and the 15-minute rollup is written and read.
+    port = free_port()
+    server = start_influxd(tmp_path / "influxdb", port, auth=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for statement, auth in (
+            ("CREATE USER admin WITH PASSWORD 'admin-pw' WITH ALL PRIVILEGES", None),
+            ("CREATE DATABASE limited", ("admin", "admin-pw")),
+            ("CREATE USER writer WITH PASSWORD 'writer-pw'", ("admin", "admin-pw")),
+            ('GRANT ALL ON "limited" TO "writer"', ("admin", "admin-pw")),
+        ):
+            done = httpx.post(f"{base}/query", data={"q": statement}, auth=auth)
+            assert done.status_code == 200 and "error" not in done.text, done.text
+        config = identity_config.replace(
+            influx_url=base, influx_db="limited", influx_username="writer",
+            influx_password="writer-pw",
+        )  # fmt: skip
+        async with testing.ASGIConductor(create_app(config, clock=clock)) as client:
+            login = await client.simulate_post(
+                "/api/auth/local", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+            api = Api(client, bearer(login.json["token"]))
+            headers = await new_user(api)
+            user = str((await api.me(headers)).json["uuid"])
+            await post(api, headers, [snapshot(DAY0_MS + 3_600_000 * h, 10_000, "code", "x")
+                                      for h in range(1, 4)])  # fmt: skip
+            days = {**DAY1, "resolution": "day", "groupBy": "applicationUuid"}
+            for _ in range(2):  # rolled up on the way, then read from the rollup
+                clear_cache(redis_client)
+                assert (await get(api, headers, "/api/times", **days))["sum"] == 30_000
+            assert redis_client.hgetall(rolled_key(user))  # the 15-minute rollup's marks
+            assert redis_client.hgetall(daily_key(user)) == {}
+        policies = httpx.post(
+            f"{base}/query", data={"q": "SHOW RETENTION POLICIES ON limited"},
+            auth=("admin", "admin-pw"),
+        ).json()["results"][0]["series"][0]["values"]  # fmt: skip
+        assert [p[0] for p in policies] == ["autogen"]
+    finally:
+        server.stop()

@@ -36,6 +36,7 @@ from screenaware.activity.learning import Association, decode, learn_key
 from screenaware.errors import Conflict, NotFound
 from screenaware.identity import projects_key
 from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script, user_scoped
+from screenaware.storage.rollupmarks import ROLLUP_LEASE
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400
@@ -74,30 +75,9 @@ def times_cache_key(user: str, digest: str) -> str:
     return user_scoped(user, f"tcache:{digest}")
 
 
-# The lock and lease protocol of storage.rollupmarks (the /streams rollup's), over two
-# hashes: KEYS[1]: the rollup lock, KEYS[2]: the rolled UTC days, KEYS[3]: the rolled local
-# days. ARGV[1]: the caller's token, ARGV[2]: the least lease (ms) a write may start
-# with, ARGV[3]: how many of the items after it are KEYS[2]'s (the rest are
-# KEYS[3]'s); the items are the fields about to be written, unmarked first (a writer
-# that dies mid-way leaves them dirty). Or ARGV[2] = -1 to commit: then the items are
-# (field, counter) pairs marked as rolled up (ARGV[3] counts pairs), and the lock is
-# let go. 0: the lock is no longer the caller's (or too close to expiring).
-_ROLLUP_LEASE = Script("""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local first = tonumber(ARGV[3])
-if ARGV[2] ~= '-1' then
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
-  for i = 4, #ARGV do
-    redis.call('HDEL', i < 4 + first and KEYS[2] or KEYS[3], ARGV[i])
-  end
-  return 1
-end
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', i < 4 + 2 * first and KEYS[2] or KEYS[3], ARGV[i], ARGV[i + 1])
-end
-redis.call('DEL', KEYS[1])
-return 1
-""")
+# The lock and lease protocol shared with the /streams rollup, over two hashes here:
+# the UTC days of activity_15m and the local days of activity_1d.
+_ROLLUP_LEASE = ROLLUP_LEASE
 
 
 # KEYS[1]: the write counters, KEYS[2]: the rolled days, KEYS[3] (optional): the hash

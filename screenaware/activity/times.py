@@ -565,17 +565,24 @@ class TimesService:
         failure or a death mid-way leaves them dirty (the answer came from the raw
         sums anyway)."""
         daily = daily or {}
+        if daily_lines and not self._policy_ready:
+            try:
+                await self._influx.ensure_retention_policy(
+                    rollup.DAILY_RP, rollup.DAILY_SHARD_WEEKS
+                )
+                self._policy_ready = True
+            except (QueryFailed, StorageUnavailable) as exc:
+                # A server that manages retention itself (InfluxDB 2.x/3.x through the
+                # v1 API) may refuse it: the 15-minute rollup is still written, the
+                # local days stay unmarked and are summed from it.
+                LOG.warning("no %r retention policy, no daily rollup: %s", rollup.DAILY_RP, exc)
+                daily, daily_lines = {}, []
         chunks: list[tuple[str | None, list[str]]] = [
             (policy, group[begin : begin + ROLLUP_LINES_PER_WRITE])
             for policy, group in ((None, lines), (rollup.DAILY_RP, daily_lines or []))
             for begin in range(0, len(group), ROLLUP_LINES_PER_WRITE)
         ]
         try:
-            if daily_lines and not self._policy_ready:
-                await self._influx.ensure_retention_policy(
-                    rollup.DAILY_RP, rollup.DAILY_SHARD_WEEKS
-                )
-                self._policy_ready = True
             for number, (policy, chunk) in enumerate(chunks or [(None, [])]):
                 # A write starts only with the lock held for longer than it can take,
                 # so no other writer's newer rollup of these days can be overwritten.

@@ -22,19 +22,27 @@ import redis.asyncio as aioredis
 
 from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
 
-# KEYS[1]: the rollup lock, KEYS[2]: the rolled days. ARGV[1]: the caller's token,
-# ARGV[2]: the least lease (ms) a write may start with, then ARGV[3..] the days about
-# to be written, unmarked first (a writer that dies mid-way leaves them dirty); or -1
-# to commit: then ARGV[3..] are (day, mark) pairs marked as rolled up, and the
-# lock is let go. 0: the lock is no longer the caller's (or too close to expiring).
+# KEYS[1]: the rollup lock, KEYS[2] and KEYS[3]: two hashes of rolled days (one
+# rollup may keep two kinds of days, e.g. UTC and local; a rollup with one kind names
+# its hash twice). ARGV[1]: the caller's token, ARGV[2]: the least lease (ms) a write
+# may start with, ARGV[3]: how many of the items after it are KEYS[2]'s (the rest are
+# KEYS[3]'s); the items are the fields about to be written, unmarked first (a writer
+# that dies mid-way leaves them dirty). Or ARGV[2] = -1 to commit: then the items are
+# (field, mark) pairs marked as rolled up (ARGV[3] counts pairs), and the lock is let
+# go. 0: the lock is no longer the caller's (or too close to expiring).
 ROLLUP_LEASE = Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local first = tonumber(ARGV[3])
 if ARGV[2] ~= '-1' then
   if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
-  for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+  for i = 4, #ARGV do
+    redis.call('HDEL', i < 4 + first and KEYS[2] or KEYS[3], ARGV[i])
+  end
   return 1
 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', i < 4 + 2 * first and KEYS[2] or KEYS[3], ARGV[i], ARGV[i + 1])
+end
 redis.call('DEL', KEYS[1])
 return 1
 """)
@@ -75,15 +83,16 @@ class RollupMarks(RedisStore):
     async def lease(self, user: str, token: str, least_ms: int, days: Iterable[int] = ()) -> bool:
         """Whether the caller still holds the rollup with ``least_ms`` to go; if so,
         ``days`` are unmarked until :meth:`commit` (they are being written)."""
-        keys = [self._lock_key(user), self._rolled_key(user)]
-        return bool(await ROLLUP_LEASE(self._redis, keys, [token, least_ms, *days]))
+        names = [str(day) for day in days]
+        keys = [self._lock_key(user), self._rolled_key(user), self._rolled_key(user)]
+        return bool(await ROLLUP_LEASE(self._redis, keys, [token, least_ms, len(names), *names]))
 
     async def commit(self, user: str, token: str, marks: Mapping[int, str]) -> bool:
         """Mark days rolled up and let the rollup go, if the caller still holds it."""
-        args: list[str | int] = [token, -1]
+        args: list[str | int] = [token, -1, len(marks)]
         for day, mark in marks.items():
             args.extend((day, mark))
-        keys = [self._lock_key(user), self._rolled_key(user)]
+        keys = [self._lock_key(user), self._rolled_key(user), self._rolled_key(user)]
         return bool(await ROLLUP_LEASE(self._redis, keys, args))
 
     async def release(self, user: str, token: str) -> None:
