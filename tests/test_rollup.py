@@ -29,7 +29,7 @@ from screenaware.activity.store import (
     rolled_key,
     rollup_lock_key,
 )
-from screenaware.activity.times import TimesService, _iso
+from screenaware.activity.times import POLICY_RETRY_S, TimesService, _iso
 from screenaware.app import create_app
 from screenaware.config import Config
 from screenaware.storage.influx import InfluxClient
@@ -636,7 +636,11 @@ def test_answers_format_times_as_iso_does(moment: dt.datetime) -> None:
 
 
 async def test_without_leave_to_create_the_daily_policy_the_15_minute_rollup_still_serves(
-    identity_config: Config, clock: FakeClock, redis_client: redis.Redis, tmp_path: Path
+    identity_config: Config,
+    clock: FakeClock,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A user that may read and write the database but not manage it (as InfluxDB
     # 2.x/3.x tokens through the v1 API): no `rollups` policy, no daily rollup, yet
@@ -672,6 +676,13 @@ async def test_without_leave_to_create_the_daily_policy_the_15_minute_rollup_sti
                 assert (await get(api, headers, "/api/times", **days))["sum"] == 30_000
             assert redis_client.hgetall(rolled_key(user))  # the 15-minute rollup's marks
             assert redis_client.hgetall(daily_key(user)) == {}
+            # Refused once, asked again only after a while.
+            refused = "no 'rollups' retention policy"
+            assert caplog.text.count(refused) == 1
+            clock.advance(POLICY_RETRY_S + 1)
+            clear_cache(redis_client)
+            assert (await get(api, headers, "/api/times", **days))["sum"] == 30_000
+            assert caplog.text.count(refused) == 2
         policies = httpx.post(
             f"{base}/query", data={"q": "SHOW RETENTION POLICIES ON limited"},
             auth=("admin", "admin-pw"),
@@ -679,3 +690,20 @@ async def test_without_leave_to_create_the_daily_policy_the_15_minute_rollup_sti
         assert [p[0] for p in policies] == ["autogen"]
     finally:
         server.stop()
+
+
+async def test_empty_local_days_rolled_up_first_are_read_back(
+    api: Api, redis_client: redis.Redis
+) -> None:
+    # A new user's first day view, before anyone rolled up a day with time in it: the
+    # empty days are stamped clean, so the daily rollup's policy must exist for the
+    # next answer that reads them.
+    headers = await new_user(api)
+    user = str((await api.me(headers)).json["uuid"])
+    days = {"start": iso_ms(DAY0_MS), "end": iso_ms(DAY0_MS + 3 * DAY_MS - 1), "tz": "UTC",
+            "resolution": "day"}  # fmt: skip
+    assert (await get(api, headers, "/api/times", **days))["sum"] == 0
+    assert redis_client.hgetall(daily_key(user))
+    clear_cache(redis_client)
+    answer = await get(api, headers, "/api/times", **days, groupBy="applicationUuid")
+    assert answer["sum"] == 0

@@ -216,6 +216,11 @@ def _bucket_lines(user: str, rows: list[Series], marks: Mapping[int, str]) -> li
     ]
 
 
+# After InfluxDB refused the daily rollup's retention policy, how long (s) a worker
+# goes without asking again (each ask is two statements).
+POLICY_RETRY_S = 600.0
+
+
 def _runs(days: list[int], longest: int) -> list[tuple[int, int]]:
     """Sorted UTC day numbers as ranges ``[lo, hi)`` in Unix ms of consecutive days,
     each at most ``longest`` days."""
@@ -259,6 +264,7 @@ class TimesService:
         self._lock_ttl_ms = lock_ttl_ms
         self._lease_ms = lease_ms
         self._policy_ready = False
+        self._policy_retry_at = 0.0  # after a refusal, ask again only this late
 
     def range(self, params: Mapping[str, Any], zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
         """The requested range; by default the current day in ``zone``."""
@@ -423,9 +429,13 @@ class TimesService:
             first = min(clean_ns) // _NS_PER_MS
             after = days[max(i for i in range(count) if clean[i]) + 1]
             queries.append(gated(self._daily(user, zone_name, first, after, tag)))
-        if clean_15m:
-            lo, hi = clean_15m[0] * DAY_MS, (clean_15m[-1] + 1) * DAY_MS
-            queries.append(gated(self._points(rollup.MEASUREMENT, user, lo, hi)))
+        # Only the clean days the dirty local days touch, run by run: one span from the
+        # first to the last would read every clean day between (a year of 15-minute
+        # points when a day a year ago and yesterday are dirty).
+        queries.extend(
+            gated(self._points(rollup.MEASUREMENT, user, lo, hi))
+            for lo, hi in _runs(clean_15m, DIRTY_DAYS)
+        )
         now_ms = int(self._clock() * 1000)
         token = secrets.token_hex(8)
         answers = await asyncio.gather(*queries)
@@ -565,7 +575,11 @@ class TimesService:
         failure or a death mid-way leaves them dirty (the answer came from the raw
         sums anyway)."""
         daily = daily or {}
-        if daily_lines and not self._policy_ready:
+        # Also when every local day is empty (no lines): stamping them clean makes later
+        # answers read the policy, which must exist by then.
+        if daily and not self._policy_ready and self._clock() < self._policy_retry_at:
+            daily, daily_lines = {}, []
+        elif daily and not self._policy_ready:
             try:
                 await self._influx.ensure_retention_policy(
                     rollup.DAILY_RP, rollup.DAILY_SHARD_WEEKS
@@ -576,6 +590,7 @@ class TimesService:
                 # v1 API) may refuse it: the 15-minute rollup is still written, the
                 # local days stay unmarked and are summed from it.
                 LOG.warning("no %r retention policy, no daily rollup: %s", rollup.DAILY_RP, exc)
+                self._policy_retry_at = self._clock() + POLICY_RETRY_S
                 daily, daily_lines = {}, []
         chunks: list[tuple[str | None, list[str]]] = [
             (policy, group[begin : begin + ROLLUP_LINES_PER_WRITE])

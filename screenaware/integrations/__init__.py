@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from screenaware.activity import Activity
 from screenaware.config import Config
+from screenaware.errors import StorageUnavailable
 from screenaware.identity import Identity
 from screenaware.integrations.calendar import CalendarSync
 from screenaware.integrations.redmine import RedmineSync
@@ -29,6 +31,8 @@ from screenaware.integrations.store import CredentialsUnreadable, IntegrationSto
 from screenaware.storage.backends import Backends
 from screenaware.timeutil import parse_zone
 from screenaware.web.app import App
+
+LOG = logging.getLogger(__name__)
 
 __all__ = [
     "CalendarSync",
@@ -109,8 +113,12 @@ def mount(
         # A deleted user's credentials and sync state go with them; the time and the
         # tasks they brought in went with the user's data (or stay in InfluxDB, as
         # every snapshot of theirs does).
-        await calendar.disconnect(user, purge=False)
-        await redmine.disconnect(user, purge=False)
+        for sync in (calendar, redmine):
+            try:
+                await sync.disconnect(user, purge=False)
+            except StorageUnavailable as exc:
+                # The user is gone already: the periodic round disconnects them later.
+                LOG.warning("%s of a deleted user left to the next round: %s", sync.label, exc)
 
     identity.accounts.store.on_deleted(forget)
     tasks: list[asyncio.Task[None]] = []
