@@ -617,6 +617,17 @@ async def test_the_rollup_lock_unmarks_the_days_it_writes(redis_client: redis.Re
         assert await store.commit_rollup("u", "t5", {}, {"UTC:0": "9"})
         assert redis_client.hgetall(daily_key("u")) == {"UTC:0": "9"}
         assert redis_client.get(rollup_lock_key("u")) is None
+        # Sums read at a counter that has moved since are stale (a newer rollup may be
+        # in place): nothing is unmarked, nothing may be written, the lock goes.
+        redis_client.hset(generations_key("u"), "5", "5")
+        assert await store.take_rollup("u", "t6", 10_000)
+        assert not await store.rollup_lease("u", "t6", 1_000, [5], ["UTC:0"], {5: "4"})
+        assert redis_client.hgetall(rolled_key("u"))["5"] == "4"
+        assert redis_client.hgetall(daily_key("u")) == {"UTC:0": "9"}
+        assert redis_client.get(rollup_lock_key("u")) is None
+        assert await store.take_rollup("u", "t7", 10_000)
+        assert await store.rollup_lease("u", "t7", 1_000, [5], [], {5: "5", 8: "0"})
+        assert "5" not in redis_client.hgetall(rolled_key("u"))
     finally:
         await client.aclose()
 

@@ -381,7 +381,7 @@ async def test_a_lock_too_close_to_expiring_writes_nothing(
     influx = InfluxClient(identity_config)
     await influx.open()
     try:
-        marks = RollupMarks(lambda: client, rolled_key, lock_key)
+        marks = RollupMarks(lambda: client, rolled_key, lock_key, generations_key)
         runs = RunsRollup(influx, marks, clock, 300_000, lock_ttl_ms=1_000, lease_ms=5_000)
         span = (DAY0_MS, DAY0_MS + DAY_MS)
         found = await runs.day_runs(user, [span], {DAY0_MS // DAY_MS: "1"})
@@ -416,7 +416,7 @@ async def test_the_rollup_marks_take_turns(
     redis_client: redis.Redis, identity_config: Config
 ) -> None:
     client = aioredis.Redis.from_url(identity_config.redis_url, decode_responses=True)
-    marks = RollupMarks(lambda: client, rolled_key, lock_key)
+    marks = RollupMarks(lambda: client, rolled_key, lock_key, generations_key)
     try:
         assert await marks.marks("u", []) == []
         assert await marks.take("u", "t1", 10_000)
@@ -429,5 +429,17 @@ async def test_the_rollup_marks_take_turns(
         assert await marks.marks("u", [5]) == [None]
         await marks.release("u", "t3")
         assert redis_client.get(lock_key("u")) is None
+        # Rows read at a counter that has moved since are stale: nothing is unmarked,
+        # the lock goes. The same rows at the current counters are written.
+        assert await marks.take("u", "t4", 10_000)
+        assert await marks.commit("u", "t4", {6: "0/300000"})
+        redis_client.hset(generations_key("u"), "6", "2")
+        assert await marks.take("u", "t5", 10_000)
+        assert not await marks.lease("u", "t5", 1_000, [6], {6: "0"})
+        assert await marks.marks("u", [6]) == ["0/300000"]
+        assert redis_client.get(lock_key("u")) is None
+        assert await marks.take("u", "t6", 10_000)
+        assert await marks.lease("u", "t6", 1_000, [6], {6: "2", 7: "0"})
+        assert await marks.marks("u", [6]) == [None]
     finally:
         await client.aclose()

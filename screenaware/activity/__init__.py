@@ -29,7 +29,7 @@ from screenaware.activity.resources import (
     TimesResource,
 )
 from screenaware.activity.snapshots import ImportedSpan, SnapshotService
-from screenaware.activity.store import DAY_MS, ActivityStore
+from screenaware.activity.store import DAY_MS, ActivityStore, generations_key
 from screenaware.activity.timeline import TimelineStore
 from screenaware.activity.times import TimesService
 from screenaware.config import Config
@@ -55,6 +55,7 @@ __all__ = [
     "build",
     "category_uuid",
     "features",
+    "generations_key",
     "mount",
 ]
 

@@ -327,14 +327,21 @@ class ActivityStore(RedisStore):
         least_ms: int,
         days: Iterable[int] = (),
         local_days: Iterable[str] = (),
+        read_at: Mapping[int, str] | None = None,
     ) -> bool:
-        """Whether the caller still holds the rollup with ``least_ms`` to go; if so,
+        """Whether the caller still holds the rollup with ``least_ms`` to go and its
+        sums are not stale (``read_at``: the write counter each UTC day they were
+        read at; a moved one lets the lock go, see ``storage.rollupmarks``); if so,
         ``days`` (UTC) and ``local_days`` (fields of the daily rollup) are marked
         dirty until :meth:`commit_rollup` (they are being written)."""
         fields = [str(d) for d in days]
-        keys = [rollup_lock_key(user), rolled_key(user), daily_key(user)]
-        args = [token, least_ms, len(fields), *fields, *local_days]
-        return bool(await _ROLLUP_LEASE(self._redis, keys, args))
+        pairs = [v for day, counter in (read_at or {}).items() for v in (day, counter)]
+        args = [token, least_ms, len(fields), len(pairs) // 2, *pairs, *fields, *local_days]
+        return bool(await _ROLLUP_LEASE(self._redis, self._rollup_keys(user), args))
+
+    @staticmethod
+    def _rollup_keys(user: str) -> list[str]:
+        return [rollup_lock_key(user), rolled_key(user), daily_key(user), generations_key(user)]
 
     async def commit_rollup(
         self,
@@ -345,13 +352,12 @@ class ActivityStore(RedisStore):
     ) -> bool:
         """Mark UTC days (``marks``) and local days (``daily``: field -> stamp) rolled
         up at the given counters and let the rollup go, if the caller still holds it."""
-        args: list[str | int] = [token, -1, len(marks)]
+        args: list[str | int] = [token, -1, len(marks), 0]
         for day, counter in marks.items():
             args.extend((day, counter))
         for local_day, stamp in (daily or {}).items():
             args.extend((local_day, stamp))
-        keys = [rollup_lock_key(user), rolled_key(user), daily_key(user)]
-        return bool(await _ROLLUP_LEASE(self._redis, keys, args))
+        return bool(await _ROLLUP_LEASE(self._redis, self._rollup_keys(user), args))
 
     async def release_rollup(self, user: str, token: str) -> None:
         """Let the rollup go without marking anything."""

@@ -575,6 +575,12 @@ class TimesService:
         failure or a death mid-way leaves them dirty (the answer came from the raw
         sums anyway)."""
         daily = daily or {}
+        # The counters every written sum was read at: the UTC days' marks, and each
+        # local day's stamp (the counters of the UTC days it touches, from its first).
+        read_at = dict(marks)
+        for field, stamp in daily.items():
+            first_day = int(field.rsplit(":", 1)[1]) // DAY_MS
+            read_at.update({first_day + k: c for k, c in enumerate(stamp.split(","))})
         # Also when every local day is empty (no lines): stamping them clean makes later
         # answers read the policy, which must exist by then.
         if daily and not self._policy_ready and self._clock() < self._policy_retry_at:
@@ -603,7 +609,12 @@ class TimesService:
                 # so no other writer's newer rollup of these days can be overwritten.
                 first = number == 0
                 if not await self._store.rollup_lease(
-                    user, token, self._lease_ms, marks if first else (), daily if first else ()
+                    user,
+                    token,
+                    self._lease_ms,
+                    marks if first else (),
+                    daily if first else (),
+                    read_at if first else None,
                 ):
                     LOG.info("rollup of %s not written: its lock expired", user)
                     return

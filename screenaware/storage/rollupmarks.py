@@ -24,24 +24,35 @@ from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script
 
 # KEYS[1]: the rollup lock, KEYS[2] and KEYS[3]: two hashes of rolled days (one
 # rollup may keep two kinds of days, e.g. UTC and local; a rollup with one kind names
-# its hash twice). ARGV[1]: the caller's token, ARGV[2]: the least lease (ms) a write
-# may start with, ARGV[3]: how many of the items after it are KEYS[2]'s (the rest are
-# KEYS[3]'s); the items are the fields about to be written, unmarked first (a writer
-# that dies mid-way leaves them dirty). Or ARGV[2] = -1 to commit: then the items are
-# (field, mark) pairs marked as rolled up (ARGV[3] counts pairs), and the lock is let
-# go. 0: the lock is no longer the caller's (or too close to expiring).
+# its hash twice), KEYS[4]: the write counters of UTC days. ARGV[1]: the caller's
+# token, ARGV[2]: the least lease (ms) a write may start with, ARGV[3]: how many of
+# the items are KEYS[2]'s (the rest are KEYS[3]'s), ARGV[4]: how many (UTC day,
+# counter) pairs follow: the counters the data about to be written was read at. If
+# one is no longer the day's, the data is stale (a newer rollup may be in place, and
+# readers may be reading it): nothing is unmarked, the lock is let go, 0. Then the
+# items: the fields about to be written, unmarked first (a writer that dies mid-way
+# leaves them dirty). Or ARGV[2] = -1 to commit: then the items are (field, mark)
+# pairs marked as rolled up (ARGV[3] counts pairs), and the lock is let go. 0: the
+# lock is no longer the caller's (or too close to expiring, or the data stale).
 ROLLUP_LEASE = Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local first = tonumber(ARGV[3])
+local at = 5 + 2 * tonumber(ARGV[4])
 if ARGV[2] ~= '-1' then
   if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
-  for i = 4, #ARGV do
-    redis.call('HDEL', i < 4 + first and KEYS[2] or KEYS[3], ARGV[i])
+  for i = 5, at - 1, 2 do
+    if (redis.call('HGET', KEYS[4], ARGV[i]) or '0') ~= ARGV[i + 1] then
+      redis.call('DEL', KEYS[1])
+      return 0
+    end
+  end
+  for i = at, #ARGV do
+    redis.call('HDEL', i < at + first and KEYS[2] or KEYS[3], ARGV[i])
   end
   return 1
 end
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', i < 4 + 2 * first and KEYS[2] or KEYS[3], ARGV[i], ARGV[i + 1])
+for i = at, #ARGV, 2 do
+  redis.call('HSET', i < at + 2 * first and KEYS[2] or KEYS[3], ARGV[i], ARGV[i + 1])
 end
 redis.call('DEL', KEYS[1])
 return 1
@@ -55,6 +66,7 @@ class RollupMarks(RedisStore):
         redis: zero-argument callable returning the open Redis client.
         rolled_key: the user's hash of rolled days (day number -> mark).
         lock_key: the user's lock key.
+        counters_key: the user's hash of write counters (UTC day -> counter).
     """
 
     def __init__(
@@ -62,10 +74,16 @@ class RollupMarks(RedisStore):
         redis: Callable[[], aioredis.Redis],
         rolled_key: Callable[[str], str],
         lock_key: Callable[[str], str],
+        counters_key: Callable[[str], str],
     ) -> None:
         super().__init__(redis)
         self._rolled_key = rolled_key
         self._lock_key = lock_key
+        self._counters_key = counters_key
+
+    def _keys(self, user: str) -> list[str]:
+        rolled = self._rolled_key(user)
+        return [self._lock_key(user), rolled, rolled, self._counters_key(user)]
 
     async def marks(self, user: str, days: Iterable[int]) -> list[str | None]:
         """The marks of UTC days (None: not rolled up)."""
@@ -80,20 +98,34 @@ class RollupMarks(RedisStore):
         """Try to become the one writer of the user's rollup (no waiting)."""
         return bool(await self._redis.set(self._lock_key(user), token, nx=True, px=ttl_ms))
 
-    async def lease(self, user: str, token: str, least_ms: int, days: Iterable[int] = ()) -> bool:
-        """Whether the caller still holds the rollup with ``least_ms`` to go; if so,
-        ``days`` are unmarked until :meth:`commit` (they are being written)."""
+    async def lease(
+        self,
+        user: str,
+        token: str,
+        least_ms: int,
+        days: Iterable[int] = (),
+        read_at: Mapping[int, str] | None = None,
+    ) -> bool:
+        """Whether the caller still holds the rollup with ``least_ms`` to go and its
+        data is not stale; if so, ``days`` are unmarked until :meth:`commit` (they are
+        being written).
+
+        Args:
+            read_at: the write counter (``"0"``: none) of each UTC day the data about
+                to be written was read at. If one has moved since, the lock is let go
+                and nothing is written: a newer rollup of the day may be in place.
+        """
         names = [str(day) for day in days]
-        keys = [self._lock_key(user), self._rolled_key(user), self._rolled_key(user)]
-        return bool(await ROLLUP_LEASE(self._redis, keys, [token, least_ms, len(names), *names]))
+        pairs = [v for day, counter in (read_at or {}).items() for v in (day, counter)]
+        args = [token, least_ms, len(names), len(pairs) // 2, *pairs, *names]
+        return bool(await ROLLUP_LEASE(self._redis, self._keys(user), args))
 
     async def commit(self, user: str, token: str, marks: Mapping[int, str]) -> bool:
         """Mark days rolled up and let the rollup go, if the caller still holds it."""
-        args: list[str | int] = [token, -1, len(marks)]
+        args: list[str | int] = [token, -1, len(marks), 0]
         for day, mark in marks.items():
             args.extend((day, mark))
-        keys = [self._lock_key(user), self._rolled_key(user), self._rolled_key(user)]
-        return bool(await ROLLUP_LEASE(self._redis, keys, args))
+        return bool(await ROLLUP_LEASE(self._redis, self._keys(user), args))
 
     async def release(self, user: str, token: str) -> None:
         """Let the rollup go without marking anything."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from screenaware.activity import Activity
+from screenaware.activity import Activity, generations_key
 from screenaware.config import Config
 from screenaware.identity import Identity
 from screenaware.storage.backends import Backends
@@ -40,7 +40,7 @@ def make_service(
     if config.streams_rollup:
         runs = RunsRollup(
             backends.influx,
-            RollupMarks(backends.get_redis, rolled_key, lock_key),
+            RollupMarks(backends.get_redis, rolled_key, lock_key, generations_key),
             clock,
             thresholds.idle_gap,
             # As for the /times rollup: a dead writer's lock lapses once its write

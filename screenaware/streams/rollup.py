@@ -245,7 +245,9 @@ class RunsRollup:
                 # A write starts only with the lock held for longer than it can take,
                 # so no other writer's newer rollup of these days can be overwritten.
                 unmarked = list(days) if begin == 0 else []
-                if not await self._marks.lease(user, token, self._lease_ms, unmarked):
+                # The marks are "<counter>/<idle gap>": the counters the rows were read at.
+                read_at = {d: marks[d].split("/")[0] for d in unmarked}
+                if not await self._marks.lease(user, token, self._lease_ms, unmarked, read_at):
                     LOG.info("runs rollup of %s not written: its lock expired", user)
                     return
                 chunk = lines[begin : begin + LINES_PER_WRITE]
