@@ -36,7 +36,15 @@ from screenaware.config import Config, ConfigError
 from screenaware.integrations.redmine import RedmineClient, RedmineError, state_key
 from screenaware.integrations.store import connected_users_key, integration_key
 from screenaware.storage.localservers import free_port
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, FakeClock, dead_url
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    Api,
+    FakeClock,
+    Servers,
+    dead_url,
+    stored_values,
+)
 
 UTC = dt.UTC
 DAY = "2026-11-30"
@@ -273,7 +281,7 @@ async def wait_for(predicate: Any, what: str, timeout: float = 20) -> None:
 
 
 async def test_issues_of_mapped_projects_become_tasks_and_follow_redmine(
-    api: Api, redmine: Redmine, clock: FakeClock, redis_client: redis.Redis
+    api: Api, redmine: Redmine, clock: FakeClock, servers: Servers
 ) -> None:
     headers = await api.new_user(USER)
     acme_rm, beta_rm, other_rm = (redmine.project(n) for n in ("Acme", "Beta Site", "Other"))
@@ -338,11 +346,8 @@ async def test_issues_of_mapped_projects_become_tasks_and_follow_redmine(
     assert await tasks(api, headers) == {"My own": acme}
 
     # The key never came back and is stored encrypted.
-    for key in redis_client.keys("*"):
-        kind = redis_client.type(key)
-        raw = str(redis_client.hgetall(key) if kind == "hash" else
-                  redis_client.get(key) if kind == "string" else "")  # fmt: skip
-        assert redmine.user_key not in raw, key
+    for key, raw in stored_values(servers.redis_url).items():
+        assert redmine.user_key.encode() not in raw, key
 
 
 async def test_disconnecting_without_purge_keeps_the_tasks(api: Api, redmine: Redmine) -> None:
