@@ -314,14 +314,25 @@ class SlowProxy:
 
     def __enter__(self) -> SlowProxy:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(
+        self._server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._handle, "127.0.0.1", self.port), self._loop
         ).result()
         return self
 
+    async def _shut(self) -> None:
+        # Every connection's task ends here: a loop stopped with them pending leaves
+        # coroutines that are destroyed later, failing whichever test runs then.
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 async def test_slow_influxdb_keeps_batching_and_bounds_the_queue(

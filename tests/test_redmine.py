@@ -469,7 +469,8 @@ async def test_the_daily_job_books_the_previous_day_once(
     async def booked() -> bool:
         return bool(redmine.entries(rm))
 
-    await wait_for(booked, "daily booking")
+    # Generous: under load one sync round (several requests to WEBrick) took over 20 s.
+    await wait_for(booked, "daily booking", timeout=90)
     [entry] = redmine.entries(rm)
     assert entry["spent_on"] == DAY and entry["hours"] == 0.1
     for _ in range(3):
