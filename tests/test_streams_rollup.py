@@ -17,6 +17,7 @@ from falcon import testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from screenaware.activity import BUCKET_MS
 from screenaware.activity.store import DAY_MS, generations_key
 from screenaware.app import create_app
 from screenaware.config import Config
@@ -25,7 +26,6 @@ from screenaware.storage.lineprotocol import encode
 from screenaware.storage.rollupmarks import RollupMarks
 from screenaware.streams import rollup as streams_rollup
 from screenaware.streams.rollup import (
-    BUCKET_MS,
     MEASUREMENT,
     RunsRollup,
     decode_runs,

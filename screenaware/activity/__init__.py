@@ -28,6 +28,7 @@ from screenaware.activity.resources import (
     SnapshotsResource,
     TimesResource,
 )
+from screenaware.activity.rollup import BUCKET_MS
 from screenaware.activity.snapshots import ImportedSpan, SnapshotService
 from screenaware.activity.store import DAY_MS, ActivityStore, generations_key
 from screenaware.activity.timeline import TimelineStore
@@ -37,6 +38,7 @@ from screenaware.storage.backends import Backends
 from screenaware.web.app import App
 
 __all__ = [
+    "BUCKET_MS",
     "DAY_MS",
     "NONE",
     "Activity",

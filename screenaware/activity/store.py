@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 
 from screenaware.activity.attribution import CategoryRule
@@ -35,8 +36,8 @@ from screenaware.activity.catalogue import BUILTIN_CATEGORIES
 from screenaware.activity.learning import Association, decode, learn_key
 from screenaware.errors import Conflict, NotFound
 from screenaware.identity import projects_key
-from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script, user_scoped
-from screenaware.storage.rollupmarks import ROLLUP_LEASE
+from screenaware.storage.redisstore import RedisStore, Script, user_scoped
+from screenaware.storage.rollupmarks import RollupMarks
 
 DAY_MS = 86_400_000
 CACHE_TTL = 86_400
@@ -73,11 +74,6 @@ def daily_field(zone: str, day_start_ms: int) -> str:
 
 def times_cache_key(user: str, digest: str) -> str:
     return user_scoped(user, f"tcache:{digest}")
-
-
-# The lock and lease protocol shared with the /streams rollup, over two hashes here:
-# the UTC days of activity_15m and the local days of activity_1d.
-_ROLLUP_LEASE = ROLLUP_LEASE
 
 
 # KEYS[1]: the write counters, KEYS[2]: the rolled days, KEYS[3] (optional): the hash
@@ -173,6 +169,12 @@ class ActivityStore(RedisStore):
     Args:
         redis: zero-argument callable returning the open Redis client.
     """
+
+    def __init__(self, redis: Callable[[], aioredis.Redis]) -> None:
+        super().__init__(redis)
+        # The /times rollup's marks: UTC days of activity_15m, local days of
+        # activity_1d (the protocol the /streams rollup shares).
+        self._rollup = RollupMarks(redis, rolled_key, rollup_lock_key, generations_key, daily_key)
 
     async def rules(
         self, user: str
@@ -318,7 +320,7 @@ class ActivityStore(RedisStore):
 
     async def take_rollup(self, user: str, token: str, ttl_ms: int) -> bool:
         """Try to become the one writer of the user's rollup (no waiting)."""
-        return bool(await self._redis.set(rollup_lock_key(user), token, nx=True, px=ttl_ms))
+        return await self._rollup.take(user, token, ttl_ms)
 
     async def rollup_lease(
         self,
@@ -330,18 +332,10 @@ class ActivityStore(RedisStore):
         read_at: Mapping[int, str] | None = None,
     ) -> bool:
         """Whether the caller still holds the rollup with ``least_ms`` to go and its
-        sums are not stale (``read_at``: the write counter each UTC day they were
-        read at; a moved one lets the lock go, see ``storage.rollupmarks``); if so,
-        ``days`` (UTC) and ``local_days`` (fields of the daily rollup) are marked
-        dirty until :meth:`commit_rollup` (they are being written)."""
-        fields = [str(d) for d in days]
-        pairs = [v for day, counter in (read_at or {}).items() for v in (day, counter)]
-        args = [token, least_ms, len(fields), len(pairs) // 2, *pairs, *fields, *local_days]
-        return bool(await _ROLLUP_LEASE(self._redis, self._rollup_keys(user), args))
-
-    @staticmethod
-    def _rollup_keys(user: str) -> list[str]:
-        return [rollup_lock_key(user), rolled_key(user), daily_key(user), generations_key(user)]
+        sums are not stale; if so, ``days`` (UTC) and ``local_days`` (fields of the
+        daily rollup) are dirty until :meth:`commit_rollup` (see
+        :meth:`RollupMarks.lease`)."""
+        return await self._rollup.lease(user, token, least_ms, days, read_at, local_days)
 
     async def commit_rollup(
         self,
@@ -352,13 +346,8 @@ class ActivityStore(RedisStore):
     ) -> bool:
         """Mark UTC days (``marks``) and local days (``daily``: field -> stamp) rolled
         up at the given counters and let the rollup go, if the caller still holds it."""
-        args: list[str | int] = [token, -1, len(marks), 0]
-        for day, counter in marks.items():
-            args.extend((day, counter))
-        for local_day, stamp in (daily or {}).items():
-            args.extend((local_day, stamp))
-        return bool(await _ROLLUP_LEASE(self._redis, self._rollup_keys(user), args))
+        return await self._rollup.commit(user, token, marks, daily)
 
     async def release_rollup(self, user: str, token: str) -> None:
         """Let the rollup go without marking anything."""
-        await RELEASE_LOCK(self._redis, [rollup_lock_key(user)], [token])
+        await self._rollup.release(user, token)

@@ -67,6 +67,8 @@ class RollupMarks(RedisStore):
         rolled_key: the user's hash of rolled days (day number -> mark).
         lock_key: the user's lock key.
         counters_key: the user's hash of write counters (UTC day -> counter).
+        local_key: the user's hash of a second kind of rolled days (field -> mark),
+            for a rollup that keeps two (None: one).
     """
 
     def __init__(
@@ -75,15 +77,17 @@ class RollupMarks(RedisStore):
         rolled_key: Callable[[str], str],
         lock_key: Callable[[str], str],
         counters_key: Callable[[str], str],
+        local_key: Callable[[str], str] | None = None,
     ) -> None:
         super().__init__(redis)
         self._rolled_key = rolled_key
         self._lock_key = lock_key
         self._counters_key = counters_key
+        self._local_key = local_key or rolled_key
 
     def _keys(self, user: str) -> list[str]:
-        rolled = self._rolled_key(user)
-        return [self._lock_key(user), rolled, rolled, self._counters_key(user)]
+        return [self._lock_key(user), self._rolled_key(user), self._local_key(user),
+                self._counters_key(user)]  # fmt: skip
 
     async def marks(self, user: str, days: Iterable[int]) -> list[str | None]:
         """The marks of UTC days (None: not rolled up)."""
@@ -105,10 +109,11 @@ class RollupMarks(RedisStore):
         least_ms: int,
         days: Iterable[int] = (),
         read_at: Mapping[int, str] | None = None,
+        local_days: Iterable[str] = (),
     ) -> bool:
         """Whether the caller still holds the rollup with ``least_ms`` to go and its
-        data is not stale; if so, ``days`` are unmarked until :meth:`commit` (they are
-        being written).
+        data is not stale; if so, ``days`` (and ``local_days``, fields of the second
+        hash) are unmarked until :meth:`commit` (they are being written).
 
         Args:
             read_at: the write counter (``"0"``: none) of each UTC day the data about
@@ -117,14 +122,23 @@ class RollupMarks(RedisStore):
         """
         names = [str(day) for day in days]
         pairs = [v for day, counter in (read_at or {}).items() for v in (day, counter)]
-        args = [token, least_ms, len(names), len(pairs) // 2, *pairs, *names]
+        args = [token, least_ms, len(names), len(pairs) // 2, *pairs, *names, *local_days]
         return bool(await ROLLUP_LEASE(self._redis, self._keys(user), args))
 
-    async def commit(self, user: str, token: str, marks: Mapping[int, str]) -> bool:
-        """Mark days rolled up and let the rollup go, if the caller still holds it."""
+    async def commit(
+        self,
+        user: str,
+        token: str,
+        marks: Mapping[int, str],
+        local_marks: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Mark days (and ``local_marks``' fields of the second hash) rolled up and
+        let the rollup go, if the caller still holds it."""
         args: list[str | int] = [token, -1, len(marks), 0]
         for day, mark in marks.items():
             args.extend((day, mark))
+        for field, mark in (local_marks or {}).items():
+            args.extend((field, mark))
         return bool(await ROLLUP_LEASE(self._redis, self._keys(user), args))
 
     async def release(self, user: str, token: str) -> None:

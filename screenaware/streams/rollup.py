@@ -32,7 +32,8 @@ from typing import Any
 
 import orjson
 
-from screenaware.activity import DAY_MS
+# The bucket of the /times rollup: local days of every zone in use start on one.
+from screenaware.activity import BUCKET_MS, DAY_MS
 from screenaware.errors import StorageUnavailable, WriteRejected
 from screenaware.storage.influx import InfluxClient, Series
 from screenaware.storage.lineprotocol import encode
@@ -43,8 +44,6 @@ from screenaware.streams.sessionise import Run, bucket_runs, merge_runs, ordered
 LOG = logging.getLogger(__name__)
 
 MEASUREMENT = "activity_runs"
-# The bucket of the /times rollup: local days of every zone in use start on one.
-BUCKET_MS = 15 * 60_000
 QUERIES_AT_ONCE = 4
 LINES_PER_WRITE = 5000
 # InfluxDB 1.x keeps string fields up to 64 KiB: a day with a bucket whose runs do
