@@ -487,14 +487,18 @@ async def test_cached_ranges_are_invalidated_exactly_with_the_rollup(
     for params in days:
         await get(api, headers, "/api/times", **params)
     answers = [await get(api, headers, "/api/times", **params) for params in days]
-    assert len(set(redis_client.scan_iter("{u:*}:tcache:*"))) == 3
+    entries = set(redis_client.scan_iter("{u:*}:tcache:*"))
+    assert len(entries) == 3
+    for entry in entries:  # an entry stored again gets its expiry back
+        assert redis_client.persist(entry)
     # A late snapshot of a second device overlapping day 1's by 4 s (the same
     # application: a new one would be a new group, listed in every range).
     await post(api, headers, snapshot(DAY0_MS + DAY_MS + 3_606_000, 10_000, "code", "y"))
     again = [await get(api, headers, "/api/times", **params) for params in days]
     # Days 0 and 2 came from their cache entries; only day 1 was computed anew.
     assert again[0] == answers[0] and again[2] == answers[2]
-    assert len(set(redis_client.scan_iter("{u:*}:tcache:*"))) == 4
+    assert set(redis_client.scan_iter("{u:*}:tcache:*")) == entries
+    assert sorted(redis_client.ttl(entry) > 0 for entry in entries) == [False, False, True]
     assert again[1]["sum"] == 16_000
     for params, answer in zip(days, again, strict=True):
         assert await compare(api, raw_api, redis_client, headers, params) == answer

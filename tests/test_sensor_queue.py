@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,38 @@ def test_queue_is_fifo_and_survives_reopening(tmp_path: Path) -> None:
     assert queue.last_taken_ms() == T0 + 40_000
     assert [q.taken_ms for q in queue.peek(10, 10**6)] == [T0 + 20_000, T0 + 30_000, T0 + 40_000]
     queue.close()
+
+
+def _open_together(path: Path, threads: int) -> list[BaseException]:
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def open_queue() -> None:
+        barrier.wait()
+        try:
+            queue = SnapshotQueue(path, 10)
+            queue.put(snap(0), T0)
+            queue.close()
+        except Exception as exc:  # reported by the caller's assertion
+            errors.append(exc)
+
+    started = [threading.Thread(target=open_queue) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    return errors
+
+
+def test_threads_opening_a_new_queue_together_all_succeed(tmp_path: Path) -> None:
+    # The sensor's snapshot, upload and beat threads open the first queue at once; SQLite
+    # refused one of them now and then ("database is locked", CI on 0eb6491).
+    for trial in range(200):
+        path = tmp_path / str(trial) / "queue.sqlite3"
+        assert _open_together(path, 4) == [], f"trial {trial}"
+        queue = SnapshotQueue(path, 10)
+        assert len(queue) == 4
+        queue.close()
 
 
 def test_queue_is_bounded_dropping_the_oldest_with_a_log_line(

@@ -568,3 +568,28 @@ async def test_two_users_never_see_each_others_time(api: Api, day_data: dict[str
     body = await times(api, other, **RANGE, groupBy="projectUuid", resolution="hour")
     assert all(bucket["grouped"] == {} for bucket in body["grouped"].values())
     assert (await api.client.simulate_get("/api/applications", headers=other)).json == []
+
+
+async def test_a_long_range_turns_the_day_hashes_into_tables_leaving_their_fields(
+    api: Api, now: FakeClock, redis_client: redis.Redis
+) -> None:
+    # A hash kept as a list makes every field HMGET asks a search of the whole list
+    # (a year took 1.2 ms): the first long range read turns it into a table.
+    headers = await api.new_user("tab@example.org")
+    first = dt.datetime(2023, 9, 1, 9, 0, 10, tzinfo=UTC)
+    body = [snap(at((first + dt.timedelta(days=d)).isoformat()), "code") for d in range(40)]
+    assert (await post(api, headers, body)).status_code == 200
+    me = (await api.me(headers)).json["uuid"]
+    counters = f"{{u:{me}}}:tgen"
+    fields = redis_client.hgetall(counters)
+    assert len(fields) == 40
+    assert redis_client.object("encoding", counters) == "listpack"
+    span = {"start": "2023-09-01T00:00:00Z", "end": "2023-10-10T23:59:59Z", "tz": "UTC"}
+    short = {"start": "2023-09-01T00:00:00Z", "end": "2023-09-05T23:59:59Z", "tz": "UTC"}
+    assert (await times(api, headers, **short))["sum"] == 5 * 10_000
+    assert redis_client.object("encoding", counters) == "listpack"  # 5 days: not worth it
+    answer = await times(api, headers, **span, resolution="day")
+    assert answer["sum"] == 40 * 10_000
+    assert redis_client.object("encoding", counters) == "hashtable"
+    assert redis_client.hgetall(counters) == fields
+    assert await times(api, headers, **span, resolution="day") == answer  # cached

@@ -29,7 +29,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.client import NEVER_DECODE
 
 from screenaware.activity.attribution import CategoryRule
 from screenaware.activity.catalogue import BUILTIN_CATEGORIES
@@ -55,6 +54,45 @@ def generations_key(user: str) -> str:
     return user_scoped(user, "tgen")
 
 
+def write_sums_key(user: str) -> str:
+    return user_scoped(user, "twsum")
+
+
+# The write counters' running sums (a Fenwick tree over UTC days in a hash, fields
+# 1 to WRITE_SUM_DAYS): the writes to any range of days are then read from at most
+# 2 x 17 fields, not one per day. Days outside (before 1970, after 2149) share the
+# first or the last field: their writes invalidate a little more, never less.
+WRITE_SUM_DAYS = 1 << 16
+
+
+def _tree_index(day: int) -> int:
+    return min(max(day, 0), WRITE_SUM_DAYS - 1) + 1
+
+
+def write_sum_bumps(days: Iterable[int]) -> dict[int, int]:
+    """The running-sum fields one write to each of ``days`` adds to, and by how much."""
+    bumps: dict[int, int] = {}
+    for day in set(days):
+        index = _tree_index(day)
+        while index <= WRITE_SUM_DAYS:
+            bumps[index] = bumps.get(index, 0) + 1
+            index += index & -index
+    return bumps
+
+
+def count_writes(pipe: Any, user: str, days: Iterable[int]) -> None:
+    """Queue on ``pipe`` one write to each of ``days``: its counter and the running sums.
+
+    Called once InfluxDB acknowledged the write: a /times answer read before is then
+    invalidated by it (see :meth:`ActivityStore.day_state`).
+    """
+    written = set(days)
+    for day in written:
+        pipe.hincrby(generations_key(user), str(day), 1)
+    for index, count in write_sum_bumps(written).items():
+        pipe.hincrby(write_sums_key(user), str(index), count)
+
+
 def rolled_key(user: str) -> str:
     return user_scoped(user, "trolled")
 
@@ -76,41 +114,97 @@ def times_cache_key(user: str, digest: str) -> str:
     return user_scoped(user, f"tcache:{digest}")
 
 
-# KEYS[1]: the write counters, KEYS[2]: the rolled days, KEYS[3] (optional): the hash
-# whose fields are the groups listed. ARGV: the first and the last UTC day. Returns
-# the days' counters and rolled marks, each joined by commas ('' where none), then
-# the groups: a year's 732 fields are named here, not sent (packing them as command
-# arguments cost more than the rest of a cached answer).
-_DAY_STATE = Script("""
-local fields = {}
-for day = tonumber(ARGV[1]), tonumber(ARGV[2]) do fields[#fields + 1] = tostring(day) end
-local function joined(key)
-  local values = redis.call('HMGET', key, unpack(fields))
-  for i = 1, #fields do
-    if not values[i] then values[i] = '' end
+# Redis keeps a hash of up to hash-max-listpack-entries fields (512 by default) as one
+# list, which HMGET searches from the start for every field asked: a year's 365 days
+# from a hash of 365 took 1.2 ms so, against 0.03 ms from a hash table. A value longer
+# than hash-max-listpack-value (64 by default) makes Redis store the hash as a table
+# for good (it never turns one back): a script about to ask a list for many fields
+# sets such a value once and deletes it at once. Redis before 7 names lists ziplist.
+_AS_TABLE = """
+local function as_table(key, asked)
+  if asked < 16 then return end
+  local encoding = redis.call('OBJECT', 'ENCODING', key)
+  if encoding == 'listpack' or encoding == 'ziplist' then
+    redis.call('HSET', key, '~', string.rep('~', 1024))
+    redis.call('HDEL', key, '~')
   end
-  return table.concat(values, ',')
 end
-local out = {joined(KEYS[1]), joined(KEYS[2])}
-if KEYS[3] then
-  local names = redis.call('HKEYS', KEYS[3])
-  for i = 1, #names do out[#out + 1] = names[i] end
+"""
+
+
+# KEYS[1]: the write counters, KEYS[2]: the rolled days, KEYS[3]: the running sums of
+# the counters, KEYS[4]: the cached answer, KEYS[5] (optional): the hash whose fields
+# are the groups listed. ARGV: the first and the last UTC day, the first and the last
+# running-sum field of the range (see _tree_index), then 'fresh' to pass the cache by
+# (or nothing). Returns the writes to the
+# range (the counters' sum), what the cache holds after the sum it was computed at if
+# that is the sum now (nil otherwise), the days' counters and rolled marks each joined
+# by commas ('' where none; both '' on a hit: not needed), then the groups. Counters
+# only grow, so an equal sum means no day of the range was written since: a cached
+# answer is checked by at most 34 fields, whatever the range, in one round trip. A
+# year's 732 fields are named here, not sent (packing them as command arguments cost
+# more than the rest of a cached answer).
+_DAY_STATE = Script(
+    _AS_TABLE
+    + """
+local function running_sum(index, sign, names, signs)
+  while index > 0 do
+    names[#names + 1] = tostring(index)
+    signs[#signs + 1] = sign
+    index = index - bit.band(index, -index)
+  end
+end
+local names, signs = {}, {}
+running_sum(tonumber(ARGV[4]), 1, names, signs)
+running_sum(tonumber(ARGV[3]) - 1, -1, names, signs)
+local writes = 0
+if #names > 0 then
+  local sums = redis.call('HMGET', KEYS[3], unpack(names))
+  for i = 1, #names do writes = writes + signs[i] * (tonumber(sums[i]) or 0) end
+end
+local stamp = tostring(writes)
+local out = {stamp, false, '', ''}
+local cached = ARGV[5] ~= 'fresh' and redis.call('GET', KEYS[4])
+if cached and string.sub(cached, 1, #stamp + 1) == stamp .. '\\n' then
+  out[2] = string.sub(cached, #stamp + 2)
+else
+  local fields = {}
+  for day = tonumber(ARGV[1]), tonumber(ARGV[2]) do fields[#fields + 1] = tostring(day) end
+  local function joined(key)
+    as_table(key, #fields)
+    local values = redis.call('HMGET', key, unpack(fields))
+    for i = 1, #fields do
+      if not values[i] then values[i] = '' end
+    end
+    return table.concat(values, ',')
+  end
+  out[3] = joined(KEYS[1])
+  out[4] = joined(KEYS[2])
+end
+if KEYS[5] then
+  local groups = redis.call('HKEYS', KEYS[5])
+  for i = 1, #groups do out[#out + 1] = groups[i] end
 end
 return out
-""")
+"""
+)
 
 
 # KEYS[1]: the rolled local days. ARGV[1]: a zone, ARGV[2]: its local days' starts
 # (Unix ms) joined by commas. Returns their stamps joined by '|' ('' where none).
-_DAILY_STAMPS = Script("""
+_DAILY_STAMPS = Script(
+    _AS_TABLE
+    + """
 local fields = {}
 for day in string.gmatch(ARGV[2], '[^,]+') do fields[#fields + 1] = ARGV[1] .. ':' .. day end
+as_table(KEYS[1], #fields)
 local values = redis.call('HMGET', KEYS[1], unpack(fields))
 for i = 1, #fields do
   if not values[i] then values[i] = '' end
 end
 return table.concat(values, '|')
-""")
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -120,12 +214,22 @@ class DayState:
     Attributes:
         known: every group the answer lists (for the ``groupBy`` asked).
         counters: the write counter of each UTC day of the range (None: never written).
-        rolled: the counter each day's rollup was computed at (None: never).
+            Empty when ``cached`` is set (not read).
+        rolled: the counter each day's rollup was computed at (None: never). Empty
+            when ``cached`` is set.
+        key: the key the answer for these parameters is cached under.
+        written: the writes to the range's days so far (the sum of their counters),
+            which the cache stores an answer with (see :meth:`ActivityStore.cache`).
+        cached: the answer cached for these parameters (gzip JSON) if no day of the
+            range was written since and it lists every group ``known`` has; else None.
     """
 
     known: list[str]
     counters: list[str | None]
     rolled: list[str | None]
+    key: str = ""
+    written: str = ""
+    cached: bytes | None = None
 
     def clean(self, index: int) -> bool:
         """Whether the rollup of the range's ``index``-th day equals its raw sums."""
@@ -199,8 +303,7 @@ class ActivityStore(RedisStore):
             if apps:
                 for app_uuid, name in apps.items():
                     pipe.hset(apps_key(user), app_uuid, name)
-            for day in set(days):
-                pipe.hincrby(generations_key(user), str(day), 1)
+            count_writes(pipe, user, days)
             await pipe.execute()
 
     async def applications(self, user: str) -> dict[str, str]:
@@ -267,24 +370,36 @@ class ActivityStore(RedisStore):
     # --- /times: cache and rollup state ------------------------------------
 
     async def day_state(
-        self, user: str, group_by: str | None, first_day: int, last_day: int
+        self, user: str, group_by: str | None, params: Any, first_day: int, last_day: int
     ) -> DayState:
-        """The groups of ``group_by``, and the write and rollup counters of the UTC
-        days ``first_day`` to ``last_day``, in one round trip."""
-        keys = [generations_key(user), rolled_key(user)]
+        """The groups of ``group_by`` and the answer cached for ``params`` (all that
+        names the answer) if no day of ``first_day`` to ``last_day`` (UTC) was written
+        since; if none is, the days' write and rollup counters. One round trip."""
+        key = self.answer_key(user, params)
+        keys = [generations_key(user), rolled_key(user), write_sums_key(user), key]
         if group_by == "projectUuid":
             keys.append(projects_key(user))
         elif group_by == "categoryUuid":
             keys.append(categories_key(user))
         elif group_by is not None:
             keys.append(apps_key(user))
-        found = await _DAY_STATE(self._redis, keys, [first_day, last_day])
-        counters = [c or None for c in str(_text(found[0])).split(",")]
-        rolled = [r or None for r in str(_text(found[1])).split(",")]
-        known: set[str] = {str(_text(k)) for k in found[2:]}
+        args = [first_day, last_day, _tree_index(first_day), _tree_index(last_day)]
+        # Binary replies: the cached answer is gzip (the client decodes UTF-8 otherwise).
+        found = await _DAY_STATE(self._redis, keys, args, raw=True)
+        known: set[str] = {str(_text(k)) for k in found[4:]}
         if group_by == "categoryUuid":
             known.update(rule.uuid for rule in BUILTIN_CATEGORIES)
-        return DayState(sorted(known), counters, rolled)
+        if found[1] is not None:
+            # The groups' JSON never holds a newline (orjson writes none).
+            groups, _, answer = bytes(found[1]).partition(b"\n")
+            if known <= set(orjson.loads(groups)):
+                return DayState(sorted(known), [], [], key, str(_text(found[0])), answer)
+            # A group the user has got since (a new project): computed anew.
+            found = await _DAY_STATE(self._redis, keys, [*args, "fresh"], raw=True)
+            known = {str(_text(k)) for k in found[4:]} | known
+        counters = [c or None for c in str(_text(found[2])).split(",")]
+        rolled = [r or None for r in str(_text(found[3])).split(",")]
+        return DayState(sorted(known), counters, rolled, key, str(_text(found[0])), None)
 
     async def daily_stamps(self, user: str, zone: str, day_starts: list[int]) -> list[str | None]:
         """The stamps the local days of ``zone`` starting at ``day_starts`` (Unix ms)
@@ -296,27 +411,19 @@ class ActivityStore(RedisStore):
         return [stamp or None for stamp in str(found).split("|")]
 
     @staticmethod
-    def answer_key(user: str, params: Any, counters: list[str | None]) -> str:
-        """The cache key of an answer: the parameters and the counters of every UTC
-        day the range touches (read by :meth:`day_state`)."""
+    def answer_key(user: str, params: Any) -> str:
+        """The cache key of the answer for ``params`` (the counters it was computed
+        at are stored with it: see :meth:`day_state`)."""
         digest = hashlib.sha256(
-            orjson.dumps([params, counters], default=str, option=orjson.OPT_SORT_KEYS)
+            orjson.dumps(params, default=str, option=orjson.OPT_SORT_KEYS)
         ).hexdigest()[:32]
         return times_cache_key(user, digest)
 
-    async def cached(self, key: str) -> tuple[list[str], bytes] | None:
-        """A cached answer: the groups it lists and its gzip-compressed JSON, as stored."""
-        # Binary (not decoded: the client decodes replies as UTF-8 otherwise).
-        data = await self._redis.execute_command("GET", key, **{NEVER_DECODE: True})
-        if data is None:
-            return None
-        # The groups' JSON never holds a newline (orjson writes none).
-        groups, _, answer = bytes(data).partition(b"\n")
-        return orjson.loads(groups), answer
-
-    async def cache(self, key: str, groups: list[str], answer: bytes) -> None:
-        """Keep an answer (gzip-compressed JSON), served as it is on a hit."""
-        await self._redis.set(key, orjson.dumps(groups) + b"\n" + answer, ex=CACHE_TTL)
+    async def cache(self, state: DayState, groups: list[str], answer: bytes) -> None:
+        """Keep an answer (gzip-compressed JSON) computed at ``state``'s counters,
+        served as it is while they hold (a write to a day of the range moves one)."""
+        value = b"\n".join((state.written.encode(), orjson.dumps(groups), answer))
+        await self._redis.set(state.key, value, ex=CACHE_TTL)
 
     async def take_rollup(self, user: str, token: str, ttl_ms: int) -> bool:
         """Try to become the one writer of the user's rollup (no waiting)."""

@@ -59,7 +59,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from screenaware.activity.store import DAY_MS, generations_key
+from screenaware.activity.store import DAY_MS, count_writes
 from screenaware.errors import StorageUnavailable, WriteRejected
 from screenaware.storage.influx import GroupCommitWriter
 from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script, user_scoped
@@ -503,8 +503,7 @@ class TimelineStore(RedisStore):
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(journal_key(user), *ids)
             pipe.hdel(undo_key(user), *ids)
-            for day in days:
-                pipe.hincrby(generations_key(user), str(day), 1)
+            count_writes(pipe, user, days)
             await pipe.execute()
         return refused
 
@@ -590,7 +589,6 @@ class TimelineStore(RedisStore):
         apps: Mapping[str, str],
         days: Iterable[int],
         apps_key: str,
-        generations_key: str,
     ) -> None:
         """After InfluxDB acknowledged a batch: drop its journal entry, record the
         applications seen and bump the written days' counters, in one round."""
@@ -600,8 +598,7 @@ class TimelineStore(RedisStore):
                 pipe.hdel(undo_key(user), entry)
             for app_uuid, name in apps.items():
                 pipe.hset(apps_key, app_uuid, name)
-            for day in set(days):
-                pipe.hincrby(generations_key, str(day), 1)
+            count_writes(pipe, user, days)
             await pipe.execute()
 
     def oldest_ms(self) -> int:

@@ -288,18 +288,16 @@ class TimesService:
         nest = bool(params.get("nestTimeBucketsInsideGroups"))
         start_ms, end_ms = to_ms(start), to_ms(end)
         first_day = start_ms // DAY_MS
-        # One round: the groups listed, the days' write counters (the cache key) and
-        # their rollup counters. Groups without time in the range are listed too
-        # (sum 0); they are not part of the cache key (a write invalidates exactly
-        # the days it touches): a cached answer that lacks a group the user has
-        # since got is recomputed.
-        state = await self._store.day_state(user, group_by, first_day, end_ms // DAY_MS)
-        key = self._store.answer_key(
-            user, ["gz", start_ms, end_ms, group_by, resolution, nest, zone_name], state.counters
-        )
-        cached = await self._store.cached(key)
-        if cached is not None and set(state.known) <= set(cached[0]):
-            return cached[1]
+        # One round: the groups listed, the days' write counters, their rollup
+        # counters and the answer cached for these parameters, if it was computed at
+        # the counters the days have now. Groups without time in the range are listed
+        # too (sum 0); they do not invalidate a cached answer (a write invalidates
+        # exactly the days it touches): one that lacks a group the user has since got
+        # is recomputed.
+        params_key = ["gz", start_ms, end_ms, group_by, resolution, nest, zone_name]
+        state = await self._store.day_state(user, group_by, params_key, first_day, end_ms // DAY_MS)
+        if state.cached is not None:
+            return state.cached
         bucket_list = buckets(start, end, resolution, zone) if resolution else None
         days: list[int] = []
         if self._rollup and resolution in rollup.DAILY_RESOLUTIONS:
@@ -318,7 +316,7 @@ class TimesService:
         answer = gzip(
             orjson.dumps(shape(start, end, group_by, bucket_list, tally.sums, groups, nest))
         )
-        await self._store.cache(key, groups, answer)
+        await self._store.cache(state, groups, answer)
         return answer
 
     async def _sums(

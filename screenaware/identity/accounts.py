@@ -56,7 +56,7 @@ JWT_SECRET_KEY = global_key("jwt_secret")
 # associations, correction revisions, timeline state and /times rollup marks. Caches
 # expire by themselves.
 USER_DATA = ("user", "apikeys", "projects", "tasks", "apps", "categories", "tgen", "learn",
-             "rev", "cov", "covmeta", "tjournal", "tundo", "trolled", "tdaily",
+             "rev", "cov", "covmeta", "tjournal", "tundo", "trolled", "tdaily", "twsum",
              "trollock", "srolled", "srollock")  # fmt: skip
 
 

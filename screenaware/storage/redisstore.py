@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError, WatchError
 
 from screenaware.errors import StorageUnavailable
@@ -58,13 +59,24 @@ class Script:
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(
-        self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]
+        self,
+        client: aioredis.Redis,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        raw: bool = False,
     ) -> Any:
+        """Run the script; ``raw``: its replies as bytes, never decoded as text."""
+        options = {NEVER_DECODE: True} if raw else {}
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await client.execute_command(
+                "EVALSHA", self.sha, len(keys), *keys, *args, **options
+            )
         except NoScriptError:
             # Redis restarted or was flushed of scripts: load it and go on.
-            return await client.eval(self.source, len(keys), *keys, *args)
+            return await client.execute_command(
+                "EVAL", self.source, len(keys), *keys, *args, **options
+            )
 
 
 # KEYS[1]: a lock; ARGV[1]: the caller's token. Deletes the lock only if it is still

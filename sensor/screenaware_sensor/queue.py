@@ -35,6 +35,24 @@ class Queued:
     body: str
 
 
+def _enable_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch ``db`` to WAL, waiting while another connection holds the file.
+
+    SQLite answers "database is locked" at once, without its busy handler, when two
+    connections switch a new file's journal mode together (the snapshot and upload
+    threads opening a first queue): retry for as long as the busy timeout would wait.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SnapshotQueue:
     """A bounded FIFO of snapshots in one SQLite file. One instance per thread.
 
@@ -51,7 +69,7 @@ class SnapshotQueue:
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
         # WAL: the snapshot thread and the upload thread do not block each other.
         # synchronous=FULL: an enqueued snapshot survives a power cut (one write / 10 s).
-        self.db.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(self.db)
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(
             """
