@@ -5,9 +5,12 @@ Keys (all on the user's slot, see :mod:`screenaware.storage.redisstore`):
     ``{u:<user>}:apps`` (hash): application uuid -> name, for ``/api/applications``.
     ``{u:<user>}:categories`` (hash): category uuid -> JSON, the user's own rules.
     ``{u:<user>}:tgen`` (hash): UTC day number -> write counter. Every write to a
-        day bumps it; a cached /times answer is keyed by the counters of the days
-        its range touches, so a write invalidates exactly the ranges it falls in.
-    ``{u:<user>}:tcache:<digest>`` (string, expiring): a cached /times answer.
+        day bumps it (the rollups compare it with the counter they were computed at).
+    ``{u:<user>}:twsum`` (hash): the counters' running sums (a Fenwick tree over UTC
+        days, fields 1 to 65536), bumped with them: the writes to any range of days.
+    ``{u:<user>}:tcache:<digest>`` (string, expiring): a cached /times answer, named
+        by its parameters, after the writes to its range's days when it was computed:
+        a write invalidates exactly the ranges it falls in.
     ``{u:<user>}:trolled`` (hash): UTC day number -> the write counter the day's
         ``activity_15m`` rollup was computed at (``0``: never written). A day whose
         counter is not this is dirty: /times reads it from the raw ledger.
@@ -60,8 +63,9 @@ def write_sums_key(user: str) -> str:
 
 # The write counters' running sums (a Fenwick tree over UTC days in a hash, fields
 # 1 to WRITE_SUM_DAYS): the writes to any range of days are then read from at most
-# 2 x 17 fields, not one per day. Days outside (before 1970, after 2149) share the
-# first or the last field: their writes invalidate a little more, never less.
+# 2 x 16 fields, not one per day (a write bumps at most 17). Days outside (before
+# 1970, after 2149) share the first or the last field: their writes invalidate a
+# little more, never less.
 WRITE_SUM_DAYS = 1 << 16
 
 
@@ -84,7 +88,10 @@ def count_writes(pipe: Any, user: str, days: Iterable[int]) -> None:
     """Queue on ``pipe`` one write to each of ``days``: its counter and the running sums.
 
     Called once InfluxDB acknowledged the write: a /times answer read before is then
-    invalidated by it (see :meth:`ActivityStore.day_state`).
+    invalidated by it (see :meth:`ActivityStore.day_state`). ``pipe`` must be a
+    transaction (MULTI/EXEC): a reader between two of the bumps could read a range's
+    sum above what it ends at (a field shared by two days' paths raised first), and a
+    later write could bring it back to the stamp of an answer that lacks that write.
     """
     written = set(days)
     for day in written:
@@ -118,8 +125,9 @@ def times_cache_key(user: str, digest: str) -> str:
 # list, which HMGET searches from the start for every field asked: a year's 365 days
 # from a hash of 365 took 1.2 ms so, against 0.03 ms from a hash table. A value longer
 # than hash-max-listpack-value (64 by default) makes Redis store the hash as a table
-# for good (it never turns one back): a script about to ask a list for many fields
-# sets such a value once and deletes it at once. Redis before 7 names lists ziplist.
+# (it turns one back only when it loads its data again after a restart): a script
+# about to ask a list for many fields sets such a value and deletes it at once. Redis
+# before 7 names lists ziplist.
 _AS_TABLE = """
 local function as_table(key, asked)
   if asked < 16 then return end
@@ -141,7 +149,7 @@ end
 # that is the sum now (nil otherwise), the days' counters and rolled marks each joined
 # by commas ('' where none; both '' on a hit: not needed), then the groups. Counters
 # only grow, so an equal sum means no day of the range was written since: a cached
-# answer is checked by at most 34 fields, whatever the range, in one round trip. A
+# answer is checked by at most 32 fields, whatever the range, in one round trip. A
 # year's 732 fields are named here, not sent (packing them as command arguments cost
 # more than the rest of a cached answer).
 _DAY_STATE = Script(
@@ -299,7 +307,7 @@ class ActivityStore(RedisStore):
 
     async def after_ingest(self, user: str, apps: Mapping[str, str], days: Iterable[int]) -> None:
         """Record the applications seen and bump the written days' counters."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # see count_writes
             if apps:
                 for app_uuid, name in apps.items():
                     pipe.hset(apps_key(user), app_uuid, name)

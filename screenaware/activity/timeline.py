@@ -500,7 +500,7 @@ class TimelineStore(RedisStore):
                     refused = True
         # The days the points fall on (line protocol ends with the time in ns).
         days = {int(line.rsplit(" ", 1)[1]) // 1_000_000 // DAY_MS for line in lines}
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # see count_writes
             pipe.hdel(journal_key(user), *ids)
             pipe.hdel(undo_key(user), *ids)
             count_writes(pipe, user, days)
@@ -592,7 +592,7 @@ class TimelineStore(RedisStore):
     ) -> None:
         """After InfluxDB acknowledged a batch: drop its journal entry, record the
         applications seen and bump the written days' counters, in one round."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # see count_writes
             if entry:
                 pipe.hdel(journal_key(user), entry)
                 pipe.hdel(undo_key(user), entry)

@@ -4,8 +4,8 @@ InfluxDB does the summing (``sum()`` with ``GROUP BY time(1h|1d), <tag>`` and
 ``tz()``), over the ``activity_15m`` rollup for whole clean buckets and over the
 ``activity`` ledger for the rest (:mod:`.rollup`); Python only places the sums
 into the zone-aware buckets (weeks and months roll up from days) and shapes the
-documented answer. Answers are cached in Redis as JSON, keyed by the write counters
-of the days the range touches.
+documented answer. Answers are cached in Redis as gzip-compressed JSON, valid while
+no day of the range is written (see :meth:`ActivityStore.day_state`).
 """
 
 from __future__ import annotations
