@@ -32,7 +32,7 @@ from screenaware.activity.attribution import (
     StatedAttribution,
     activity_window,
 )
-from screenaware.activity.store import DAY_MS, ActivityStore, apps_key
+from screenaware.activity.store import DAY_MS, ActivityStore
 from screenaware.activity.timeline import (
     MEETING_PREFIX,
     RETIRED_MARK,
@@ -495,7 +495,7 @@ class SnapshotService:
                     async with self._timeline.locked(user):
                         await self._timeline.undo(user, entry)
             raise
-        await self._timeline.written(user, entry, apps, days, apps_key(user))
+        await self._timeline.written(user, entry, apps, days)
 
     async def _with_ledger(
         self, user: str, existing: list[Record], spans: Sequence[tuple[int, int]]

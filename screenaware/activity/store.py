@@ -93,10 +93,9 @@ def count_writes(pipe: Any, user: str, days: Iterable[int]) -> None:
     sum above what it ends at (a field shared by two days' paths raised first), and a
     later write could bring it back to the stamp of an answer that lacks that write.
     """
-    written = set(days)
-    for day in written:
+    for day in set(days):
         pipe.hincrby(generations_key(user), str(day), 1)
-    for index, count in write_sum_bumps(written).items():
+    for index, count in write_sum_bumps(days).items():
         pipe.hincrby(write_sums_key(user), str(index), count)
 
 
@@ -144,10 +143,10 @@ end
 # the counters, KEYS[4]: the cached answer, KEYS[5] (optional): the hash whose fields
 # are the groups listed. ARGV: the first and the last UTC day, the first and the last
 # running-sum field of the range (see _tree_index), then 'fresh' to pass the cache by
-# (or nothing). Returns the writes to the
-# range (the counters' sum), what the cache holds after the sum it was computed at if
-# that is the sum now (nil otherwise), the days' counters and rolled marks each joined
-# by commas ('' where none; both '' on a hit: not needed), then the groups. Counters
+# (or nothing). Returns the writes to the range (the counters' sum), what the cache
+# holds after the sum it was computed at if that is the sum now (nil otherwise), the
+# days' counters and rolled marks each joined by commas ('' where none; both '' on a
+# hit: not needed), then the groups. Counters
 # only grow, so an equal sum means no day of the range was written since: a cached
 # answer is checked by at most 32 fields, whatever the range, in one round trip. A
 # year's 732 fields are named here, not sent (packing them as command arguments cost
@@ -235,9 +234,9 @@ class DayState:
     known: list[str]
     counters: list[str | None]
     rolled: list[str | None]
-    key: str = ""
-    written: str = ""
-    cached: bytes | None = None
+    key: str
+    written: str
+    cached: bytes | None
 
     def clean(self, index: int) -> bool:
         """Whether the rollup of the range's ``index``-th day equals its raw sums."""
@@ -420,16 +419,16 @@ class ActivityStore(RedisStore):
 
     @staticmethod
     def answer_key(user: str, params: Any) -> str:
-        """The cache key of the answer for ``params`` (the counters it was computed
-        at are stored with it: see :meth:`day_state`)."""
+        """The cache key of the answer for ``params`` (the writes to its range when
+        it was computed are stored with it: see :meth:`day_state`)."""
         digest = hashlib.sha256(
             orjson.dumps(params, default=str, option=orjson.OPT_SORT_KEYS)
         ).hexdigest()[:32]
         return times_cache_key(user, digest)
 
     async def cache(self, state: DayState, groups: list[str], answer: bytes) -> None:
-        """Keep an answer (gzip-compressed JSON) computed at ``state``'s counters,
-        served as it is while they hold (a write to a day of the range moves one)."""
+        """Keep an answer (gzip-compressed JSON) computed at ``state``, served as it
+        is while no day of its range is written (``state.written`` stays the same)."""
         value = b"\n".join((state.written.encode(), orjson.dumps(groups), answer))
         await self._redis.set(state.key, value, ex=CACHE_TTL)
 

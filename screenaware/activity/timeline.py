@@ -59,7 +59,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from screenaware.activity.store import DAY_MS, count_writes
+from screenaware.activity.store import DAY_MS, apps_key, count_writes
 from screenaware.errors import StorageUnavailable, WriteRejected
 from screenaware.storage.influx import GroupCommitWriter
 from screenaware.storage.redisstore import RELEASE_LOCK, RedisStore, Script, user_scoped
@@ -588,7 +588,6 @@ class TimelineStore(RedisStore):
         entry: str,
         apps: Mapping[str, str],
         days: Iterable[int],
-        apps_key: str,
     ) -> None:
         """After InfluxDB acknowledged a batch: drop its journal entry, record the
         applications seen and bump the written days' counters, in one round."""
@@ -597,7 +596,7 @@ class TimelineStore(RedisStore):
                 pipe.hdel(journal_key(user), entry)
                 pipe.hdel(undo_key(user), entry)
             for app_uuid, name in apps.items():
-                pipe.hset(apps_key, app_uuid, name)
+                pipe.hset(apps_key(user), app_uuid, name)
             count_writes(pipe, user, days)
             await pipe.execute()
 

@@ -35,14 +35,18 @@ class Queued:
     body: str
 
 
-def _enable_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+# How long a queue waits for another connection of the file (the sensor's threads).
+BUSY_SECONDS = 30.0
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
     """Switch ``db`` to WAL, waiting while another connection holds the file.
 
     SQLite answers "database is locked" at once, without its busy handler, when two
     connections switch a new file's journal mode together (the snapshot and upload
     threads opening a first queue): retry for as long as the busy timeout would wait.
     """
-    deadline = time.monotonic() + patience
+    deadline = time.monotonic() + BUSY_SECONDS
     while True:
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -66,7 +70,7 @@ class SnapshotQueue:
         self.path = path
         self.capacity = capacity
         # Autocommit; the few multi-statement changes open their own transaction.
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)
         # WAL: the snapshot thread and the upload thread do not block each other.
         # synchronous=FULL: an enqueued snapshot survives a power cut (one write / 10 s).
         _enable_wal(self.db)
