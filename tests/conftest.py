@@ -23,6 +23,9 @@ from screenaware.storage.localservers import Server, free_port, start_influxd, s
 from tests.browser import launch_chromium, screenshot_file
 from tests.rediscluster import Cluster, start_cluster, start_node, sync_client
 
+# What a hung test waits on, printed before pytest-timeout fails it.
+pytest_plugins = ["tests.watchdog"]
+
 SECRET_KEY = "test-secret-key-0123456789"
 
 # No per-example deadline: on a loaded 2-core CI machine a GC pause would make a
