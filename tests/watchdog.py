@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import pytest
 
 # Seconds after a test starts (setup included): print what waits, then end the run.
-DUMP_AFTER = float(os.environ.get("SCREENAWARE_TEST_DUMP_AFTER", "300"))
-EXIT_AFTER = float(os.environ.get("SCREENAWARE_TEST_EXIT_AFTER", "1500"))
+DUMP_AFTER = float(os.environ.get("SCREENAWARE_TEST_DUMP_AFTER", "120"))
+EXIT_AFTER = float(os.environ.get("SCREENAWARE_TEST_EXIT_AFTER", "600"))
 
 
 def _running_loops() -> list[asyncio.AbstractEventLoop]:
