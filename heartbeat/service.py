@@ -24,7 +24,7 @@ from typing import Any
 from heartbeat.stats import build_stats
 from heartbeat.store import HeartbeatStore, hash_token
 from screenaware.errors import StorageUnavailable, WriteQueueFull
-from screenaware.storage.batching import Coalescer, cancel_task
+from screenaware.storage.batching import Coalescer, Later, cancel_task
 from screenaware.storage.influx import GroupCommitWriter, Point, UniqueClock
 from screenaware.storage.lineprotocol import encode
 from screenaware.storage.outages import INFLUXDB, REDIS_DOWN, OutageLog, backend_of
@@ -66,8 +66,8 @@ class HeartbeatService:
         self._clock = clock
         self._point_time = point_time
         # A batch's outcome per beat: None (no such token), the acknowledgement
-        # second, or its future when the next batch's round counts the beat.
-        self._beats: Coalescer[str, int | asyncio.Future[int] | None] = Coalescer(
+        # second, or that second Later, when the next batch's round counts the beat.
+        self._beats: Coalescer[str, int | None] = Coalescer(
             self._record_beats,
             name="hb-beats",
             max_batch=max_batch,
@@ -87,10 +87,7 @@ class HeartbeatService:
             The beat's acknowledgement time in Unix seconds, or None when no
             device owns the token (nothing is recorded).
         """
-        acknowledged = await self._beats.submit(hash_token(token))
-        if isinstance(acknowledged, asyncio.Future):
-            return await acknowledged
-        return acknowledged
+        return await self._beats.submit(hash_token(token))
 
     async def close(self) -> None:
         """Finish the beats already received (worker shutdown)."""
@@ -102,7 +99,7 @@ class HeartbeatService:
             await self.store.count_beats(stored.counts)
             stored.settle(None)
 
-    async def _record_beats(self, digests: list[str]) -> list[int | asyncio.Future[int] | None]:
+    async def _record_beats(self, digests: list[str]) -> list[int | Later[int | None] | None]:
         # The previous batch is stored; its counters move in this batch's round.
         previous, self._uncounted = self._uncounted, None
         try:
@@ -127,13 +124,13 @@ class HeartbeatService:
         if not self._beats.waiting:
             # Nobody behind: count now (a lone beat pays two round trips, as before).
             await self.store.count_beats(counted)
-            acknowledged: Iterator[int | asyncio.Future[int]] = iter(s for _, s in counted)
+            acknowledged: Iterator[int | Later[int | None]] = iter(s for _, s in counted)
         else:
             # The queued batch, taken as soon as this call returns, counts these
             # beats in the round that looks its own tokens up.
             stored = _Stored(counted)
             self._uncounted = stored
-            acknowledged = iter(stored.futures)
+            acknowledged = iter(Later(future) for future in stored.futures)
         return [None if device is None else next(acknowledged) for device in devices]
 
     async def visit(self, page: str) -> None:
@@ -233,13 +230,11 @@ class _Stored:
     def __init__(self, counts: list[tuple[int, int]]) -> None:
         self.counts = counts
         loop = asyncio.get_running_loop()
-        self.futures: list[asyncio.Future[int]] = [loop.create_future() for _ in counts]
+        self.futures: list[asyncio.Future[int | None]] = [loop.create_future() for _ in counts]
 
     def settle(self, error: BaseException | None) -> None:
         """Acknowledge every beat (each with its second), or fail them all with ``error``."""
         for (_, second), future in zip(self.counts, self.futures, strict=True):
-            if future.done():
-                continue  # its request was cancelled (client gone)
             if error is None:
                 future.set_result(second)
             elif isinstance(error, Exception):

@@ -12,8 +12,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
+import itertools
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -224,8 +227,14 @@ def table(rows: list[tuple[str, dict[str, Any], str]]) -> None:
 
 
 def bench_heartbeat(args: argparse.Namespace) -> None:
+    """Durable beats, the same without access log and metrics, and a trivial
+    responder, by turns for ``--rounds`` rounds (all three services run throughout),
+    so that each ratio compares runs seconds apart on a shared, noisy machine."""
     beat = 'wrk.method = "POST"\n'
-    cpu: dict[str, dict[str, float]] = {}
+    names = ("durable beats (InfluxDB + Redis)", "same, access log and request metrics off",
+             "trivial Falcon responder")  # fmt: skip
+    rounds: list[dict[str, dict[str, Any]]] = []
+    cpu: dict[str, dict[str, float]] = {name: {} for name in names}
     with stack(args.workers) as s:
         token = httpx.post(
             f"{s.url}/api/devices",
@@ -233,85 +242,96 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
             headers={"Authorization": "bench-secret"},
         ).json()["token"]
         auth = {"Authorization": token}
-
-        def drive(
-            service: subprocess.Popen[bytes],
-            url: str,
-            headers: dict[str, str],
-            before: Callable[[], Any] = lambda: None,
-        ) -> tuple[dict[str, Any], dict[str, float]]:
-            wrk(url, headers, args.connections, 2, beat, s.tmp)  # warm-up
-            processes = {
-                "workers": worker_pids(service.pid),
-                **{name: [pid] for name, pid in s.database_pids.items()},
-            }
-            seen = before()
-            result, used = measured(
-                processes,
-                lambda: wrk(url, headers, args.connections, args.seconds, beat, s.tmp),
-            )
-            return {**result, "before": seen}, used
-
-        # Counted from after the warm-up, so that InfluxDB and Redis can be compared.
-        beats, cpu["durable beats"] = drive(
-            s.service,
-            f"{s.url}/api/beat",
-            auth,
-            before=lambda: httpx.get(f"{s.url}/api/stats").json()["total_beats"],
-        )
-        warm = beats["before"]
-        time.sleep(2)
-        counted = httpx.get(f"{s.url}/api/stats").json()["total_beats"] - warm
-        stored = s.influx_count("beat") - warm
-        batches = s.stop_service("hb-beats")
-        # The same, with the access log and the request metrics off.
-        port = free_port()
+        lean_port, trivial_port = free_port(), free_port()
         lean_env = {**s.env, "SCREENAWARE_ACCESS_LOG": "false", "SCREENAWARE_METRICS": "false"}
-        lean_service = start_gunicorn(
-            "screenaware.asgi:app", lean_env, args.workers, port, s.tmp / "lean.log"
+        lean = start_gunicorn(
+            "screenaware.asgi:app", lean_env, args.workers, lean_port, s.tmp / "lean.log"
+        )
+        trivial = start_gunicorn(
+            "bench_trivial:app", s.env, args.workers, trivial_port, s.tmp / "t.log"
+        )
+        targets: tuple[tuple[str, subprocess.Popen[bytes], str, dict[str, str]], ...] = (
+            (names[0], s.service, f"{s.url}/api/beat", auth),
+            (names[1], lean, f"http://127.0.0.1:{lean_port}/api/beat", auth),
+            (names[2], trivial, f"http://127.0.0.1:{trivial_port}/api/beat", {}),
         )
         try:
-            lean, cpu["lean beats"] = drive(lean_service, f"http://127.0.0.1:{port}/api/beat", auth)
+            counted_before = httpx.get(f"{s.url}/api/stats").json()["total_beats"]
+            answered = 0
+            for _, _, url, headers in targets:
+                warm = wrk(url, headers, args.connections, 2, beat, s.tmp)
+                answered += warm["requests"] - warm["non2xx"] if headers else 0
+            for _ in range(args.rounds):
+                this: dict[str, dict[str, Any]] = {}
+                for name, service, url, headers in targets:
+                    processes = {
+                        "workers": worker_pids(service.pid),
+                        **{n: [pid] for n, pid in s.database_pids.items()},
+                    }
+                    this[name], used = measured(
+                        processes,
+                        functools.partial(
+                            wrk, url, headers, args.connections, args.seconds, beat, s.tmp
+                        ),
+                    )
+                    if headers:
+                        answered += this[name]["requests"] - this[name]["non2xx"]
+                    for n, micros in used.items():
+                        cpu[name][n] = cpu[name].get(n, 0.0) + micros / args.rounds
+                rounds.append(this)
+            time.sleep(2)
+            counted = httpx.get(f"{s.url}/api/stats").json()["total_beats"] - counted_before
+            stored = s.influx_count("beat") - counted_before
         finally:
-            stop(lean_service)
-        port = free_port()
-        trivial = start_gunicorn("bench_trivial:app", s.env, args.workers, port, s.tmp / "t.log")
-        try:
-            base_line, cpu["trivial"] = drive(trivial, f"http://127.0.0.1:{port}/api/beat", {})
-        finally:
+            stop(lean)
             stop(trivial)
+        batches = s.stop_service("hb-beats") + [
+            (int(a), int(b))
+            for a, b in re.findall(
+                r"hb-beats: (\d+) items in (\d+) calls", (s.tmp / "lean.log").read_text()
+            )
+        ]
 
     print(
-        f"\nPOST /api/beat, {args.connections} connections, {args.seconds} s, "
-        f"{args.workers} workers, wrk -t2, all on this machine ({os.cpu_count()} cores)\n"
+        f"\nPOST /api/beat, {args.connections} connections, {args.seconds} s per row, "
+        f"{args.rounds} rounds by turns, {args.workers} workers, wrk -t2, "
+        f"all on this machine ({os.cpu_count()} cores)\n"
     )
-    table(
-        [
-            ("durable beats (InfluxDB + Redis)", beats, f"{beats['rps']:,.0f}"),
-            ("same, access log and request metrics off", lean, f"{lean['rps']:,.0f}"),
-            ("trivial Falcon responder", base_line, "-"),
-        ]
+    print("| round | target | req/s | p50 ms | p99 ms | non-2xx | ratio to trivial |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    ratios: dict[str, list[float]] = {names[0]: [], names[1]: []}
+    for number, this in enumerate(rounds, 1):
+        for name in names:
+            r = this[name]
+            ratio = r["rps"] / this[names[2]]["rps"]
+            if name in ratios:
+                ratios[name].append(ratio)
+            print(
+                f"| {number} | {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} "
+                f"| {r['non2xx']} | {ratio:.0%} |"
+            )
+    print(
+        f"\nratio beats / trivial, median of {args.rounds} rounds: "
+        f"{statistics.median(ratios[names[0]]):.0%} "
+        f"(lean: {statistics.median(ratios[names[1]]):.0%})"
     )
     points, writes = (sum(b[i] for b in batches) for i in (0, 1))
-    print(
-        f"\nratio beats / trivial: {beats['rps'] / base_line['rps']:.0%} "
-        f"(lean: {lean['rps'] / base_line['rps']:.0%})"
-    )
     print(
         f"batching: {points} beats in {writes} rounds of look-up, InfluxDB write and "
         f"counter update ({points / max(writes, 1):.1f} beats per round)"
     )
     print(
-        f"beats answered by wrk: {int(beats['requests'])}, stored in InfluxDB: {stored}, "
-        f"counted in Redis: {counted}"
+        f"beats answered by wrk: {answered}, stored in InfluxDB: {stored}, "
+        f"counted in Redis: {counted} (each wrk run ends with up to {args.connections} beats "
+        "in flight: stored, not counted by wrk)"
     )
-    names = ["workers", *s.database_pids, "wrk"]
-    print("\nCPU time per request, µs (all processes share the cores):\n")
-    print("| run | " + " | ".join(names) + " | total |")
-    print("|---|" + "---:|" * (len(names) + 1))
-    for run, used in cpu.items():
-        cells = " | ".join(f"{used[n]:.0f}" for n in names)
-        print(f"| {run} | {cells} | {sum(used.values()):.0f} |")
+    columns = ["workers", *s.database_pids, "wrk"]
+    print("\nCPU time per request, µs, mean of the rounds (all processes share the cores):\n")
+    print("| target | " + " | ".join(columns) + " | total |")
+    print("|---|" + "---:|" * (len(columns) + 1))
+    for name, used in cpu.items():
+        cells = " | ".join(f"{used.get(n, 0.0):.0f}" for n in columns)
+        print(f"| {name} | {cells} | {sum(used.values()):.0f} |")
 
 
 def login(url: str) -> dict[str, str]:
@@ -374,7 +394,7 @@ def bench_snapshots(args: argparse.Namespace) -> None:
             headers=headers,
         )
         runs = ((100, 8, 10, ""), (1, 32, 10, ""), (100, 8, 15, ", 2 devices overlapping half"))
-        for run, (batch, connections, duration, label) in enumerate(runs):
+        for run, (batch, connections, duration, label) in enumerate(runs if args.seconds else ()):
             # Each run (and its warm-up) gets its own past day, so no snapshot of
             # one lands on the time of another.
             base = int(time.time()) - (20 - 3 * run) * 86400
@@ -395,9 +415,19 @@ def bench_snapshots(args: argparse.Namespace) -> None:
             f"\nBatch ingest beside aw-server, {args.days} days x 8 h of 10 s slots, "
             "arrays of 500, the same events\n"
         )
-        print("| target | items | seconds | items/s |\n|---|---:|---:|---:|")
-        for name, items, took in peer:
-            print(f"| {name} | {items:,} | {took:.2f} | {items / took:,.0f} |")
+        print(
+            "| target | items | seconds | items/s | CPU µs per item: server | influxd "
+            "| redis-server | client |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        )
+        for name, items, took, used in peer:
+            server = used.get("workers", used.get("aw-server", 0.0))
+            print(
+                f"| {name} | {items:,} | {took:.2f} | {items / took:,.0f} | {server:.0f} "
+                f"| {used.get('influxd', 0):.0f} | {used.get('redis-server', 0):.0f} "
+                f"| {used['client']:.0f} |"
+            )
+    if not results:
+        return
     print(
         f"\nPOST /api/snapshots (5 windows each), {args.seconds} s per row, "
         f"{args.workers} workers, wrk -t2, all on this machine ({os.cpu_count()} cores)\n"
@@ -417,7 +447,7 @@ DAYS, PER_DAY = 30, 8 * 360  # 8 hours of 10-second snapshots a day
 
 def ingest_beside_aw_server(
     s: Stack, headers: dict[str, str], days: int
-) -> list[tuple[str, int, float]]:
+) -> list[tuple[str, int, float, dict[str, float]]]:
     """Issue 18's row: the same window events as ActivityWatch events (aw-server's
     own ``POST /api/0/buckets/ID/events``) and as snapshots, arrays of 500, with one
     request in flight and (ours) four. Each on days no other row used."""
@@ -448,13 +478,38 @@ def ingest_beside_aw_server(
             await asyncio.gather(*(worker() for _ in range(in_flight)))
         return time.perf_counter() - started
 
-    rows: list[tuple[str, int, float]] = []
+    def own_cpu() -> float:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        return used.ru_utime + used.ru_stime
+
+    def timed(
+        processes: dict[str, list[int]], run: Callable[[], float], items: int
+    ) -> tuple[float, dict[str, float]]:
+        """Seconds ``run`` took, and CPU µs per item of each process and of this client."""
+        before = {name: sum(map(cpu_seconds, pids)) for name, pids in processes.items()}
+        client = own_cpu()
+        took = run()
+        used = {
+            name: (sum(map(cpu_seconds, pids)) - before[name]) / items * 1e6
+            for name, pids in processes.items()
+        }
+        used["client"] = (own_cpu() - client) / items * 1e6
+        return took, used
+
+    ours = {
+        "workers": worker_pids(s.service.pid),
+        **{name: [pid] for name, pid in s.database_pids.items()},
+    }
+    rows: list[tuple[str, int, float, dict[str, float]]] = []
     # The days before today, inside the coverage horizon: as a sensor catching up.
     first = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
     first -= dt.timedelta(days=days)
-    for in_flight in (1, 4):
+    # First a warm-up, not timed, for both servers alike: every 60th event, two in
+    # flight, so that each worker has served a batch and InfluxDB's shards of these
+    # days exist (the first of the timed rows would otherwise pay for both).
+    for label, in_flight, every in (("warm-up", 2, 60), ("1", 1, 1), ("4", 4, 1)):
         # A user of its own per row: each starts from an empty timeline.
-        email, password = f"ingest-{in_flight}@example.org", "bench-password-1"
+        email, password = f"ingest-{label}@example.org", "bench-password-1"
         httpx.post(
             f"{s.url}/api/users", json={"email": email, "password": password}, headers=headers
         ).raise_for_status()
@@ -464,25 +519,39 @@ def ingest_beside_aw_server(
         snapshots = [
             {"timeTaken": stamp(t + dt.timedelta(seconds=10)), "durationMs": 10000,
              "windows": [{"processName": f"{app}.exe", "title": f"{app} work", "isFocused": True}]}
-            for t, app in slots(first)
+            for t, app in itertools.islice(slots(first), 0, None, every)
         ]  # fmt: skip
         auth = {"Authorization": f"Bearer {token}"}
-        took = asyncio.run(post_all(s.url, "/api/snapshots", chunks(snapshots), in_flight, auth))
-        rows.append((f"ScreenAware, {in_flight} in flight", len(snapshots), took))
-    with aw_server(s.tmp) as aw:
-        httpx.post(
-            f"{aw}/api/0/buckets/bench-window",
-            json={"client": "bench", "type": "currentwindow", "hostname": "bench"},
-        ).raise_for_status()
-        events = [
-            {"timestamp": stamp(t), "duration": 10.0,
-             "data": {"app": f"{app}.exe", "title": f"{app} work"}}
-            for t, app in slots(first)
-        ]  # fmt: skip
-        took = asyncio.run(
-            post_all(aw, "/api/0/buckets/bench-window/events", chunks(events), 1, {})
+        bodies = chunks(snapshots)
+        took, used = timed(
+            ours,
+            functools.partial(
+                asyncio.run, post_all(s.url, "/api/snapshots", bodies, in_flight, auth)
+            ),
+            len(snapshots),
         )
-        rows.insert(0, ("aw-server 0.12, 1 in flight", len(events), took))
+        if label != "warm-up":
+            rows.append((f"ScreenAware, {in_flight} in flight", len(snapshots), took, used))
+    with aw_server(s.tmp) as (aw, aw_pid):
+        for bucket, every in (("bench-warm-up", 60), ("bench-window", 1)):
+            httpx.post(
+                f"{aw}/api/0/buckets/{bucket}",
+                json={"client": "bench", "type": "currentwindow", "hostname": "bench"},
+            ).raise_for_status()
+            events = [
+                {"timestamp": stamp(t), "duration": 10.0,
+                 "data": {"app": f"{app}.exe", "title": f"{app} work"}}
+                for t, app in itertools.islice(slots(first), 0, None, every)
+            ]  # fmt: skip
+            took, used = timed(
+                {"aw-server": [aw_pid]},
+                functools.partial(
+                    asyncio.run,
+                    post_all(aw, f"/api/0/buckets/{bucket}/events", chunks(events), 1, {}),
+                ),
+                len(events),
+            )
+        rows.insert(0, ("aw-server 0.12, 1 in flight", len(events), took, used))
     return rows
 
 
@@ -958,7 +1027,8 @@ def activitywatch_month(first: dt.datetime) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def aw_server(tmp: Path) -> Iterator[str]:
+def aw_server(tmp: Path) -> Iterator[tuple[str, int]]:
+    """A running aw-server from its own virtualenv: its URL and pid."""
     port = free_port()
     home = tmp / "aw-home"
     env = {**os.environ, "HOME": str(home)}
@@ -978,7 +1048,7 @@ def aw_server(tmp: Path) -> Iterator[str]:
                 if httpx.get(url + "/api/0/info", timeout=2).status_code == 200:
                     break
             time.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         stop(proc)
 
@@ -1001,7 +1071,7 @@ def bench_import(args: argparse.Namespace) -> None:
         resp.raise_for_status()
         rows.append(("ScreenAware POST /api/import/activitywatch", took,
                      f"{resp.json()['snapshots']:,} snapshots"))  # fmt: skip
-        with aw_server(s.tmp) as aw:
+        with aw_server(s.tmp) as (aw, _):
             started = time.perf_counter()
             resp = httpx.post(
                 f"{aw}/api/0/import",
@@ -1093,9 +1163,10 @@ def main() -> None:
     hb = sub.add_parser("heartbeat", help="POST /api/beat against a trivial responder")
     hb.add_argument("--seconds", type=int, default=10)
     hb.add_argument("--connections", type=int, default=32)
+    hb.add_argument("--rounds", type=int, default=3, help="turns of the three targets")
     hb.set_defaults(func=bench_heartbeat)
     snaps = sub.add_parser("snapshots", help="POST /api/snapshots, arrays of 100 and single")
-    snaps.add_argument("--seconds", type=int, default=10)
+    snaps.add_argument("--seconds", type=int, default=10, help="per wrk row (0: leave out)")
     snaps.add_argument(
         "--days", type=int, default=30, help="batch ingest beside aw-server (0: leave out)"
     )

@@ -9,7 +9,7 @@ import traceback
 
 import pytest
 
-from screenaware.storage.batching import Coalescer, QueueFull
+from screenaware.storage.batching import Coalescer, Later, QueueFull
 
 
 class Recorder:
@@ -182,3 +182,39 @@ async def test_stop_waits_for_the_call_in_flight_instead_of_cancelling_it() -> N
     # A straggler after stop still gets an answer rather than hanging.
     assert await co.submit(4) == 40
     await co.stop()
+
+
+async def test_a_later_outcome_ends_the_wait_with_its_future(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    later: dict[int, asyncio.Future[int]] = {}
+
+    async def run(items: list[int]) -> list[int | Later[int]]:
+        for i in items:
+            later[i] = loop.create_future()
+        return [Later(later[i]) for i in items]
+
+    co: Coalescer[int, int] = Coalescer(run, name="t")
+    waits = [asyncio.ensure_future(co.submit(i)) for i in range(4)]
+    while len(later) < 4:
+        await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not any(w.done() for w in waits), "a Later outcome is not the end of the wait"
+    waits[2].cancel()  # its client went away: its later outcome is read, then dropped
+    later[0].set_result(7)
+    later[1].set_exception(ConnectionError("down"))
+    later[2].set_exception(ConnectionError("nobody reads this"))
+    later[3].cancel()
+    assert await waits[0] == 7
+    with pytest.raises(ConnectionError, match="down"):
+        await waits[1]
+    with pytest.raises(asyncio.CancelledError):
+        await waits[2]
+    with pytest.raises(asyncio.CancelledError):
+        await waits[3]
+    later.clear()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text

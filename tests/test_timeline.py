@@ -483,6 +483,39 @@ async def test_a_round_whose_lock_expired_stores_nothing(
         await client.aclose()
 
 
+async def test_a_commit_of_thousands_of_members_stores_each_once(
+    servers: Servers, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    # The commit script adds and removes many members per Redis call, in chunks: more
+    # than one chunk of each, and an odd count, must all land, with their scores.
+    client = async_client(servers.redis_url, decode_responses=True)
+    no_writer: Any = None  # commit writes nothing to InfluxDB
+    timeline = TimelineStore(
+        lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
+        clock=clock,
+    )  # fmt: skip
+
+    def record(i: int, effective: int = 1000) -> Record:
+        return Record(start=T0_MS - i * 1000, end=T0_MS - i * 1000 + 1000, key=f"k{i}",
+                      effective=effective, project="p", category="c", application="a")  # fmt: skip
+
+    try:
+        async with timeline.locked("u2") as held:
+            first = [record(i) for i in range(1201)]
+            await timeline.commit("u2", Plan(added=first, trimmed=[]), held, ["x 1"])
+        stored = redis_client.zrange(coverage_key("u2"), 0, -1, withscores=True)
+        assert sorted(stored) == sorted((r.encode(), float(r.start)) for r in first)
+        async with timeline.locked("u2") as held:
+            trimmed = [(record(i), record(i, effective=500)) for i in range(1003)]
+            added = [record(i) for i in range(1201, 1801)]
+            await timeline.commit("u2", Plan(added=added, trimmed=trimmed), held, ["x 2"])
+        expected = [*(after for _, after in trimmed), *first[1003:], *added]
+        stored = redis_client.zrange(coverage_key("u2"), 0, -1, withscores=True)
+        assert sorted(stored) == sorted((r.encode(), float(r.start)) for r in expected)
+    finally:
+        await client.aclose()
+
+
 def test_the_coverage_horizon_is_configured_in_days() -> None:
     assert Config.load(environ={"SCREENAWARE_TIMELINE_DAYS": "7"}).timeline_days == 7
     with pytest.raises(ConfigError, match="SCREENAWARE_TIMELINE_DAYS"):

@@ -375,10 +375,16 @@ if ARGV[3] ~= '' then
   if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[4]) end
 end
 local removed = tonumber(ARGV[8])
-for i = 9, 8 + removed do redis.call('ZREM', KEYS[2], ARGV[i]) end
+-- Many members per call (a call costs more than a member), at most 1000 values at
+-- once: unpack puts them all on Lua's stack, which has a limit (8000).
+for i = 9, 8 + removed, 1000 do
+  redis.call('ZREM', KEYS[2], unpack(ARGV, i, math.min(i + 999, 8 + removed)))
+end
 local first = 9 + removed
 if first <= #ARGV then
-  for i = first, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  for i = first, #ARGV, 1000 do
+    redis.call('ZADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
 end
 local longest = tonumber(ARGV[6])

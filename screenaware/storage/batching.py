@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,24 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# One outcome per item: its result, or the exception that item must raise.
-BatchRunner = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
+
+class Later(Generic[R]):
+    """An item's outcome that is settled after its batch's call returns: the
+    submitter's wait ends with ``future``'s result or exception.
+
+    The submitter waits once, on its own future, which is settled from
+    ``future``: handing it ``future`` to await instead would wake its task (and
+    the request's whole chain of coroutines) twice.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[R]) -> None:
+        self.future = future
+
+
+# One outcome per item: its result, a Later one, or the exception that item must raise.
+BatchRunner = Callable[[list[T]], Awaitable[Sequence[R | Later[R] | BaseException]]]
 
 
 class QueueFull(Exception):
@@ -185,10 +202,27 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
         pass
 
 
-def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:
+def _settle(future: asyncio.Future[R], outcome: R | Later[R] | BaseException) -> None:
     if future.done():
         return
-    if isinstance(outcome, BaseException):
+    if isinstance(outcome, Later):
+        outcome.future.add_done_callback(functools.partial(_settle_from, future))
+    elif isinstance(outcome, BaseException):
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+def _settle_from(future: asyncio.Future[R], source: asyncio.Future[R]) -> None:
+    if source.cancelled():
+        outcome: R | BaseException = asyncio.CancelledError()
+    else:
+        # Read even when nobody waits any more: asyncio logs an exception never read.
+        exc = source.exception()
+        outcome = source.result() if exc is None else exc
+    if future.done():
+        return  # its submitter was cancelled meanwhile
+    if isinstance(outcome, asyncio.CancelledError):
+        future.cancel()
+    else:
+        _settle(future, outcome)
