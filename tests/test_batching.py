@@ -9,7 +9,7 @@ import traceback
 
 import pytest
 
-from screenaware.storage.batching import Coalescer, Later, QueueFull
+from screenaware.storage.batching import Coalescer, Later, QueueFull, cancel_task
 
 
 class Recorder:
@@ -218,3 +218,35 @@ async def test_a_later_outcome_ends_the_wait_with_its_future(
     gc.collect()
     await asyncio.sleep(0)
     assert "never retrieved" not in caplog.text
+
+
+async def test_cancel_task_cancels_again_a_task_that_took_the_first_for_an_error() -> None:
+    taken: list[str] = []
+
+    async def loop_that_survives_errors() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                # What a timeout meeting a cancellation can look like on Python 3.11:
+                # the loop logs it as one more failure and goes on.
+                if not taken:
+                    taken.append("once")
+                    continue
+                raise
+
+    task = asyncio.create_task(loop_that_survives_errors())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_task(task, every=0.05), timeout=5)
+    assert task.cancelled() and taken == ["once"]
+
+
+async def test_cancel_task_raises_what_the_task_failed_with() -> None:
+    async def fails() -> None:
+        raise KeyError("broken")
+
+    task = asyncio.create_task(fails())
+    await asyncio.sleep(0)
+    with pytest.raises(KeyError, match="broken"):
+        await cancel_task(task)
+    await cancel_task(None)

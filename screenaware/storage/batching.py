@@ -191,15 +191,26 @@ class Coalescer(Generic[T, R]):
             _settle(pending.future, outcome)
 
 
-async def cancel_task(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background task and wait until it has ended."""
+async def cancel_task(task: asyncio.Task[None] | None, every: float = 1.0) -> None:
+    """Cancel a background task and wait until it has ended.
+
+    While it runs on, it is cancelled again every ``every`` seconds. A loop that
+    outlives its own errors can take a cancellation for one of them: on Python 3.11,
+    a cancellation that meets the deadline of an ``asyncio.timeout`` inside the task
+    (redis-py's, the InfluxDB client's) can come out as ``TimeoutError`` (CPython
+    gh-102815, fixed in 3.12; gh-134471 is still open for an already-cancelled task).
+    A single cancel would then leave the caller, a worker's shutdown, waiting for ever.
+
+    Raises:
+        Exception: the one the task ended with, if it failed before it was cancelled.
+    """
     if task is None:
         return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=every)
+    if not task.cancelled():
+        task.result()
 
 
 def _settle(future: asyncio.Future[R], outcome: R | Later[R] | BaseException) -> None:
