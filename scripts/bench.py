@@ -27,7 +27,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
@@ -43,6 +43,8 @@ from screenaware.storage.localservers import (  # noqa: E402
     start_redis,
     worker_pids,
 )
+
+T = TypeVar("T")
 
 ADMIN = ("bench@example.org", "bench-password")
 
@@ -107,13 +109,22 @@ class Stack:
     def stop_service(self, coalescer: str = "influx-group-commit") -> list[tuple[int, int]]:
         """Stop gunicorn; returns (items, calls) of each worker's named coalescer."""
         stop(self.service)
-        return [
-            (int(a), int(b))
-            for a, b in re.findall(
-                rf"{coalescer}: (\d+) items in (\d+) calls",
-                (self.tmp / "service.log").read_text(),
-            )
-        ]
+        return coalescer_counts(self.tmp / "service.log", coalescer)
+
+    def processes(self, service: subprocess.Popen[bytes]) -> dict[str, list[int]]:
+        """The pids of ``service``'s workers and of the databases, by group."""
+        return {
+            "workers": worker_pids(service.pid),
+            **{name: [pid] for name, pid in self.database_pids.items()},
+        }
+
+
+def coalescer_counts(log: Path, coalescer: str) -> list[tuple[int, int]]:
+    """(items, calls) of the named coalescer, as each worker of a stopped service logged."""
+    return [
+        (int(a), int(b))
+        for a, b in re.findall(rf"{coalescer}: (\d+) items in (\d+) calls", log.read_text())
+    ]
 
 
 @contextlib.contextmanager
@@ -202,15 +213,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds() -> float:
+    """CPU time (user + system) this process has used so far."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def cpu_used(processes: dict[str, list[int]], run: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """Run ``run``; also returns the CPU seconds each process group used meanwhile,
+    and this process's own as ``client``."""
+    before = {name: sum(map(cpu_seconds, pids)) for name, pids in processes.items()}
+    client = own_cpu_seconds()
+    result = run()
+    used = {name: sum(map(cpu_seconds, pids)) - before[name] for name, pids in processes.items()}
+    used["client"] = own_cpu_seconds() - client
+    return result, used
+
+
 def measured(
     processes: dict[str, list[int]], run: Callable[[], dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run ``run`` (a wrk call); also returns CPU µs per request of each process group."""
-    before = {name: sum(map(cpu_seconds, pids)) for name, pids in processes.items()}
-    result = run()
+    result, used = cpu_used(processes, run)
     per_request = {
-        name: (sum(map(cpu_seconds, pids)) - before[name]) / result["requests"] * 1e6
-        for name, pids in processes.items()
+        name: seconds / result["requests"] * 1e6
+        for name, seconds in used.items()
+        if name != "client"  # waits for wrk, whose own CPU is counted instead
     }
     per_request["wrk"] = result["wrk_cpu"] / result["requests"] * 1e6
     return result, per_request
@@ -264,12 +292,8 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
             for _ in range(args.rounds):
                 this: dict[str, dict[str, Any]] = {}
                 for name, service, url, headers in targets:
-                    processes = {
-                        "workers": worker_pids(service.pid),
-                        **{n: [pid] for n, pid in s.database_pids.items()},
-                    }
                     this[name], used = measured(
-                        processes,
+                        s.processes(service),
                         functools.partial(
                             wrk, url, headers, args.connections, args.seconds, beat, s.tmp
                         ),
@@ -285,12 +309,7 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         finally:
             stop(lean)
             stop(trivial)
-        batches = s.stop_service("hb-beats") + [
-            (int(a), int(b))
-            for a, b in re.findall(
-                r"hb-beats: (\d+) items in (\d+) calls", (s.tmp / "lean.log").read_text()
-            )
-        ]
+        batches = s.stop_service("hb-beats") + coalescer_counts(s.tmp / "lean.log", "hb-beats")
 
     print(
         f"\nPOST /api/beat, {args.connections} connections, {args.seconds} s per row, "
@@ -478,28 +497,14 @@ def ingest_beside_aw_server(
             await asyncio.gather(*(worker() for _ in range(in_flight)))
         return time.perf_counter() - started
 
-    def own_cpu() -> float:
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        return used.ru_utime + used.ru_stime
-
     def timed(
         processes: dict[str, list[int]], run: Callable[[], float], items: int
     ) -> tuple[float, dict[str, float]]:
         """Seconds ``run`` took, and CPU µs per item of each process and of this client."""
-        before = {name: sum(map(cpu_seconds, pids)) for name, pids in processes.items()}
-        client = own_cpu()
-        took = run()
-        used = {
-            name: (sum(map(cpu_seconds, pids)) - before[name]) / items * 1e6
-            for name, pids in processes.items()
-        }
-        used["client"] = (own_cpu() - client) / items * 1e6
-        return took, used
+        took, used = cpu_used(processes, run)
+        return took, {name: seconds / items * 1e6 for name, seconds in used.items()}
 
-    ours = {
-        "workers": worker_pids(s.service.pid),
-        **{name: [pid] for name, pid in s.database_pids.items()},
-    }
+    ours = s.processes(s.service)
     rows: list[tuple[str, int, float, dict[str, float]]] = []
     # The days before today, inside the coverage horizon: as a sensor catching up.
     first = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)

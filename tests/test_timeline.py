@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import itertools
 import uuid as uuidlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -456,64 +457,58 @@ async def test_a_resend_is_acknowledged_only_once_influxdb_has_it(
     assert (await get(api, headers, "/api/times", **DAY))["sum"] == 10_000
 
 
+@pytest.fixture
+async def timeline(servers: Servers, clock: FakeClock) -> AsyncIterator[TimelineStore]:
+    """A timeline store on a client of its own, with no InfluxDB writer: commit
+    writes nothing to InfluxDB."""
+    client = async_client(servers.redis_url, decode_responses=True)
+    no_writer: Any = None
+    yield TimelineStore(
+        lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
+        clock=clock,
+    )  # fmt: skip
+    await client.aclose()
+
+
 async def test_a_round_whose_lock_expired_stores_nothing(
-    servers: Servers, redis_client: redis.Redis, clock: FakeClock
+    timeline: TimelineStore, redis_client: redis.Redis
 ) -> None:
     # A round slowed past the lock's life (flushes to a slow InfluxDB) must not commit:
     # another worker may hold the lock now and resolve the same snapshots.
-    client = async_client(servers.redis_url, decode_responses=True)
-    no_writer: Any = None  # commit writes nothing to InfluxDB
-    timeline = TimelineStore(
-        lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
-        clock=clock,
-    )  # fmt: skip
     record = Record(start=T0_MS, end=T0_MS + 10_000, key="k", project="p", category="c",
                     application="a")  # fmt: skip
-    try:
-        async with timeline.locked("u1") as held:
-            redis_client.delete(lock_key("u1"))  # it expired meanwhile
-            with pytest.raises(StorageUnavailable):
-                await timeline.commit("u1", Plan(added=[record], trimmed=[]), held, ["x 1"])
-        assert redis_client.zcard(coverage_key("u1")) == 0
-        assert redis_client.hlen(journal_key("u1")) == 0
-        async with timeline.locked("u1") as held:  # with the lock still ours, it commits
+    async with timeline.locked("u1") as held:
+        redis_client.delete(lock_key("u1"))  # it expired meanwhile
+        with pytest.raises(StorageUnavailable):
             await timeline.commit("u1", Plan(added=[record], trimmed=[]), held, ["x 1"])
-        assert redis_client.zcard(coverage_key("u1")) == 1
-    finally:
-        await client.aclose()
+    assert redis_client.zcard(coverage_key("u1")) == 0
+    assert redis_client.hlen(journal_key("u1")) == 0
+    async with timeline.locked("u1") as held:  # with the lock still ours, it commits
+        await timeline.commit("u1", Plan(added=[record], trimmed=[]), held, ["x 1"])
+    assert redis_client.zcard(coverage_key("u1")) == 1
 
 
 async def test_a_commit_of_thousands_of_members_stores_each_once(
-    servers: Servers, redis_client: redis.Redis, clock: FakeClock
+    timeline: TimelineStore, redis_client: redis.Redis
 ) -> None:
     # The commit script adds and removes many members per Redis call, in chunks: more
     # than one chunk of each, and an odd count, must all land, with their scores.
-    client = async_client(servers.redis_url, decode_responses=True)
-    no_writer: Any = None  # commit writes nothing to InfluxDB
-    timeline = TimelineStore(
-        lambda: client, no_writer, horizon_ms=86_400_000, lock_ttl_ms=10_000, lock_wait_s=1.0,
-        clock=clock,
-    )  # fmt: skip
-
     def record(i: int, effective: int = 1000) -> Record:
         return Record(start=T0_MS - i * 1000, end=T0_MS - i * 1000 + 1000, key=f"k{i}",
                       effective=effective, project="p", category="c", application="a")  # fmt: skip
 
-    try:
-        async with timeline.locked("u2") as held:
-            first = [record(i) for i in range(1201)]
-            await timeline.commit("u2", Plan(added=first, trimmed=[]), held, ["x 1"])
-        stored = redis_client.zrange(coverage_key("u2"), 0, -1, withscores=True)
-        assert sorted(stored) == sorted((r.encode(), float(r.start)) for r in first)
-        async with timeline.locked("u2") as held:
-            trimmed = [(record(i), record(i, effective=500)) for i in range(1003)]
-            added = [record(i) for i in range(1201, 1801)]
-            await timeline.commit("u2", Plan(added=added, trimmed=trimmed), held, ["x 2"])
-        expected = [*(after for _, after in trimmed), *first[1003:], *added]
-        stored = redis_client.zrange(coverage_key("u2"), 0, -1, withscores=True)
-        assert sorted(stored) == sorted((r.encode(), float(r.start)) for r in expected)
-    finally:
-        await client.aclose()
+    async with timeline.locked("u2") as held:
+        first = [record(i) for i in range(1201)]
+        await timeline.commit("u2", Plan(added=first, trimmed=[]), held, ["x 1"])
+    stored = redis_client.zrange(coverage_key("u2"), 0, -1, withscores=True)
+    assert sorted(stored) == sorted((r.encode(), float(r.start)) for r in first)
+    async with timeline.locked("u2") as held:
+        trimmed = [(record(i), record(i, effective=500)) for i in range(1003)]
+        added = [record(i) for i in range(1201, 1801)]
+        await timeline.commit("u2", Plan(added=added, trimmed=trimmed), held, ["x 2"])
+    expected = [*(after for _, after in trimmed), *first[1003:], *added]
+    stored = redis_client.zrange(coverage_key("u2"), 0, -1, withscores=True)
+    assert sorted(stored) == sorted((r.encode(), float(r.start)) for r in expected)
 
 
 def test_the_coverage_horizon_is_configured_in_days() -> None:

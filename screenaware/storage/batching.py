@@ -226,14 +226,10 @@ def _settle(future: asyncio.Future[R], outcome: R | Later[R] | BaseException) ->
 
 def _settle_from(future: asyncio.Future[R], source: asyncio.Future[R]) -> None:
     if source.cancelled():
-        outcome: R | BaseException = asyncio.CancelledError()
-    else:
-        # Read even when nobody waits any more: asyncio logs an exception never read.
-        exc = source.exception()
-        outcome = source.result() if exc is None else exc
-    if future.done():
-        return  # its submitter was cancelled meanwhile
-    if isinstance(outcome, asyncio.CancelledError):
-        future.cancel()
-    else:
-        _settle(future, outcome)
+        if not future.done():
+            future.cancel()
+        return
+    # Read even when nobody waits any more (its submitter was cancelled meanwhile):
+    # asyncio logs an exception never read.
+    exc = source.exception()
+    _settle(future, source.result() if exc is None else exc)
