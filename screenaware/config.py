@@ -60,6 +60,7 @@ class Config:
     influx_max_response_bytes: int = 64 * 1024 * 1024
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = 64
+    redis_timeout: float = 5.0
     secret_key: str = ""
     server_name: str = "ScreenAware"
     jwt_secret: str = ""
@@ -172,6 +173,7 @@ class Config:
     def _validate(self) -> None:
         _require(self.workers >= 1, "workers", "must be at least 1")
         _require(self.redis_max_connections >= 1, "redis_max_connections", "must be at least 1")
+        _require(self.redis_timeout > 0, "redis_timeout", "must be positive")
         _require(self.jwt_ttl >= 1, "jwt_ttl", "must be at least 1 second")
         _require(self.login_max_failures >= 1, "login_max_failures", "must be at least 1")
         _require(

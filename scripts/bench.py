@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -43,6 +44,7 @@ from screenaware.storage.localservers import (  # noqa: E402
     start_redis,
     worker_pids,
 )
+from screenaware.web.headers import WORKER_PID_HEADER  # noqa: E402
 
 T = TypeVar("T")
 
@@ -405,7 +407,9 @@ end
 
 def bench_snapshots(args: argparse.Namespace) -> None:
     results = []
-    with stack(args.workers) as s:
+    # The answering worker's pid on every answer: the ingest rows show how the
+    # client's connections spread over the workers.
+    with stack(args.workers, worker_pid_header=True) as s:
         headers = login(s.url)
         httpx.post(
             f"{s.url}/api/projects",
@@ -436,14 +440,16 @@ def bench_snapshots(args: argparse.Namespace) -> None:
         )
         print(
             "| target | items | seconds | items/s | CPU µs per item: server | influxd "
-            "| redis-server | client |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            "| redis-server | client | requests per worker |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|"
         )
-        for name, items, took, used in peer:
+        for name, items, took, used, served in peer:
             server = used.get("workers", used.get("aw-server", 0.0))
+            spread = " / ".join(str(n) for n in sorted(served.values(), reverse=True))
             print(
                 f"| {name} | {items:,} | {took:.2f} | {items / took:,.0f} | {server:.0f} "
                 f"| {used.get('influxd', 0):.0f} | {used.get('redis-server', 0):.0f} "
-                f"| {used['client']:.0f} |"
+                f"| {used['client']:.0f} | {spread or '-'} |"
             )
     if not results:
         return
@@ -466,10 +472,14 @@ DAYS, PER_DAY = 30, 8 * 360  # 8 hours of 10-second snapshots a day
 
 def ingest_beside_aw_server(
     s: Stack, headers: dict[str, str], days: int
-) -> list[tuple[str, int, float, dict[str, float]]]:
+) -> list[tuple[str, int, float, dict[str, float], collections.Counter[str]]]:
     """Issue 18's row: the same window events as ActivityWatch events (aw-server's
     own ``POST /api/0/buckets/ID/events``) and as snapshots, arrays of 500, with one
-    request in flight and (ours) four. Each on days no other row used."""
+    request in flight and (ours) four. Each on days no other row used.
+
+    Each row also counts the requests each worker answered: a client's keep-alive
+    connections opened at once mostly land on one worker (the first one awake
+    accepts every connection waiting), and then four in flight run on one core."""
     apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
 
     def slots(first: dt.datetime) -> Iterator[tuple[dt.datetime, str]]:
@@ -484,7 +494,12 @@ def ingest_beside_aw_server(
         return moment.isoformat().replace("+00:00", "Z")
 
     async def post_all(
-        base: str, path: str, bodies: list[list[Any]], in_flight: int, auth: dict[str, str]
+        base: str,
+        path: str,
+        bodies: list[list[Any]],
+        in_flight: int,
+        auth: dict[str, str],
+        served: collections.Counter[str],
     ) -> float:
         queue = list(reversed(bodies))
         started = time.perf_counter()
@@ -492,7 +507,10 @@ def ingest_beside_aw_server(
 
             async def worker() -> None:
                 while queue:
-                    (await client.post(path, json=queue.pop())).raise_for_status()
+                    answer = await client.post(path, json=queue.pop())
+                    answer.raise_for_status()
+                    if WORKER_PID_HEADER in answer.headers:
+                        served[answer.headers[WORKER_PID_HEADER]] += 1
 
             await asyncio.gather(*(worker() for _ in range(in_flight)))
         return time.perf_counter() - started
@@ -505,7 +523,7 @@ def ingest_beside_aw_server(
         return took, {name: seconds / items * 1e6 for name, seconds in used.items()}
 
     ours = s.processes(s.service)
-    rows: list[tuple[str, int, float, dict[str, float]]] = []
+    rows: list[tuple[str, int, float, dict[str, float], collections.Counter[str]]] = []
     # The days before today, inside the coverage horizon: as a sensor catching up.
     first = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
     first -= dt.timedelta(days=days)
@@ -528,15 +546,16 @@ def ingest_beside_aw_server(
         ]  # fmt: skip
         auth = {"Authorization": f"Bearer {token}"}
         bodies = chunks(snapshots)
+        served: collections.Counter[str] = collections.Counter()
         took, used = timed(
             ours,
             functools.partial(
-                asyncio.run, post_all(s.url, "/api/snapshots", bodies, in_flight, auth)
+                asyncio.run, post_all(s.url, "/api/snapshots", bodies, in_flight, auth, served)
             ),
             len(snapshots),
         )
         if label != "warm-up":
-            rows.append((f"ScreenAware, {in_flight} in flight", len(snapshots), took, used))
+            rows.append((f"ScreenAware, {in_flight} in flight", len(snapshots), took, used, served))
     with aw_server(s.tmp) as (aw, aw_pid):
         for bucket, every in (("bench-warm-up", 60), ("bench-window", 1)):
             httpx.post(
@@ -548,15 +567,16 @@ def ingest_beside_aw_server(
                  "data": {"app": f"{app}.exe", "title": f"{app} work"}}
                 for t, app in itertools.islice(slots(first), 0, None, every)
             ]  # fmt: skip
+            served = collections.Counter()  # aw-server has one process
             took, used = timed(
                 {"aw-server": [aw_pid]},
                 functools.partial(
                     asyncio.run,
-                    post_all(aw, f"/api/0/buckets/{bucket}/events", chunks(events), 1, {}),
+                    post_all(aw, f"/api/0/buckets/{bucket}/events", chunks(events), 1, {}, served),
                 ),
                 len(events),
             )
-        rows.insert(0, ("aw-server 0.12, 1 in flight", len(events), took, used))
+        rows.insert(0, ("aw-server 0.12, 1 in flight", len(events), took, used, served))
     return rows
 
 

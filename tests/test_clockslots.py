@@ -129,3 +129,30 @@ async def test_the_lease_is_renewed_and_a_lapsed_one_stops_the_clock(
         await backends.close()
         client.close()
         server.stop()
+
+
+async def test_after_a_failed_renewal_the_lease_is_retried_at_once_not_a_third_of_the_ttl_later(
+    config: Config, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = start_redis(tmp_path / "redis", port)
+    # ttl 30 s: renewed every 10 s, valid 20 s past the last renewal.
+    backends = Backends(config.replace(redis_url=f"redis://127.0.0.1:{port}/0", clock_slot_ttl=30))
+    await backends.open()
+    try:
+        assert backends.point_clock.slot is not None
+        assert backends.slots.pause() == 10
+        server.proc.kill()
+        server.proc.wait()
+        await backends.slots.step()  # the renewal fails; the lease is still valid
+        assert backends.point_clock.slot is not None
+        # Redis may be back in a second: waiting 10 s could let the lease lapse (a
+        # hung Redis holds each attempt for its time-out) and then keep the clock
+        # stopped, beats answering 503, long after Redis answers again.
+        assert backends.slots.pause() == 1.0
+        server = start_redis(tmp_path / "redis", port)
+        await backends.slots.step()
+        assert backends.slots.pause() == 10
+    finally:
+        await backends.close()
+        server.stop()

@@ -541,3 +541,49 @@ async def test_a_batch_queued_during_a_write_is_looked_up_in_the_round_that_coun
     assert rounds == 3
     assert stats["total_beats"] == 7
     assert influx_db.count("beat") == 7
+
+
+async def test_a_hung_redis_answers_503_within_its_time_out_and_counts_nothing_twice(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # SIGSTOP: the server keeps its connections open and answers nothing, as a Redis
+    # stuck in a long command or behind a link that drops packets would. Commands
+    # sent meanwhile wait in its sockets and run once it goes on.
+    config = stack.config.replace(redis_timeout=2.0)
+    with run_service(config, tmp_path, workers=1) as svc:
+        device, auth = setup_clients(svc.url)
+        beat = {"Authorization": device}
+        assert httpx.post(f"{svc.url}/api/beat", headers=beat).status_code == 200
+        assert httpx.get(f"{svc.url}/").status_code == 200
+        before = httpx.get(f"{svc.url}/api/stats").json()
+        visits_stored = stack.count("visit")
+        stack.redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            # The page view is stored in InfluxDB; its counter's HINCRBY hangs.
+            page = httpx.get(f"{svc.url}/", timeout=60)
+            assert page.status_code == 503
+            for name, method, path, headers in (
+                ("beat", "POST", "/api/beat", beat),
+                ("stats", "GET", "/api/stats", {}),
+                ("projects", "GET", "/api/projects", auth),
+            ):
+                started = time.monotonic()
+                resp = httpx.request(method, f"{svc.url}{path}", headers=headers, timeout=60)
+                took = time.monotonic() - started
+                assert resp.status_code == 503, (name, resp.status_code, resp.text)
+                assert resp.json()["message"] and resp.headers["retry-after"], name
+                # One time-out, not one per retry of the command (4 before).
+                assert took < 2 * config.redis_timeout + 1, (name, took)
+        finally:
+            stack.redis.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while httpx.post(f"{svc.url}/api/beat", headers=beat).status_code != 200:
+            assert time.monotonic() < deadline, "beats did not come back"
+            time.sleep(0.2)
+        after = httpx.get(f"{svc.url}/api/stats").json()
+    assert after["total_beats"] == before["total_beats"] + 1
+    # Whether or not the hung HINCRBY ran when Redis went on, the counter is not
+    # ahead of InfluxDB's visit points.
+    visits = stack.count("visit") - visits_stored
+    assert visits == 1
+    assert 0 <= after["num_visits"] - before["num_visits"] <= visits

@@ -113,11 +113,18 @@ class Backends:
             timeout=5,
             decode_responses=True,
             socket_connect_timeout=3,
-            socket_timeout=5,
+            socket_timeout=self.config.redis_timeout,
             # After a Redis restart, pooled connections are dead: a command that
             # finds one reconnects and runs again instead of failing the request.
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            # Not after a time-out: a hung server held every request for four
+            # time-outs instead of one (tests/test_faults.py), and a command that
+            # timed out was sent, so a server that is only slow may still run it: a
+            # counting script run again would count twice.
+            retry=Retry(
+                ExponentialBackoff(cap=0.5, base=0.02),
+                retries=3,
+                supported_errors=(RedisConnectionError,),  # its default has TimeoutError
+            ),
         )
         # Every answer of Redis ends an outage of it in the log.
         pool.connection_class = _reporting_success(pool.connection_class, self.outages)
@@ -144,7 +151,7 @@ class Backends:
             # _WaitingCluster); the room above is for pipelines and transactions.
             max_connections=2 * self.config.redis_max_connections,
             socket_connect_timeout=3,
-            socket_timeout=5,
+            socket_timeout=self.config.redis_timeout,
             # A failover takes the cluster's node timeout (seconds) and a new slot map:
             # retry with backoff for a few seconds before a request fails (503).
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),

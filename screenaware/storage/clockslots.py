@@ -100,6 +100,7 @@ class SlotLease:
         self.slot: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._all_taken_logged = False
+        self._renewed = False
 
     async def start(self) -> None:
         """Try to lease now, then keep renewing (or retrying) in the background."""
@@ -120,9 +121,16 @@ class SlotLease:
             LOG.info("could not free clock slot %d: %s", self.slot, type(exc).__name__)
         self.slot = None
 
+    def pause(self) -> float:
+        """Seconds until the next step: a third of the ttl after a renewal, else
+        ``retry_every`` (no slot, or a renewal that failed: the lease may lapse while
+        Redis is away, and once it is back the clock must not wait a third of the ttl
+        to stamp again)."""
+        return self._ttl / 3 if self.slot is not None and self._renewed else self._retry_every
+
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl / 3 if self.slot is not None else self._retry_every)
+            await asyncio.sleep(self.pause())
             try:
                 await self.step()
             except Exception:
@@ -134,6 +142,7 @@ class SlotLease:
         # Measured before the call: the key lives ttl seconds from when Redis ran it,
         # which is later.
         started = self._monotonic()
+        self._renewed = False
         try:
             if self.slot is not None and not await self._renew():
                 LOG.warning("clock slot %d is held by another process; leasing another", self.slot)
@@ -149,6 +158,7 @@ class SlotLease:
             return
         # Stop stamping well before the key could expire unrenewed.
         self._clock.lease(self.slot, started + self._ttl * 2 / 3)
+        self._renewed = True
 
     async def _renew(self) -> bool:
         assert self.slot is not None
