@@ -469,10 +469,11 @@ def bench_snapshots(args: argparse.Namespace) -> None:
 
 DAYS, PER_DAY = 30, 8 * 360  # 8 hours of 10-second snapshots a day
 
+# One ingest row: its name, items, seconds, CPU µs per item by process, requests per worker.
+IngestRow = tuple[str, int, float, dict[str, float], collections.Counter[str]]
 
-def ingest_beside_aw_server(
-    s: Stack, headers: dict[str, str], days: int
-) -> list[tuple[str, int, float, dict[str, float], collections.Counter[str]]]:
+
+def ingest_beside_aw_server(s: Stack, headers: dict[str, str], days: int) -> list[IngestRow]:
     """Issue 18's row: the same window events as ActivityWatch events (aw-server's
     own ``POST /api/0/buckets/ID/events``) and as snapshots, arrays of 500, with one
     request in flight and (ours) four. Each on days no other row used.
@@ -523,7 +524,7 @@ def ingest_beside_aw_server(
         return took, {name: seconds / items * 1e6 for name, seconds in used.items()}
 
     ours = s.processes(s.service)
-    rows: list[tuple[str, int, float, dict[str, float], collections.Counter[str]]] = []
+    rows: list[IngestRow] = []
     # The days before today, inside the coverage horizon: as a sensor catching up.
     first = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
     first -= dt.timedelta(days=days)

@@ -131,7 +131,7 @@ async def test_the_lease_is_renewed_and_a_lapsed_one_stops_the_clock(
         server.stop()
 
 
-async def test_after_a_failed_renewal_the_lease_is_retried_at_once_not_a_third_of_the_ttl_later(
+async def test_a_failed_renewal_is_retried_a_second_later_not_a_third_of_the_ttl_later(
     config: Config, tmp_path: Path
 ) -> None:
     port = free_port()

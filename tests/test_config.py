@@ -44,6 +44,8 @@ def test_toml_file_overrides_defaults_and_env_overrides_file(tmp_path: Path) -> 
         ({"SCREENAWARE_INFLUX_TOKEN": "abc\r\nX-Evil: 1"}, "SCREENAWARE_INFLUX_TOKEN: must be"),
         ({"SCREENAWARE_INFLUX_PASSWORD": "a\nb"}, "SCREENAWARE_INFLUX_PASSWORD: must be one"),
         ({"SCREENAWARE_REDIS_URL": "http://x"}, "SCREENAWARE_REDIS_URL"),
+        ({"SCREENAWARE_REDIS_TIMEOUT": "0"}, "SCREENAWARE_REDIS_TIMEOUT: must be positive"),
+        ({"SCREENAWARE_REDIS_TIMEOUT": "soon"}, "SCREENAWARE_REDIS_TIMEOUT: expected float"),
         ({"SCREENAWARE_TIMEZONE": "Mars/Base"}, "unknown IANA time zone"),
         ({"SCREENAWARE_JWT_TTL": "-1"}, "SCREENAWARE_JWT_TTL"),
         ({"SCREENAWARE_API_KEYS_PER_USER": "0"}, "SCREENAWARE_API_KEYS_PER_USER: must be"),

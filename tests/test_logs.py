@@ -9,6 +9,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,19 @@ from hypothesis import strategies as st
 
 from screenaware.app import create_app
 from screenaware.config import Config, ConfigError
-from screenaware.logs.crashes import ANON, ANON_TOTAL, PENDING, SIZES, TOTAL, StoredDump, scan
+from screenaware.logs.crashes import (
+    ANON,
+    ANON_TOTAL,
+    PENDING,
+    SIZES,
+    TOTAL,
+    CrashLimits,
+    CrashStore,
+    StoredDump,
+    scan,
+)
 from screenaware.logs.service import bucket_count, describe_span, parse_message
+from screenaware.storage.backends import Backends
 from screenaware.storage.ids import _layout, uuid7, uuid7_ms
 from tests.conftest import (
     ADMIN_EMAIL,
@@ -913,3 +925,37 @@ async def test_a_web_app_elsewhere_may_read_the_interval_header(
     exposed = result.headers["access-control-expose-headers"].lower()
     assert "x-interval-seconds" in exposed
     assert result.headers["x-interval-seconds"] == "3600"
+
+
+async def test_a_sync_while_dumps_are_stored_keeps_every_one_in_the_accounting(
+    config: Config, tmp_path: Path
+) -> None:
+    # A worker that (re)starts under load rebuilds the accounting from the files while
+    # the others store dumps: one stored while the files were being scanned must stay
+    # counted, or the store could pass its budget.
+    backends = Backends(config)
+    await backends.open()
+    directory = tmp_path / "crashes"
+    directory.mkdir()
+    for i in range(3000):  # a scan that takes a while
+        (directory / f"{uuid7(1_700_000_000_000 + i)}.dmp").write_bytes(b"x" * 10)
+
+    async def record(*_: Any) -> None:
+        return None
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    limits = CrashLimits(max_bytes=1 << 20, store_bytes=1 << 40, anonymous_per_hour=10,
+                         anonymous_bytes_per_hour=1 << 30)  # fmt: skip
+    store = CrashStore(directory, backends.get_redis, time.time, limits, record)
+    redis = backends.get_redis()
+    try:
+        for _ in range(5):
+            dumps = [store.store({}, chunks(b"d" * 100), "user", None, 100) for _ in range(20)]
+            await asyncio.gather(store.sync(), *dumps)
+            files = [p for p in directory.iterdir() if not p.name.endswith(".part")]
+            assert await redis.hlen(SIZES) == len(files)
+            assert int(await redis.get(TOTAL) or 0) == sum(p.stat().st_size for p in files)
+    finally:
+        await backends.close()

@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from screenaware.errors import BodyTooLarge, Malformed, StoreFull
 from screenaware.storage.ids import uuid7, uuid7_ms
 from screenaware.storage.ratelimit import Quota
-from screenaware.storage.redisstore import RELEASE_LOCK, global_key
+from screenaware.storage.redisstore import RELEASE_LOCK, global_key, optimistic
 
 LOG = logging.getLogger(__name__)
 
@@ -236,8 +236,10 @@ class CrashStore:
     async def sync(self) -> None:
         """Rebuild the accounting from the files (at start; one worker at a time).
 
-        Reservations of uploads in progress stay. An upload that finishes between
-        the scan and the rebuild is counted again at the next start.
+        Other workers may store dumps meanwhile (a worker restarted under load): a
+        dump counted in Redis whose file the scan missed, because it was stored
+        after the scan, stays counted if its file is there. Reservations of uploads
+        in progress stay.
         """
         redis = self._redis()
         token = secrets.token_hex(8)
@@ -245,8 +247,19 @@ class CrashStore:
             return
         try:
             stale = time.time() - UPLOAD_DEADLINE_MS / 1000
-            dumps = await asyncio.to_thread(scan, self.directory, stale)
-            async with redis.pipeline(transaction=True) as pipe:
+            scanned = await asyncio.to_thread(scan, self.directory, stale)
+            found = {d.uuid for d in scanned}
+
+            async def rebuild(pipe: Any) -> list[StoredDump]:
+                # Read while watching SIZES: a dump committed from here to EXEC
+                # changes it, and the rebuild runs again with that dump known.
+                counted = [
+                    u.decode() if isinstance(u, bytes) else u for u in await pipe.hkeys(SIZES)
+                ]
+                dumps = scanned + await asyncio.to_thread(
+                    self._present, [u for u in counted if u not in found]
+                )
+                pipe.multi()
                 pipe.delete(SIZES, ANON)
                 for first in range(0, len(dumps), 1000):
                     chunk = dumps[first : first + 1000]
@@ -256,10 +269,25 @@ class CrashStore:
                         pipe.zadd(ANON, anonymous)
                 pipe.set(TOTAL, sum(d.size for d in dumps))
                 pipe.set(ANON_TOTAL, sum(d.size for d in dumps if d.anonymous))
-                await pipe.execute()
+                return dumps
+
+            dumps = await optimistic(redis, [SIZES], rebuild)
             LOG.info("crash store: %d dumps, %d bytes", len(dumps), sum(d.size for d in dumps))
         finally:
             await RELEASE_LOCK(redis, [SYNC_LOCK], [token])
+
+    def _present(self, uuids: list[str]) -> list[StoredDump]:
+        """The dumps among ``uuids`` whose file exists now (runs in a thread)."""
+        present = []
+        for point_uuid in uuids:
+            for anonymous in (False, True):
+                try:
+                    size = self.path(point_uuid, anonymous).stat().st_size
+                except (ValueError, FileNotFoundError):
+                    continue
+                present.append(StoredDump(point_uuid, size, anonymous))
+                break
+        return present
 
     async def store(
         self,

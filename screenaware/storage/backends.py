@@ -117,9 +117,9 @@ class Backends:
             # After a Redis restart, pooled connections are dead: a command that
             # finds one reconnects and runs again instead of failing the request.
             # Not after a time-out: a hung server held every request for four
-            # time-outs instead of one (tests/test_faults.py), and a command that
-            # timed out was sent, so a server that is only slow may still run it: a
-            # counting script run again would count twice.
+            # time-outs instead of one, and a command that timed out was sent, so a
+            # server that is only busy still runs it: a page view was counted twice
+            # (tests/test_faults.py).
             retry=Retry(
                 ExponentialBackoff(cap=0.5, base=0.02),
                 retries=3,

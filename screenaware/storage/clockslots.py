@@ -75,7 +75,8 @@ class SlotLease:
         clock: the point clock that gets the slot (and loses it when the lease lapses).
         ttl: seconds a slot key lives without renewal.
         outages: counts failed lease attempts as Redis failures.
-        retry_every: seconds between attempts while no slot is held.
+        retry_every: seconds between attempts while no slot is held, or after a
+            renewal that failed.
         monotonic: the clock lease deadlines are measured on (the clock's own).
     """
 
@@ -122,10 +123,15 @@ class SlotLease:
         self.slot = None
 
     def pause(self) -> float:
-        """Seconds until the next step: a third of the ttl after a renewal, else
-        ``retry_every`` (no slot, or a renewal that failed: the lease may lapse while
-        Redis is away, and once it is back the clock must not wait a third of the ttl
-        to stamp again)."""
+        """How long the background loop waits before its next step.
+
+        After a failed renewal the lease may lapse while Redis is away; once Redis is
+        back, the clock must not wait a third of the ttl to stamp again.
+
+        Returns:
+            A third of the ttl after a renewal, else ``retry_every`` (no slot, or the
+            last renewal failed).
+        """
         return self._ttl / 3 if self.slot is not None and self._renewed else self._retry_every
 
     async def _loop(self) -> None:
