@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -543,39 +544,64 @@ async def test_a_batch_queued_during_a_write_is_looked_up_in_the_round_that_coun
     assert influx_db.count("beat") == 7
 
 
-async def test_a_hung_redis_answers_503_within_one_time_out_and_the_service_goes_on(
-    stack: Stack, tmp_path: Path
+# method, path, headers, JSON body
+Request = tuple[str, str, dict[str, str], Any]
+
+
+def stopped_answers_503(url: str, server: Server, requests: list[Request], within: float) -> None:
+    """SIGSTOP ``server`` (it keeps its connections open and answers nothing, as a
+    server stuck in a long command or behind a link that drops packets would), send
+    each (method, path, headers, JSON body): each must answer 503 with a message and
+    Retry-After in less than ``within`` seconds. SIGCONT at the end."""
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        for method, path, headers, body in requests:
+            started = time.monotonic()
+            resp = httpx.request(method, f"{url}{path}", headers=headers, json=body, timeout=60)
+            took = time.monotonic() - started
+            assert resp.status_code == 503, (path, resp.status_code, resp.text)
+            assert resp.json()["message"] and resp.headers["retry-after"], path
+            assert took < within, (path, took)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+def beats_come_back(url: str, beat: dict[str, str], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while httpx.post(f"{url}/api/beat", headers=beat).status_code != 200:
+        assert time.monotonic() < deadline, "beats did not come back"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("hung", ["redis", "influxdb"])
+async def test_a_hung_database_answers_503_within_one_time_out_and_nothing_is_lost(
+    hung: str, stack: Stack, tmp_path: Path
 ) -> None:
-    # SIGSTOP: the server keeps its connections open and answers nothing, as a Redis
-    # stuck in a long command or behind a link that drops packets would.
-    config = stack.config.replace(redis_timeout=2.0)
+    config = stack.config.replace(redis_timeout=2.0, influx_timeout=2.0)
     with run_service(config, tmp_path, workers=1) as svc:
         device, auth = setup_clients(svc.url)
         beat = {"Authorization": device}
         assert httpx.post(f"{svc.url}/api/beat", headers=beat).status_code == 200
-        before = httpx.get(f"{svc.url}/api/stats").json()
-        stack.redis.proc.send_signal(signal.SIGSTOP)
-        try:
-            for name, method, path, headers in (
-                ("beat", "POST", "/api/beat", beat),
-                ("stats", "GET", "/api/stats", {}),
-                ("projects", "GET", "/api/projects", auth),
-            ):
-                started = time.monotonic()
-                resp = httpx.request(method, f"{svc.url}{path}", headers=headers, timeout=60)
-                took = time.monotonic() - started
-                assert resp.status_code == 503, (name, resp.status_code, resp.text)
-                assert resp.json()["message"] and resp.headers["retry-after"], name
-                # One time-out, not one per retry of the command (4 before).
-                assert took < 2 * config.redis_timeout + 1, (name, took)
-        finally:
-            stack.redis.proc.send_signal(signal.SIGCONT)
-        deadline = time.monotonic() + 10
-        while httpx.post(f"{svc.url}/api/beat", headers=beat).status_code != 200:
-            assert time.monotonic() < deadline, "beats did not come back"
-            time.sleep(0.2)
-        after = httpx.get(f"{svc.url}/api/stats").json()
-    assert after["total_beats"] == before["total_beats"] + 1
+        before = httpx.get(f"{svc.url}/api/stats").json()["total_beats"]
+        snapshot = [{"windows": [{"processName": "code.exe", "isFocused": True}]}]
+        by_database: dict[str, list[Request]] = {
+            "redis": [("GET", "/api/stats", {}, None), ("GET", "/api/projects", auth, None)],
+            "influxdb": [
+                ("POST", "/api/snapshots", auth, snapshot),
+                ("GET", "/api/times", auth, None),
+            ],
+        }
+        requests = by_database[hung]
+        server = stack.redis if hung == "redis" else stack.influxd
+        # One time-out, not one per retry of a Redis command (four before).
+        stopped_answers_503(
+            svc.url, server, [("POST", "/api/beat", beat, None), *requests], 2 * 2.0 + 1
+        )
+        beats_come_back(svc.url, beat)
+        after = httpx.get(f"{svc.url}/api/stats").json()["total_beats"]
+    # The beat that got 503 is not counted; every counted one is stored.
+    assert after == before + 1
+    assert stack.count("beat") >= after
 
 
 async def test_a_command_that_timed_out_is_not_sent_again_so_nothing_counts_twice(
@@ -606,45 +632,3 @@ async def test_a_command_that_timed_out_is_not_sent_again_so_nothing_counts_twic
     assert stack.count("visit") - stored == 1
     # Once: by the command that timed out, which Redis ran late.
     assert after - before == 1
-
-
-async def test_a_hung_influxdb_answers_503_within_its_time_out_and_nothing_is_lost(
-    stack: Stack, tmp_path: Path
-) -> None:
-    config = stack.config.replace(influx_timeout=2.0)
-    with run_service(config, tmp_path, workers=1) as svc:
-        device, auth = setup_clients(svc.url)
-        beat = {"Authorization": device}
-        assert httpx.post(f"{svc.url}/api/beat", headers=beat).status_code == 200
-        before = httpx.get(f"{svc.url}/api/stats").json()["total_beats"]
-        stack.influxd.proc.send_signal(signal.SIGSTOP)
-        try:
-            for name, method, path, body in (
-                ("beat", "POST", "/api/beat", None),
-                (
-                    "snapshot",
-                    "POST",
-                    "/api/snapshots",
-                    [{"windows": [{"processName": "code.exe", "isFocused": True}]}],
-                ),
-                ("times", "GET", "/api/times", None),
-            ):
-                headers = beat if name == "beat" else auth
-                started = time.monotonic()
-                resp = httpx.request(
-                    method, f"{svc.url}{path}", headers=headers, json=body, timeout=60
-                )
-                took = time.monotonic() - started
-                assert resp.status_code == 503, (name, resp.status_code, resp.text)
-                assert resp.json()["message"] and resp.headers["retry-after"], name
-                assert took < 2 * config.influx_timeout + 1, (name, took)
-        finally:
-            stack.influxd.proc.send_signal(signal.SIGCONT)
-        deadline = time.monotonic() + 10
-        while httpx.post(f"{svc.url}/api/beat", headers=beat).status_code != 200:
-            assert time.monotonic() < deadline, "beats did not come back"
-            time.sleep(0.2)
-        after = httpx.get(f"{svc.url}/api/stats").json()["total_beats"]
-    # The beat that got 503 is not counted; every counted one is stored.
-    assert after == before + 1
-    assert stack.count("beat") >= after
