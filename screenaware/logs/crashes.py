@@ -215,17 +215,21 @@ class CrashStore:
         suffix = ANON_SUFFIX if anonymous else USER_SUFFIX
         return self.directory / f"{uuidlib.UUID(point_uuid)}{suffix}"
 
+    def _candidates(self, point_uuid: str) -> list[tuple[bool, Path]]:
+        """Where a dump of either kind would be, as (anonymous, path); none for a
+        string that is not a uuid."""
+        try:
+            return [(anonymous, self.path(point_uuid, anonymous)) for anonymous in (False, True)]
+        except ValueError:
+            return []
+
     async def open(self, point_uuid: str) -> tuple[BinaryIO, int] | None:
         """The open file of a dump and its size, or None.
 
         Opened before the answer starts, so that a dump evicted meanwhile is a 404,
         not an answer cut off (an open file stays readable after its eviction).
         """
-        try:
-            candidates = [self.path(point_uuid, anonymous) for anonymous in (False, True)]
-        except ValueError:
-            return None
-        for candidate in candidates:
+        for _, candidate in self._candidates(point_uuid):
             try:
                 handle = await asyncio.to_thread(open, candidate, "rb")
             except (FileNotFoundError, IsADirectoryError):
@@ -280,10 +284,10 @@ class CrashStore:
         """The dumps among ``uuids`` whose file exists now (runs in a thread)."""
         present = []
         for point_uuid in uuids:
-            for anonymous in (False, True):
+            for anonymous, candidate in self._candidates(point_uuid):
                 try:
-                    size = self.path(point_uuid, anonymous).stat().st_size
-                except (ValueError, FileNotFoundError):
+                    size = candidate.stat().st_size
+                except FileNotFoundError:
                     continue
                 present.append(StoredDump(point_uuid, size, anonymous))
                 break
