@@ -604,6 +604,34 @@ async def test_a_hung_database_answers_503_within_one_time_out_and_nothing_is_lo
     assert stack.count("beat") >= after
 
 
+async def test_behind_a_hung_redis_a_request_waiting_for_a_connection_waits_one_time_out(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # One pooled connection and six requests at once: each request holding the
+    # connection times out after 1 s, so a wait for the connection bounded by
+    # anything longer (it was 5 s) answers the last of them only after about six
+    # seconds. Bounded by the command time-out, each answers within two.
+    timeout = 1.0
+    config = stack.config.replace(redis_timeout=timeout, redis_max_connections=1)
+    with run_service(config, tmp_path, workers=1) as svc:
+        assert httpx.get(f"{svc.url}/api/stats").status_code == 200
+
+        async def stats() -> tuple[int, float]:
+            started = time.monotonic()
+            async with httpx.AsyncClient(timeout=60) as client:
+                resp = await client.get(f"{svc.url}/api/stats")
+            return resp.status_code, time.monotonic() - started
+
+        stack.redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            answers = await asyncio.gather(*(stats() for _ in range(6)))
+        finally:
+            stack.redis.proc.send_signal(signal.SIGCONT)
+        assert httpx.get(f"{svc.url}/api/stats").status_code == 200
+    assert [status for status, _ in answers] == [503] * 6
+    assert max(took for _, took in answers) < 2 * timeout + 1.0, answers
+
+
 async def test_a_command_that_timed_out_is_not_sent_again_so_nothing_counts_twice(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -106,11 +106,14 @@ class Backends:
         if target is not None:
             return self._open_cluster(target)
         # A blocking pool: under a burst, requests wait briefly for a connection
-        # instead of failing once the pool is exhausted.
+        # instead of failing once the pool is exhausted. The wait is bounded by the
+        # same time-out as a command: behind a hung Redis, a request waiting for a
+        # connection answers 503 after at most two time-outs, not after the whole
+        # queue ahead of it has timed out one by one.
         pool = aioredis.BlockingConnectionPool.from_url(
             self.config.redis_url,
             max_connections=self.config.redis_max_connections,
-            timeout=5,
+            timeout=self.config.redis_timeout,
             decode_responses=True,
             socket_connect_timeout=3,
             socket_timeout=self.config.redis_timeout,
