@@ -7,6 +7,7 @@ real gunicorn in front of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -548,13 +549,23 @@ async def test_a_batch_queued_during_a_write_is_looked_up_in_the_round_that_coun
 Request = tuple[str, str, dict[str, str], Any]
 
 
-def stopped_answers_503(url: str, server: Server, requests: list[Request], within: float) -> None:
-    """SIGSTOP ``server`` (it keeps its connections open and answers nothing, as a
-    server stuck in a long command or behind a link that drops packets would), send
-    each (method, path, headers, JSON body): each must answer 503 with a message and
-    Retry-After in less than ``within`` seconds. SIGCONT at the end."""
+@contextlib.contextmanager
+def stopped(server: Server) -> Iterator[None]:
+    """``server`` SIGSTOPped for the block (it keeps its connections open and answers
+    nothing, as a server stuck in a long command or behind a link that drops packets
+    would); SIGCONT at the end."""
     server.proc.send_signal(signal.SIGSTOP)
     try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+def stopped_answers_503(url: str, server: Server, requests: list[Request], within: float) -> None:
+    """With ``server`` :func:`stopped`, send each (method, path, headers, JSON body):
+    each must answer 503 with a message and Retry-After in less than ``within``
+    seconds."""
+    with stopped(server):
         for method, path, headers, body in requests:
             started = time.monotonic()
             resp = httpx.request(method, f"{url}{path}", headers=headers, json=body, timeout=60)
@@ -562,8 +573,6 @@ def stopped_answers_503(url: str, server: Server, requests: list[Request], withi
             assert resp.status_code == 503, (path, resp.status_code, resp.text)
             assert resp.json()["message"] and resp.headers["retry-after"], path
             assert took < within, (path, took)
-    finally:
-        server.proc.send_signal(signal.SIGCONT)
 
 
 def beats_come_back(url: str, beat: dict[str, str], seconds: float = 10) -> None:
@@ -608,9 +617,9 @@ async def test_behind_a_hung_redis_a_request_waiting_for_a_connection_waits_one_
     stack: Stack, tmp_path: Path
 ) -> None:
     # One pooled connection and six requests at once: each request holding the
-    # connection times out after 1 s, so a wait for the connection bounded by
-    # anything longer (it was 5 s) answers the last of them only after about six
-    # seconds. Bounded by the command time-out, each answers within two.
+    # connection times out after 1 s, and the ones still waiting for it answer only
+    # when their wait ends (with the former fixed 5-s wait, after 5.1 s). Bounded by
+    # the command time-out, each answers within two.
     timeout = 1.0
     config = stack.config.replace(redis_timeout=timeout, redis_max_connections=1)
     with run_service(config, tmp_path, workers=1) as svc:
@@ -622,11 +631,8 @@ async def test_behind_a_hung_redis_a_request_waiting_for_a_connection_waits_one_
                 resp = await client.get(f"{svc.url}/api/stats")
             return resp.status_code, time.monotonic() - started
 
-        stack.redis.proc.send_signal(signal.SIGSTOP)
-        try:
+        with stopped(stack.redis):
             answers = await asyncio.gather(*(stats() for _ in range(6)))
-        finally:
-            stack.redis.proc.send_signal(signal.SIGCONT)
         assert httpx.get(f"{svc.url}/api/stats").status_code == 200
     assert [status for status, _ in answers] == [503] * 6
     assert max(took for _, took in answers) < 2 * timeout + 1.0, answers
