@@ -48,6 +48,9 @@ class Config:
 
     bind: str = "127.0.0.1:8080"
     workers: int = 2
+    # Spread connections evenly over the workers (screenaware/acceptgate.py); false:
+    # the workers race for each one, as uvicorn's gunicorn worker does.
+    balance_connections: bool = True
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "screenaware"
     influx_username: str = ""

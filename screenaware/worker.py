@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
+import socket
 import sys
 from typing import Any, ClassVar
 
@@ -12,9 +14,48 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from screenaware.acceptgate import AcceptGate, ConnectionBoard
+from screenaware.config import Config
+
+
+class BalancedServer(Server):
+    """uvicorn's server, accepting through an :class:`AcceptGate` rather than
+    ``loop.create_server`` (which takes every waiting connection at once)."""
+
+    def __init__(self, config: Any, sockets: list[socket.socket], board: ConnectionBoard) -> None:
+        super().__init__(config=config)
+        self.gate = AcceptGate(sockets, board)
+        # uvicorn's protocols add and discard themselves here: the gate counts them.
+        self.server_state.connections = self.gate.connections
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start the app as uvicorn does (given no sockets), then the gate."""
+        await super().startup(sockets=[])
+        if self.should_exit:
+            return
+        loop = asyncio.get_running_loop()
+        protocol = functools.partial(
+            self.config.http_protocol_class,  # type: ignore[call-arg]
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
+
+        async def serve(conn: socket.socket) -> None:
+            await loop.connect_accepted_socket(protocol, conn)
+
+        self.gate.start(serve)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting (closing the listening sockets), then shut down as uvicorn does."""
+        self.gate.close()
+        await super().shutdown(sockets=sockets)
+
 
 class Worker(UvicornWorker):
-    """uvicorn's gunicorn worker with uvicorn's own access log off.
+    """uvicorn's gunicorn worker, with connections spread evenly over the workers
+    (:class:`BalancedServer`, ``SCREENAWARE_BALANCE_CONNECTIONS``) and uvicorn's own
+    access log off.
 
     The service writes its own access lines (JSON, buffered; ``SCREENAWARE_ACCESS_LOG``).
     uvicorn's would otherwise build a log record per request for a logger that
@@ -23,6 +64,14 @@ class Worker(UvicornWorker):
     """
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "access_log": False}
+    # Mapped by the master as it creates its first worker, inherited by every fork.
+    board: ClassVar[ConnectionBoard | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if Worker.board is None and self.cfg.workers > 1:
+            # Room for a rolling restart's old and new workers, and some TTIN.
+            Worker.board = ConnectionBoard(slots=max(16, 4 * self.cfg.workers))
 
     def load_wsgi(self) -> None:
         """Load the app, then move every object alive now out of the cyclic GC's
@@ -46,12 +95,17 @@ class Worker(UvicornWorker):
         are flushed, then the worker exits.
         """
         self.config.app = self.wsgi
-        server = Server(config=self.config)
+        server: Server
+        if Worker.board is not None and Config.load().balance_connections:
+            server = BalancedServer(self.config, self.sockets, Worker.board)
+            sockets = []  # the gate listens on them
+        else:
+            server, sockets = Server(config=self.config), self.sockets
 
         def stop() -> None:
             server.should_exit = True
 
         asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, stop)
-        await server.serve(sockets=self.sockets)
+        await server.serve(sockets=sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
