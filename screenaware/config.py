@@ -51,6 +51,8 @@ class Config:
     # Spread connections evenly over the workers (screenaware/acceptgate.py); false:
     # the workers race for each one, as uvicorn's gunicorn worker does.
     balance_connections: bool = True
+    # How long a worker leaves a new connection to a sibling holding fewer at most.
+    balance_wait_ms: int = 5
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "screenaware"
     influx_username: str = ""
@@ -175,6 +177,7 @@ class Config:
 
     def _validate(self) -> None:
         _require(self.workers >= 1, "workers", "must be at least 1")
+        _require(1 <= self.balance_wait_ms <= 1000, "balance_wait_ms", "must be 1 to 1000 (ms)")
         _require(self.redis_max_connections >= 1, "redis_max_connections", "must be at least 1")
         _require(self.redis_timeout > 0, "redis_timeout", "must be positive")
         _require(self.jwt_ttl >= 1, "jwt_ttl", "must be at least 1 second")

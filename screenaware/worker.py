@@ -22,9 +22,9 @@ class BalancedServer(Server):
     """uvicorn's server, accepting through an :class:`AcceptGate` rather than
     ``loop.create_server`` (which takes every waiting connection at once)."""
 
-    def __init__(self, config: Any, sockets: list[socket.socket], board: ConnectionBoard) -> None:
+    def __init__(self, config: Any, gate: AcceptGate) -> None:
         super().__init__(config=config)
-        self.gate = AcceptGate(sockets, board)
+        self.gate = gate
         # uvicorn's protocols add and discard themselves here: the gate counts them.
         self.server_state.connections = self.gate.connections
 
@@ -33,22 +33,17 @@ class BalancedServer(Server):
         await super().startup(sockets=[])
         if self.should_exit:
             return
-        loop = asyncio.get_running_loop()
         protocol = functools.partial(
             self.config.http_protocol_class,  # type: ignore[call-arg]
             config=self.config,
             server_state=self.server_state,
             app_state=self.lifespan.state,
         )
-
-        async def serve(conn: socket.socket) -> None:
-            await loop.connect_accepted_socket(protocol, conn)
-
-        self.gate.start(serve)
+        self.gate.start(protocol, tls=self.config.ssl)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting (closing the listening sockets), then shut down as uvicorn does."""
-        self.gate.close()
+        await self.gate.close()
         await super().shutdown(sockets=sockets)
 
 
@@ -96,8 +91,12 @@ class Worker(UvicornWorker):
         """
         self.config.app = self.wsgi
         server: Server
-        if Worker.board is not None and Config.load().balance_connections:
-            server = BalancedServer(self.config, self.sockets, Worker.board)
+        # With --reuse-port each worker listens on sockets of its own: a sibling
+        # could never take a connection this one leaves to it.
+        settings = Config.load()
+        if Worker.board is not None and settings.balance_connections and not self.cfg.reuse_port:
+            gate = AcceptGate(self.sockets, Worker.board, defer_s=settings.balance_wait_ms / 1000)
+            server = BalancedServer(self.config, gate)
             sockets = []  # the gate listens on them
         else:
             server, sockets = Server(config=self.config), self.sockets

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -46,11 +47,14 @@ def run_service(
     workers: int = 2,
     port: int | None = None,
     gunicorn_args: Sequence[str] = (),
+    scheme: str = "http",
+    ca: Path | None = None,
 ) -> Iterator[Service]:
     """Start gunicorn serving ``config`` (on ``port``, else a free one); stop it afterwards.
 
     ``gunicorn_args`` are added to its command line (as ``screenaware serve`` passes
-    its extra arguments).
+    its extra arguments). ``scheme`` "https" with ``ca``, the bundle that signed the
+    ``--certfile`` among them, for a service serving TLS itself.
     """
     port = port or free_port()
     env = {
@@ -70,14 +74,16 @@ def run_service(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    service = Service(f"http://127.0.0.1:{port}", proc, log)
+    service = Service(f"{scheme}://127.0.0.1:{port}", proc, log)
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {log.read_text()[-2000:]}")
             try:
-                if httpx.get(service.url + "/.well-known/health", timeout=2).status_code == 200:
+                health = httpx.get(service.url + "/.well-known/health", timeout=2, verify=verify)
+                if health.status_code == 200:
                     # Every worker must be up, not just the first.
                     if len(service.worker_pids()) == workers:
                         break
