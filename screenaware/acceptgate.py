@@ -190,7 +190,7 @@ class AcceptGate:
         self.publish_s = publish_s
         self.retry_s = retry_s
         # The server's open connections (becomes uvicorn's server_state.connections).
-        self.connections = CountedSet(self._joined, self.publish)
+        self.connections = CountedSet(self._joined, self._dropped)
         self.pid = os.getpid()
         self.slot: int | None = None
         self._protocol: Callable[[], asyncio.BaseProtocol] | None = None
@@ -337,11 +337,20 @@ class AcceptGate:
             self._pending.pop(handover, None)
         self.publish()
 
+    def _dropped(self) -> None:
+        self.publish()
+        # Fewer now: a wait left to a sibling may be this worker's to take. Without
+        # this, two workers would each leave connections to the other while both sit
+        # out their re-check (a flood of short connections ran at a third).
+        for sock in self.sockets:
+            if sock.fileno() in self._yielding:
+                self._listen(sock)
+
     def _handed_over(self, handover: _Handover, task: asyncio.Task[Any]) -> None:
         if handover.protocol is not None:
             self._by_protocol.pop(handover.protocol, None)
         if self._pending.pop(handover, None) is not None:
-            self.publish()  # never joined
+            self._dropped()  # never joined
         if task.cancelled():
             return
         exc = task.exception()
