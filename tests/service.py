@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import resource
 import signal
 import ssl
 import subprocess
@@ -49,13 +50,20 @@ def run_service(
     gunicorn_args: Sequence[str] = (),
     scheme: str = "http",
     ca: Path | None = None,
+    max_open_files: int | None = None,
 ) -> Iterator[Service]:
     """Start gunicorn serving ``config`` (on ``port``, else a free one); stop it afterwards.
 
     ``gunicorn_args`` are added to its command line (as ``screenaware serve`` passes
     its extra arguments). ``scheme`` "https" with ``ca``, the bundle that signed the
-    ``--certfile`` among them, for a service serving TLS itself.
+    ``--certfile`` among them, for a service serving TLS itself. ``max_open_files``:
+    gunicorn's RLIMIT_NOFILE (its workers inherit it).
     """
+
+    def limit() -> None:
+        if max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
     port = port or free_port()
     env = {
         **os.environ,
@@ -73,6 +81,7 @@ def run_service(
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit if max_open_files is not None else None,
         )
     service = Service(f"{scheme}://127.0.0.1:{port}", proc, log)
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True

@@ -264,3 +264,32 @@ def test_tls_is_served_through_the_gate(config: Config, tmp_path: Path) -> None:
         assert [a.status_code for a in answers] == [200] * 3
         assert all(a.http_version == "HTTP/1.1" for a in answers)
     assert url.startswith("https://")
+
+
+def test_out_of_descriptors_the_worker_pauses_listening_then_serves_again(
+    config: Config, tmp_path: Path
+) -> None:
+    # A low RLIMIT_NOFILE: the connections beyond it cannot be accepted (EMFILE) and
+    # stay queued. The worker must log it and stop listening for a while, not wake
+    # for them on every turn of its loop, and serve again once descriptors are free.
+    with run_service(_config(config), tmp_path, workers=2, max_open_files=128) as service:
+        _started(service)
+        host, port = service.url.removeprefix("http://").split(":")
+        held = []
+        try:
+            for _ in range(300):  # more than the two workers can hold
+                held.append(socket.create_connection((host, int(port)), timeout=30))
+            deadline = time.monotonic() + 30
+            while "cannot accept a connection now" not in service.log.read_text():
+                assert time.monotonic() < deadline, service.log.read_text()[-2000:]
+                time.sleep(0.1)
+            time.sleep(2.5)  # two more pauses of a second at most
+        finally:
+            for sock in held:
+                sock.close()
+        log = service.log.read_text()
+        with httpx.Client(timeout=30) as client:
+            assert client.get(f"{service.url}/.well-known/health").status_code == 200
+    # Once a second at most per worker (other parts fail too: metrics files, logs).
+    assert 1 <= log.count("cannot accept a connection now") <= 12, log[-2000:]
+    assert "_readable" not in log
