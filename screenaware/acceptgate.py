@@ -152,10 +152,11 @@ class CountedSet(set[Any]):
 class _Handover:
     """An accepted connection until its protocol joins the open connections."""
 
-    __slots__ = ("protocol",)
+    __slots__ = ("protocol", "task")
 
     def __init__(self) -> None:
         self.protocol: asyncio.BaseProtocol | None = None
+        self.task: asyncio.Task[None] | None = None
 
 
 class AcceptGate:
@@ -197,7 +198,7 @@ class AcceptGate:
         self._tls: ssl.SSLContext | None = None
         # Accepted, their protocol not yet among the connections: counted too, or
         # two accepted at once would look like one to the siblings.
-        self._pending: dict[_Handover, asyncio.Task[Any]] = {}
+        self._pending: set[_Handover] = set()
         self._by_protocol: dict[asyncio.BaseProtocol, _Handover] = {}
         # Per listening fd: when its waiting connection was first left to a sibling.
         self._yielding: dict[int, float] = {}
@@ -278,8 +279,8 @@ class AcceptGate:
     def _yields(self, sock: socket.socket) -> bool:
         """Whether to leave the waiting connection to a sibling for now: while one
         holds fewer connections, for at most ``defer_s`` from the first time."""
-        if self.slot is None:
-            return False
+        if self.slot is None or self.count == 0:
+            return False  # (no count is below none: the board need not be read)
         fd = sock.fileno()
         now = time.monotonic()
         first = self._yielding.get(fd)
@@ -312,9 +313,9 @@ class AcceptGate:
         self._yielding.pop(sock.fileno(), None)
         conn.setblocking(False)
         handover = _Handover()
-        task = asyncio.get_running_loop().create_task(self._hand_over(handover, conn))
-        self._pending[handover] = task
-        task.add_done_callback(functools.partial(self._handed_over, handover))
+        handover.task = asyncio.get_running_loop().create_task(self._hand_over(handover, conn))
+        self._pending.add(handover)
+        handover.task.add_done_callback(functools.partial(self._handed_over, handover))
         self.publish()
 
     def _new_protocol(self, handover: _Handover) -> asyncio.BaseProtocol:
@@ -334,7 +335,7 @@ class AcceptGate:
         # counted.
         handover = self._by_protocol.pop(item, None)
         if handover is not None:
-            self._pending.pop(handover, None)
+            self._pending.discard(handover)
         self.publish()
 
     def _dropped(self) -> None:
@@ -349,7 +350,8 @@ class AcceptGate:
     def _handed_over(self, handover: _Handover, task: asyncio.Task[Any]) -> None:
         if handover.protocol is not None:
             self._by_protocol.pop(handover.protocol, None)
-        if self._pending.pop(handover, None) is not None:
+        if handover in self._pending:
+            self._pending.discard(handover)
             self._dropped()  # never joined
         if task.cancelled():
             return
@@ -376,6 +378,7 @@ class AcceptGate:
             self.board.release(self.slot, self.pid)
         for sock in self.sockets:
             sock.close()
-        if self._pending:
-            await asyncio.wait(list(self._pending.values()))
+        tasks = [h.task for h in self._pending if h.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
         await asyncio.sleep(0)  # the last connection_made callbacks run

@@ -173,6 +173,13 @@ def stack(workers: int, **settings: Any) -> Iterator[Stack]:
             influxd.stop()
 
 
+def stack_for(
+    args: argparse.Namespace, **settings: Any
+) -> contextlib.AbstractContextManager[Stack]:
+    """:func:`stack` with the command line's workers and ``--racing``."""
+    return stack(args.workers, balance_connections=not args.racing, **settings)
+
+
 def wrk(
     url: str, headers: dict[str, str], connections: int, seconds: int, script: str, tmp: Path
 ) -> dict[str, Any]:
@@ -265,7 +272,7 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
              "trivial Falcon responder")  # fmt: skip
     rounds: list[dict[str, dict[str, Any]]] = []
     cpu: dict[str, dict[str, float]] = {name: {} for name in names}
-    with stack(args.workers, balance_connections=not args.racing) as s:
+    with stack_for(args) as s:
         token = httpx.post(
             f"{s.url}/api/devices",
             json={"name": "bench"},
@@ -409,7 +416,7 @@ def bench_snapshots(args: argparse.Namespace) -> None:
     results = []
     # The answering worker's pid on every answer: the ingest rows show how the
     # client's connections spread over the workers.
-    with stack(args.workers, worker_pid_header=True, balance_connections=not args.racing) as s:
+    with stack_for(args, worker_pid_header=True) as s:
         headers = login(s.url)
         httpx.post(
             f"{s.url}/api/projects",
@@ -641,7 +648,7 @@ CACHED_RUNS = 30
 def bench_times(args: argparse.Namespace) -> None:
     ranges = sorted({int(d) for d in args.days.split(",")})
     days, per_day = ranges[-1], PER_DAY
-    with stack(args.workers, balance_connections=not args.racing) as s:
+    with stack_for(args) as s:
         headers = login(s.url)
         keyword_projects(s.url, headers)
         first_day, elapsed = load_month(s, headers, days=days)
@@ -766,7 +773,7 @@ def keyword_projects(url: str, headers: dict[str, str]) -> None:
 
 
 def bench_streams(args: argparse.Namespace) -> None:
-    with stack(args.workers, streams_rollup=args.rollup, balance_connections=not args.racing) as s:
+    with stack_for(args, streams_rollup=args.rollup) as s:
         headers = login(s.url)
         # Projects by keyword, so the month has several projects and real streams.
         keyword_projects(s.url, headers)
@@ -833,7 +840,7 @@ wrk.body = "[" .. table.concat(parts, ",") .. "]"
 
 
 def bench_logs(args: argparse.Namespace) -> None:
-    with stack(args.workers, balance_connections=not args.racing) as s:
+    with stack_for(args) as s:
         headers = login(s.url)
         url = f"{s.url}/api/logs"
         wrk(url, headers, 8, 2, LOG_LUA, s.tmp)  # warm-up
@@ -1087,7 +1094,7 @@ def bench_import(args: argparse.Namespace) -> None:
     export = orjson.dumps(activitywatch_month(first))
     events = sum(len(b["events"]) for b in orjson.loads(export)["buckets"].values())
     rows = []
-    with stack(args.workers, balance_connections=not args.racing) as s:
+    with stack_for(args) as s:
         headers = login(s.url)
         started = time.perf_counter()
         resp = httpx.post(
@@ -1121,7 +1128,7 @@ def bench_webapp(args: argparse.Namespace) -> None:
     """The day view of a full day (8 h of 10 s snapshots) in headless Chromium."""
     from tests.browser import launch_chromium
 
-    with stack(args.workers, balance_connections=not args.racing) as s:
+    with stack_for(args) as s:
         headers = login(s.url)
         keyword_projects(s.url, headers)
         apps = ["code", "chrome", "slack", "outlook", "winword", "vlc"]
