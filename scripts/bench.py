@@ -1,5 +1,5 @@
-"""Benchmarks, run by hand: ``scripts/bench WHAT``, WHAT one of heartbeat, snapshots,
-times, streams, logs, transport, import, webapp.
+"""Benchmarks, run by hand: ``scripts/bench WHAT``, WHAT one of heartbeat, connections,
+snapshots, times, streams, logs, transport, import, webapp.
 
 Each starts its own influxd and redis-server on free ports in a temp dir, serves
 the app with gunicorn (uvicorn workers) and drives it on 127.0.0.1 only, for a
@@ -360,6 +360,50 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
     for name, used in cpu.items():
         cells = " | ".join(f"{used.get(n, 0.0):.0f}" for n in columns)
         print(f"| {name} | {cells} | {sum(used.values()):.0f} |")
+
+
+def bench_connections(args: argparse.Namespace) -> None:
+    """The trivial responder under two masters, connections spread by the gate and
+    racing, by turns: keep-alive connections and a new connection per request."""
+    with tempfile.TemporaryDirectory(prefix="screenaware-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        masters = {}
+        for name, balanced in (("gate", "true"), ("racing", "false")):
+            port = free_port()
+            env = {**os.environ, "SCREENAWARE_BALANCE_CONNECTIONS": balanced}
+            log = tmp / f"{name}.log"
+            masters[name] = (
+                start_gunicorn("bench_trivial:app", env, args.workers, port, log),
+                port,
+            )
+        rows = []
+        try:
+            for _, port in masters.values():  # warm-up, not timed
+                wrk(f"http://127.0.0.1:{port}/api/beat", {}, args.connections, 2,
+                    'wrk.method = "POST"\n', tmp)  # fmt: skip
+            for kind, headers in (("keep-alive", {}), ("new connection per request",
+                                                      {"Connection": "close"})):  # fmt: skip
+                for turn in range(args.rounds):
+                    for name, (proc, port) in masters.items():
+                        r, used = measured(
+                            {"workers": worker_pids(proc.pid)},
+                            functools.partial(
+                                wrk, f"http://127.0.0.1:{port}/api/beat", headers,
+                                args.connections, args.seconds, 'wrk.method = "POST"\n', tmp,
+                            ),
+                        )  # fmt: skip
+                        rows.append((kind, turn + 1, name, r, used["workers"]))
+        finally:
+            for proc, _ in masters.values():
+                stop(proc)
+    print(
+        f"\nTrivial responder, {args.connections} connections, {args.seconds} s per row, "
+        f"{args.workers} workers, wrk -t2, by turns ({os.cpu_count()} cores)\n"
+    )
+    print("| connections | round | accept | req/s | p99 ms | worker CPU µs per request |")
+    print("|---|---:|---|---:|---:|---:|")
+    for kind, turn, name, r, worker_us in rows:
+        print(f"| {kind} | {turn} | {name} | {r['rps']:,.0f} | {r['p99']:.2f} | {worker_us:.0f} |")
 
 
 def login(url: str) -> dict[str, str]:
@@ -1203,6 +1247,11 @@ def main() -> None:
     hb.add_argument("--connections", type=int, default=32)
     hb.add_argument("--rounds", type=int, default=3, help="turns of the three targets")
     hb.set_defaults(func=bench_heartbeat)
+    conns = sub.add_parser("connections", help="the gate against racing workers, trivial app")
+    conns.add_argument("--seconds", type=int, default=4)
+    conns.add_argument("--connections", type=int, default=32)
+    conns.add_argument("--rounds", type=int, default=3)
+    conns.set_defaults(func=bench_connections)
     snaps = sub.add_parser("snapshots", help="POST /api/snapshots, arrays of 100 and single")
     snaps.add_argument("--seconds", type=int, default=10, help="per wrk row (0: leave out)")
     snaps.add_argument(
