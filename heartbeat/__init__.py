@@ -45,6 +45,7 @@ def mount(
         backends.point_clock,
         max_batch=config.write_batch_max,
         max_pending=config.write_queue_max,
+        regroup=config.beat_regroup_ms / 1000,
         outages=backends.outages,
     )
     broadcaster = StatsBroadcaster(service.stats, outages=backends.outages)

@@ -5,12 +5,13 @@ made durable in InfluxDB (the source of truth), and only then the Redis counters
 move. A Redis counter is therefore never ahead of InfluxDB, and
 ``screenaware rebuild-stats`` can always recompute them from it.
 
-Beats of concurrent requests go through these steps in batches. While InfluxDB
-stores batch N, the worker reads the requests of batch N+1; when N's write
-returns and N+1 is waiting, a single Redis script counts N and looks N+1's tokens
-up (one round trip for both), then N is acknowledged while N+1's write goes out.
-Under load a batch costs one Redis round trip and one InfluxDB write instead of
-two and one; a batch with nobody behind it is counted at once.
+Beats of concurrent requests go through these steps in batches: one Redis
+look-up of the batch's tokens, one InfluxDB write, one Redis script counting
+them, then every beat of the batch is answered. Devices and load generators send
+their next beat once answered; the next batch waits a moment (``regroup``) for
+the ones just answered to come back, so that they share one round instead of
+splitting into two that alternate, each paying for a look-up, a write (InfluxDB's
+cost is mostly per write) and a count.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from heartbeat.stats import build_stats
 from heartbeat.store import HeartbeatStore, hash_token
 from screenaware.errors import StorageUnavailable, WriteQueueFull
-from screenaware.storage.batching import Coalescer, Later, cancel_task
+from screenaware.storage.batching import Coalescer, cancel_task
 from screenaware.storage.influx import GroupCommitWriter, Point, UniqueClock
 from screenaware.storage.lineprotocol import encode
 from screenaware.storage.outages import INFLUXDB, REDIS_DOWN, OutageLog, backend_of
@@ -45,6 +46,9 @@ class HeartbeatService:
         max_batch: beats handled together at most (one InfluxDB write).
         max_pending: beats that may wait; past it a beat fails at once with
             :class:`~screenaware.errors.WriteQueueFull` (503).
+        regroup: seconds a round waits, after the last one answered, for the
+            beats of the devices it answered (see
+            :class:`~screenaware.storage.batching.Coalescer`); 0: no wait.
         outages: where the failures of uncounted visits go (logged per outage,
             not per visit).
     """
@@ -58,6 +62,7 @@ class HeartbeatService:
         *,
         max_batch: int = 5000,
         max_pending: int = 100_000,
+        regroup: float = 0.0,
         outages: OutageLog | None = None,
     ) -> None:
         self.store = store
@@ -65,16 +70,15 @@ class HeartbeatService:
         self._writer = writer
         self._clock = clock
         self._point_time = point_time
-        # A batch's outcome per beat: None (no such token), the acknowledgement
-        # second, or that second Later, when the next batch's round counts the beat.
+        # A batch's outcome per beat: None (no such token) or the acknowledgement second.
         self._beats: Coalescer[str, int | None] = Coalescer(
             self._record_beats,
             name="hb-beats",
             max_batch=max_batch,
             max_pending=max_pending,
             full_error=lambda: WriteQueueFull("too many beats queued"),
+            regroup=regroup,
         )
-        self._uncounted: _Stored | None = None
 
     def now(self) -> int:
         """The current Unix time in whole seconds."""
@@ -92,26 +96,9 @@ class HeartbeatService:
     async def close(self) -> None:
         """Finish the beats already received (worker shutdown)."""
         await self._beats.stop()
-        # The last call counts its batch itself (nothing queued behind it); this is
-        # only a safety net.
-        if self._uncounted is not None:
-            stored, self._uncounted = self._uncounted, None
-            await self.store.count_beats(stored.counts)
-            stored.settle(None)
 
-    async def _record_beats(self, digests: list[str]) -> list[int | Later[int | None] | None]:
-        # The previous batch is stored; its counters move in this batch's round.
-        previous, self._uncounted = self._uncounted, None
-        try:
-            devices = await self.store.count_and_look_up(
-                previous.counts if previous is not None else [], digests
-            )
-        except BaseException as exc:
-            if previous is not None:
-                previous.settle(exc)
-            raise
-        if previous is not None:
-            previous.settle(None)
+    async def _record_beats(self, digests: list[str]) -> list[int | None]:
+        devices = await self.store.look_up(digests)
         beats = [(device, self._point_time()) for device in devices if device is not None]
         if not beats:
             return [None] * len(digests)
@@ -121,17 +108,10 @@ class HeartbeatService:
             [encode("beat", {"device": str(device)}, {"n": 1}, stamp) for device, stamp in beats]
         )
         counted = [(device, stamp // 1_000_000_000) for device, stamp in beats]
-        if not self._beats.waiting:
-            # Nobody behind: count now (a lone beat pays two round trips, as before).
-            await self.store.count_beats(counted)
-            acknowledged: Iterator[int | Later[int | None]] = iter(s for _, s in counted)
-        else:
-            # The queued batch, taken as soon as this call returns, counts these
-            # beats in the round that looks its own tokens up.
-            stored = _Stored(counted)
-            self._uncounted = stored
-            acknowledged = iter(Later(future) for future in stored.futures)
-        return [None if device is None else next(acknowledged) for device in devices]
+        # Stored first, then counted: a counter is never ahead of InfluxDB.
+        await self.store.count_beats(counted)
+        seconds = iter(second for _, second in counted)
+        return [None if device is None else next(seconds) for device in devices]
 
     async def visit(self, page: str) -> None:
         """Count a page view.
@@ -222,22 +202,3 @@ class StatsBroadcaster:
                 if queue.full():
                     queue.get_nowait()
                 queue.put_nowait(payload)
-
-
-class _Stored:
-    """A batch of beats stored in InfluxDB, waiting for the next round to count it."""
-
-    def __init__(self, counts: list[tuple[int, int]]) -> None:
-        self.counts = counts
-        loop = asyncio.get_running_loop()
-        self.futures: list[asyncio.Future[int | None]] = [loop.create_future() for _ in counts]
-
-    def settle(self, error: BaseException | None) -> None:
-        """Acknowledge every beat (each with its second), or fail them all with ``error``."""
-        for (_, second), future in zip(self.counts, self.futures, strict=True):
-            if error is None:
-                future.set_result(second)
-            elif isinstance(error, Exception):
-                future.set_exception(error)
-            else:
-                future.cancel()  # the worker's loop is ending

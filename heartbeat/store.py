@@ -60,37 +60,30 @@ redis.call('HSET', key, 'token', ARGV[2])
 return name
 """
 
-# Beats move the counters in one step: ARGV[1] is the number n of values that
-# follow as (device id, Unix second) pairs in time order, as many as were
+# Beats move the counters in one step: KEYS[1] is the meta hash, KEYS[1 + i] the
+# device of beat i and ARGV[i] its Unix second, in time order, as many as were
 # acknowledged together. The gap to the previous beat of any device is an absence;
 # only a later beat moves last_seen, so beats handled out of order by different
-# workers never move it backwards. The ARGV after the pairs are token digests,
-# looked up in the same round (the next batch's tokens, while this one is counted):
-# the reply holds the owning device id, or nil, per digest.
-_COUNT_AND_LOOK_UP = """
+# workers never move it backwards.
+_COUNT_BEATS = """
 local meta = KEYS[1]
-local n = tonumber(ARGV[1])
-if n > 0 then
-  redis.call('HSETNX', meta, 'first_setup', ARGV[3])
-  local last = tonumber(redis.call('HGET', meta, 'last_seen'))
-  local longest = tonumber(redis.call('HGET', meta, 'longest_absence') or '0')
-  for i = 2, n, 2 do
-    local dev = '{hb}:device:' .. ARGV[i]
-    local now = tonumber(ARGV[i + 1])
-    if last and now - last > longest then longest = now - last end
-    if not last or now > last then last = now end
-    redis.call('HINCRBY', dev, 'num_beats', 1)
-    local lb = tonumber(redis.call('HGET', dev, 'last_beat'))
-    if not lb or now > lb then redis.call('HSET', dev, 'last_beat', now) end
-  end
-  redis.call('HSET', meta, 'last_seen', last, 'longest_absence', longest)
-  redis.call('HINCRBY', meta, 'total_beats', n / 2)
+local n = #ARGV
+if n == 0 then return 0 end
+redis.call('HSETNX', meta, 'first_setup', ARGV[1])
+local last = tonumber(redis.call('HGET', meta, 'last_seen'))
+local longest = tonumber(redis.call('HGET', meta, 'longest_absence') or '0')
+for i = 1, n do
+  local dev = KEYS[i + 1]
+  local now = tonumber(ARGV[i])
+  if last and now - last > longest then longest = now - last end
+  if not last or now > last then last = now end
+  redis.call('HINCRBY', dev, 'num_beats', 1)
+  local lb = tonumber(redis.call('HGET', dev, 'last_beat'))
+  if not lb or now > lb then redis.call('HSET', dev, 'last_beat', now) end
 end
-local found = {}
-for i = n + 2, #ARGV do
-  found[#found + 1] = redis.call('GET', '{hb}:token:' .. ARGV[i])
-end
-return found
+redis.call('HSET', meta, 'last_seen', last, 'longest_absence', longest)
+redis.call('HINCRBY', meta, 'total_beats', n)
+return n
 """
 
 _READ_STATS = """
@@ -155,7 +148,7 @@ class HeartbeatStore(RedisStore):
         # EVALSHA with the script's digest; the body is sent only if Redis lacks it.
         self._add_device = Script(_ADD_DEVICE)
         self._regenerate = Script(_REGENERATE)
-        self._count_and_look_up = Script(_COUNT_AND_LOOK_UP)
+        self._count_beats = Script(_COUNT_BEATS)
         self._read_stats = Script(_READ_STATS)
 
     async def mark_first_setup(self, now: int) -> None:
@@ -186,21 +179,20 @@ class HeartbeatStore(RedisStore):
 
     async def count_beats(self, beats: list[tuple[int, int]]) -> None:
         """Count beats, given as ``(device id, acknowledged Unix second)``, in one step."""
-        await self.count_and_look_up(beats, [])
+        ordered = sorted(beats, key=lambda b: b[1])
+        await self._count_beats(
+            self._redis,
+            [META, *(device_key(device) for device, _ in ordered)],
+            [second for _, second in ordered],
+        )
 
-    async def count_and_look_up(
-        self, beats: list[tuple[int, int]], digests: list[str]
-    ) -> list[int | None]:
-        """Count ``beats`` (as :meth:`count_beats`), then look up the device owning
-        each token digest (see :func:`hash_token`), in one script: one round trip for
-        both. Looking up the token's SHA-256 means no comparison of the secret itself
-        happens here, so its timing reveals nothing about the token.
-
-        Returns:
-            The device owning each digest, or None.
-        """
-        pairs = [value for beat in sorted(beats, key=lambda b: b[1]) for value in beat]
-        found = await self._count_and_look_up(self._redis, [META], [len(pairs), *pairs, *digests])
+    async def look_up(self, digests: list[str]) -> list[int | None]:
+        """The device owning each token digest (see :func:`hash_token`), or None, in
+        one command. Looking up the token's SHA-256 means no comparison of the secret
+        itself happens here, so its timing reveals nothing about the token."""
+        if not digests:
+            return []
+        found = await self._redis.mget([token_key(d) for d in digests])
         return [None if f is None else int(f) for f in found]
 
     async def record_visit(self) -> None:

@@ -119,6 +119,9 @@ class Config:
     log_grouped_max_buckets: int = 10_000
     log_page_points: int = 100
     write_batch_max: int = 5000
+    # How long a round of beats waits, after the last one answered, for the devices
+    # it answered to send again (0: off); see heartbeat/service.py.
+    beat_regroup_ms: int = 2
     write_queue_max: int = 100_000
     retry_after: int = 5
     outage_log_interval: float = 60.0
@@ -232,6 +235,7 @@ class Config:
         _require(self.log_grouped_max_buckets >= 1, "log_grouped_max_buckets", "must be at least 1")
         _require(1 <= self.log_page_points <= 10_000, "log_page_points", "must be 1 to 10000")
         _require(self.write_batch_max >= 1, "write_batch_max", "must be at least 1")
+        _require(0 <= self.beat_regroup_ms <= 100, "beat_regroup_ms", "must be 0 to 100 (ms)")
         _require(self.write_queue_max >= 1, "write_queue_max", "must be at least 1")
         _require(self.influx_timeout > 0, "influx_timeout", "must be positive")
         _require(

@@ -269,7 +269,9 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
     so that each ratio compares runs seconds apart on a shared, noisy machine."""
     beat = 'wrk.method = "POST"\n'
     names = ("durable beats (InfluxDB + Redis)", "same, access log and request metrics off",
+             "same, regroup off (SCREENAWARE_BEAT_REGROUP_MS=0)",
              "trivial Falcon responder")  # fmt: skip
+    trivial_name = names[-1]
     rounds: list[dict[str, dict[str, Any]]] = []
     cpu: dict[str, dict[str, float]] = {name: {} for name in names}
     with stack_for(args) as s:
@@ -279,10 +281,14 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
             headers={"Authorization": "bench-secret"},
         ).json()["token"]
         auth = {"Authorization": token}
-        lean_port, trivial_port = free_port(), free_port()
+        lean_port, apart_port, trivial_port = free_port(), free_port(), free_port()
         lean_env = {**s.env, "SCREENAWARE_ACCESS_LOG": "false", "SCREENAWARE_METRICS": "false"}
         lean = start_gunicorn(
             "screenaware.asgi:app", lean_env, args.workers, lean_port, s.tmp / "lean.log"
+        )
+        apart_env = {**s.env, "SCREENAWARE_BEAT_REGROUP_MS": "0"}
+        apart = start_gunicorn(
+            "screenaware.asgi:app", apart_env, args.workers, apart_port, s.tmp / "apart.log"
         )
         trivial = start_gunicorn(
             "bench_trivial:app", s.env, args.workers, trivial_port, s.tmp / "t.log"
@@ -290,7 +296,8 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
         targets: tuple[tuple[str, subprocess.Popen[bytes], str, dict[str, str]], ...] = (
             (names[0], s.service, f"{s.url}/api/beat", auth),
             (names[1], lean, f"http://127.0.0.1:{lean_port}/api/beat", auth),
-            (names[2], trivial, f"http://127.0.0.1:{trivial_port}/api/beat", {}),
+            (names[2], apart, f"http://127.0.0.1:{apart_port}/api/beat", auth),
+            (names[3], trivial, f"http://127.0.0.1:{trivial_port}/api/beat", {}),
         )
         try:
             counted_before = httpx.get(f"{s.url}/api/stats").json()["total_beats"]
@@ -317,8 +324,10 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
             stored = s.influx_count("beat") - counted_before
         finally:
             stop(lean)
+            stop(apart)
             stop(trivial)
         batches = s.stop_service("hb-beats") + coalescer_counts(s.tmp / "lean.log", "hb-beats")
+        apart_batches = coalescer_counts(s.tmp / "apart.log", "hb-beats")
 
     print(
         f"\nPOST /api/beat, {args.connections} connections, {args.seconds} s per row, "
@@ -327,11 +336,11 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
     )
     print("| round | target | req/s | p50 ms | p99 ms | non-2xx | ratio to trivial |")
     print("|---:|---|---:|---:|---:|---:|---:|")
-    ratios: dict[str, list[float]] = {names[0]: [], names[1]: []}
+    ratios: dict[str, list[float]] = {name: [] for name in names[:-1]}
     for number, this in enumerate(rounds, 1):
         for name in names:
             r = this[name]
-            ratio = r["rps"] / this[names[2]]["rps"]
+            ratio = r["rps"] / this[trivial_name]["rps"]
             if name in ratios:
                 ratios[name].append(ratio)
             print(
@@ -341,13 +350,15 @@ def bench_heartbeat(args: argparse.Namespace) -> None:
     print(
         f"\nratio beats / trivial, median of {args.rounds} rounds: "
         f"{statistics.median(ratios[names[0]]):.0%} "
-        f"(lean: {statistics.median(ratios[names[1]]):.0%})"
+        f"(lean: {statistics.median(ratios[names[1]]):.0%}, "
+        f"regroup off: {statistics.median(ratios[names[2]]):.0%})"
     )
-    points, writes = (sum(b[i] for b in batches) for i in (0, 1))
-    print(
-        f"batching: {points} beats in {writes} rounds of look-up, InfluxDB write and "
-        f"counter update ({points / max(writes, 1):.1f} beats per round)"
-    )
+    for label, counts in (("durable and lean", batches), ("regroup off", apart_batches)):
+        points, writes = (sum(b[i] for b in counts) for i in (0, 1))
+        print(
+            f"batching, {label}: {points} beats in {writes} rounds of look-up, InfluxDB "
+            f"write and counter update ({points / max(writes, 1):.1f} beats per round)"
+        )
     print(
         f"beats answered by wrk: {answered}, stored in InfluxDB: {stored}, "
         f"counted in Redis: {counted} (each wrk run ends with up to {args.connections} beats "

@@ -9,7 +9,7 @@ import traceback
 
 import pytest
 
-from screenaware.storage.batching import Coalescer, Later, QueueFull, cancel_task
+from screenaware.storage.batching import Coalescer, QueueFull, cancel_task
 
 
 class Recorder:
@@ -184,40 +184,92 @@ async def test_stop_waits_for_the_call_in_flight_instead_of_cancelling_it() -> N
     await co.stop()
 
 
-async def test_a_later_outcome_ends_the_wait_with_its_future(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+class Timed:
+    """A batch runner that takes ``seconds`` per call (an InfluxDB write)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.batches: list[list[int]] = []
+
+    async def __call__(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        await asyncio.sleep(self.seconds)
+        return list(items)
+
+
+async def closed_loop(co: Coalescer[int, int], clients: int, rounds: int) -> None:
+    """Clients that each send again once answered, after a think time of their own
+    (client i: i x 0.4 ms), as wrk's connections or devices catching up do."""
+
+    async def client(i: int) -> None:
+        for _ in range(rounds):
+            await co.submit(i)
+            await asyncio.sleep(0.0004 * i)
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+
+
+async def test_regroup_keeps_answered_clients_in_one_call_instead_of_alternating() -> None:
+    # Without it (the same clients, regroup=0), the first client back starts the
+    # next call alone, the others queue behind it: the calls alternate between
+    # parts of the clients. With it, every call after the first holds all eight.
+    sizes = {}
+    for regroup in (0.0, 0.05):
+        run = Timed(0.003)
+        co: Coalescer[int, int] = Coalescer(run, name="t", regroup=regroup)
+        await asyncio.wait_for(closed_loop(co, clients=8, rounds=6), 10)
+        await co.stop()
+        sizes[regroup] = [len(b) for b in run.batches]
+        assert sum(sizes[regroup]) == 8 * 6
+    assert sizes[0.05] == [8] * 6
+    assert max(sizes[0.0][1:]) < 8, sizes[0.0]
+
+
+async def test_regroup_waits_no_longer_than_it_says_when_fewer_come_back() -> None:
+    run = Timed(0.0)
+    co: Coalescer[int, int] = Coalescer(run, name="t", regroup=0.2)
+    assert await asyncio.gather(*(co.submit(i) for i in range(3))) == [0, 1, 2]
+    # Two of the three come back: their call waits for the third until 200 ms after
+    # the answer, then goes with the two; the next expects two, and two came.
     loop = asyncio.get_running_loop()
-    later: dict[int, asyncio.Future[int]] = {}
+    answered = loop.time()
+    assert list(await asyncio.gather(co.submit(0), co.submit(1))) == [0, 1]
+    assert loop.time() - answered >= 0.19
+    again = loop.time()
+    assert list(await asyncio.gather(co.submit(0), co.submit(1))) == [0, 1]
+    assert loop.time() - again < 0.1, "two were expected and two came: no wait"
+    assert [len(b) for b in run.batches] == [3, 2, 2]
+    await co.stop()
 
-    async def run(items: list[int]) -> list[int | Later[int]]:
-        for i in items:
-            later[i] = loop.create_future()
-        return [Later(later[i]) for i in items]
 
-    co: Coalescer[int, int] = Coalescer(run, name="t")
-    waits = [asyncio.ensure_future(co.submit(i)) for i in range(4)]
-    while len(later) < 4:
-        await asyncio.sleep(0)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert not any(w.done() for w in waits), "a Later outcome is not the end of the wait"
-    waits[2].cancel()  # its client went away: its later outcome is read, then dropped
-    later[0].set_result(7)
-    later[1].set_exception(ConnectionError("down"))
-    later[2].set_exception(ConnectionError("nobody reads this"))
-    later[3].cancel()
-    assert await waits[0] == 7
-    with pytest.raises(ConnectionError, match="down"):
-        await waits[1]
-    with pytest.raises(asyncio.CancelledError):
-        await waits[2]
-    with pytest.raises(asyncio.CancelledError):
-        await waits[3]
-    later.clear()
-    gc.collect()
-    await asyncio.sleep(0)
-    assert "never retrieved" not in caplog.text
+async def test_regroup_never_holds_an_item_after_a_quiet_spell_or_a_failed_call() -> None:
+    run = Recorder()
+    # Ten seconds: a call that waited for it would time the test out.
+    co: Coalescer[int, int] = Coalescer(run, name="t", regroup=10.0)
+    assert await asyncio.gather(*(co.submit(i) for i in (1, 2, 3))) == [10, 20, 30]
+    run.fail = True
+    failed = await asyncio.wait_for(
+        asyncio.gather(*(co.submit(i) for i in (1, 2, 3)), return_exceptions=True), 1
+    )
+    assert all(isinstance(f, ConnectionError) for f in failed)
+    run.fail = False
+    # The failed call expects nobody back: a lone item goes at once.
+    assert await asyncio.wait_for(co.submit(5), 1) == 50
+    quiet: Coalescer[int, int] = Coalescer(Recorder(), name="q", regroup=0.2)
+    assert list(await asyncio.gather(quiet.submit(1), quiet.submit(2))) == [10, 20]
+    await asyncio.sleep(0.25)  # longer than regroup since the answer: nobody expected
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await quiet.submit(3) == 30
+    assert loop.time() - started < 0.1
+    await quiet.stop()
+    # stop() ends a wait at once and runs what is queued.
+    assert await asyncio.gather(*(co.submit(i) for i in (6, 7))) == [60, 70]
+    alone = asyncio.ensure_future(co.submit(8))
+    await asyncio.sleep(0.01)
+    assert not alone.done(), "waiting for the second client of the last call"
+    await asyncio.wait_for(co.stop(), 1)
+    assert await alone == 80
 
 
 async def test_cancel_task_cancels_again_a_task_that_took_the_first_for_an_error() -> None:

@@ -498,51 +498,54 @@ async def test_a_redis_outage_logs_its_transitions_not_every_request(
     assert counted >= unavailable, ups
 
 
-async def test_a_batch_queued_during_a_write_is_looked_up_in_the_round_that_counts_it(
+async def test_beats_of_devices_just_answered_share_one_round_when_they_come_back(
     config: Config, redis_client: redis.Redis, influx_db: InfluxHelper
 ) -> None:
-    # InfluxDB behind a slow link: each write takes 0.3 s, so the second wave of
-    # beats queues while the first is being written.
-    influx_port = int(config.influx_url.rsplit(":", 1)[1])
-    with SlowProxy(influx_port, delay=0.3) as proxy:
-        slow = config.replace(influx_url=f"http://127.0.0.1:{proxy.port}")
-        async with testing.ASGIConductor(create_app(slow, clock=FakeClock())) as client:
-            device = await client.simulate_post(
-                "/api/devices", json={"name": "d"}, headers={"Authorization": SECRET_KEY}
+    def redis_calls() -> int:
+        # Commands the client sent (those inside scripts count as their own).
+        stats = redis_client.info("commandstats")
+        return sum(
+            int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+            for name in ("evalsha", "eval", "mget")
+        )
+
+    rounds = {}
+    for regroup_ms in (0, 100):
+        # InfluxDB behind a slow link: a write takes 0.1 s, so a beat is answered
+        # only after it, and a round's three steps are easy to count.
+        influx_port = int(config.influx_url.rsplit(":", 1)[1])
+        with SlowProxy(influx_port, delay=0.1) as proxy:
+            slow = config.replace(
+                influx_url=f"http://127.0.0.1:{proxy.port}", beat_regroup_ms=regroup_ms
             )
-            auth = {"Authorization": device.json["token"]}
-
-            def redis_calls() -> int:
-                # Commands the client sent (those inside scripts count as their own).
-                stats = redis_client.info("commandstats")
-                return sum(
-                    int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
-                    for name in ("evalsha", "eval", "mget")
+            async with testing.ASGIConductor(create_app(slow, clock=FakeClock())) as client:
+                device = await client.simulate_post(
+                    "/api/devices", json={"name": "d"}, headers={"Authorization": SECRET_KEY}
                 )
+                auth = {"Authorization": device.json["token"]}
+                # Five devices' beats in one round; once answered, they send again,
+                # 10 ms apart (each device's own pace).
+                first = [
+                    asyncio.ensure_future(client.simulate_post("/api/beat", headers=auth))
+                    for _ in range(5)
+                ]
+                await asyncio.sleep(0.05)
+                assert not any(f.done() for f in first), "answered before InfluxDB has them"
+                assert [r.status_code for r in await asyncio.gather(*first)] == [200] * 5
+                before = redis_calls()
 
-            # A first beat, alone, loads the scripts into Redis.
-            warm = await client.simulate_post("/api/beat", headers=auth)
-            assert warm.status_code == 200
+                async def again(i: int, auth: dict[str, str]) -> int:
+                    await asyncio.sleep(0.01 * i)
+                    return (await client.simulate_post("/api/beat", headers=auth)).status_code
 
-            before = redis_calls()
-            first = [asyncio.ensure_future(client.simulate_post("/api/beat", headers=auth))]
-            await asyncio.sleep(0.1)  # its token is checked, its write under way
-            second = [
-                asyncio.ensure_future(client.simulate_post("/api/beat", headers=auth))
-                for _ in range(5)
-            ]
-            await asyncio.sleep(0.1)
-            assert not first[0].done()  # still being written: not acknowledged before
-            results = await asyncio.gather(*first, *second)
-            rounds = redis_calls() - before
-            stats = (await client.simulate_get("/api/stats")).json
-    assert [r.status_code for r in results] == [200] * 6
-    # Three Redis rounds for two batches: the first's look-up; its count with the
-    # second's look-up; the second's count (nobody behind it). Separate look-ups
-    # and counts would take four.
-    assert rounds == 3
-    assert stats["total_beats"] == 7
-    assert influx_db.count("beat") == 7
+                assert await asyncio.gather(*(again(i, auth) for i in range(5))) == [200] * 5
+                rounds[regroup_ms] = (redis_calls() - before) // 2
+                stats = (await client.simulate_get("/api/stats")).json
+        assert stats["total_beats"] == 10 * (len(rounds))
+    # Waiting for them: one round (a look-up, a write, a count) for the five. Without
+    # it, the first back goes alone and the others queue behind its write.
+    assert rounds == {0: 2, 100: 1}
+    assert influx_db.count("beat") == 20
 
 
 # method, path, headers, JSON body

@@ -66,7 +66,7 @@ async def test_a_lock_is_released_only_by_its_holder(
         await client.aclose()
 
 
-async def test_one_round_counts_stored_beats_and_looks_the_next_tokens_up(
+async def test_tokens_are_looked_up_and_beats_counted_in_time_order(
     servers: Servers, redis_client: redis.Redis
 ) -> None:
     client = async_client(servers.redis_url)
@@ -75,20 +75,20 @@ async def test_one_round_counts_stored_beats_and_looks_the_next_tokens_up(
         laptop, laptop_token = await store.add_device("Laptop", 1_000)
         phone, phone_token = await store.add_device("Phone", 1_000)
         digests = [hash_token(t) for t in (phone_token, "nobody's", laptop_token)]
-        # A look-up alone counts nothing.
-        assert await store.count_and_look_up([], digests) == [phone, None, laptop]
+        # A look-up counts nothing.
+        assert await store.look_up(digests) == [phone, None, laptop]
+        assert await store.look_up([]) == []
         assert (await store.read(1_000)).total_beats == 0
-        # Counts (given out of order: counted in time order) with the next look-up.
-        beats = [(laptop, 1_130), (phone, 1_100), (laptop, 1_000)]
-        assert await store.count_and_look_up(beats, digests[1:]) == [None, laptop]
+        # Given out of order: counted in time order.
+        await store.count_beats([(laptop, 1_130), (phone, 1_100), (laptop, 1_000)])
         raw = await store.read(1_200)
         assert (raw.total_beats, raw.last_seen, raw.longest_absence) == (3, 1_130, 100)
         assert [(d.num_beats, d.last_beat) for d in raw.devices] == [(2, 1_130), (1, 1_100)]
-        # Counting alone is the same script: a later beat, an absence of 370 s.
+        # A later beat: an absence of 370 s; an empty batch changes nothing.
         await store.count_beats([(phone, 1_500)])
+        await store.count_beats([])
         raw = await store.read(1_500)
         assert (raw.total_beats, raw.last_seen, raw.longest_absence) == (4, 1_500, 370)
-        assert await store.count_and_look_up([], []) == []
     finally:
         await client.aclose()
 

@@ -3,14 +3,14 @@
 While one call to the backend is in flight, new submissions queue; when it
 returns, everything queued goes out in the next call. A lone request is never
 delayed by a timer, and under load one round trip serves many requests. The
-InfluxDB writer, the token look-ups and the beat counters all use it.
+InfluxDB writer, the timeline rounds and the beats all use it; the beats also
+``regroup``: a call waits briefly for the submitters the last one just answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,24 +21,8 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-class Later(Generic[R]):
-    """An item's outcome that is settled after its batch's call returns: the
-    submitter's wait ends with ``future``'s result or exception.
-
-    The submitter waits once, on its own future, which is settled from
-    ``future``: handing it ``future`` to await instead would wake its task (and
-    the request's whole chain of coroutines) twice.
-    """
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[R]) -> None:
-        self.future = future
-
-
-# One outcome per item: its result, a Later one, or the exception that item must raise.
-BatchRunner = Callable[[list[T]], Awaitable[Sequence[R | Later[R] | BaseException]]]
+# One outcome per item: its result, or the exception that item must raise.
+BatchRunner = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class QueueFull(Exception):
@@ -72,6 +56,14 @@ class Coalescer(Generic[T, R]):
         full_error: builds the exception for a full queue.
         linger_yields: event-loop turns to wait before taking a batch, so that
             requests already runnable join it.
+        regroup: seconds after a call answered its items during which the next
+            call waits until as many items are queued as that call answered (plus
+            those queued when it did): clients that send again as soon as they are
+            answered then share one call instead of splitting into two that
+            alternate (each one's request misses the call that starts the moment
+            the previous one ends). 0: off. Past it, or when fewer come back, the
+            call goes with what is queued; an item arriving later than that after
+            the last answer is never held.
     """
 
     def __init__(
@@ -84,6 +76,7 @@ class Coalescer(Generic[T, R]):
         weight: Callable[[T], int] = lambda item: 1,
         full_error: Callable[[], Exception] = lambda: QueueFull("queue full"),
         linger_yields: int = 2,
+        regroup: float = 0.0,
     ) -> None:
         self._run_batch = run
         self.name = name
@@ -92,6 +85,12 @@ class Coalescer(Generic[T, R]):
         self._weight = weight
         self._full_error = full_error
         self._linger_yields = linger_yields
+        self._regroup = regroup
+        # After a call answered: how many items the next call waits for, until when
+        # (loop time), and the future that a submission completing that count sets.
+        self._expected = 0
+        self._expected_until = 0.0
+        self._enough: asyncio.Future[None] | None = None
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
@@ -102,12 +101,6 @@ class Coalescer(Generic[T, R]):
         self._failing: type[BaseException] | None = None
         self._failed_calls = 0
 
-    @property
-    def waiting(self) -> int:
-        """Items queued for a later call (a call in flight counts them as soon as it
-        returns: a non-empty queue means another call is certain to come)."""
-        return len(self._queue)
-
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its outcome."""
         weight = self._weight(item)
@@ -116,6 +109,8 @@ class Coalescer(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(item, weight, future))
         self._queued += weight
+        if self._enough is not None and len(self._queue) >= self._expected:
+            _wake(self._enough)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=self.name)
         self._wakeup.set()
@@ -131,6 +126,8 @@ class Coalescer(Generic[T, R]):
         """
         self._stopping = True
         self._wakeup.set()
+        if self._enough is not None:
+            _wake(self._enough)
         if self._task is not None:
             await asyncio.wait([self._task])  # its own end, whatever it was, is not ours
             self._task = None
@@ -167,14 +164,31 @@ class Coalescer(Generic[T, R]):
             for _ in range(self._linger_yields):
                 await asyncio.sleep(0)
             while self._queue:
+                if self._regroup:
+                    await self._await_answered()
                 await self._run(self._take())
             if self._stopping:
                 return
+
+    async def _await_answered(self) -> None:
+        """Wait (see ``regroup``) for the submitters the last call answered."""
+        loop = asyncio.get_running_loop()
+        remaining = self._expected_until - loop.time()
+        if remaining <= 0 or len(self._queue) >= self._expected or self._stopping:
+            return
+        self._enough = enough = loop.create_future()
+        timer = loop.call_later(remaining, _wake, enough)
+        try:
+            await enough
+        finally:
+            timer.cancel()
+            self._enough = None
 
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         try:
             outcomes = await self._run_batch([p.item for p in batch])
         except Exception as exc:
+            self._expected_until = 0.0  # answered with an error: nobody to wait for
             self._failed(exc, len(batch))
             # The same object for every waiter: asyncio re-raises it with the
             # traceback it had when set, so each waiter sees where it came from.
@@ -189,6 +203,9 @@ class Coalescer(Generic[T, R]):
         self.items += len(batch)
         for pending, outcome in zip(batch, outcomes, strict=True):
             _settle(pending.future, outcome)
+        if self._regroup:
+            self._expected = min(len(batch) + len(self._queue), self._max_batch)
+            self._expected_until = asyncio.get_running_loop().time() + self._regroup
 
 
 async def cancel_task(task: asyncio.Task[None] | None, every: float = 1.0) -> None:
@@ -213,23 +230,15 @@ async def cancel_task(task: asyncio.Task[None] | None, every: float = 1.0) -> No
         task.result()
 
 
-def _settle(future: asyncio.Future[R], outcome: R | Later[R] | BaseException) -> None:
+def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:
     if future.done():
         return
-    if isinstance(outcome, Later):
-        outcome.future.add_done_callback(functools.partial(_settle_from, future))
-    elif isinstance(outcome, BaseException):
+    if isinstance(outcome, BaseException):
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
 
 
-def _settle_from(future: asyncio.Future[R], source: asyncio.Future[R]) -> None:
-    if source.cancelled():
-        if not future.done():
-            future.cancel()
-        return
-    # Read even when nobody waits any more (its submitter was cancelled meanwhile):
-    # asyncio logs an exception never read.
-    exc = source.exception()
-    _settle(future, source.result() if exc is None else exc)
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
