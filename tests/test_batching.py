@@ -199,12 +199,12 @@ class Timed:
 
 async def closed_loop(co: Coalescer[int, int], clients: int, rounds: int) -> None:
     """Clients that each send again once answered, after a think time of their own
-    (client i: i x 0.4 ms), as wrk's connections or devices catching up do."""
+    (client i: i x 2 ms), as wrk's connections or devices catching up do."""
 
     async def client(i: int) -> None:
         for _ in range(rounds):
             await co.submit(i)
-            await asyncio.sleep(0.0004 * i)
+            await asyncio.sleep(0.002 * i)
 
     await asyncio.gather(*(client(i) for i in range(clients)))
 
@@ -213,16 +213,22 @@ async def test_regroup_keeps_answered_clients_in_one_call_instead_of_alternating
     # Without it (the same clients, regroup=0), the first client back starts the
     # next call alone, the others queue behind it: the calls alternate between
     # parts of the clients. With it, every call after the first holds all eight.
-    sizes = {}
-    for regroup in (0.0, 0.05):
-        run = Timed(0.003)
+    sizes, took = {}, {}
+    loop = asyncio.get_running_loop()
+    for regroup in (0.0, 0.5):
+        run = Timed(0.02)
         co: Coalescer[int, int] = Coalescer(run, name="t", regroup=regroup)
-        await asyncio.wait_for(closed_loop(co, clients=8, rounds=6), 10)
+        started = loop.time()
+        await asyncio.wait_for(closed_loop(co, clients=8, rounds=6), 20)
+        took[regroup] = loop.time() - started
         await co.stop()
         sizes[regroup] = [len(b) for b in run.batches]
         assert sum(sizes[regroup]) == 8 * 6
-    assert sizes[0.05] == [8] * 6
+    assert sizes[0.5] == [8] * 6
     assert max(sizes[0.0][1:]) < 8, sizes[0.0]
+    # The eighth client's return ends each wait: five waits to the end of regroup
+    # would take 2.5 s.
+    assert took[0.5] < 1.5, took
 
 
 async def test_regroup_waits_no_longer_than_it_says_when_fewer_come_back() -> None:
@@ -234,11 +240,47 @@ async def test_regroup_waits_no_longer_than_it_says_when_fewer_come_back() -> No
     loop = asyncio.get_running_loop()
     answered = loop.time()
     assert list(await asyncio.gather(co.submit(0), co.submit(1))) == [0, 1]
-    assert loop.time() - answered >= 0.19
+    assert 0.15 <= loop.time() - answered < 1.0
     again = loop.time()
     assert list(await asyncio.gather(co.submit(0), co.submit(1))) == [0, 1]
     assert loop.time() - again < 0.1, "two were expected and two came: no wait"
     assert [len(b) for b in run.batches] == [3, 2, 2]
+    await co.stop()
+
+
+async def test_regroup_backs_off_when_the_answered_do_not_come_back() -> None:
+    # Devices that beat at their own pace never come back within regroup: a wait
+    # that ran out skips the next waits (1, 2, 4 … calls) instead of holding every call.
+    co: Coalescer[int, int] = Coalescer(Timed(0.0), name="t", regroup=0.2)
+    loop = asyncio.get_running_loop()
+
+    async def lone() -> float:
+        started = loop.time()
+        assert await co.submit(9) == 9
+        return loop.time() - started
+
+    assert list(await asyncio.gather(*(co.submit(i) for i in range(3)))) == [0, 1, 2]
+    assert await lone() >= 0.15  # three were answered, one came: the wait runs out
+    assert list(await asyncio.gather(*(co.submit(i) for i in range(3)))) == [0, 1, 2]
+    assert await lone() < 0.1  # the wait after one that ran out is skipped
+    assert list(await asyncio.gather(*(co.submit(i) for i in range(3)))) == [0, 1, 2]
+    assert await lone() >= 0.15  # then tried again
+    await co.stop()
+
+
+async def test_regroup_does_not_wait_for_submitters_that_went_away() -> None:
+    run = Recorder()
+    run.gate.clear()
+    co: Coalescer[int, int] = Coalescer(run, name="t", regroup=10.0)
+    waits = [asyncio.ensure_future(co.submit(i)) for i in range(4)]
+    while not run.batches:
+        await asyncio.sleep(0)
+    for w in waits[1:]:
+        w.cancel()  # their clients went away while the call ran
+    run.gate.set()
+    assert await waits[0] == 0
+    # One was answered; one comes back: nothing to wait for (ten seconds otherwise).
+    assert await asyncio.wait_for(co.submit(5), 1) == 50
     await co.stop()
 
 

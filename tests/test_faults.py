@@ -509,7 +509,7 @@ async def test_beats_of_devices_just_answered_share_one_round_when_they_come_bac
             for name in ("evalsha", "eval", "mget")
         )
 
-    rounds = {}
+    calls = {}
     for regroup_ms in (0, 100):
         # InfluxDB behind a slow link: a write takes 0.1 s, so a beat is answered
         # only after it, and a round's three steps are easy to count.
@@ -519,15 +519,17 @@ async def test_beats_of_devices_just_answered_share_one_round_when_they_come_bac
                 influx_url=f"http://127.0.0.1:{proxy.port}", beat_regroup_ms=regroup_ms
             )
             async with testing.ASGIConductor(create_app(slow, clock=FakeClock())) as client:
-                device = await client.simulate_post(
-                    "/api/devices", json={"name": "d"}, headers={"Authorization": SECRET_KEY}
-                )
-                auth = {"Authorization": device.json["token"]}
+                auths = []
+                for name in "abcde":
+                    device = await client.simulate_post(
+                        "/api/devices", json={"name": name}, headers={"Authorization": SECRET_KEY}
+                    )
+                    auths.append({"Authorization": device.json["token"]})
                 # Five devices' beats in one round; once answered, they send again,
                 # 10 ms apart (each device's own pace).
                 first = [
                     asyncio.ensure_future(client.simulate_post("/api/beat", headers=auth))
-                    for _ in range(5)
+                    for auth in auths
                 ]
                 await asyncio.sleep(0.05)
                 assert not any(f.done() for f in first), "answered before InfluxDB has them"
@@ -538,13 +540,17 @@ async def test_beats_of_devices_just_answered_share_one_round_when_they_come_bac
                     await asyncio.sleep(0.01 * i)
                     return (await client.simulate_post("/api/beat", headers=auth)).status_code
 
-                assert await asyncio.gather(*(again(i, auth) for i in range(5))) == [200] * 5
-                rounds[regroup_ms] = (redis_calls() - before) // 2
+                assert (
+                    await asyncio.gather(*(again(i, a) for i, a in enumerate(auths))) == [200] * 5
+                )
+                calls[regroup_ms] = redis_calls() - before
                 stats = (await client.simulate_get("/api/stats")).json
-        assert stats["total_beats"] == 10 * (len(rounds))
-    # Waiting for them: one round (a look-up, a write, a count) for the five. Without
-    # it, the first back goes alone and the others queue behind its write.
-    assert rounds == {0: 2, 100: 1}
+        assert stats["total_beats"] == 10 * len(calls)
+        assert [d["num_beats"] for d in stats["devices"][-5:]] == [2] * 5
+    # Waiting for them: one round (a look-up, a write, a count: two Redis calls) for
+    # the five. Without it, the first back goes alone and the others queue behind
+    # its write: two rounds.
+    assert calls == {0: 4, 100: 2}
     assert influx_db.count("beat") == 20
 
 

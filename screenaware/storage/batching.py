@@ -61,9 +61,11 @@ class Coalescer(Generic[T, R]):
             those queued when it did): clients that send again as soon as they are
             answered then share one call instead of splitting into two that
             alternate (each one's request misses the call that starts the moment
-            the previous one ends). 0: off. Past it, or when fewer come back, the
-            call goes with what is queued; an item arriving later than that after
-            the last answer is never held.
+            the previous one ends). 0: off. Past it the call goes with what is
+            queued, and an item arriving later than that after the last answer is
+            never held. A wait that ran out (the answered did not all come back:
+            clients that send at their own pace) skips the waits of the next 1, 2,
+            4 … 64 calls, until one is met again.
     """
 
     def __init__(
@@ -91,6 +93,9 @@ class Coalescer(Generic[T, R]):
         self._expected = 0
         self._expected_until = 0.0
         self._enough: asyncio.Future[None] | None = None
+        # Waits to skip after one ran out, and how many the next that runs out skips.
+        self._skip = 0
+        self._backoff = 1
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
@@ -109,7 +114,7 @@ class Coalescer(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(item, weight, future))
         self._queued += weight
-        if self._enough is not None and len(self._queue) >= self._expected:
+        if self._enough is not None and self._met():
             _wake(self._enough)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=self.name)
@@ -170,11 +175,18 @@ class Coalescer(Generic[T, R]):
             if self._stopping:
                 return
 
+    def _met(self) -> bool:
+        # A full call's weight queued is as many as the next call can take.
+        return len(self._queue) >= self._expected or self._queued >= self._max_batch
+
     async def _await_answered(self) -> None:
         """Wait (see ``regroup``) for the submitters the last call answered."""
         loop = asyncio.get_running_loop()
         remaining = self._expected_until - loop.time()
-        if remaining <= 0 or len(self._queue) >= self._expected or self._stopping:
+        if remaining <= 0 or self._met() or self._stopping:
+            return
+        if self._skip:
+            self._skip -= 1
             return
         self._enough = enough = loop.create_future()
         timer = loop.call_later(remaining, _wake, enough)
@@ -183,6 +195,10 @@ class Coalescer(Generic[T, R]):
         finally:
             timer.cancel()
             self._enough = None
+        if self._met() or self._stopping:
+            self._backoff = 1
+        else:
+            self._skip, self._backoff = self._backoff, min(self._backoff * 2, 64)
 
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         try:
@@ -204,7 +220,9 @@ class Coalescer(Generic[T, R]):
         for pending, outcome in zip(batch, outcomes, strict=True):
             _settle(pending.future, outcome)
         if self._regroup:
-            self._expected = min(len(batch) + len(self._queue), self._max_batch)
+            # Those whose submitter went away (client gone) do not come back.
+            answered = sum(1 for p in batch if not p.future.cancelled())
+            self._expected = answered + len(self._queue)
             self._expected_until = asyncio.get_running_loop().time() + self._regroup
 
 
